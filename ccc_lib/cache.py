@@ -1,0 +1,79 @@
+"""A checkpoint cache: "load the checkpoint if present, else train".
+
+A checkpoint is keyed by a hash of everything that determines the trained weights (a config
+dict the caller gives: model config, dataset, profile, seed, ...). Files hold the state_dict,
+the key and a small metadata dict; they are written atomically and read with
+``torch.load(weights_only=True)``. A corrupt or mismatching file is reported and rebuilt,
+never a crash."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .utils import atomic_write_bytes, cache_dir
+
+__all__ = ["config_hash", "checkpoint_path", "load_or_train", "CACHE_VERSION"]
+
+#: bump to invalidate every checkpoint when training code changes meaning
+CACHE_VERSION = 1
+
+
+def config_hash(config: dict) -> str:
+    blob = json.dumps({"v": CACHE_VERSION, **config}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def checkpoint_path(kind: str, config: dict, root=None) -> Path:
+    root = Path(root) if root is not None else cache_dir() / "checkpoints"
+    return root / f"{kind}-{config_hash(config)}.pt"
+
+
+def _try_load(path: Path, module: nn.Module, key: str):
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("key") != key:
+            raise ValueError("key mismatch (the file belongs to another configuration)")
+        module.load_state_dict(blob["state_dict"], strict=True)
+        meta = json.loads(blob.get("meta", "{}"))
+        return meta
+    except Exception as exc:      # corrupt, truncated, wrong architecture, ...
+        warnings.warn(f"checkpoint {path} is unusable ({type(exc).__name__}: {exc}); rebuilding it.",
+                      RuntimeWarning, stacklevel=3)
+        return None
+
+
+def load_or_train(module: nn.Module, kind: str, config: dict, train_fn: Callable[[nn.Module], dict],
+                  *, root=None, force: bool = False) -> dict:
+    """Fill ``module`` from the cache, or call ``train_fn(module)`` and cache the result.
+
+    ``train_fn`` trains the module in place and returns a JSON-serialisable dict of metadata
+    (losses, timings, ...). Returns that metadata with ``from_cache`` and ``path`` added."""
+    path = checkpoint_path(kind, config, root)
+    key = config_hash(config)
+    if not force:
+        meta = _try_load(path, module, key)
+        if meta is not None:
+            return {**meta, "from_cache": True, "path": str(path)}
+    meta = train_fn(module) or {}
+    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True, default=str),
+                "state_dict": state, "meta": json.dumps(meta, default=_jsonable)}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return {**meta, "from_cache": False, "path": str(path)}
+
+
+def _jsonable(o):
+    try:
+        return o.item()
+    except Exception:
+        return str(o)

@@ -1,0 +1,75 @@
+"""Metrics shared by the chapters: calibration (ECE, reliability bins) and OOD detection
+(AUROC, AUPR, FPR at 95% TPR; OOD is the positive class, higher score = more OOD)."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from .utils import to_numpy
+
+__all__ = ["reliability_bins", "expected_calibration_error", "ood_metrics", "fpr_at_tpr",
+           "pairwise_mean_distance", "nearest_neighbour_distance"]
+
+
+def reliability_bins(probs, labels, n_bins: int = 15) -> dict:
+    """Per confidence bin: mean confidence, accuracy and count (equal-width bins on [0, 1])."""
+    probs, labels = to_numpy(probs), to_numpy(labels)
+    conf, pred = probs.max(1), probs.argmax(1)
+    correct = (pred == labels).astype(float)
+    edges = np.linspace(0, 1, n_bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    count = np.bincount(idx, minlength=n_bins)
+    safe = np.maximum(count, 1)
+    return {"edges": edges, "count": count,
+            "confidence": np.bincount(idx, conf, n_bins) / safe,
+            "accuracy": np.bincount(idx, correct, n_bins) / safe}
+
+
+def expected_calibration_error(probs, labels, n_bins: int = 15) -> float:
+    b = reliability_bins(probs, labels, n_bins)
+    w = b["count"] / max(b["count"].sum(), 1)
+    return float(np.sum(w * np.abs(b["accuracy"] - b["confidence"])))
+
+
+def fpr_at_tpr(scores_in, scores_out, tpr: float = 0.95) -> float:
+    """False-positive rate on in-distribution data when ``tpr`` of the OOD data is detected."""
+    s_in, s_out = np.asarray(scores_in, float), np.asarray(scores_out, float)
+    thr = np.quantile(s_out, 1 - tpr)
+    return float(np.mean(s_in >= thr))
+
+
+def ood_metrics(scores_in, scores_out) -> dict:
+    """AUROC, AUPR (OOD positive) and FPR@95TPR for scores where higher = more OOD."""
+    s_in, s_out = to_numpy(scores_in).astype(float).ravel(), to_numpy(scores_out).astype(float).ravel()
+    if not (np.isfinite(s_in).all() and np.isfinite(s_out).all()):
+        raise ValueError("scores contain NaN or inf; check the detector")
+    y = np.r_[np.zeros(len(s_in)), np.ones(len(s_out))]
+    s = np.r_[s_in, s_out]
+    return {"auroc": float(roc_auc_score(y, s)), "aupr": float(average_precision_score(y, s)),
+            "fpr95": fpr_at_tpr(s_in, s_out)}
+
+
+def roc(scores_in, scores_out):
+    y = np.r_[np.zeros(len(scores_in)), np.ones(len(scores_out))]
+    fpr, tpr, _ = roc_curve(y, np.r_[to_numpy(scores_in), to_numpy(scores_out)])
+    return fpr, tpr
+
+
+def pairwise_mean_distance(x) -> float:
+    """Mean Euclidean distance between distinct rows (a diversity measure)."""
+    import torch
+    x = torch.as_tensor(to_numpy(x), dtype=torch.float32).flatten(1)
+    if len(x) < 2:
+        return 0.0
+    d = torch.cdist(x, x)
+    n = len(x)
+    return float(d.sum() / (n * (n - 1)))
+
+
+def nearest_neighbour_distance(query, reference, batch: int = 1024) -> np.ndarray:
+    """Euclidean distance from each query row to its nearest reference row."""
+    import torch
+    q = torch.as_tensor(to_numpy(query), dtype=torch.float32).flatten(1)
+    r = torch.as_tensor(to_numpy(reference), dtype=torch.float32).flatten(1)
+    out = [torch.cdist(q[i:i + batch], r).min(1).values for i in range(0, len(q), batch)]
+    return torch.cat(out).numpy() if out else np.empty(0)

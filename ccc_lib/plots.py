@@ -1,0 +1,103 @@
+"""Plotting helpers shared by the chapters (matplotlib + seaborn, one look for the whole book)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import seaborn as sns
+
+from .metrics import reliability_bins, roc
+from .utils import to_numpy
+
+__all__ = ["setup_style", "image_grid", "reliability_diagram", "confusion_heatmap", "roc_curves",
+           "loss_curves"]
+
+
+def setup_style() -> None:
+    sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
+    plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "axes.titlesize": 10,
+                         "image.cmap": "gray"})
+
+
+def _img(a):
+    a = to_numpy(a)
+    if a.ndim == 3 and a.shape[0] in (1, 3):
+        a = a.transpose(1, 2, 0)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    return np.clip(a, 0, 1)
+
+
+def image_grid(images, titles=None, nrow: int | None = None, ncol: int = 10, size: float = 1.1,
+               row_labels=None, suptitle: str | None = None, title_colors=None):
+    """Show N×C×H×W images in a grid; ``titles`` is a flat list (one per image)."""
+    images = to_numpy(images)
+    n = len(images)
+    nrow = nrow or int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * size, nrow * size * 1.15), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([]); ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+        if i < n:
+            ax.imshow(_img(images[i]), cmap="gray", vmin=0, vmax=1)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=7, color=None if title_colors is None else title_colors[i])
+    if row_labels is not None:
+        for r, lab in enumerate(row_labels):
+            axes[r, 0].set_ylabel(lab, fontsize=8, rotation=0, ha="right", va="center")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(probs, labels, ax=None, n_bins: int = 15, title: str = ""):
+    b = reliability_bins(probs, labels, n_bins)
+    ax = ax or plt.gca()
+    centres = (b["edges"][:-1] + b["edges"][1:]) / 2
+    width = b["edges"][1] - b["edges"][0]
+    has = b["count"] > 0
+    ax.bar(centres[has], b["accuracy"][has], width=width * 0.95, alpha=0.8, label="accuracy", edgecolor="k", lw=0.3)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set_xlabel("confidence (max softmax)"); ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1); ax.set_ylim(0, 1); ax.set_title(title); ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def confusion_heatmap(cm, classes, ax=None, title: str = ""):
+    ax = ax or plt.gca()
+    cm = np.asarray(cm, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    sns.heatmap(norm, ax=ax, cmap="Blues", vmin=0, vmax=1, square=True, cbar=False,
+                annot=cm.astype(int), fmt="d", annot_kws={"fontsize": 6},
+                xticklabels=classes, yticklabels=classes)
+    ax.set_xlabel("predicted"); ax.set_ylabel("true"); ax.set_title(title)
+    ax.tick_params(labelsize=7)
+    return ax
+
+
+def roc_curves(curves: dict, ax=None, title: str = ""):
+    """``curves``: label → (scores_in, scores_out)."""
+    ax = ax or plt.gca()
+    for lab, (s_in, s_out) in curves.items():
+        fpr, tpr = roc(s_in, s_out)
+        ax.plot(fpr, tpr, label=lab, lw=1.3)
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false-positive rate (in-distribution flagged)")
+    ax.set_ylabel("true-positive rate (OOD flagged)")
+    ax.set_title(title); ax.legend(fontsize=8)
+    return ax
+
+
+def loss_curves(history: dict, ax=None, title: str = "", logy: bool = True, smooth: int = 1):
+    """``history``: name → list of values per step."""
+    ax = ax or plt.gca()
+    for name, vals in history.items():
+        v = np.asarray(vals, dtype=float)
+        if smooth > 1 and len(v) >= smooth:
+            v = np.convolve(v, np.ones(smooth) / smooth, mode="valid")
+        ax.plot(v, label=name, lw=1.2)
+    if logy:
+        ax.set_yscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("step"); ax.set_title(title); ax.legend(fontsize=8)
+    return ax

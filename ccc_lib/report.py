@@ -1,0 +1,60 @@
+"""Numbers that leave a notebook: glued into the book's prose and tables, and written as the
+chapter's headline-metrics JSON (collected by the runner for the reproduction report)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+from .utils import atomic_write_json, cache_dir
+
+__all__ = ["glue", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware"]
+
+
+def glue(name: str, value, display: bool = False):
+    """``myst_nb.glue`` when available (the book), a no-op otherwise; returns the value."""
+    try:
+        from myst_nb import glue as _glue
+        _glue(name, value, display=display)
+    except ImportError:
+        pass
+    return value
+
+
+def metrics_dir() -> Path:
+    d = Path(os.environ.get("CCC_METRICS_DIR") or (cache_dir() / "metrics"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def hardware() -> dict:
+    import torch
+    from .utils import get_device
+    dev = get_device()
+    gpu = torch.cuda.get_device_name(0) if dev.type == "cuda" else None
+    return {"device": str(dev), "gpu": gpu, "cpu_count": os.cpu_count(), "torch": torch.__version__,
+            "python": platform.python_version(), "machine": platform.machine()}
+
+
+def save_metrics(chapter: str, profile, metrics: dict) -> Path:
+    """Write ``<metrics_dir>/<chapter>.json`` atomically (the runner adds run time)."""
+    name = getattr(profile, "name", profile)
+    path = metrics_dir() / f"{chapter}.json"
+    atomic_write_json(path, {"chapter": chapter, "profile": name, "hardware": hardware(), "metrics": metrics})
+    return path
+
+
+def load_metrics(directory=None) -> dict:
+    d = Path(directory) if directory else metrics_dir()
+    return {p.stem: json.loads(p.read_text()) for p in sorted(d.glob("*.json"))}
+
+
+def paper_vs_ours(rows: list[dict], glue_as: str | None = None) -> pd.DataFrame:
+    """A "paper vs ours" table from rows ``{"claim", "paper", "ours", "holds"}``; glued if asked."""
+    df = pd.DataFrame(rows, columns=["claim", "paper", "ours", "holds"]).set_index("claim")
+    if glue_as:
+        glue(glue_as, df, display=False)
+    return df

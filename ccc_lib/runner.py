@@ -1,0 +1,129 @@
+"""Run the book's notebooks with papermill: ``python -m ccc_lib run [CHAPTER...] --profile P``.
+
+Each notebook is executed into the book's build area (``book/executed/`` by default) with the
+papermill parameter ``profile``; a failing notebook keeps its partial output, the failing cell
+is named, the other chapters still run, and the exit status is non-zero. Each chapter's
+headline metrics land in ``book/executed/metrics/<chapter>.json`` with its run time."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .profiles import PROFILES, get_profile
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = REPO / "notebooks"
+DEFAULT_OUT = REPO / "book" / "executed"
+
+CHAPTERS = {
+    "0": "00_classifiers", "1": "01_counterfeits", "2": "02_neuralfp", "3": "03_iocn", "4": "04_drift",
+}
+_NAMES = {v.split("_", 1)[1]: k for k, v in CHAPTERS.items()}
+
+
+def resolve_chapters(names) -> list[str]:
+    """Chapter numbers or names ('0', 'classifiers', '01_counterfeits', 'all') → notebook stems."""
+    if not names or "all" in names:
+        return [v for _, v in sorted(CHAPTERS.items()) if (NOTEBOOK_DIR / f"{v}.ipynb").exists()]
+    out = []
+    for n in names:
+        key = str(n).lower().removesuffix(".ipynb")
+        key = key.lstrip("0") or "0" if key.isdigit() else key
+        if key in CHAPTERS:
+            out.append(CHAPTERS[key])
+        elif key in _NAMES:
+            out.append(CHAPTERS[_NAMES[key]])
+        elif key in CHAPTERS.values():
+            out.append(key)
+        else:
+            raise SystemExit(f"unknown chapter {n!r}; valid: {', '.join(CHAPTERS)} or "
+                             f"{', '.join(_NAMES)} or 'all'")
+    return out
+
+
+def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | None = None) -> dict:
+    import papermill as pm
+
+    src = NOTEBOOK_DIR / f"{stem}.ipynb"
+    if not src.exists():
+        return {"chapter": stem, "status": "missing", "error": f"{src} does not exist"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dst = out_dir / f"{stem}.ipynb"
+    metrics_dir = out_dir / "metrics"
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    os.environ["CCC_METRICS_DIR"] = str(metrics_dir)
+    os.environ.setdefault("CCC_PROGRESS", "off")
+    t0 = time.perf_counter()
+    result = {"chapter": stem, "profile": profile, "output": str(dst)}
+    try:
+        pm.execute_notebook(str(src), str(dst), parameters={"profile": profile, **(extra_params or {})},
+                            kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=True,
+                            log_output=False)
+        result["status"] = "ok"
+    except pm.PapermillExecutionError as exc:
+        result.update(status="failed", cell_index=exc.cell_index, exec_count=exc.exec_count,
+                      error=f"{exc.ename}: {exc.evalue}")
+    except Exception as exc:        # kernel died, bad notebook, ...
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    mpath = metrics_dir / f"{stem}.json"
+    if mpath.exists():
+        try:
+            data = json.loads(mpath.read_text())
+        except json.JSONDecodeError:
+            data = {}
+        data.update(run_seconds=result["seconds"], status=result["status"])
+        from .utils import atomic_write_json
+        atomic_write_json(mpath, data)
+    return result
+
+
+def cmd_run(args) -> int:
+    profile = get_profile(args.profile).name
+    chapters = resolve_chapters(args.chapters)
+    out = Path(args.out)
+    print(f"running {len(chapters)} notebook(s) on profile '{profile}' into {out}", flush=True)
+    results = []
+    for stem in chapters:
+        print(f"\n=== {stem} ({profile}) ===", flush=True)
+        r = run_notebook(stem, profile, out)
+        results.append(r)
+        if r["status"] == "ok":
+            print(f"ok in {r['seconds']} s -> {r['output']}", flush=True)
+        else:
+            where = f" at cell {r['cell_index']} (execution count {r.get('exec_count')})" if "cell_index" in r else ""
+            print(f"FAILED{where}: {r.get('error')}\n  partial notebook kept: {r.get('output')}", flush=True)
+    from .utils import atomic_write_json
+    atomic_write_json(out / "run_summary.json", {"profile": profile, "results": results})
+    failed = [r["chapter"] for r in results if r["status"] != "ok"]
+    print(f"\n{len(results) - len(failed)} ok, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m ccc_lib", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute chapters with papermill")
+    r.add_argument("chapters", nargs="*", help="chapter numbers or names (default: all)")
+    r.add_argument("--profile", default=None,
+                   help=f"one of {', '.join(PROFILES)} (default: $CCC_PROFILE or 'default')")
+    r.add_argument("--out", default=str(DEFAULT_OUT), help="where executed notebooks go")
+    sub.add_parser("profiles", help="list the run profiles")
+    args = ap.parse_args(argv)
+    if args.cmd == "profiles":
+        for p in PROFILES.values():
+            print(f"{p.name:8s} {p.description}")
+        return 0
+    try:
+        return cmd_run(args)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
