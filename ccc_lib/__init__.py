@@ -10,7 +10,7 @@ from .metrics import expected_calibration_error, ood_metrics, reliability_bins
 from .models import CNNConfig, PaperCNN, build_classifier
 from .profiles import PROFILES, Profile, chapter_settings, get_profile
 from .report import glue, paper_vs_ours, save_metrics
-from .train import accuracy_of, get_classifier, predict_logits, predict_proba, train_classifier
+from .train import accuracy_of, profile_data, get_classifier, predict_logits, predict_proba, train_classifier
 from .utils import get_device, progress, set_seed
 
 __version__ = "0.1.0"

@@ -41,7 +41,8 @@ def image_grid(images, titles=None, nrow: int | None = None, ncol: int = 10, siz
         if i < n:
             ax.imshow(_img(images[i]), cmap="gray", vmin=0, vmax=1)
             if titles is not None:
-                ax.set_title(titles[i], fontsize=7, color=None if title_colors is None else title_colors[i])
+                kw = {} if title_colors is None else {"color": title_colors[i]}
+                ax.set_title(titles[i], fontsize=7, **kw)
     if row_labels is not None:
         for r, lab in enumerate(row_labels):
             axes[r, 0].set_ylabel(lab, fontsize=8, rotation=0, ha="right", va="center")

@@ -14,7 +14,22 @@ from .models import CNNConfig, PaperCNN
 from .profiles import Profile, get_profile
 from .utils import get_device, progress, set_seed
 
-__all__ = ["train_classifier", "get_classifier", "predict_proba", "predict_logits", "accuracy_of"]
+__all__ = ["profile_data", "train_classifier", "get_classifier", "predict_proba", "predict_logits", "accuracy_of"]
+
+
+_DATA_MEMO: dict = {}
+
+
+def profile_data(dataset: str, split: str, profile: str | Profile | None = None, shape=None) -> TensorData:
+    """A dataset as the profile uses it (its download rule, size limits and seed), loaded once per
+    process. ``shape`` converts it (e.g. CIFAR-10 to 1×28×28 for an MNIST model)."""
+    prof = get_profile(profile)
+    key = (dataset, split, prof.name, tuple(shape) if shape else None)
+    if key not in _DATA_MEMO:
+        limit = prof.train_limit if split == "train" else prof.test_limit
+        _DATA_MEMO[key] = load_dataset(dataset, split, download=prof.download, limit=limit,
+                                       seed=prof.seed, shape=shape)
+    return _DATA_MEMO[key]
 
 
 @torch.no_grad()
@@ -85,9 +100,9 @@ def get_classifier(dataset: str, profile: str | Profile | None = None, *, seed: 
         raise ValueError("get_classifier(train_data=...) needs tag='<name of that split>': "
                          "the tag is part of the checkpoint's cache key")
     if train_data is None:
-        train_data = load_dataset(dataset, "train", download=prof.download, limit=prof.train_limit, seed=prof.seed)
+        train_data = profile_data(dataset, "train", prof)
     if test_data is None:
-        test_data = load_dataset(dataset, "test", download=prof.download, limit=prof.test_limit, seed=prof.seed)
+        test_data = profile_data(dataset, "test", prof)
     c, h, _ = train_data.shape
     cfg = CNNConfig(in_channels=c, image_size=h, num_classes=train_data.num_classes, **model_kw)
     ep = int(epochs if epochs is not None else prof.epochs_for(dataset))
