@@ -45,10 +45,12 @@ def resolve_chapters(names) -> list[str]:
     return out
 
 
-def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | None = None) -> dict:
+def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | None = None,
+                 notebook_dir: Path = NOTEBOOK_DIR) -> dict:
     import papermill as pm
 
-    src = NOTEBOOK_DIR / f"{stem}.ipynb"
+    notebook_dir = Path(notebook_dir)
+    src = notebook_dir / f"{stem}.ipynb"
     if not src.exists():
         return {"chapter": stem, "status": "missing", "error": f"{src} does not exist"}
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +63,7 @@ def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | No
     result = {"chapter": stem, "profile": profile, "output": str(dst)}
     try:
         pm.execute_notebook(str(src), str(dst), parameters={"profile": profile, **(extra_params or {})},
-                            kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=True,
+                            kernel_name="python3", cwd=str(notebook_dir), progress_bar=True,
                             log_output=False)
         result["status"] = "ok"
     except pm.PapermillExecutionError as exc:

@@ -1,0 +1,649 @@
+"""Chapter 3: invertible one-class networks (IOCN, Schmier, Köthe & Straehle, TPM 2024).
+
+* :func:`build_inn` — the paper's INN with FrEIA 0.2: a ``SequenceINN`` of ``AllInOneBlock``\\ s
+  (12 blocks, subnets with one hidden layer of width 128 and ReLU; last subnet layer zero-initialised
+  so that the untrained INN is a fixed rotation, a choice of ours the paper does not fix).
+* :class:`INNModel` — the INN with the input standardisation stored as buffers (so a checkpoint
+  holds everything needed to score).
+* :func:`train_inn` — one loop for both objectives:
+  ``"iocn"`` (Algorithm 1: pull f(INN(x)) down on data, push f(INN(stopgrad(INN⁻¹(z)))) up for
+  z ~ U[-1, 1]^D, f(z) = max_i |z_i|; the pull and push forward passes are batched into one) and
+  ``"flow"`` (maximum likelihood with a standard-normal latent). NaN/inf and blow-up checks raise
+  :class:`INNTrainingError` naming the step and what to change.
+* Detectors (all :class:`ccc_lib.detectors.Detector`, higher = more OOD):
+  :class:`IOCN` (score s = s_out + s_in, equations 2–4; inlier ⇔ s < 0),
+  :class:`FlowDetector` (NLL), :class:`PyODDetector` (KNN, KDE, PCA, COPOD, IForest, DeepSVDD).
+* Features: :func:`fashion_features` (the MNIST-5k classifier's 256-d penultimate features — that
+  encoder never saw a Fashion-MNIST label — or raw pixels) and :func:`one_class_split` (PCA fitted
+  on the inlier class's training images).
+* :func:`one_vs_rest` runs the one-vs-rest table; :func:`toy_2d` the 2D data of Figure 1.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cache import load_or_train
+from .detectors import Detector, as_tensor_images
+from .metrics import ood_metrics
+from .profiles import Profile, chapter_settings, get_profile
+from .utils import get_device, progress, set_seed, to_numpy
+
+__all__ = ["SETTINGS", "settings", "INNConfig", "TrainConfig", "build_inn", "INNModel", "INNTrainingError",
+           "train_inn", "iocn_score", "IOCN", "FlowDetector", "PyODDetector", "PYOD_METHODS", "make_baseline",
+           "fashion_features", "one_class_split", "one_vs_rest", "toy_2d", "decision_boundary",
+           "reconstruction_error", "share_inside_cube", "budget_table", "time_to_reach"]
+
+
+# --------------------------------------------------------------------------- settings per profile
+
+SETTINGS = {
+    "smoke": {
+        "classes": (0, 1, 7),          # three Fashion-MNIST classes as inliers (T-shirt, Trouser, Sneaker)
+        "n_train": 200,                # training images of the inlier class
+        "feature_dim": 16,
+        "feature_sets": ("cnn_mnist5k", "pixels"),
+        "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest"),
+        "n_blocks": 6,
+        "steps": 150,
+        "flow_steps": 150,
+        "eval_at": (50, 150),
+        "toy_steps": 150,
+        "toy_n": 512,
+        "toy_sets": ("moons", "two_gaussians"),
+        "batch_size": 128,
+    },
+    "default": {
+        "classes": tuple(range(10)),
+        "n_train": 2000,
+        "feature_dim": 32,
+        "feature_sets": ("cnn_mnist5k", "pixels"),
+        "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest"),
+        "n_blocks": 12,
+        "steps": 1000,
+        "flow_steps": 1000,
+        "eval_at": (100, 250, 500, 1000),
+        "toy_steps": 1500,
+        "toy_n": 2000,
+        "toy_sets": ("moons", "two_gaussians", "circles"),
+        "batch_size": 256,
+    },
+    "full": {
+        "classes": tuple(range(10)),
+        "n_train": None,                # all 6,000 training images of a class
+        "feature_dim": 64,
+        "feature_sets": ("cnn_mnist5k", "pixels"),
+        "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest", "DeepSVDD"),
+        "n_blocks": 12,
+        "steps": 8000,
+        "flow_steps": 8000,
+        "eval_at": (250, 500, 1000, 2000, 4000, 8000),
+        "toy_steps": 4000,
+        "toy_n": 4000,
+        "toy_sets": ("moons", "two_gaussians", "circles"),
+        "batch_size": 256,
+    },
+}
+
+
+def settings(profile: str | Profile | None = None, **overrides) -> dict:
+    return chapter_settings(SETTINGS, profile, **overrides)
+
+
+# --------------------------------------------------------------------------- the INN
+
+@dataclass(frozen=True)
+class INNConfig:
+    dim: int
+    n_blocks: int = 12
+    hidden: int = 128
+    clamp: float = 2.0
+    permute_soft: bool = True
+    zero_init: bool = True
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _subnet(hidden: int, zero_init: bool):
+    def make(c_in: int, c_out: int) -> nn.Module:
+        net = nn.Sequential(nn.Linear(c_in, hidden), nn.ReLU(), nn.Linear(hidden, c_out))
+        if zero_init:
+            nn.init.zeros_(net[-1].weight)
+            nn.init.zeros_(net[-1].bias)
+        return net
+    return make
+
+
+def build_inn(cfg: INNConfig):
+    """A FrEIA ``SequenceINN`` of ``cfg.n_blocks`` ``AllInOneBlock``\\ s on ``cfg.dim``-d vectors.
+
+    The soft permutations (random rotations from SO(D), drawn by scipy from NumPy's global generator)
+    and the subnet weights are seeded with ``cfg.seed`` without disturbing the caller's generators."""
+    import FrEIA.framework as Ff
+    import FrEIA.modules as Fm
+
+    if cfg.dim < 2:
+        raise ValueError(f"an AllInOneBlock needs at least 2 dimensions, got dim={cfg.dim}")
+    np_state = np.random.get_state()
+    try:
+        np.random.seed(cfg.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            inn = Ff.SequenceINN(cfg.dim)
+            for _ in range(cfg.n_blocks):
+                inn.append(Fm.AllInOneBlock, subnet_constructor=_subnet(cfg.hidden, cfg.zero_init),
+                           affine_clamping=cfg.clamp, permute_soft=cfg.permute_soft)
+    finally:
+        np.random.set_state(np_state)
+    return inn
+
+
+class INNModel(nn.Module):
+    """The INN with its input standardisation: ``forward(x) = INN((x - shift) / scale)``."""
+
+    def __init__(self, cfg: INNConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.inn = build_inn(cfg)
+        self.register_buffer("shift", torch.zeros(cfg.dim))
+        self.register_buffer("scale", torch.ones(cfg.dim))
+
+    def set_standardisation(self, x: torch.Tensor, divisor: float = 1.0) -> None:
+        self.shift.copy_(x.mean(0))
+        self.scale.copy_(x.std(0).clamp_min(1e-6) * divisor)
+
+    def forward(self, x: torch.Tensor, jac: bool = False):
+        z, log_jac = self.inn((x - self.shift) / self.scale, jac=jac)
+        if jac:
+            log_jac = log_jac - torch.log(self.scale).sum()
+        return z, log_jac
+
+    def inverse(self, z: torch.Tensor) -> torch.Tensor:
+        x, _ = self.inn(z, rev=True, jac=False)
+        return x * self.scale + self.shift
+
+    def normalised_inverse(self, z: torch.Tensor) -> torch.Tensor:
+        """INN⁻¹(z) in the standardised input space (where the training runs)."""
+        x, _ = self.inn(z, rev=True, jac=False)
+        return x
+
+
+class INNTrainingError(FloatingPointError):
+    """Training of an INN diverged (NaN/inf or runaway values); the message says what to change."""
+
+
+@dataclass
+class TrainConfig:
+    objective: str = "iocn"           # "iocn" (Algorithm 1) or "flow" (maximum likelihood)
+    steps: int = 1000
+    lr: float = 1e-3
+    warmup: int = 50                  # linear warm-up steps, then cosine decay to lr_min_ratio * lr
+    lr_min_ratio: float = 0.02
+    batch_size: int = 256
+    clip: float = 1.0                 # gradient-norm clipping
+    weight_decay: float = 0.0
+    pull: str = "max"                 # f(z): "max" = max_i |z_i| (the paper's choice)
+    blowup: float = 1e4               # abort when |INN⁻¹(z)| or |INN(x)| exceeds this (standardised units)
+    seed: int = 0
+    eval_at: tuple = ()
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["eval_at"] = list(self.eval_at)
+        return d
+
+
+def pull_f(z: torch.Tensor, kind: str = "max") -> torch.Tensor:
+    """The convex pull function f(z) of equation (1), one value per row."""
+    if kind == "max":
+        return z.abs().amax(1)
+    if kind == "l2":
+        return z.pow(2).sum(1)
+    raise ValueError(f"unknown pull function {kind!r}; use 'max' (the paper's) or 'l2'")
+
+
+def _lr_lambda(tc: TrainConfig):
+    def f(step):
+        if step < tc.warmup:
+            return (step + 1) / tc.warmup
+        t = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
+        return tc.lr_min_ratio + (1 - tc.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return f
+
+
+def _advice(tc: TrainConfig) -> str:
+    return (f"lower the learning rate (now lr={tc.lr:g}), clip gradients harder (now clip={tc.clip:g}), "
+            f"or lower the affine clamping of the AllInOneBlocks (INNConfig.clamp)")
+
+
+def train_inn(model: INNModel, x: torch.Tensor, tc: TrainConfig, eval_fn=None, desc: str = "INN") -> dict:
+    """Train ``model`` on the rows of ``x`` (already standardised by the model's buffers).
+
+    ``eval_fn(model) -> dict`` is called (in eval mode, no grad) after each step in ``tc.eval_at``;
+    the result is recorded with the step and the training wall-clock so far. Returns the metadata
+    (loss history, time per step, evaluations)."""
+    if tc.objective not in ("iocn", "flow"):
+        raise ValueError(f"objective must be 'iocn' or 'flow', not {tc.objective!r}")
+    dev = get_device()
+    set_seed(tc.seed)
+    model.to(dev).train()
+    x = torch.as_tensor(x, dtype=torch.float32).to(dev)
+    xn = (x - model.shift) / model.scale
+    n, d = xn.shape
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tc))
+    g = torch.Generator(device="cpu").manual_seed(tc.seed)
+    hist = {"loss": [], "pull": [], "push": []}
+    evals, t_train = [], 0.0
+    eval_at = set(int(s) for s in tc.eval_at)
+    bsz = min(tc.batch_size, n)
+    bar = progress(total=tc.steps, desc=desc)
+    perm, pos = torch.randperm(n, generator=g), 0
+    for step in range(1, tc.steps + 1):
+        t0 = time.perf_counter()
+        if pos + bsz > n:
+            perm, pos = torch.randperm(n, generator=g), 0
+        xb = xn[perm[pos:pos + bsz].to(dev)]
+        pos += bsz
+        if tc.objective == "iocn":
+            with torch.no_grad():
+                zt = torch.rand(bsz, d, generator=g).to(dev) * 2 - 1
+                xt = model.normalised_inverse(zt)
+                xt_max = float(xt.abs().max()) if torch.isfinite(xt).all() else float("inf")
+            if not xt_max < tc.blowup:
+                raise INNTrainingError(
+                    f"IOCN step {step} ({desc}): the pre-images INN⁻¹(z) of cube samples reached |x̃| = {xt_max:.3g} "
+                    f"(the data are standardised, |x| ~ 1; limit {tc.blowup:g}): the inverse is blowing up. "
+                    f"{_advice(tc)[0].upper() + _advice(tc)[1:]}.")
+            z, _ = model.inn(torch.cat([xb, xt]), jac=False)      # pull and push in one forward pass
+            f = pull_f(z, tc.pull)
+            pull, push = f[:bsz].mean(), f[bsz:].mean()
+            loss = pull - push
+        else:
+            z, log_jac = model.inn(xb, jac=True)
+            loss = (0.5 * z.pow(2).sum(1) - log_jac).mean() / d
+            pull, push = loss, torch.zeros(())
+        if not torch.isfinite(loss):
+            raise INNTrainingError(f"{tc.objective.upper()} step {step} ({desc}): the loss became {loss.item()}. "
+                                   f"{_advice(tc)[0].upper() + _advice(tc)[1:]}.")
+        zmax = float(z.detach().abs().max())
+        if not zmax < tc.blowup:
+            raise INNTrainingError(f"{tc.objective.upper()} step {step} ({desc}): latent codes reached |z| = {zmax:.3g} "
+                                   f"(limit {tc.blowup:g}). {_advice(tc)[0].upper() + _advice(tc)[1:]}.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
+        if not torch.isfinite(gnorm):
+            raise INNTrainingError(f"{tc.objective.upper()} step {step} ({desc}): the gradient norm is {float(gnorm)}. "
+                                   f"{_advice(tc)[0].upper() + _advice(tc)[1:]}.")
+        opt.step()
+        sched.step()
+        t_train += time.perf_counter() - t0
+        hist["loss"].append(float(loss.detach()))
+        hist["pull"].append(float(pull.detach()))
+        hist["push"].append(float(push))
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        if eval_fn is not None and step in eval_at:
+            model.eval()
+            with torch.no_grad():
+                ev = eval_fn(model)
+            model.train()
+            evals.append({"step": step, "train_seconds": t_train, **ev})
+    bar.close()
+    model.eval()
+    return {"history": hist, "train_seconds": t_train, "seconds_per_step": t_train / max(tc.steps, 1),
+            "steps": tc.steps, "evals": evals, "objective": tc.objective, "n_train": n, "device": str(dev)}
+
+
+# --------------------------------------------------------------------------- scores
+
+def iocn_score(z: torch.Tensor) -> torch.Tensor:
+    """s = s_out + s_in (equations 2–4): L1 distance outside the cube [-1, 1]^D, or (≤ 0) the
+    Chebyshev depth inside it. Inlier ⇔ s < 0."""
+    a = z.abs()
+    s_out = (a - 1).clamp_min(0).sum(1)
+    s_in = (a.amax(1) - 1).clamp_max(0)
+    return s_out + s_in
+
+
+def _as_features(x) -> torch.Tensor:
+    x = as_tensor_images(x) if not isinstance(x, torch.Tensor) else x
+    return x.float().flatten(1)
+
+
+class _INNDetector(Detector):
+    objective = "iocn"
+
+    def __init__(self, inn: INNConfig | dict | None = None, train: TrainConfig | dict | None = None,
+                 standardise_divisor: float = 1.0, cache_tag: str | None = None):
+        self.inn_cfg = inn if isinstance(inn, INNConfig) or inn is None else INNConfig(**inn)
+        tc = train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
+        tc.objective = self.objective
+        self.train_cfg = tc
+        self.divisor = standardise_divisor
+        self.cache_tag = cache_tag
+        self.model: INNModel | None = None
+        self.meta: dict = {}
+
+    def fit(self, data, eval_fn=None, desc: str | None = None) -> "_INNDetector":
+        """Train on in-distribution feature rows; with ``cache_tag`` set, load/store the checkpoint
+        (the key is the tag, the INN and training configs and a fingerprint of the data)."""
+        x = _as_features(data)
+        cfg = self.inn_cfg or INNConfig(dim=x.shape[1])
+        if cfg.dim != x.shape[1]:
+            raise ValueError(f"INNConfig.dim={cfg.dim} but the data have {x.shape[1]} features")
+        self.inn_cfg = cfg
+        model = INNModel(cfg)
+        model.set_standardisation(x, self.divisor)
+        desc = desc or self.name
+        train_fn = lambda m: train_inn(m, x, self.train_cfg, eval_fn=eval_fn, desc=desc)  # noqa: E731
+        if self.cache_tag:
+            key = {"tag": self.cache_tag, "inn": cfg.to_dict(), "train": self.train_cfg.to_dict(),
+                   "divisor": self.divisor, "n": len(x), "fingerprint": _fingerprint(x)}
+            self.meta = load_or_train(model, f"iocn-{self.objective}", key, train_fn)
+        else:
+            self.meta = {**train_fn(model), "from_cache": False}
+        self.model = model.to(get_device()).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def latent(self, x, batch_size: int = 4096) -> torch.Tensor:
+        x = _as_features(x)
+        dev = get_device()
+        with torch.no_grad():
+            out = [self.model(x[i:i + batch_size].to(dev))[0].cpu() for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.empty(0, self.inn_cfg.dim)
+
+    def score(self, x, batch_size: int = 4096) -> np.ndarray:
+        x = _as_features(x)
+        dev = get_device()
+        with torch.no_grad():
+            out = [to_numpy(self._score(x[i:i + batch_size].to(dev))).astype(np.float64)
+                   for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else np.empty(0)
+
+
+def _fingerprint(x: torch.Tensor) -> str:
+    import hashlib
+    return hashlib.sha256(np.ascontiguousarray(to_numpy(x), dtype=np.float32).tobytes()).hexdigest()[:16]
+
+
+class IOCN(_INNDetector):
+    """Invertible one-class network: trained by Algorithm 1, scored by s = s_out + s_in; the
+    decision rule of the paper is ``s > 0`` (outside the cube) → outlier."""
+    name = "IOCN"
+    objective = "iocn"
+    threshold = 0.0
+
+    def _score(self, xb):
+        return iocn_score(self.model(_as_features(xb))[0])
+
+
+class FlowDetector(_INNDetector):
+    """The FLOW row: the same INN trained by maximum likelihood (standard-normal latent), scored by
+    the negative log-likelihood per dimension (in nats, up to a constant)."""
+    name = "FLOW"
+    objective = "flow"
+
+    def _score(self, xb):
+        z, log_jac = self.model(_as_features(xb), jac=True)
+        return (0.5 * z.pow(2).sum(1) - log_jac) / z.shape[1]
+
+
+# --------------------------------------------------------------------------- PyOD baselines
+
+PYOD_METHODS = {
+    "KNN": ("pyod.models.knn", "KNN"),
+    "KDE": ("pyod.models.kde", "KDE"),
+    "PCA": ("pyod.models.pca", "PCA"),
+    "COPOD": ("pyod.models.copod", "COPOD"),
+    "IForest": ("pyod.models.iforest", "IForest"),
+    "DeepSVDD": ("pyod.models.deep_svdd", "DeepSVDD"),
+}
+
+
+class PyODDetector(Detector):
+    """A PyOD detector (default hyper-parameters, as in the paper) behind the book's interface;
+    PyOD's ``decision_function`` is already higher = more outlying."""
+
+    def __init__(self, method: str, **kwargs):
+        if method not in PYOD_METHODS:
+            raise KeyError(f"unknown PyOD method {method!r}; known: {', '.join(PYOD_METHODS)}")
+        import importlib
+        mod, cls = PYOD_METHODS[method]
+        self.name = method
+        self.kwargs = kwargs
+        self._cls = getattr(importlib.import_module(mod), cls)
+        self.est = None
+
+    def fit(self, data, seed: int = 0) -> "PyODDetector":
+        x = to_numpy(_as_features(data)).astype(np.float64)
+        kw = dict(self.kwargs)
+        if self.name == "IForest":
+            kw.setdefault("random_state", seed)
+        if self.name == "DeepSVDD":
+            kw.setdefault("n_features", x.shape[1])
+            kw.setdefault("random_state", seed)
+            kw.setdefault("verbose", 0)
+        self.est = self._cls(**kw).fit(x)
+        return self
+
+    def _score(self, xb):
+        return torch.as_tensor(self.est.decision_function(to_numpy(xb).astype(np.float64)))
+
+    def score(self, x, batch_size: int = 100_000) -> np.ndarray:
+        x = to_numpy(_as_features(x)).astype(np.float64)
+        return np.asarray(self.est.decision_function(x), dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"PyODDetector({self.name!r})"
+
+
+def make_baseline(name: str, **kw) -> Detector:
+    return PyODDetector(name, **kw)
+
+
+# --------------------------------------------------------------------------- features
+
+_FEATURE_MEMO: dict = {}
+
+
+def fashion_features(kind: str, profile: str | Profile | None = None, batch_size: int = 1024) -> dict:
+    """Fashion-MNIST train/test features for the one-vs-rest table.
+
+    ``kind``: ``"cnn_mnist5k"`` — the 256-d penultimate features of the papers' CNN trained on
+    **MNIST-5k digits** (chapter 0's classifier; it never saw a Fashion-MNIST image or label),
+    projected onto the unit hypersphere as the paper does with its MoCo features;
+    ``"pixels"`` — the 784 raw pixel values. Returns ``{"train": (x, y), "test": (x, y)}`` as numpy."""
+    from .train import get_classifier, profile_data
+    prof = get_profile(profile)
+    key = (kind, prof.name)
+    if key in _FEATURE_MEMO:
+        return _FEATURE_MEMO[key]
+    out = {}
+    if kind == "cnn_mnist5k":
+        model, _ = get_classifier("mnist5k", prof)
+        dev = get_device()
+    for split in ("train", "test"):
+        data = profile_data("fashion_mnist", split, prof)
+        if kind == "pixels":
+            f = data.x.flatten(1).numpy()
+        elif kind == "cnn_mnist5k":
+            with torch.no_grad():
+                f = torch.cat([model.features(data.x[i:i + batch_size].to(dev)).cpu()
+                               for i in range(0, len(data), batch_size)])
+            f = torch.nn.functional.normalize(f, dim=1).numpy()
+        else:
+            raise ValueError(f"unknown feature kind {kind!r}; use 'cnn_mnist5k' or 'pixels'")
+        out[split] = (f.astype(np.float32), data.y.numpy())
+    _FEATURE_MEMO[key] = out
+    return out
+
+
+def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = None, seed: int = 0,
+                    noise: float = 0.0) -> dict:
+    """One-vs-rest data for ``inlier``: PCA to ``dim`` components fitted on the inlier class's
+    training rows only (``n_train`` of them), applied to the whole test set; labels 1 = outlier."""
+    from sklearn.decomposition import PCA
+    xtr, ytr = feats["train"]
+    xte, yte = feats["test"]
+    idx = np.flatnonzero(ytr == inlier)
+    if n_train is not None and n_train < len(idx):
+        idx = np.sort(np.random.default_rng(seed).choice(idx, n_train, replace=False))
+    pca = PCA(n_components=dim, random_state=seed).fit(xtr[idx])
+    tr = pca.transform(xtr[idx]).astype(np.float32)
+    te = pca.transform(xte).astype(np.float32)
+    if noise > 0:
+        rng = np.random.default_rng(seed + 1)
+        sd = tr.std(0, keepdims=True)
+        tr = tr + noise * sd * rng.standard_normal(tr.shape).astype(np.float32)
+    return {"train": tr, "test": te, "is_out": (yte != inlier).astype(int), "inlier": inlier,
+            "explained_variance": float(pca.explained_variance_ratio_.sum())}
+
+
+# --------------------------------------------------------------------------- diagnostics
+
+def reconstruction_error(det: _INNDetector, x) -> np.ndarray:
+    """max_k |INN⁻¹(INN(x))_k - x_k| per row (in the input's own units)."""
+    x = _as_features(x).to(get_device())
+    with torch.no_grad():
+        z, _ = det.model(x)
+        xr = det.model.inverse(z)
+    return to_numpy((xr - x).abs().amax(1))
+
+
+def share_inside_cube(det: IOCN, x) -> float:
+    """The share of rows that the IOCN maps inside the cube (s < 0)."""
+    return float((det.score(x) < 0).mean())
+
+
+# --------------------------------------------------------------------------- the one-vs-rest table
+
+def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None, methods=None,
+                lr: float = 1e-3, seed: int = 0, cache: bool = True, verbose: bool = False) -> dict:
+    """Train every method on each inlier class of ``S["classes"]`` and score the whole test set.
+
+    Returns ``{"auroc": {method: {class: auroc}}, "evals": {method: {class: [...]}},
+    "meta": {method: {class: {...}}}, "inside": {class: share}, "recon": {class: max err}}``. The INN
+    methods record their AUROC at the steps ``S["eval_at"]`` (the budget curves)."""
+    prof = get_profile(profile)
+    feats = fashion_features(feature_kind, prof)
+    methods = list(methods or (list(S["baselines"]) + ["FLOW", "IOCN"]))
+    res = {"auroc": {m: {} for m in methods}, "evals": {}, "meta": {}, "inside": {}, "recon": {},
+           "fit_seconds": {m: {} for m in methods}, "score_seconds": {m: {} for m in methods}}
+    for c in S["classes"]:
+        sp = one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed)
+        xtr, xte, y = sp["train"], sp["test"], sp["is_out"]
+        xte_t = torch.as_tensor(xte)
+
+        def eval_fn(model, obj):
+            det = IOCN() if obj == "iocn" else FlowDetector()
+            det.model, det.inn_cfg = model, model.cfg
+            s = det.score(xte_t)
+            ev = {"auroc": ood_metrics(s[y == 0], s[y == 1])["auroc"]}
+            if obj == "iocn":
+                ev["inside_train"] = share_inside_cube(det, xtr)
+            return ev
+
+        for m in methods:
+            t0 = time.perf_counter()
+            if m in ("IOCN", "FLOW"):
+                obj = m.lower() if m == "FLOW" else "iocn"
+                tc = TrainConfig(objective=obj, steps=S["steps"] if m == "IOCN" else S["flow_steps"], lr=lr,
+                                 batch_size=S["batch_size"], seed=seed, eval_at=tuple(S["eval_at"]))
+                cls = IOCN if m == "IOCN" else FlowDetector
+                det = cls(INNConfig(dim=xtr.shape[1], n_blocks=S["n_blocks"], seed=seed), tc,
+                          cache_tag=f"fashion-{feature_kind}-{prof.name}-class{c}" if cache else None)
+                det.fit(xtr, eval_fn=lambda mod, o=obj: eval_fn(mod, o), desc=f"{m} class {c}")
+                res["evals"].setdefault(m, {})[c] = det.meta.get("evals", [])
+                res["meta"].setdefault(m, {})[c] = {k: det.meta.get(k) for k in
+                                                    ("train_seconds", "seconds_per_step", "from_cache", "steps")}
+                res["meta"][m][c]["loss_tail"] = float(np.mean(det.meta["history"]["loss"][-50:]))
+            else:
+                det = make_baseline(m).fit(xtr, seed=seed)
+            t1 = time.perf_counter()
+            s = det.score(xte)
+            t2 = time.perf_counter()
+            res["auroc"][m][c] = ood_metrics(s[y == 0], s[y == 1])["auroc"]
+            res["fit_seconds"][m][c] = t1 - t0
+            res["score_seconds"][m][c] = t2 - t1
+            if m == "IOCN":
+                res["inside"][c] = share_inside_cube(det, xtr)
+                res["inside_test_in"] = res.get("inside_test_in", {})
+                res["inside_test_in"][c] = float((s[y == 0] < 0).mean())
+                res["inside_test_out"] = res.get("inside_test_out", {})
+                res["inside_test_out"][c] = float((s[y == 1] < 0).mean())
+                res["recon"][c] = float(max(reconstruction_error(det, xtr).max(),
+                                            reconstruction_error(det, xte).max()))
+            if verbose:
+                print(f"class {c} {m:8s} AUROC {res['auroc'][m][c]:.4f}  fit {t1 - t0:.1f}s", flush=True)
+    return res
+
+
+def budget_table(res: dict, methods=("FLOW", "IOCN")) -> "object":
+    """Mean over classes of the AUROC (and the IOCN's share inside the cube) at each recorded step."""
+    import pandas as pd
+    rows = []
+    for m in methods:
+        ev = res["evals"].get(m, {})
+        if not ev:
+            continue
+        steps = [e["step"] for e in next(iter(ev.values()))]
+        for i, st in enumerate(steps):
+            per = [ev[c][i] for c in ev]
+            row = {"method": m, "step": st,
+                   "mean AUROC": float(np.mean([e["auroc"] for e in per])),
+                   "train seconds (sum over classes)": float(np.sum([e["train_seconds"] for e in per]))}
+            if "inside_train" in per[0]:
+                row["share of training inliers inside the cube"] = float(np.mean([e["inside_train"] for e in per]))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def time_to_reach(budget, method: str, target: float):
+    """Training wall-clock (summed over classes) at the first recorded step where ``method``'s mean
+    AUROC reaches ``target``; None if it never does."""
+    b = budget[budget["method"] == method].sort_values("step")
+    hit = b[b["mean AUROC"] >= target]
+    if hit.empty:
+        return None
+    return float(hit["train seconds (sum over classes)"].iloc[0])
+
+
+# --------------------------------------------------------------------------- 2D toy data
+
+def toy_2d(name: str, n: int = 2000, seed: int = 0) -> np.ndarray:
+    """The 2D sets of Figure 1: scikit-learn's moons and circles, and two Gaussians."""
+    from sklearn import datasets
+    rng = np.random.default_rng(seed)
+    if name == "moons":
+        x, _ = datasets.make_moons(n, noise=0.08, random_state=seed)
+    elif name == "circles":
+        x, _ = datasets.make_circles(n, noise=0.06, factor=0.5, random_state=seed)
+    elif name == "two_gaussians":
+        c = rng.integers(0, 2, n)
+        x = rng.standard_normal((n, 2)) * 0.5 + np.where(c[:, None] == 0, [-2.0, 0.0], [2.0, 0.0])
+    else:
+        raise ValueError(f"unknown 2D set {name!r}; use moons, circles or two_gaussians")
+    return x.astype(np.float32)
+
+
+def decision_boundary(det: IOCN, n: int = 2000) -> np.ndarray:
+    """The surface of the cube [-1, 1]^2 mapped back through INN⁻¹ (a closed curve in data space)."""
+    t = np.linspace(-1, 1, n // 4, endpoint=False)
+    one = np.ones_like(t)
+    edge = np.concatenate([np.c_[t, -one], np.c_[one, t], np.c_[-t, one], np.c_[-one, -t]])
+    edge = np.vstack([edge, edge[:1]])
+    with torch.no_grad():
+        x = det.model.inverse(torch.as_tensor(edge, dtype=torch.float32, device=get_device()))
+    return to_numpy(x)

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Idempotent set-up: Debian data packages (where apt exists), a virtual environment with ccc_lib and
+# everything the book and the tests need. Fast when already done (a stamp keyed by pyproject.toml).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${CCC_VENV:-.venv}
+
+# 1. Offline data: Fashion-MNIST from Debian (the `default` profile needs no download).
+if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "[setup] installing Debian's dataset-fashion-mnist"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null \
+    || echo "[setup] WARNING: could not install dataset-fashion-mnist; Fashion-MNIST will need download=True"
+fi
+
+# 2. Python environment.
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.ccc_stamp"
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[setup] installing ccc_lib and its dependencies into $VENV (first time: a few minutes)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  # torch first, within the range pyproject.toml allows (a local build where the machine provides one)
+  "$VENV/bin/python" -m pip install -q "torch>=2.1,<=2.14.1" "torchvision>=0.16,<=0.29.1" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -m pip install -q -e ".[dev,book]" 2>&1 | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import ccc_lib, torch, torchvision, FrEIA, pytorch_ood, pyod, art, papermill, nbval, jupyter_book" \
+    || { echo "[setup] ERROR: the environment is incomplete (see pip's output above)"; exit 1; }
+  echo "$want" > "$stamp"
+fi
+echo "[setup] environment ready: $VENV ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

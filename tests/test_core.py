@@ -1,0 +1,174 @@
+"""Profiles, the papers' CNN, training, the checkpoint cache, metrics and the detector interface."""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import ccc_lib
+from ccc_lib import cache as C
+from ccc_lib.detectors import Detector, evaluate_detector
+from ccc_lib.metrics import (expected_calibration_error, fpr_at_tpr, nearest_neighbour_distance, ood_metrics,
+                             pairwise_mean_distance)
+from ccc_lib.models import PaperCNN, build_classifier
+from ccc_lib.profiles import chapter_settings, get_profile
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path / "cache"))
+
+
+# ------------------------------------------------------------------ profiles
+def test_profile_resolution(monkeypatch):
+    monkeypatch.delenv("CCC_PROFILE", raising=False)
+    assert get_profile().name == "default"
+    monkeypatch.setenv("CCC_PROFILE", "full")
+    assert get_profile().name == "full"
+    assert get_profile("smoke").name == "smoke"            # the argument wins
+    with pytest.raises(ValueError, match="smoke, default, full"):
+        get_profile("huge")
+
+
+def test_chapter_settings():
+    S = {"smoke": {"steps": 10, "lr": 1e-3}, "default": {"steps": 100, "lr": 1e-3}, "full": {"steps": 1, "lr": 1}}
+    assert chapter_settings(S, "smoke", steps=None)["steps"] == 10
+    assert chapter_settings(S, "default", steps=5)["steps"] == 5
+    with pytest.raises(ValueError, match="unknown setting"):
+        chapter_settings(S, "smoke", stepz=3)
+
+
+# ------------------------------------------------------------------ model
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_cnn_shapes_and_taps(shape):
+    m = build_classifier(in_channels=shape[0], image_size=shape[1]).eval()
+    x = torch.rand(4, *shape)
+    assert m(x).shape == (4, 10)
+    assert m.features(x).shape == (4, 256)
+    logits, taps = m.forward_with(x, ["conv1", "pool3", "act_fc"])
+    assert torch.allclose(logits, m(x))
+    assert taps["conv1"].shape == (4, 32, shape[1], shape[2])
+    assert taps["pool3"].shape[1] == 128
+    with pytest.raises(KeyError, match="valid"):
+        m.forward_with(x, ["nope"])
+
+
+# ------------------------------------------------------------------ cache
+def _tiny(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Linear(3, 2)
+
+
+def test_cache_trains_once_then_loads(tmp_path):
+    calls = []
+
+    def train(m):
+        calls.append(1)
+        with torch.no_grad():
+            m.weight.fill_(0.5)
+        return {"loss": [1.0, 0.5]}
+
+    cfg = {"what": "tiny", "seed": 0}
+    meta = C.load_or_train(_tiny(), "tiny", cfg, train)
+    assert meta["from_cache"] is False and meta["loss"] == [1.0, 0.5]
+    m2 = _tiny(1)
+    meta2 = C.load_or_train(m2, "tiny", cfg, train)
+    assert meta2["from_cache"] is True and len(calls) == 1
+    assert torch.all(m2.weight == 0.5)
+    C.load_or_train(_tiny(), "tiny", {**cfg, "seed": 1}, train)       # another key → trains
+    assert len(calls) == 2
+
+
+def test_cache_detects_corrupt_file_and_rebuilds():
+    cfg = {"what": "tiny-corrupt"}
+    train = lambda m: {"ok": 1}
+    meta = C.load_or_train(_tiny(), "tiny", cfg, train)
+    path = meta["path"]
+    with open(path, "r+b") as fh:           # truncate: a half-written or damaged file
+        fh.truncate(40)
+    with pytest.warns(RuntimeWarning, match="unusable"):
+        meta = C.load_or_train(_tiny(), "tiny", cfg, train)
+    assert meta["from_cache"] is False
+    assert C.load_or_train(_tiny(), "tiny", cfg, train)["from_cache"] is True
+
+
+def test_cache_rejects_wrong_architecture():
+    cfg = {"what": "arch"}
+    C.load_or_train(_tiny(), "arch", cfg, lambda m: {})
+    with pytest.warns(RuntimeWarning, match="unusable"):
+        meta = C.load_or_train(torch.nn.Linear(4, 2), "arch", cfg, lambda m: {})
+    assert meta["from_cache"] is False
+
+
+def test_cache_file_loads_with_weights_only():
+    meta = C.load_or_train(_tiny(), "wo", {"x": 1}, lambda m: {"a": 1})
+    blob = torch.load(meta["path"], weights_only=True)
+    assert set(blob) >= {"key", "state_dict", "meta"}
+
+
+# ------------------------------------------------------------------ training
+def test_train_and_get_classifier_on_digits():
+    from ccc_lib.data import load_dataset
+    tr, te = load_dataset("digits", "train"), load_dataset("digits", "test")
+    m, info = ccc_lib.get_classifier("digits", "smoke", train_data=tr, test_data=te, tag="unit", epochs=3)
+    assert info["from_cache"] is False and info["test_accuracy"] > 0.6
+    assert not any(p.requires_grad for p in m.parameters()) and not m.training
+    m2, info2 = ccc_lib.get_classifier("digits", "smoke", train_data=tr, test_data=te, tag="unit", epochs=3)
+    assert info2["from_cache"] is True and info2["test_accuracy"] == info["test_accuracy"]
+    with pytest.raises(ValueError, match="tag"):
+        ccc_lib.get_classifier("digits", "smoke", train_data=tr)
+    with pytest.raises(ValueError, match="epochs"):
+        ccc_lib.train_classifier(PaperCNN(), tr, epochs=0)
+
+
+# ------------------------------------------------------------------ metrics
+def test_ood_metrics_known_values():
+    r = ood_metrics([0, 1, 2], [3, 4, 5])
+    assert r["auroc"] == 1.0 and r["fpr95"] == 0.0
+    r = ood_metrics([3, 4, 5], [0, 1, 2])
+    assert r["auroc"] == 0.0 and r["fpr95"] == 1.0
+    rng = np.random.default_rng(0)
+    r = ood_metrics(rng.normal(size=4000), rng.normal(size=4000))
+    assert abs(r["auroc"] - 0.5) < 0.03
+    with pytest.raises(ValueError, match="NaN"):
+        ood_metrics([0, np.nan], [1, 2])
+    assert fpr_at_tpr(np.arange(100), np.arange(100)) == pytest.approx(0.96, abs=0.02)
+
+
+def test_calibration_and_distances():
+    labels = torch.tensor([0, 1, 0, 1])
+    perfect = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(perfect, labels) == pytest.approx(0.0)
+    wrong = perfect.flip(1)
+    assert expected_calibration_error(wrong, labels) == pytest.approx(1.0)
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    assert pairwise_mean_distance(x) == pytest.approx(5.0)
+    assert nearest_neighbour_distance(torch.tensor([[0.0, 1.0]]), x)[0] == pytest.approx(1.0)
+
+
+class MaxPixel(Detector):
+    name = "max pixel"
+
+    def _score(self, xb):
+        return xb.flatten(1).amax(1)
+
+
+def test_detector_interface():
+    det = MaxPixel().fit(None)
+    x_in, x_out = torch.zeros(10, 1, 4, 4), torch.ones(10, 1, 4, 4)
+    assert det.score(x_in).shape == (10,)
+    assert evaluate_detector(det, x_in, x_out)["auroc"] == 1.0
+    with pytest.raises(NotImplementedError, match="decision rule"):
+        det.is_outlier(x_in)
+    det.threshold = 0.5
+    assert det.is_outlier(x_out).all() and not det.is_outlier(x_in).any()
+
+
+def test_device_override(monkeypatch):
+    from ccc_lib.utils import get_device
+    get_device.cache_clear()
+    monkeypatch.setenv("CCC_DEVICE", "cpu")
+    assert get_device().type == "cpu"
+    get_device.cache_clear()

@@ -1,0 +1,42 @@
+"""The papermill runner: chapter names, a failing notebook reported with its cell, metrics JSON."""
+import json
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from ccc_lib import runner
+
+
+def _nb(path, cells):
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_resolve_chapters():
+    assert runner.resolve_chapters(["0"]) == ["00_classifiers"]
+    assert runner.resolve_chapters(["classifiers", "00"]) == ["00_classifiers", "00_classifiers"]
+    with pytest.raises(SystemExit, match="unknown chapter"):
+        runner.resolve_chapters(["99"])
+
+
+def test_failing_notebook_keeps_partial_output(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    params = new_code_cell("profile = None", metadata={"tags": ["parameters"]})
+    _nb(src / "ok.ipynb", [params, new_code_cell(
+        "from ccc_lib import save_metrics, get_profile\nsave_metrics('ok', get_profile(profile), {'x': 1})\nprint('done')")])
+    _nb(src / "bad.ipynb", [params, new_code_cell("print('before')"), new_code_cell("raise ValueError('boom')"),
+                            new_code_cell("print('never')")])
+    monkeypatch.setenv("CCC_METRICS_DIR", str(tmp_path / "m"))
+    out = tmp_path / "out"
+    ok = runner.run_notebook("ok", "smoke", out, notebook_dir=src)
+    assert ok["status"] == "ok"
+    m = json.loads((out / "metrics" / "ok.json").read_text())
+    assert m["profile"] == "smoke" and m["metrics"] == {"x": 1} and m["status"] == "ok" and "run_seconds" in m
+    bad = runner.run_notebook("bad", "smoke", out, notebook_dir=src)
+    assert bad["status"] == "failed" and "boom" in bad["error"]
+    nb = nbformat.read(out / "bad.ipynb", as_version=4)
+    assert any("before" in "".join(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
+    assert runner.run_notebook("missing", "smoke", out, notebook_dir=src)["status"] == "missing"
