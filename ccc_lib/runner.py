@@ -72,6 +72,8 @@ def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | No
     except Exception as exc:        # kernel died, bad notebook, ...
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    if dst.exists():
+        _hide_parameter_cells(dst)
     mpath = metrics_dir / f"{stem}.json"
     if mpath.exists():
         try:
@@ -82,6 +84,17 @@ def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | No
         from .utils import atomic_write_json
         atomic_write_json(mpath, data)
     return result
+
+
+def _hide_parameter_cells(path: Path) -> None:
+    """The parameters cells are for papermill; in the book the set-up cell prints the profile."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, path)
 
 
 def cmd_run(args) -> int:
