@@ -11,7 +11,8 @@ import pandas as pd
 
 from .utils import atomic_write_json, cache_dir
 
-__all__ = ["glue", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware"]
+__all__ = ["glue", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware",
+           "reproduction_summary"]
 
 
 def glue(name: str, value, display: bool = False):
@@ -58,3 +59,22 @@ def paper_vs_ours(rows: list[dict], glue_as: str | None = None) -> pd.DataFrame:
     if glue_as:
         glue(glue_as, df, display=False)
     return df
+
+
+def reproduction_summary(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From ``load_metrics()``: one row per chapter (profile, device, run time, claims held) and
+    one row per claim of every chapter's "paper vs ours" table."""
+    chapters, claims = [], []
+    for stem, blob in metrics.items():
+        rows = blob.get("metrics", {}).get("paper_vs_ours", [])
+        hw = blob.get("hardware", {})
+        held = sum(bool(r.get("holds")) for r in rows)
+        chapters.append({"chapter": stem, "profile": blob.get("profile"),
+                         "device": hw.get("gpu") or hw.get("device"), "cpu cores": hw.get("cpu_count"),
+                         "run time (s)": blob.get("run_seconds"), "claims": len(rows), "hold": held,
+                         "do not hold": len(rows) - held})
+        for r in rows:
+            claims.append({"chapter": stem, **{k: r.get(k) for k in ("claim", "paper", "ours", "holds")}})
+    cols = ["chapter", "profile", "device", "cpu cores", "run time (s)", "claims", "hold", "do not hold"]
+    return (pd.DataFrame(chapters, columns=cols).set_index("chapter"),
+            pd.DataFrame(claims, columns=["chapter", "claim", "paper", "ours", "holds"]))

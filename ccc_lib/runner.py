@@ -21,6 +21,7 @@ DEFAULT_OUT = REPO / "book" / "executed"
 
 CHAPTERS = {
     "0": "00_classifiers", "1": "01_counterfeits", "2": "02_neuralfp", "3": "03_iocn", "4": "04_drift",
+    "5": "05_report",
 }
 _NAMES = {v.split("_", 1)[1]: k for k, v in CHAPTERS.items()}
 
