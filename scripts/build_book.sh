@@ -8,6 +8,7 @@ VENV=${CCC_VENV:-.venv}
 PROFILE=${1:-${CCC_PROFILE:-default}}
 status=0
 "$VENV/bin/python" -m ccc_lib run all --profile "$PROFILE" || status=$?
+scripts/vendor_assets.sh || exit 1
 "$VENV/bin/jupyter-book" build . --builder html || exit 1
 echo
 echo "book: $(pwd)/_build/html/index.html"
