@@ -98,6 +98,45 @@ def _hide_parameter_cells(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def stage_book(executed: Path, staging: Path) -> Path:
+    """Lay out the book's sources for Jupyter Book: the configuration, ``book/`` and the *executed*
+    notebooks under ``notebooks/``, so that page names (and the launch buttons, which open
+    ``notebooks/<chapter>.ipynb`` in the repository) match the sources."""
+    import shutil
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(REPO / name, staging / name)
+    shutil.copytree(REPO / "book", staging / "book", ignore=shutil.ignore_patterns("executed"))
+    (staging / "notebooks").mkdir()
+    for nb in sorted(Path(executed).glob("*.ipynb")):
+        shutil.copy(nb, staging / "notebooks" / nb.name)
+    return staging
+
+
+def cmd_book(args) -> int:
+    import subprocess
+    executed = Path(args.executed)
+    found = sorted(p.stem for p in executed.glob("*.ipynb"))
+    missing = [stem for stem in CHAPTERS.values() if stem not in found and (NOTEBOOK_DIR / f"{stem}.ipynb").exists()]
+    if missing:
+        print(f"error: no executed notebook for {', '.join(missing)} in {executed}; "
+              f"run: python -m ccc_lib run {' '.join(missing)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    staging = stage_book(executed, out / "_build" / "src")
+    import shutil
+    shutil.rmtree(out / "_build" / "html", ignore_errors=True)      # no stale pages from older builds
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(staging), "--path-output", str(out),
+           "--builder", "html"]
+    rc = subprocess.run(cmd).returncode
+    if rc == 0:
+        print(f"\nbook: {(out / '_build' / 'html' / 'index.html').resolve()}")
+    return rc
+
+
 def cmd_run(args) -> int:
     profile = get_profile(args.profile).name
     chapters = resolve_chapters(args.chapters)
@@ -128,12 +167,17 @@ def main(argv=None) -> int:
     r.add_argument("--profile", default=None,
                    help=f"one of {', '.join(PROFILES)} (default: $CCC_PROFILE or 'default')")
     r.add_argument("--out", default=str(DEFAULT_OUT), help="where executed notebooks go")
+    b = sub.add_parser("book", help="build the HTML book from executed notebooks")
+    b.add_argument("--executed", default=str(DEFAULT_OUT), help="folder of executed notebooks")
+    b.add_argument("--out", default=str(REPO), help="the HTML goes to OUT/_build/html")
     sub.add_parser("profiles", help="list the run profiles")
     args = ap.parse_args(argv)
     if args.cmd == "profiles":
         for p in PROFILES.values():
             print(f"{p.name:8s} {p.description}")
         return 0
+    if args.cmd == "book":
+        return cmd_book(args)
     try:
         return cmd_run(args)
     except ValueError as exc:

@@ -9,8 +9,6 @@ PROFILE=${1:-${CCC_PROFILE:-default}}
 status=0
 "$VENV/bin/python" -m ccc_lib run all --profile "$PROFILE" || status=$?
 scripts/vendor_assets.sh || exit 1
-"$VENV/bin/jupyter-book" build . --builder html || exit 1
-echo
-echo "book: $(pwd)/_build/html/index.html"
+"$VENV/bin/python" -m ccc_lib book || exit 1
 [ $status -ne 0 ] && echo "WARNING: some chapters failed (see above); their pages show the partial notebooks."
 exit $status
