@@ -313,6 +313,7 @@ def train_generator(gen: VectorMatrixGenerator, classifier: nn.Module, *, steps:
     tap = FeatureTap(classifier, feature_layer)
     gen.train()
     opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps), eta_min=lr * 0.05)
     hist = {k: [] for k in (*LOSS_TERMS, "total", "confidence")}
     n = gen.num_classes
     t0 = time.perf_counter()
@@ -330,6 +331,7 @@ def train_generator(gen: VectorMatrixGenerator, classifier: nn.Module, *, steps:
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
+            sched.step()
             if step % log_every == 0 or step == steps - 1:
                 with torch.no_grad():
                     conf = logits.softmax(1).gather(1, labels[:, None]).mean()
