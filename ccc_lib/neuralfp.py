@@ -54,19 +54,24 @@ COMBINES = ("max", "upper", "mahalanobis")
 DEFAULT_TAPS = ("act1", "pool1", "act2", "pool2", "act3", "pool3", "act_fc", "logits")
 
 SETTINGS = {
-    # fit_limit: training images whose activations train the autoencoders (plus calib_frac held out)
+    # fit_limit: training images whose activations train the autoencoders (plus calib_frac held out);
+    # sweep_n: images per set for the gradient-based eps sweeps; maha_fit_limit: training images for
+    # the Mahalanobis baseline; counterfeit_steps: None = chapter 1's generator as cached by chapter 1
     "smoke": {"taps": DEFAULT_TAPS, "pool_to": 2, "epochs": 3, "fit_limit": 1000, "calib_frac": 0.25,
               "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": 500, "ood_limit": 500,
-              "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 100,
-              "odin_temperature": 1000.0, "bench_n": 500, "counterfeits_n_per_class": 10},
+              "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 40, "maha_fit_limit": 2000,
+              "odin_temperature": 1000.0, "bench_n": 500, "counterfeits_n_per_class": 10,
+              "counterfeit_steps": 30},
     "default": {"taps": DEFAULT_TAPS, "pool_to": 2, "epochs": 10, "fit_limit": 6000, "calib_frac": 0.2,
-                "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": 5000, "ood_limit": 2000,
-                "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 300,
-                "odin_temperature": 1000.0, "bench_n": 2000, "counterfeits_n_per_class": 30},
+                "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": 3000, "ood_limit": 2000,
+                "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 200, "maha_fit_limit": 10000,
+                "odin_temperature": 1000.0, "bench_n": 2000, "counterfeits_n_per_class": 30,
+                "counterfeit_steps": None},
     "full": {"taps": DEFAULT_TAPS, "pool_to": 4, "epochs": 20, "fit_limit": None, "calib_frac": 0.1,
              "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": None, "ood_limit": None,
-             "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 2000,
-             "odin_temperature": 1000.0, "bench_n": 10000, "counterfeits_n_per_class": 100},
+             "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 2000, "maha_fit_limit": None,
+             "odin_temperature": 1000.0, "bench_n": 10000, "counterfeits_n_per_class": 100,
+             "counterfeit_steps": None},
 }
 
 
