@@ -1,0 +1,99 @@
+"""NeuralFP's cost next to the baselines, on one classifier (the papers' CNN for ``--dataset``, from
+the cache), in one run:
+
+* **fit time**: NeuralFP (activations of the fit images + training every layer's autoencoder, no
+  checkpoint cache) vs Mahalanobis (features + class means and shared covariance) on the same
+  training images; MSP and Energy need no fitting;
+* **scoring throughput** (images/s) of ``Detector.score`` on ``--n`` test images, best of
+  ``--repeats``, for NeuralFP, MSP, Energy and Mahalanobis (each runs the classifier itself).
+
+Prints a table and the ratios (goal: NeuralFP scoring ≥ 0.5× MSP's throughput). Timings on a shared
+machine are inflated by the other processes; the ratios are what to compare.
+
+    python benchmarks/neuralfp_throughput.py --dataset mnist5k --profile default
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from ccc_lib import get_classifier, get_device, get_profile, set_seed  # noqa: E402
+from ccc_lib import baselines as bl  # noqa: E402
+from ccc_lib import neuralfp as nfp  # noqa: E402
+
+
+def throughput(det, x, repeats: int, batch_size: int) -> float:
+    det.score(x[:min(len(x), 64)], batch_size=batch_size)          # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        det.score(x, batch_size=batch_size)
+        best = min(best, time.perf_counter() - t0)
+    return len(x) / best
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="mnist5k")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--n", type=int, default=None, help="test images to score (default: the profile's bench_n)")
+    ap.add_argument("--fit-n", type=int, default=None, help="training images to fit on (default: fit_limit)")
+    ap.add_argument("--epochs", type=int, default=None, help="autoencoder epochs (default: the profile's)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args(argv)
+
+    P = get_profile(args.profile)
+    S = nfp.settings(P, epochs=args.epochs)
+    set_seed(0)
+    model, info = get_classifier(args.dataset, P)
+    n = args.n or S["bench_n"]
+    x = info["test_data"].x[:n]
+    fit_n = args.fit_n or S["fit_limit"] or len(info["train_data"])
+    train = info["train_data"].subset(min(fit_n, len(info["train_data"])), seed=0)
+    print(f"{args.dataset} classifier, profile {P.name}, device {get_device()}, {torch.get_num_threads()} threads; "
+          f"fit on {len(train)} images, score {len(x)} images")
+
+    t0 = time.perf_counter()
+    det = nfp.NeuralFP(model, S["taps"], S["pool_to"], epochs=S["epochs"], lr=S["lr"], batch_size=S["batch_size"],
+                       alpha=S["alpha"])
+    det.fit(train, calib_frac=S["calib_frac"])            # no cache_key: always trains
+    fit_nfp = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    maha = bl.Mahalanobis(model).fit(train)
+    fit_maha = time.perf_counter() - t0
+
+    dets = {"NeuralFP": det, "MSP": bl.MSP(model), "Energy": bl.Energy(model), "Mahalanobis": maha}
+    rows = {name: {"images_per_s": throughput(d, x, args.repeats, args.batch_size)} for name, d in dets.items()}
+    rows["NeuralFP"]["fit_s"] = fit_nfp
+    rows["Mahalanobis"]["fit_s"] = fit_maha
+    print(f"\n{'detector':12s} {'fit (s)':>9s} {'score (img/s)':>14s}")
+    for name, r in rows.items():
+        print(f"{name:12s} {r.get('fit_s', 0.0):9.2f} {r['images_per_s']:14.0f}")
+    ratios = {
+        "NeuralFP / MSP scoring throughput": rows["NeuralFP"]["images_per_s"] / rows["MSP"]["images_per_s"],
+        "NeuralFP / Mahalanobis scoring throughput": rows["NeuralFP"]["images_per_s"] / rows["Mahalanobis"]["images_per_s"],
+        "NeuralFP / Mahalanobis fit time": fit_nfp / max(fit_maha, 1e-9),
+    }
+    print()
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}")
+    goal = ratios["NeuralFP / MSP scoring throughput"] >= 0.5
+    print(f"goal NeuralFP scoring ≥ 0.5× MSP: {'met' if goal else 'NOT met'}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"dataset": args.dataset, "profile": P.name, "n": len(x), "fit_n": len(train),
+                       "rows": rows, "ratios": ratios}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
