@@ -447,7 +447,13 @@ class PyODDetector(Detector):
 
     def score(self, x, batch_size: int = 100_000) -> np.ndarray:
         x = to_numpy(_as_features(x)).astype(np.float64)
-        return np.asarray(self.est.decision_function(x), dtype=np.float64)
+        if self.name == "COPOD":
+            # PyOD's COPOD recomputes its empirical CDFs on the training rows *concatenated with the
+            # rows being scored*: scoring 10,000 mostly-outlier test rows at once would let the test
+            # set define "normal". Scoring in chunks of ≤ 1 % of the training set keeps it one-class.
+            batch_size = max(1, len(self.est.X_train) // 100)
+        out = [self.est.decision_function(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.asarray(np.concatenate(out) if out else np.empty(0), dtype=np.float64)
 
     def __repr__(self) -> str:
         return f"PyODDetector({self.name!r})"
