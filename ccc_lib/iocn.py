@@ -555,6 +555,7 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
         sp = one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed)
         xtr, xte, y = sp["train"], sp["test"], sp["is_out"]
         xte_t = torch.as_tensor(xte)
+        res["last_split"] = sp
 
         def eval_fn(model, obj):
             det = IOCN() if obj == "iocn" else FlowDetector()
@@ -588,6 +589,7 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
             res["auroc"][m][c] = ood_metrics(s[y == 0], s[y == 1])["auroc"]
             res["fit_seconds"][m][c] = t1 - t0
             res["score_seconds"][m][c] = t2 - t1
+            res.setdefault("last", {})[m] = det          # the last class's detectors (for timing)
             if m == "IOCN":
                 res["inside"][c] = share_inside_cube(det, xtr)
                 res["inside_test_in"] = res.get("inside_test_in", {})
