@@ -52,8 +52,8 @@ GRAY_METHODS = ("miface", "adam", "generator")
 
 _COMMON = {
     "gray_methods": ("miface", "adam", "generator"),
-    "miface_max_iter": 200, "miface_lr": 0.1, "miface_window": 50, "miface_threshold": 0.99,
-    "adam_steps": 200, "adam_lr": 0.05, "adam_noise": 0.05,
+    "miface_max_iter": 100, "miface_lr": 1.0, "miface_window": 50, "miface_threshold": 0.99,
+    "adam_steps": 100, "adam_lr": 0.05, "adam_noise": 0.05,
     "margin": 0.10,            # drift when score < reference - margin
     "class_threshold": 0.5,    # a class is flagged when its score is at most this
     "attack_model": "rf",      # the black-box attack's model (ART attack_model_type)
@@ -80,7 +80,7 @@ SETTINGS = {
                 "drifts": (("swap", 1.0), ("rotate", 1.0)),
                 "sweep_dataset": "mnist5k", "sweep_kinds": ("swap", "rotate"), "sweep_severities": (0.25, 0.5),
                 "sweep_methods": ("generator", "adam"),
-                "n_per_class": 20, "generator_overrides": {}},
+                "n_per_class": 20, "adam_steps": 60, "generator_overrides": {"steps": 200, "batch_size": 60}},
     "full": {**_COMMON,
              "datasets": ("cifar10", "emnist"),
              "n_base": {"*": 20000}, "n_prod": {"*": 20000}, "n_attack": 5000, "epochs": {"cifar10": 30, "*": 10},
@@ -258,7 +258,13 @@ def gray_miface(model: PaperCNN, n_per_class: int = 1, *, max_iter: int = 200, l
                     learning_rate=float(learning_rate), batch_size=model.num_classes)
     y1 = np.arange(model.num_classes)
     x0 = np.full((model.num_classes, *model.input_shape), 0.5, dtype=np.float32)
-    x1 = torch.as_tensor(attack.infer(x0, y1))
+    threads = torch.get_num_threads()
+    if get_device().type == "cpu":
+        torch.set_num_threads(1)      # one small batch, many tiny steps: threads only add overhead
+    try:
+        x1 = torch.as_tensor(attack.infer(x0, y1))
+    finally:
+        torch.set_num_threads(threads)
     x = x1.repeat_interleave(n_per_class, 0)
     return _finish(model, x, _labels(model.num_classes, n_per_class), "miface",
                    probabilities=probabilities, max_iter=max_iter)
@@ -579,7 +585,8 @@ def score_productions(attacks: MembershipAttacks, base_model: PaperCNN, prods: l
                       S: dict, *, dataset: str, profile, n_per_class: int | None = None) -> tuple[list[dict], dict]:
     """Gray data of the base model and of every production model by ``method``, scored by the
     attacks against the base model. Returns one row per (production model, attack) and the gray data
-    (``{"base": GrayData, name: GrayData}``). Gray-data seeds differ per production model."""
+    (``{"base": GrayData, name: GrayData}``). The gray-data seed is 0 for the base model and
+    1 + the training seed for a production model (and each model has its own generator)."""
     n = int(n_per_class or S["n_per_class"])
     which = ("rule", "black") if attacks.black_box is not None else ("rule",)
     nb = per_dataset(S["n_base"], dataset)
@@ -587,9 +594,9 @@ def score_productions(attacks: MembershipAttacks, base_model: PaperCNN, prods: l
                                tag=f"{dataset}-{model_tag('base', nb)}-s0")}
     base_scores = {w: attacks.score(grays["base"], w)["score"] for w in which}
     rows = []
-    for i, p in enumerate(prods):
+    for p in prods:
         tag = f"{dataset}-{model_tag('production', len(p.data), p.kind, p.severity)}-s{p.seed}"
-        g = gray_data(p.model, method, n, S, seed=100 + i, dataset=dataset, profile=profile, tag=tag)
+        g = gray_data(p.model, method, n, S, seed=1 + p.seed, dataset=dataset, profile=profile, tag=tag)
         grays[p.name] = g
         for w in which:
             s = attacks.score(g, w)
