@@ -167,3 +167,13 @@ def test_settings_profiles():
         assert max(S["eval_at"]) == S["steps"] == S["flow_steps"]
     with pytest.raises(ValueError):
         iocn.settings("smoke", nonsense=1)
+
+
+def test_pull_functions():
+    z = torch.tensor([[0.5, -2.0, 1.0]])
+    assert torch.allclose(iocn.pull_f(z, "max"), torch.tensor([2.0]))
+    assert torch.allclose(iocn.pull_f(z, "l2"), torch.tensor([5.25]))
+    p = iocn.pull_f(z, "p8")
+    assert 1.0 < p.item() < 2.0
+    with pytest.raises(ValueError):
+        iocn.pull_f(z, "median")
