@@ -56,7 +56,7 @@ SETTINGS = {
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest"),
         "n_blocks": 4, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 64,
         "steps": 40, "flow_steps": 40, "eval_at": (20, 40),
-        "toy_sets": ("moons", "two_gaussians"), "toy_n": 256, "toy_steps": 60, "toy_blocks": 4,
+        "toy_sets": ("moons", "two_gaussians"), "toy_n": 256, "toy_steps": 60, "toy_blocks": 4, "toy_divisor": 1.0,
     },
     "default": {
         "classes": tuple(range(10)),
@@ -66,7 +66,7 @@ SETTINGS = {
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest"),
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 128,
         "steps": 300, "flow_steps": 300, "eval_at": (50, 100, 200, 300),
-        "toy_sets": ("moons", "two_gaussians", "circles"), "toy_n": 1000, "toy_steps": 600, "toy_blocks": 12,
+        "toy_sets": ("moons", "two_gaussians", "circles"), "toy_n": 1000, "toy_steps": 800, "toy_blocks": 12, "toy_divisor": 1.0,
     },
     "full": {
         "classes": tuple(range(10)),
@@ -76,7 +76,7 @@ SETTINGS = {
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest", "DeepSVDD"),
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 256,
         "steps": 4000, "flow_steps": 4000, "eval_at": (100, 250, 500, 1000, 2000, 4000),
-        "toy_sets": ("moons", "two_gaussians", "circles"), "toy_n": 4000, "toy_steps": 4000, "toy_blocks": 12,
+        "toy_sets": ("moons", "two_gaussians", "circles"), "toy_n": 4000, "toy_steps": 4000, "toy_blocks": 12, "toy_divisor": 1.0,
     },
 }
 
@@ -669,7 +669,7 @@ def fit_toy(name: str, S: dict, seed: int = 0, cache: bool = True) -> tuple:
     x = toy_2d(name, S["toy_n"], seed)
     tc = TrainConfig(objective="iocn", steps=S["toy_steps"], lr=S["lr"], batch_size=256, noise=0.0, seed=seed)
     det = IOCN(INNConfig(dim=2, n_blocks=S["toy_blocks"], clamp=S["clamp"], seed=seed), tc,
-               standardise_divisor=S["divisor"], cache_tag=f"toy-{name}" if cache else None)
+               standardise_divisor=S["toy_divisor"], cache_tag=f"toy-{name}" if cache else None)
     det.fit(x, desc=f"IOCN {name}")
     return det, x
 
