@@ -42,17 +42,17 @@ MODES = ("counterfeit", "inversion")
 
 #: per-profile settings; the loss weights α, β, γ, δ (paper) and ε (ours), dropout, steps, ...
 SETTINGS = {
-    "smoke": dict(steps=120, batch_size=60, lr=2e-3, nz=32, width=32, dropout=0.1,
-                  alpha=1.0, beta=1.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.30,
-                  inversion_steps=60, ablation_steps=40, ablation_datasets=1,
-                  n_per_class=20, n_reference=500, slider_steps=10, bench_n=200),
-    "default": dict(steps=500, batch_size=100, lr=2e-3, nz=32, width=32, dropout=0.1,
-                    alpha=1.0, beta=1.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.30,
-                    inversion_steps=250, ablation_steps=250, ablation_datasets=1,
+    "smoke": dict(steps=100, batch_size=30, lr=4e-3, nz=32, width=16, dropout=0.1,
+                  alpha=4.0, beta=4.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.30,
+                  inversion_steps=30, ablation_steps=20, ablation_datasets=1,
+                  n_per_class=20, n_reference=1000, slider_steps=10, bench_n=200),
+    "default": dict(steps=800, batch_size=60, lr=2e-3, nz=32, width=16, dropout=0.1,
+                    alpha=4.0, beta=4.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.30,
+                    inversion_steps=200, ablation_steps=200, ablation_datasets=1,
                     n_per_class=100, n_reference=None, slider_steps=30, bench_n=1000),
-    "full": dict(steps=3000, batch_size=200, lr=1e-3, nz=100, width=64, dropout=0.1,
-                 alpha=1.0, beta=1.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.30,
-                 inversion_steps=1500, ablation_steps=1500, ablation_datasets=4,
+    "full": dict(steps=4000, batch_size=200, lr=1e-3, nz=64, width=32, dropout=0.1,
+                 alpha=4.0, beta=4.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.30,
+                 inversion_steps=1000, ablation_steps=1000, ablation_datasets=4,
                  n_per_class=500, n_reference=None, slider_steps=100, bench_n=5000),
 }
 
@@ -506,3 +506,74 @@ def distance_stats(classifier, train_x: torch.Tensor, queries: dict, feature_lay
                      "feature": nearest_neighbour_distance(_features(classifier, q, feature_layer=feature_layer),
                                                            ftrain)}
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# what the chapter measures and shows
+# ----------------------------------------------------------------------------------------------
+def summarise(s: dict, real_diversity: float, threshold: float = 0.99) -> dict:
+    """Headline numbers of one sample set: confidences, shares ≥ threshold, diversity vs real."""
+    conf, y = s["confidence"].numpy(), s["y"].numpy()
+    per_class_mean = [float(conf[y == c].mean()) for c in np.unique(y)]
+    per_class_share = [float((conf[y == c] >= threshold).mean()) for c in np.unique(y)]
+    div = diversity_stats(s["x"], s["y"])["mean"]
+    return {"mean confidence": float(conf.mean()), "worst class mean confidence": min(per_class_mean),
+            f"share ≥ {threshold}": float((conf >= threshold).mean()),
+            f"worst class share ≥ {threshold}": min(per_class_share),
+            "predicted as intended": float((s["pred"] == s["y"]).float().mean()),
+            "diversity": div, "diversity / real": div / real_diversity}
+
+
+#: the ablation: name → (mode, overrides); "all terms" is the baseline at the same number of steps
+ABLATION = {
+    "all terms (ours: + ε·Div)": ("counterfeit", {}),
+    "− KL (α = 0)": ("counterfeit", {"alpha": 0.0}),
+    "− CE (β = 0)": ("counterfeit", {"beta": 0.0}),
+    "− Cosine (γ = 0)": ("counterfeit", {"gamma": 0.0}),
+    "− Ortho (δ = 0)": ("counterfeit", {"delta": 0.0}),
+    "− Div (ε = 0): the paper's loss": ("counterfeit", {"epsilon": 0.0}),
+    "paper's loss, no dropout": ("counterfeit", {"epsilon": 0.0, "dropout": 0.0}),
+    "soft conditioning (inversion mode)": ("inversion", {}),
+}
+
+
+def run_ablation(classifier, dataset: str, profile, real_diversity: float, *, seed: int = 0,
+                 steps: int | None = None, n_per_class: int = 50, variants: dict | None = None,
+                 train_x: torch.Tensor | None = None):
+    """Train (or load) one generator per variant at ``steps`` steps and summarise each.
+    Returns a DataFrame (one row per variant); ``train_x`` adds the median pixel NN distance."""
+    import pandas as pd
+    s0 = settings(profile)
+    steps = int(steps or s0["ablation_steps"])
+    rows = []
+    for name, (mode, ov) in (variants or ABLATION).items():
+        gen, info = get_generator(classifier, dataset, profile, mode=mode, seed=seed, steps=steps, **ov)
+        s = sample(gen, classifier, n_per_class, seed=seed + 1)
+        row = {"variant": name, **summarise(s, real_diversity)}
+        if train_x is not None:
+            row["median NN pixel distance"] = float(np.median(nearest_neighbour_distance(s["x"], train_x)))
+        row["train s"] = info.get("train_seconds", float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def pick_grid(s: dict, per_class: int, num_classes: int | None = None):
+    """The first ``per_class`` samples of each class, arranged row by row (one column per class)."""
+    y = s["y"].numpy()
+    n = num_classes or int(y.max()) + 1
+    idx = [np.flatnonzero(y == c)[:per_class] for c in range(n)]
+    order = [idx[c][r] for r in range(per_class) for c in range(n)]
+    return s["x"][order], [float(s["confidence"][i]) for i in order], [int(s["pred"][i]) for i in order]
+
+
+def show_grid(s: dict, classes, per_class: int = 3, title: str = "", size: float = 1.05):
+    """Figure-2 style grid: one column per intended class, the confidence above each image (red when
+    the classifier's label differs from the intended one or confidence < 0.99)."""
+    from .plots import image_grid
+    n = len(classes)
+    x, conf, pred = pick_grid(s, per_class, n)
+    intended = [c for _ in range(per_class) for c in range(n)]
+    titles = [(f"{classes[c][:9]}\n{p:.4f}" if r == 0 else f"{p:.4f}")
+              for r in range(per_class) for c, p in zip(range(n), conf[r * n:(r + 1) * n])]
+    colors = ["black" if (pr == c and p >= 0.99) else "red" for pr, c, p in zip(pred, intended, conf)]
+    return image_grid(x, titles=titles, ncol=n, size=size, suptitle=title or None, title_colors=colors)
