@@ -35,7 +35,8 @@ from .utils import get_device, progress, set_seed
 __all__ = ["SETTINGS", "settings", "GeneratorConfig", "VectorMatrixGenerator", "hot_matrix", "draw_conditions",
            "FeatureTap", "loss_terms", "validate_weights", "train_generator", "get_generator", "sample",
            "classifier_fingerprint", "confidence_table", "distance_stats", "diversity_stats",
-           "continue_training", "LOSS_TERMS"]
+           "continue_training", "LOSS_TERMS", "feature_diversity", "summarise", "run_ablation", "show_grid",
+           "pick_grid", "ABLATION"]
 
 LOSS_TERMS = ("kl", "ce", "cos", "ortho", "div")
 MODES = ("counterfeit", "inversion")
@@ -480,6 +481,13 @@ def diversity_stats(x: torch.Tensor, y: torch.Tensor, per_class: int | None = No
             idx = g.choice(idx, per_class, replace=False)
         out[int(c)] = pairwise_mean_distance(x[idx])
     return {"per_class": out, "mean": float(np.mean(list(out.values())))}
+
+
+def feature_diversity(classifier, x: torch.Tensor, y: torch.Tensor, per_class: int | None = None,
+                      seed: int = 0, feature_layer=None) -> float:
+    """Within-class mean pairwise distance in the classifier's penultimate feature space (averaged
+    over classes): diversity as the classifier sees it, blind to background pixel noise."""
+    return diversity_stats(_features(classifier, x, feature_layer=feature_layer), y, per_class, seed)["mean"]
 
 
 @torch.no_grad()
