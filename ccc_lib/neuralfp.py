@@ -28,6 +28,9 @@ What the slides leave open and what we choose (documented in the chapter):
   alarm on a fraction alpha of in-distribution inputs (``rule="joint"``). For comparison,
   ``rule="literal"`` uses the per-layer alpha/2 and 1 - alpha/2 quantiles (the false alarms of
   the layers add up) and ``rule="bonferroni"`` splits the budget: alpha/(2L) per tail per layer.
+* **Our extensions** (``combine``): ``"upper"`` = ``max_l z_l`` (upper thresholds only) and
+  ``"mahalanobis"`` = the Mahalanobis distance of the vector of log errors under a Gaussian fitted
+  to the calibration data (the *joint fingerprint*: it uses how the layers' errors co-vary).
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ from .profiles import chapter_settings
 from .utils import get_device, progress, set_seed, to_numpy
 
 __all__ = ["SETTINGS", "settings", "DEFAULT_TAPS", "COMBINES", "LayerAE", "FingerprintBank", "NeuralFP",
-           "collect_activations", "reduce_activation", "false_alarm_table", "per_layer_auroc"]
+           "collect_activations", "reduce_activation", "false_alarm_table", "per_layer_auroc",
+           "cached_counterfeit_generator", "NotCached"]
 
 #: the layers NeuralFP taps in :class:`ccc_lib.models.PaperCNN` (see the module docstring)
 #: the continuous scores NeuralFP can report (see :meth:`NeuralFP.score_errors`)
@@ -56,22 +60,22 @@ DEFAULT_TAPS = ("act1", "pool1", "act2", "pool2", "act3", "pool3", "act_fc", "lo
 SETTINGS = {
     # fit_limit: training images whose activations train the autoencoders (plus calib_frac held out);
     # sweep_n: images per set for the gradient-based eps sweeps; maha_fit_limit: training images for
-    # the Mahalanobis baseline; counterfeit_steps: None = chapter 1's generator as cached by chapter 1
+    # the Mahalanobis baseline
     "smoke": {"taps": DEFAULT_TAPS, "pool_to": 2, "epochs": 3, "fit_limit": 1000, "calib_frac": 0.25,
               "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": 500, "ood_limit": 500,
               "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 40, "maha_fit_limit": 2000,
               "odin_temperature": 1000.0, "bench_n": 500, "counterfeits_n_per_class": 10,
-              "counterfeit_steps": 30},
+              },
     "default": {"taps": DEFAULT_TAPS, "pool_to": 2, "epochs": 10, "fit_limit": 6000, "calib_frac": 0.2,
                 "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": 3000, "ood_limit": 2000,
                 "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 200, "maha_fit_limit": 10000,
                 "odin_temperature": 1000.0, "bench_n": 2000, "counterfeits_n_per_class": 30,
-                "counterfeit_steps": None},
+                },
     "full": {"taps": DEFAULT_TAPS, "pool_to": 4, "epochs": 20, "fit_limit": None, "calib_frac": 0.1,
              "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": None, "ood_limit": None,
              "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 2000, "maha_fit_limit": None,
              "odin_temperature": 1000.0, "bench_n": 10000, "counterfeits_n_per_class": 100,
-             "counterfeit_steps": None},
+             },
 }
 
 
@@ -203,8 +207,9 @@ class NeuralFP(Detector):
     ``fit(model, train)`` collects the taps' activations on ``train`` (or a ``fit_limit`` subset),
     holds out ``calib_frac`` of it (or uses ``calibration``), trains the fingerprints and sets the
     per-layer statistics and the decision threshold for false-alarm budget ``alpha``.
-    ``score(x)`` → ``max_l |z_l|``; ``layer_scores(x)`` → the signed ``z_l``; ``is_outlier(x)`` →
-    the one-out rule with the thresholds of ``rule`` (``"joint"`` by default)."""
+    ``score(x)`` → ``max_l |z_l|`` (or a variant, ``combine``); ``layer_z(x)`` → the signed ``z_l``;
+    ``is_outlier(x)`` → the one-out rule with the thresholds of ``rule`` (``"joint"`` by default).
+    The notebook scores from shared activations: ``errors_from_activations`` + ``score_errors``."""
 
     name = "NeuralFP"
 
@@ -418,3 +423,23 @@ def false_alarm_table(det: NeuralFP, err_in: np.ndarray, err_outs: dict, alpha: 
     det.combine = keep[2]
     det.set_rule(keep[0], keep[1])
     return rows
+
+
+class NotCached(LookupError):
+    """Chapter 1's generator for this classifier is not in the checkpoint cache."""
+
+
+def cached_counterfeit_generator(model, dataset: str, profile=None, seed: int = 0):
+    """Chapter 1's counterfeit generator for ``model`` *if chapter 1 has cached it*; raises
+    :class:`NotCached` instead of training one (training it is chapter 1's job and takes minutes)."""
+    from . import counterfeits as cf
+
+    def _refuse(module):
+        raise NotCached(f"no cached chapter-1 generator for {dataset} (run chapter 1 first)")
+
+    original = cf.load_or_train
+    cf.load_or_train = lambda module, kind, config, train_fn, **kw: original(module, kind, config, _refuse, **kw)
+    try:
+        return cf.get_generator(model, dataset, profile, seed=seed)
+    finally:
+        cf.load_or_train = original
