@@ -136,7 +136,7 @@ def main(argv=None):
           f"{'diversity':>9s} {'vs real':>7s}")
     for r in rows:
         print(f"{r['method']:38s} {r['n']:6d} {r['seconds']:8.2f} {r['share_ge_0.99']:10.3f} "
-              f"{r['per_second_at_0.99']:12.1f} {r['diversity']:9.3f} {r['diversity_vs_real']:7.3f}")
+              f"{r['per_second_at_0.99']:12.4g} {r['diversity']:9.3f} {r['diversity_vs_real']:7.3f}")
     ratios = {}
     for r in rows[1:]:
         ratios[r["method"]] = g / r["per_second_at_0.99"] if r["per_second_at_0.99"] > 0 else float("inf")
