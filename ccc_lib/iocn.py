@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -37,7 +38,7 @@ from .utils import get_device, progress, set_seed, to_numpy
 __all__ = ["SETTINGS", "settings", "INNConfig", "TrainConfig", "build_inn", "INNModel", "INNTrainingError",
            "train_inn", "iocn_score", "IOCN", "FlowDetector", "PyODDetector", "PYOD_METHODS", "make_baseline",
            "fashion_features", "one_class_split", "one_vs_rest", "toy_2d", "decision_boundary",
-           "reconstruction_error", "share_inside_cube", "budget_table", "time_to_reach"]
+           "reconstruction_error", "share_inside_cube", "cpu_threads", "budget_table", "time_to_reach"]
 
 
 # --------------------------------------------------------------------------- settings per profile
@@ -212,6 +213,20 @@ def _lr_lambda(tc: TrainConfig):
     return f
 
 
+@contextmanager
+def cpu_threads(n: int | None = 1):
+    """Run the enclosed torch code with ``n`` CPU threads (restored afterwards). The INNs here are
+    tiny (16-64 wide): one thread is as fast as two and immune to contention from other processes,
+    where a second OpenMP thread can slow each small matmul down by an order of magnitude."""
+    old = torch.get_num_threads()
+    if n and get_device().type == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _advice(tc: TrainConfig) -> str:
     return (f"lower the learning rate (now lr={tc.lr:g}), clip gradients harder (now clip={tc.clip:g}), "
             f"or lower the affine clamping of the AllInOneBlocks (INNConfig.clamp)")
@@ -225,14 +240,8 @@ def train_inn(model: INNModel, x: torch.Tensor, tc: TrainConfig, eval_fn=None, d
     (loss history, time per step, evaluations)."""
     if tc.objective not in ("iocn", "flow"):
         raise ValueError(f"objective must be 'iocn' or 'flow', not {tc.objective!r}")
-    dev = get_device()
-    threads = torch.get_num_threads()
-    if dev.type == "cpu" and tc.cpu_threads:
-        torch.set_num_threads(tc.cpu_threads)
-    try:
-        return _train_inn(model, x, tc, eval_fn, desc, dev)
-    finally:
-        torch.set_num_threads(threads)
+    with cpu_threads(tc.cpu_threads):
+        return _train_inn(model, x, tc, eval_fn, desc, get_device())
 
 
 def _train_inn(model, x, tc, eval_fn, desc, dev) -> dict:
@@ -366,14 +375,14 @@ class _INNDetector(Detector):
     def latent(self, x, batch_size: int = 4096) -> torch.Tensor:
         x = _as_features(x)
         dev = get_device()
-        with torch.no_grad():
+        with torch.no_grad(), cpu_threads(1):
             out = [self.model(x[i:i + batch_size].to(dev))[0].cpu() for i in range(0, len(x), batch_size)]
         return torch.cat(out) if out else torch.empty(0, self.inn_cfg.dim)
 
     def score(self, x, batch_size: int = 4096) -> np.ndarray:
         x = _as_features(x)
         dev = get_device()
-        with torch.no_grad():
+        with torch.no_grad(), cpu_threads(1):
             out = [to_numpy(self._score(x[i:i + batch_size].to(dev))).astype(np.float64)
                    for i in range(0, len(x), batch_size)]
         return np.concatenate(out) if out else np.empty(0)
@@ -528,7 +537,7 @@ def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = No
 def reconstruction_error(det: _INNDetector, x) -> np.ndarray:
     """max_k |INN⁻¹(INN(x))_k - x_k| per row (in the input's own units)."""
     x = _as_features(x).to(get_device())
-    with torch.no_grad():
+    with torch.no_grad(), cpu_threads(1):
         z, _ = det.model(x)
         xr = det.model.inverse(z)
     return to_numpy((xr - x).abs().amax(1))
@@ -659,7 +668,7 @@ def decision_boundary(det: IOCN, n: int = 2000) -> np.ndarray:
     one = np.ones_like(t)
     edge = np.concatenate([np.c_[t, -one], np.c_[one, t], np.c_[-t, one], np.c_[-one, -t]])
     edge = np.vstack([edge, edge[:1]])
-    with torch.no_grad():
+    with torch.no_grad(), cpu_threads(1):
         x = det.model.inverse(torch.as_tensor(edge, dtype=torch.float32, device=get_device()))
     return to_numpy(x)
 
