@@ -42,7 +42,7 @@ from .utils import get_device, set_seed
 
 __all__ = ["SETTINGS", "settings", "DRIFT_KINDS", "GRAY_METHODS", "make_splits", "apply_drift", "model_tag", "portions", "get_model", "per_dataset",
            "affected_classes", "train_model", "gray_data", "gray_miface", "gray_adam", "gray_generator",
-           "art_classifier", "MembershipAttacks", "drift_decision", "DriftReport", "detect_drift",
+           "art_classifier", "MembershipAttacks", "cached_gray_data", "production_models", "score_productions", "add_decisions", "drift_decision", "DriftReport", "detect_drift",
            "mmd_test", "ks_test", "input_drift_test", "generator_available"]
 
 DRIFT_KINDS = ("none", "swap", "rotate")
@@ -255,7 +255,7 @@ def gray_miface(model: PaperCNN, n_per_class: int = 1, *, max_iter: int = 200, l
     from art.attacks.inference.model_inversion import MIFace
     est = art_classifier(model, probabilities=probabilities)
     attack = MIFace(est, max_iter=int(max_iter), window_length=int(window_length), threshold=float(threshold),
-                    learning_rate=float(learning_rate), batch_size=model.num_classes)
+                    learning_rate=float(learning_rate), batch_size=model.num_classes, verbose=False)
     y1 = np.arange(model.num_classes)
     x0 = np.full((model.num_classes, *model.input_shape), 0.5, dtype=np.float32)
     threads = torch.get_num_threads()
@@ -581,6 +581,47 @@ def production_models(dataset: str, profile, S: dict, sweep: bool = False) -> li
     return out
 
 
+_GRAY_MEMO: dict = {}
+
+
+def _memo_gray(model, method, n, S, *, seed, dataset, profile, tag) -> GrayData:
+    """gray_data, remembered per (model object, method, n, seed, settings) within a process, so that
+    the severity sweep reuses the gray data of the base model and the controls."""
+    key = (id(model), method, n, seed, tag, repr(sorted((k, str(v)) for k, v in S.items())))
+    if key not in _GRAY_MEMO:
+        _GRAY_MEMO[key] = cached_gray_data(model, method, n, S, seed=seed, dataset=dataset, profile=profile, tag=tag)
+    return _GRAY_MEMO[key]
+
+
+def cached_gray_data(model, method, n, S, *, seed, dataset, profile, tag) -> GrayData:
+    """:func:`gray_data` through a small disk cache (``<cache>/drift-gray``), keyed by a hash of the
+    model's weights, the method, its settings, ``n`` and the seed (the generator has its own cache)."""
+    import hashlib
+    import json
+    from .utils import atomic_write_bytes, cache_dir
+    if method == "generator":
+        return gray_data(model, method, n, S, seed=seed, dataset=dataset, profile=profile, tag=tag)
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode()); h.update(v.detach().cpu().numpy().tobytes())
+    keys = sorted(k for k in S if k.startswith(method))
+    blob = json.dumps({"w": h.hexdigest(), "m": method, "n": int(n), "seed": int(seed),
+                       "s": {k: S[k] for k in keys}, "v": 1}, sort_keys=True, default=str)
+    path = cache_dir() / "drift-gray" / f"{method}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}.pt"
+    if path.exists():
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+            return _finish(model, d["x"], d["y"], method, from_cache=True)
+        except Exception as exc:      # corrupt file: recompute
+            warnings.warn(f"gray-data cache {path} unusable ({exc}); recomputing", RuntimeWarning)
+    g = gray_data(model, method, n, S, seed=seed, dataset=dataset, profile=profile, tag=tag)
+    import io
+    buf = io.BytesIO()
+    torch.save({"x": g.x, "y": g.y}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return g
+
+
 def score_productions(attacks: MembershipAttacks, base_model: PaperCNN, prods: list[Production], method: str,
                       S: dict, *, dataset: str, profile, n_per_class: int | None = None) -> tuple[list[dict], dict]:
     """Gray data of the base model and of every production model by ``method``, scored by the
@@ -590,13 +631,13 @@ def score_productions(attacks: MembershipAttacks, base_model: PaperCNN, prods: l
     n = int(n_per_class or S["n_per_class"])
     which = ("rule", "black") if attacks.black_box is not None else ("rule",)
     nb = per_dataset(S["n_base"], dataset)
-    grays = {"base": gray_data(base_model, method, n, S, seed=0, dataset=dataset, profile=profile,
-                               tag=f"{dataset}-{model_tag('base', nb)}-s0")}
+    grays = {"base": _memo_gray(base_model, method, n, S, seed=0, dataset=dataset, profile=profile,
+                                tag=f"{dataset}-{model_tag('base', nb)}-s0")}
     base_scores = {w: attacks.score(grays["base"], w)["score"] for w in which}
     rows = []
     for p in prods:
         tag = f"{dataset}-{model_tag('production', len(p.data), p.kind, p.severity)}-s{p.seed}"
-        g = gray_data(p.model, method, n, S, seed=1 + p.seed, dataset=dataset, profile=profile, tag=tag)
+        g = _memo_gray(p.model, method, n, S, seed=1 + p.seed, dataset=dataset, profile=profile, tag=tag)
         grays[p.name] = g
         for w in which:
             s = attacks.score(g, w)

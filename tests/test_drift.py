@@ -145,3 +145,13 @@ def test_input_drift_test_sees_rotation_not_swap(toy_model):
     sw = D.input_drift_test(m, ref, D.apply_drift(prod, "swap"), n=100, n_permutations=50)
     rot = D.input_drift_test(m, ref, D.apply_drift(prod, "rotate"), n=100, n_permutations=50)
     assert not sw["mmd_drift"] and rot["mmd_drift"]
+
+
+def test_cached_gray_data_roundtrip(toy_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    m, _ = toy_model
+    S = D.settings("smoke", adam_steps=10, adam_lr=0.1)
+    g1 = D.cached_gray_data(m, "adam", 1, S, seed=0, dataset="toy", profile="smoke", tag="t")
+    assert len(list((tmp_path / "drift-gray").glob("adam-*.pt"))) == 1
+    g2 = D.cached_gray_data(m, "adam", 1, S, seed=0, dataset="toy", profile="smoke", tag="t")
+    assert torch.equal(g1.x, g2.x) and g2.info.get("from_cache")
