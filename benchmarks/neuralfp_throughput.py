@@ -5,10 +5,13 @@ the cache), in one run:
   checkpoint cache) vs Mahalanobis (features + class means and shared covariance) on the same
   training images; MSP and Energy need no fitting;
 * **scoring throughput** (images/s) of ``Detector.score`` on ``--n`` test images, best of
-  ``--repeats``, for NeuralFP, MSP, Energy and Mahalanobis (each runs the classifier itself).
+  ``--repeats`` interleaved rounds, for NeuralFP, MSP, Energy and Mahalanobis (each runs the classifier itself).
 
 Prints a table and the ratios (goal: NeuralFP scoring ≥ 0.5× MSP's throughput). Timings on a shared
-machine are inflated by the other processes; the ratios are what to compare.
+machine are inflated by the other processes; the ratios are what to compare. On an overloaded machine
+set ``OMP_NUM_THREADS=1``: with 2 OpenMP threads and the cores taken by other processes, every small
+tensor operation waits for a descheduled thread (we measured 0.3 s instead of 0.4 ms for one small
+autoencoder pass), which penalises NeuralFP's many small layers far more than the one CNN pass.
 
     python benchmarks/neuralfp_throughput.py --dataset mnist5k --profile default
 """
@@ -29,14 +32,18 @@ from ccc_lib import baselines as bl  # noqa: E402
 from ccc_lib import neuralfp as nfp  # noqa: E402
 
 
-def throughput(det, x, repeats: int, batch_size: int) -> float:
-    det.score(x[:min(len(x), 64)], batch_size=batch_size)          # warm-up
-    best = float("inf")
+def throughputs(dets: dict, x, repeats: int, batch_size: int) -> dict:
+    """Images/s of each detector's ``score``, best of ``repeats`` rounds; the rounds interleave the
+    detectors so that all of them see the same (shared-machine) conditions."""
+    for d in dets.values():
+        d.score(x[:min(len(x), 64)], batch_size=batch_size)      # warm-up
+    best = {name: float("inf") for name in dets}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        det.score(x, batch_size=batch_size)
-        best = min(best, time.perf_counter() - t0)
-    return len(x) / best
+        for name, d in dets.items():
+            t0 = time.perf_counter()
+            d.score(x, batch_size=batch_size)
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: len(x) / t for name, t in best.items()}
 
 
 def main(argv=None) -> int:
@@ -72,7 +79,7 @@ def main(argv=None) -> int:
     fit_maha = time.perf_counter() - t0
 
     dets = {"NeuralFP": det, "MSP": bl.MSP(model), "Energy": bl.Energy(model), "Mahalanobis": maha}
-    rows = {name: {"images_per_s": throughput(d, x, args.repeats, args.batch_size)} for name, d in dets.items()}
+    rows = {name: {"images_per_s": v} for name, v in throughputs(dets, x, args.repeats, args.batch_size).items()}
     rows["NeuralFP"]["fit_s"] = fit_nfp
     rows["Mahalanobis"]["fit_s"] = fit_maha
     print(f"\n{'detector':12s} {'fit (s)':>9s} {'score (img/s)':>14s}")
