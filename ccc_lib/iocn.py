@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -33,7 +32,7 @@ from .cache import load_or_train
 from .detectors import Detector, as_tensor_images
 from .metrics import ood_metrics
 from .profiles import Profile, chapter_settings, get_profile
-from .utils import get_device, progress, set_seed, to_numpy
+from .utils import cpu_threads, get_device, progress, set_seed, to_numpy
 
 __all__ = ["SETTINGS", "settings", "INNConfig", "TrainConfig", "build_inn", "INNModel", "INNTrainingError",
            "train_inn", "iocn_score", "IOCN", "FlowDetector", "PyODDetector", "PYOD_METHODS", "make_baseline",
@@ -211,20 +210,6 @@ def _lr_lambda(tc: TrainConfig):
         t = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
         return tc.lr_min_ratio + (1 - tc.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
     return f
-
-
-@contextmanager
-def cpu_threads(n: int | None = 1):
-    """Run the enclosed torch code with ``n`` CPU threads (restored afterwards). The INNs here are
-    tiny (16-64 wide): one thread is as fast as two and immune to contention from other processes,
-    where a second OpenMP thread can slow each small matmul down by an order of magnitude."""
-    old = torch.get_num_threads()
-    if n and get_device().type == "cpu":
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _advice(tc: TrainConfig) -> str:
