@@ -38,7 +38,7 @@ from .data import TensorData
 from .models import CNNConfig, PaperCNN
 from .profiles import Profile, chapter_settings, get_profile
 from .train import get_classifier, predict_logits
-from .utils import get_device, set_seed
+from .utils import cpu_threads, get_device, set_seed
 
 __all__ = ["SETTINGS", "settings", "DRIFT_KINDS", "GRAY_METHODS", "make_splits", "apply_drift", "model_tag", "portions", "get_model", "per_dataset",
            "affected_classes", "train_model", "gray_data", "gray_miface", "gray_adam", "gray_generator",
@@ -258,13 +258,8 @@ def gray_miface(model: PaperCNN, n_per_class: int = 1, *, max_iter: int = 200, l
                     learning_rate=float(learning_rate), batch_size=model.num_classes, verbose=False)
     y1 = np.arange(model.num_classes)
     x0 = np.full((model.num_classes, *model.input_shape), 0.5, dtype=np.float32)
-    threads = torch.get_num_threads()
-    if get_device().type == "cpu":
-        torch.set_num_threads(1)      # one small batch, many tiny steps: threads only add overhead
-    try:
+    with cpu_threads(1):              # one small batch, many tiny steps: threads only add overhead
         x1 = torch.as_tensor(attack.infer(x0, y1))
-    finally:
-        torch.set_num_threads(threads)
     x = x1.repeat_interleave(n_per_class, 0)
     return _finish(model, x, _labels(model.num_classes, n_per_class), "miface",
                    probabilities=probabilities, max_iter=max_iter)
