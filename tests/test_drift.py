@@ -82,7 +82,7 @@ def test_gray_adam_is_classified_as_intended_and_seeded(toy_model):
     g2 = D.gray_adam(m, 2, steps=30, lr=0.1, seed=0)
     assert g1.x.shape == (20, 1, 16, 16) and g1.x.min() >= 0 and g1.x.max() <= 1
     assert torch.equal(g1.x, g2.x)
-    assert g1.own_accuracy >= 0.9
+    assert round(g1.own_accuracy * len(g1.x)) >= 18      # at least 18 of the 20 samples (counted, not a float compare)
 
 
 def test_gray_miface_grey_start_identical_per_class(toy_model):
