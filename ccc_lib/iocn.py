@@ -36,7 +36,7 @@ from .utils import cpu_threads, get_device, progress, set_seed, to_numpy
 
 __all__ = ["SETTINGS", "settings", "INNConfig", "TrainConfig", "build_inn", "INNModel", "INNTrainingError",
            "train_inn", "iocn_score", "IOCN", "FlowDetector", "PyODDetector", "PYOD_METHODS", "make_baseline",
-           "fashion_features", "one_class_split", "one_vs_rest", "toy_2d", "decision_boundary",
+           "fashion_features", "resnet18_encoder", "one_class_split", "one_vs_rest", "toy_2d", "decision_boundary",
            "reconstruction_error", "share_inside_cube", "cpu_threads", "budget_table", "time_to_reach"]
 
 
@@ -69,10 +69,12 @@ SETTINGS = {
         "toy_sets": ("moons", "two_gaussians", "circles"), "toy_n": 1000, "toy_steps": 800, "toy_blocks": 12, "toy_divisor": 1.0,
     },
     "full": {
+        # the paper's protocol: CIFAR-10, 128-d features of a pretrained encoder on the hypersphere
+        "dataset": "cifar10",
         "classes": tuple(range(10)),
-        "n_train": None,                # all 6,000 training images of a class
-        "feature_dim": 64,
-        "feature_sets": ("cnn_mnist5k", "pixels"),
+        "n_train": None,                # all 5,000 training images of a class
+        "feature_dim": 128,
+        "feature_sets": ("resnet18_imagenet", "pixels"),
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest", "DeepSVDD"),
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 256,
         "steps": 4000, "flow_steps": 4000, "eval_at": (100, 250, 500, 1000, 2000, 4000),
@@ -464,36 +466,70 @@ def make_baseline(name: str, **kw) -> Detector:
 _FEATURE_MEMO: dict = {}
 
 
-def fashion_features(kind: str, profile: str | Profile | None = None, batch_size: int = 1024) -> dict:
-    """Fashion-MNIST train/test features for the one-vs-rest table.
+def fashion_features(kind: str, profile: str | Profile | None = None, batch_size: int = 1024,
+                     dataset: str = "fashion_mnist") -> dict:
+    """Train/test features of ``dataset`` for the one-vs-rest table (``S["dataset"]``: Fashion-MNIST at
+    ``smoke``/``default``, CIFAR-10 at ``full``).
 
     ``kind``: ``"cnn_mnist5k"`` — the 256-d penultimate features of the papers' CNN trained on
     **MNIST-5k digits** (chapter 0's classifier; it never saw a Fashion-MNIST image or label),
     projected onto the unit hypersphere as the paper does with its MoCo features;
-    ``"pixels"`` — the 784 raw pixel values. Returns ``{"train": (x, y), "test": (x, y)}`` as numpy."""
+    ``"resnet18_imagenet"`` — the 512-d pooled features of torchvision's ImageNet-pretrained ResNet-18
+    (downloaded; it never saw a CIFAR-10 label), on the hypersphere — our stand-in for the paper's MoCo;
+    ``"pixels"`` — the raw pixel values. Returns ``{"train": (x, y), "test": (x, y), "classes": [...]}``."""
     from .train import get_classifier, profile_data
     prof = get_profile(profile)
-    key = (kind, prof.name)
+    key = (kind, prof.name, dataset)
     if key in _FEATURE_MEMO:
         return _FEATURE_MEMO[key]
+    if kind not in ("cnn_mnist5k", "resnet18_imagenet", "pixels"):
+        raise ValueError(f"unknown feature kind {kind!r}; use 'cnn_mnist5k', 'resnet18_imagenet' or 'pixels'")
     out = {}
     if kind == "cnn_mnist5k":
         model, _ = get_classifier("mnist5k", prof)
-        dev = get_device()
+        encode = model.features
+        shape = model.input_shape
+    elif kind == "resnet18_imagenet":
+        encode, shape = resnet18_encoder(), None
+    dev = get_device()
     for split in ("train", "test"):
-        data = profile_data("fashion_mnist", split, prof)
+        data = profile_data(dataset, split, prof)
+        out["classes"] = list(data.classes)
         if kind == "pixels":
             f = data.x.flatten(1).numpy()
-        elif kind == "cnn_mnist5k":
-            with torch.no_grad():
-                f = torch.cat([model.features(data.x[i:i + batch_size].to(dev)).cpu()
-                               for i in range(0, len(data), batch_size)])
-            f = torch.nn.functional.normalize(f, dim=1).numpy()
         else:
-            raise ValueError(f"unknown feature kind {kind!r}; use 'cnn_mnist5k' or 'pixels'")
+            x = data.x if shape is None or tuple(data.shape) == tuple(shape) else data.to_shape(shape).x
+            with torch.no_grad():
+                f = torch.cat([encode(x[i:i + batch_size].to(dev)).float().cpu()
+                               for i in range(0, len(x), batch_size)])
+            f = torch.nn.functional.normalize(f, dim=1).numpy()
         out[split] = (f.astype(np.float32), data.y.numpy())
     _FEATURE_MEMO[key] = out
     return out
+
+
+def resnet18_encoder(weights="DEFAULT"):
+    """ImageNet-pretrained ResNet-18 as a 512-d encoder of N×3×H×W images in [0, 1] (resized to 224,
+    ImageNet-normalised). ``weights=None`` gives a random network (for tests). The weights are
+    downloaded by torchvision on first use; offline this fails with a message naming the fix."""
+    import torchvision
+    try:
+        net = torchvision.models.resnet18(weights=weights)
+    except OSError as exc:
+        raise RuntimeError("the ImageNet-pretrained ResNet-18 weights could not be downloaded; the 'full' "
+                           "profile needs internet access once (torchvision caches them under ~/.cache/torch), "
+                           f"or use the 'cnn_mnist5k'/'pixels' features ({exc})") from exc
+    net.fc = torch.nn.Identity()
+    net = net.to(get_device()).eval()
+    mean = torch.tensor([0.485, 0.456, 0.406], device=get_device()).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=get_device()).view(1, 3, 1, 1)
+
+    def encode(x):
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
+        return net((x - mean) / std)
+    return encode
 
 
 def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = None, seed: int = 0,
@@ -543,10 +579,11 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
     "meta": {method: {class: {...}}}, "inside": {class: share}, "recon": {class: max err}}``. The INN
     methods record their AUROC at the steps ``S["eval_at"]`` (the budget curves)."""
     prof = get_profile(profile)
-    feats = fashion_features(feature_kind, prof)
+    feats = fashion_features(feature_kind, prof, dataset=S.get("dataset", "fashion_mnist"))
     methods = list(methods or (list(S["baselines"]) + ["FLOW", "IOCN"]))
     res = {"auroc": {m: {} for m in methods}, "evals": {}, "meta": {}, "inside": {}, "recon": {},
-           "fit_seconds": {m: {} for m in methods}, "score_seconds": {m: {} for m in methods}}
+           "fit_seconds": {m: {} for m in methods}, "score_seconds": {m: {} for m in methods},
+           "classes": feats["classes"]}
     for c in S["classes"]:
         sp = one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed)
         xtr, xte, y = sp["train"], sp["test"], sp["is_out"]

@@ -20,15 +20,16 @@ def _perturb(model, scale=0.1, seed=0):
 def test_inn_is_invertible_with_random_weights(dim, blocks, clamp):
     model = iocn.INNModel(iocn.INNConfig(dim=dim, n_blocks=blocks, clamp=clamp, seed=1))
     _perturb(model)      # away from the zero init, so the coupling subnets are active
-    x = torch.randn(300, dim) * 2 + 1
+    x = torch.randn(300, dim, generator=torch.Generator().manual_seed(0)) * 2 + 1   # seeded: no flakiness
     with torch.no_grad():
         z, _ = model(x)
         assert not torch.allclose(z, x)                    # it is not the identity
         xr = model.inverse(z)
         zr, _ = model(model.inverse(z))
     # float32: relative error (12 blocks with clamp 2 can scale by e^24, so absolute errors grow)
-    assert ((xr - x).abs() / (1 + x.abs())).max() < 1e-4
-    assert ((zr - z).abs() / (1 + z.abs())).max() < 1e-4
+    # (unseeded draws reached 5e-4 in float32; the float64 check below is the exact one)
+    assert ((xr - x).abs() / (1 + x.abs())).max() < 1e-3
+    assert ((zr - z).abs() / (1 + z.abs())).max() < 1e-3
     # float64 with hard permutations: exact to round-off. (With FrEIA 0.2's soft permutations the
     # inverse rotation is the transpose of the float32-rounded matrix, exact only to ~1e-7 per block.)
     m64 = iocn.INNModel(iocn.INNConfig(dim=dim, n_blocks=blocks, clamp=clamp, permute_soft=False, seed=1))
@@ -177,3 +178,20 @@ def test_pull_functions():
     assert 1.0 < p.item() < 2.0
     with pytest.raises(ValueError):
         iocn.pull_f(z, "median")
+
+
+def test_resnet18_encoder_shapes_without_download():
+    """The `full` profile's CIFAR-10 encoder (weights=None: a random net, nothing downloaded)."""
+    enc = iocn.resnet18_encoder(weights=None)
+    with torch.no_grad():
+        f = enc(torch.rand(2, 3, 32, 32))
+        g = enc(torch.rand(2, 1, 28, 28))          # grey images are repeated to three channels
+    assert f.shape == (2, 512) and g.shape == (2, 512) and torch.isfinite(f).all()
+
+
+def test_full_profile_runs_the_papers_cifar10_protocol():
+    S = iocn.settings("full")
+    assert S["dataset"] == "cifar10" and S["feature_dim"] == 128
+    assert S["feature_sets"][0] == "resnet18_imagenet"
+    with pytest.raises(ValueError, match="unknown feature kind"):
+        iocn.fashion_features("moco", "smoke")
