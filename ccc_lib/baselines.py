@@ -37,36 +37,32 @@ def _numpy_batches(fn, x, batch_size: int) -> np.ndarray:
     return np.concatenate(out) if out else np.empty(0)
 
 
-class MSP(Detector):
+class _LogitScore(Detector):
+    """A pytorch-ood detector that is a function of the logits alone (``pod_class``)."""
+    pod_class = None
+
+    def __init__(self, model, temperature: float = 1.0):
+        self.model = model
+        self.detector = self.pod_class(model, t=temperature)
+
+    @torch.no_grad()
+    def _score(self, xb):
+        return self.detector.predict(xb)
+
+    def score_logits(self, logits) -> np.ndarray:
+        return to_numpy(self.detector.predict_logits(torch.as_tensor(logits))).astype(np.float64)
+
+
+class MSP(_LogitScore):
     """Maximum softmax probability; score = −max softmax."""
     name = "MSP"
-
-    def __init__(self, model, temperature: float = 1.0):
-        self.model = model
-        self.detector = pod.MaxSoftmax(model, t=temperature)
-
-    @torch.no_grad()
-    def _score(self, xb):
-        return self.detector.predict(xb)
-
-    def score_logits(self, logits) -> np.ndarray:
-        return to_numpy(self.detector.predict_logits(torch.as_tensor(logits))).astype(np.float64)
+    pod_class = pod.MaxSoftmax
 
 
-class Energy(Detector):
+class Energy(_LogitScore):
     """Energy score −T·logsumexp(f(x)/T)."""
     name = "Energy"
-
-    def __init__(self, model, temperature: float = 1.0):
-        self.model = model
-        self.detector = pod.EnergyBased(model, t=temperature)
-
-    @torch.no_grad()
-    def _score(self, xb):
-        return self.detector.predict(xb)
-
-    def score_logits(self, logits) -> np.ndarray:
-        return to_numpy(self.detector.predict_logits(torch.as_tensor(logits))).astype(np.float64)
+    pod_class = pod.EnergyBased
 
 
 class ODIN(Detector):

@@ -10,11 +10,8 @@ from ccc_lib.data import TensorData
 
 
 @pytest.fixture(scope="module")
-def setup():
-    set_seed(0)
-    model = build_classifier(num_classes=3, widths=(4, 8, 8), fc=16).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+def setup(tiny_classifier):
+    model = tiny_classifier(3)
     g = torch.Generator().manual_seed(0)
     y = torch.arange(90) % 3
     x = 0.1 * torch.rand(90, 1, 28, 28, generator=g)

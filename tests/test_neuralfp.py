@@ -22,11 +22,8 @@ def _blobs(n, seed):
 
 
 @pytest.fixture(scope="module")
-def fitted():
-    set_seed(0)
-    model = build_classifier(num_classes=4, widths=(4, 8, 8), fc=16).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
+def fitted(tiny_classifier):
+    model = tiny_classifier(4)
     det = nfp.NeuralFP(model, TAPS, pool_to=2, epochs=4, batch_size=64, alpha=0.1)
     det.fit(_blobs(600, 0), calib_frac=0.3)
     return model, det
