@@ -3,7 +3,7 @@
 The core (profiles, data, models, training with the checkpoint cache, the detector interface,
 metrics, plots, reports, the runner) serves one module per chapter: ``counterfeits``,
 ``neuralfp``, ``iocn`` and ``drift``."""
-from .cache import load_or_train
+from .cache import NotCached, load_or_train
 from .data import DatasetUnavailable, TensorData, load_dataset
 from .detectors import Detector, evaluate_detector
 from .metrics import expected_calibration_error, ood_metrics, reliability_bins

@@ -19,10 +19,14 @@ from torch import nn
 
 from .utils import atomic_write_bytes, cache_dir
 
-__all__ = ["config_hash", "checkpoint_path", "load_or_train", "CACHE_VERSION"]
+__all__ = ["config_hash", "checkpoint_path", "load_or_train", "NotCached", "CACHE_VERSION"]
 
 #: bump to invalidate every checkpoint when training code changes meaning
 CACHE_VERSION = 1
+
+
+class NotCached(LookupError):
+    """``load_or_train(..., cache_only=True)`` found no usable checkpoint (and trained nothing)."""
 
 
 def config_hash(config: dict) -> str:
@@ -52,17 +56,21 @@ def _try_load(path: Path, module: nn.Module, key: str):
 
 
 def load_or_train(module: nn.Module, kind: str, config: dict, train_fn: Callable[[nn.Module], dict],
-                  *, root=None, force: bool = False) -> dict:
+                  *, root=None, force: bool = False, cache_only: bool = False) -> dict:
     """Fill ``module`` from the cache, or call ``train_fn(module)`` and cache the result.
 
     ``train_fn`` trains the module in place and returns a JSON-serialisable dict of metadata
-    (losses, timings, ...). Returns that metadata with ``from_cache`` and ``path`` added."""
+    (losses, timings, ...). Returns that metadata with ``from_cache`` and ``path`` added.
+    With ``cache_only=True`` a missing or unusable checkpoint raises :class:`NotCached` instead
+    of training (for a chapter that reuses what another chapter trains)."""
     path = checkpoint_path(kind, config, root)
     key = config_hash(config)
     if not force:
         meta = _try_load(path, module, key)
         if meta is not None:
             return {**meta, "from_cache": True, "path": str(path)}
+    if cache_only:
+        raise NotCached(f"no usable {kind!r} checkpoint at {path}")
     meta = train_fn(module) or {}
     state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
     buf = io.BytesIO()

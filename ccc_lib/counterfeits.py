@@ -33,7 +33,7 @@ from .profiles import Profile, chapter_settings, get_profile
 from .utils import get_device, progress, set_seed
 
 __all__ = ["SETTINGS", "settings", "GeneratorConfig", "VectorMatrixGenerator", "hot_matrix", "draw_conditions",
-           "FeatureTap", "loss_terms", "validate_weights", "train_generator", "get_generator", "sample",
+           "FeatureTap", "loss_terms", "validate_weights", "train_generator", "get_generator", "sample", "confident_counterfeits",
            "classifier_fingerprint", "confidence_table", "distance_stats", "diversity_stats",
            "continue_training", "LOSS_TERMS", "feature_diversity", "summarise", "run_ablation", "show_grid",
            "pick_grid", "ABLATION"]
@@ -361,7 +361,7 @@ _ARCH_KEYS = ("nz", "width", "dropout")
 
 def get_generator(classifier: nn.Module, dataset: str, profile: str | Profile | None = None, *,
                   mode: str = "counterfeit", seed: int = 0, tag: str = "", feature_layer: str | None = None,
-                  force: bool = False, **overrides):
+                  force: bool = False, cache_only: bool = False, **overrides):
     """The generator for ``classifier`` (trained on ``dataset`` at ``profile``), from the checkpoint
     cache or trained now. ``overrides`` replace entries of :data:`SETTINGS` (loss weights, dropout,
     steps, ...). Returns ``(generator, info)``; the generator is in eval mode on the classifier's
@@ -369,7 +369,9 @@ def get_generator(classifier: nn.Module, dataset: str, profile: str | Profile | 
     ``from_cache``.
 
     The cache key holds the dataset, tag, seed, mode, the settings and a hash of the classifier's
-    state_dict, so a different classifier gets a different generator."""
+    state_dict, so a different classifier gets a different generator. With ``cache_only=True`` a
+    generator that is not in the cache raises :class:`ccc_lib.cache.NotCached` instead of being
+    trained (how chapters 2 and 3 reuse chapter 1's counterfeits without spending its minutes)."""
     prof = get_profile(profile)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -387,11 +389,25 @@ def get_generator(classifier: nn.Module, dataset: str, profile: str | Profile | 
     meta = load_or_train(gen, f"generator-{dataset}-{mode}", key,
                          lambda g: train_generator(g, classifier, seed=seed, feature_layer=feature_layer,
                                                    desc=f"{dataset} {mode} generator", **train_kw),
-                         force=force)
+                         force=force, cache_only=cache_only)
     gen.eval()
     info = {**meta, "dataset": dataset, "mode": mode, "seed": seed, "tag": tag, "settings": s,
             "config": cfg.to_dict()}
     return gen, info
+
+
+def confident_counterfeits(classifier: nn.Module, dataset: str, profile: str | Profile | None = None,
+                           n_per_class: int = 100, seed: int = 0, threshold: float = 0.99) -> dict:
+    """Chapter 1's counterfeits of ``classifier`` for the other chapters' detectors to score:
+    ``n_per_class`` images per class from the *cached* generator (raises
+    :class:`ccc_lib.cache.NotCached` if chapter 1 has not trained it at this profile), keeping those
+    the classifier labels as intended with confidence ≥ ``threshold``. Returns :func:`sample`'s dict
+    restricted to the kept images, plus ``n_sampled`` and ``info`` (the generator's)."""
+    gen, info = get_generator(classifier, dataset, profile, seed=seed, cache_only=True)
+    s = sample(gen, classifier, n_per_class, seed=seed)
+    keep = (s["confidence"] >= threshold) & (s["pred"] == s["y"])
+    out = {k: v[keep] for k, v in s.items()}
+    return {**out, "n_sampled": int(len(keep)), "info": info}
 
 
 def _device_of(model: nn.Module):

@@ -36,7 +36,7 @@ from .utils import cpu_threads, get_device, progress, set_seed, to_numpy
 
 __all__ = ["SETTINGS", "settings", "INNConfig", "TrainConfig", "build_inn", "INNModel", "INNTrainingError",
            "train_inn", "iocn_score", "IOCN", "FlowDetector", "PyODDetector", "PYOD_METHODS", "make_baseline",
-           "fashion_features", "resnet18_encoder", "one_class_split", "one_vs_rest", "toy_2d", "decision_boundary",
+           "fashion_features", "encode_images", "score_counterfeits", "resnet18_encoder", "one_class_split", "one_vs_rest", "toy_2d", "decision_boundary",
            "reconstruction_error", "share_inside_cube", "cpu_threads", "budget_table", "time_to_reach"]
 
 
@@ -477,35 +477,58 @@ def fashion_features(kind: str, profile: str | Profile | None = None, batch_size
     ``"resnet18_imagenet"`` — the 512-d pooled features of torchvision's ImageNet-pretrained ResNet-18
     (downloaded; it never saw a CIFAR-10 label), on the hypersphere — our stand-in for the paper's MoCo;
     ``"pixels"`` — the raw pixel values. Returns ``{"train": (x, y), "test": (x, y), "classes": [...]}``."""
-    from .train import get_classifier, profile_data
+    from .train import profile_data
+    _check_kind(kind)
     prof = get_profile(profile)
     key = (kind, prof.name, dataset)
     if key in _FEATURE_MEMO:
         return _FEATURE_MEMO[key]
-    if kind not in ("cnn_mnist5k", "resnet18_imagenet", "pixels"):
-        raise ValueError(f"unknown feature kind {kind!r}; use 'cnn_mnist5k', 'resnet18_imagenet' or 'pixels'")
     out = {}
-    if kind == "cnn_mnist5k":
-        model, _ = get_classifier("mnist5k", prof)
-        encode = model.features
-        shape = model.input_shape
-    elif kind == "resnet18_imagenet":
-        encode, shape = resnet18_encoder(), None
-    dev = get_device()
     for split in ("train", "test"):
         data = profile_data(dataset, split, prof)
         out["classes"] = list(data.classes)
-        if kind == "pixels":
-            f = data.x.flatten(1).numpy()
-        else:
-            x = data.x if shape is None or tuple(data.shape) == tuple(shape) else data.to_shape(shape).x
-            with torch.no_grad():
-                f = torch.cat([encode(x[i:i + batch_size].to(dev)).float().cpu()
-                               for i in range(0, len(x), batch_size)])
-            f = torch.nn.functional.normalize(f, dim=1).numpy()
-        out[split] = (f.astype(np.float32), data.y.numpy())
+        out[split] = (encode_images(kind, data, prof, batch_size), data.y.numpy())
     _FEATURE_MEMO[key] = out
     return out
+
+
+_ENCODERS: dict = {}
+FEATURE_KINDS = ("cnn_mnist5k", "resnet18_imagenet", "pixels")
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"unknown feature kind {kind!r}; use one of {FEATURE_KINDS}")
+
+
+def encode_images(kind: str, data, profile: str | Profile | None = None, batch_size: int = 1024) -> np.ndarray:
+    """The ``kind`` features (see :func:`fashion_features`) of images: a :class:`~ccc_lib.data.TensorData`
+    or an N×C×H×W tensor in [0, 1] (converted to the encoder's input shape). Returns float32 rows."""
+    from .data import TensorData
+    from .train import get_classifier
+    _check_kind(kind)
+    if kind == "pixels":
+        x = data.x if isinstance(data, TensorData) else data
+        return x.flatten(1).numpy().astype(np.float32)
+    prof = get_profile(profile)
+    ekey = (kind, prof.name)
+    if ekey not in _ENCODERS:
+        if kind == "cnn_mnist5k":
+            model, _ = get_classifier("mnist5k", prof)
+            _ENCODERS[ekey] = (model.features, tuple(model.input_shape))
+        else:
+            _ENCODERS[ekey] = (resnet18_encoder(), None)
+    encode, shape = _ENCODERS[ekey]
+    if not isinstance(data, TensorData):
+        data = TensorData(torch.as_tensor(data).float(), torch.full((len(data),), -1, dtype=torch.long),
+                          classes=[], name="images", split="query")
+    x = data.x if shape is None or tuple(data.shape) == shape else data.to_shape(shape).x
+    if len(x) == 0:
+        return np.empty((0, 0), dtype=np.float32)
+    dev = get_device()
+    with torch.no_grad():
+        f = torch.cat([encode(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)])
+    return torch.nn.functional.normalize(f, dim=1).numpy().astype(np.float32)
 
 
 def resnet18_encoder(weights="DEFAULT"):
@@ -549,7 +572,7 @@ def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = No
         rng = np.random.default_rng(seed + 1)
         sd = tr.std(0, keepdims=True)
         tr = tr + noise * sd * rng.standard_normal(tr.shape).astype(np.float32)
-    return {"train": tr, "test": te, "is_out": (yte != inlier).astype(int), "inlier": inlier,
+    return {"train": tr, "test": te, "is_out": (yte != inlier).astype(int), "inlier": inlier, "pca": pca,
             "explained_variance": float(pca.explained_variance_ratio_.sum())}
 
 
@@ -577,18 +600,23 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
 
     Returns ``{"auroc": {method: {class: auroc}}, "evals": {method: {class: [...]}},
     "meta": {method: {class: {...}}}, "inside": {class: share}, "recon": {class: max err}}``. The INN
-    methods record their AUROC at the steps ``S["eval_at"]`` (the budget curves)."""
+    methods record their AUROC at the steps ``S["eval_at"]`` (the budget curves). The fitted
+    detectors, each class's PCA and the scores of the test inliers are kept (``"detectors"``,
+    ``"pca"``, ``"test_inlier_scores"``) so that other inputs can be scored the same way
+    (:func:`score_counterfeits`)."""
     prof = get_profile(profile)
     feats = fashion_features(feature_kind, prof, dataset=S.get("dataset", "fashion_mnist"))
     methods = list(methods or (list(S["baselines"]) + ["FLOW", "IOCN"]))
     res = {"auroc": {m: {} for m in methods}, "evals": {}, "meta": {}, "inside": {}, "recon": {},
            "fit_seconds": {m: {} for m in methods}, "score_seconds": {m: {} for m in methods},
-           "classes": feats["classes"]}
+           "classes": feats["classes"], "feature_kind": feature_kind,
+           "detectors": {m: {} for m in methods}, "pca": {}, "test_inlier_scores": {m: {} for m in methods}}
     for c in S["classes"]:
         sp = one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed)
         xtr, xte, y = sp["train"], sp["test"], sp["is_out"]
         xte_t = torch.as_tensor(xte)
         res["last_split"] = sp
+        res["pca"][c] = sp["pca"]
 
         def eval_fn(model, obj):
             det = IOCN() if obj == "iocn" else FlowDetector()
@@ -623,6 +651,8 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
             res["fit_seconds"][m][c] = t1 - t0
             res["score_seconds"][m][c] = t2 - t1
             res.setdefault("last", {})[m] = det          # the last class's detectors (for timing)
+            res["detectors"][m][c] = det
+            res["test_inlier_scores"][m][c] = s[y == 0]
             if m == "IOCN":
                 res["inside"][c] = share_inside_cube(det, xtr)
                 res["inside_test_in"] = res.get("inside_test_in", {})
@@ -634,6 +664,38 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
             if verbose:
                 print(f"class {c} {m:8s} AUROC {res['auroc'][m][c]:.4f}  fit {t1 - t0:.1f}s", flush=True)
     return res
+
+
+def score_counterfeits(res: dict, x: torch.Tensor, labels, profile: str | Profile | None = None,
+                      alpha: float = 0.05):
+    """Score images that claim a class — chapter 1's counterfeits, with the class the classifier
+    gave them — by the one-class detectors of that class from :func:`one_vs_rest`: the
+    counterfeits labelled ``c`` go through the same encoder and class-``c`` PCA as the test set and
+    are scored by every method fitted on class ``c``.
+
+    Returns one row per (method, class): the number of counterfeits, the AUROC of class ``c``'s
+    test inliers vs those counterfeits, the share flagged at the threshold that flags ``alpha`` of
+    the test inliers, and for the IOCN the share outside the cube (the paper's rule ``s > 0``),
+    for the counterfeits and for the test inliers."""
+    import pandas as pd
+    labels = np.asarray(labels)
+    feats = encode_images(res["feature_kind"], x, profile)
+    rows = []
+    for c, pca in res["pca"].items():
+        m_c = labels == c
+        if not m_c.any():
+            continue
+        z = pca.transform(feats[m_c]).astype(np.float32)
+        for m, dets in res["detectors"].items():
+            sc, s_in = dets[c].score(z), res["test_inlier_scores"][m][c]
+            row = {"method": m, "class": res["classes"][c], "counterfeits": int(m_c.sum()),
+                   "AUROC (test inliers vs counterfeits)": ood_metrics(s_in, sc)["auroc"],
+                   f"flagged at {alpha:.0%} false alarms": float((sc > np.quantile(s_in, 1 - alpha)).mean())}
+            if m == "IOCN":
+                row["outside the cube: counterfeits"] = float((sc > 0).mean())
+                row["outside the cube: test inliers"] = float((s_in > 0).mean())
+            rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def budget_table(res: dict, methods=("FLOW", "IOCN")) -> "object":

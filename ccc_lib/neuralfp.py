@@ -48,8 +48,7 @@ from .profiles import chapter_settings
 from .utils import get_device, progress, set_seed, to_numpy
 
 __all__ = ["SETTINGS", "settings", "DEFAULT_TAPS", "COMBINES", "LayerAE", "FingerprintBank", "NeuralFP",
-           "collect_activations", "reduce_activation", "false_alarm_table", "per_layer_auroc",
-           "cached_counterfeit_generator", "NotCached"]
+           "collect_activations", "reduce_activation", "false_alarm_table", "per_layer_auroc"]
 
 #: the layers NeuralFP taps in :class:`ccc_lib.models.PaperCNN` (see the module docstring)
 #: the continuous scores NeuralFP can report (see :meth:`NeuralFP.score_errors`)
@@ -423,23 +422,3 @@ def false_alarm_table(det: NeuralFP, err_in: np.ndarray, err_outs: dict, alpha: 
     det.combine = keep[2]
     det.set_rule(keep[0], keep[1])
     return rows
-
-
-class NotCached(LookupError):
-    """Chapter 1's generator for this classifier is not in the checkpoint cache."""
-
-
-def cached_counterfeit_generator(model, dataset: str, profile=None, seed: int = 0):
-    """Chapter 1's counterfeit generator for ``model`` *if chapter 1 has cached it*; raises
-    :class:`NotCached` instead of training one (training it is chapter 1's job and takes minutes)."""
-    from . import counterfeits as cf
-
-    def _refuse(module):
-        raise NotCached(f"no cached chapter-1 generator for {dataset} (run chapter 1 first)")
-
-    original = cf.load_or_train
-    cf.load_or_train = lambda module, kind, config, train_fn, **kw: original(module, kind, config, _refuse, **kw)
-    try:
-        return cf.get_generator(model, dataset, profile, seed=seed)
-    finally:
-        cf.load_or_train = original

@@ -12,7 +12,7 @@ import pandas as pd
 from .utils import atomic_write_json, cache_dir
 
 __all__ = ["glue", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware",
-           "reproduction_summary"]
+           "reproduction_summary", "counterfeit_detection"]
 
 
 def glue(name: str, value, display: bool = False):
@@ -79,3 +79,33 @@ def reproduction_summary(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     cols = ["chapter", "profile", "device", "cpu cores", "run time (s)", "claims", "hold", "do not hold"]
     return (pd.DataFrame(chapters, columns=cols).set_index("chapter"),
             pd.DataFrame(claims, columns=["chapter", "claim", "paper", "ours", "holds"]))
+
+
+#: what each of chapter 2's detectors looks at (the rest of chapter 2's are NeuralFP variants)
+_CONFIDENCE_SCORES = ("MSP", "Energy", "ODIN")
+
+
+def counterfeit_detection(metrics: dict) -> pd.DataFrame:
+    """Which detectors catch chapter 1's confident counterfeits, from ``load_metrics()``: chapter 2's
+    rows (the classifier's confidence and its inside, all test images vs all counterfeits) and
+    chapter 3's (one-class models of the class a counterfeit claims, class by class). One row per
+    (classifier, detector) with the AUROC and the share flagged at the chapter's false-alarm budget."""
+    cols = ["classifier", "chapter", "detector", "looks at", "counterfeits", "AUROC", "flagged", "false-alarm budget"]
+    rows = []
+    m2 = metrics.get("02_neuralfp", {}).get("metrics", {})
+    for r in m2.get("counterfeits", []):
+        names = dict.fromkeys(k.rsplit(": ", 1)[0] for k in r if k.endswith((": AUROC", ": flagged")))
+        for d in names:
+            looks = ("the classifier's confidence" if d.split(" ")[0] in _CONFIDENCE_SCORES
+                     else "the classifier's features" if d.startswith("Mahalanobis")
+                     else "the classifier's layers (fingerprints)")
+            rows.append({"classifier": r["model"], "chapter": 2, "detector": d, "looks at": looks,
+                         "counterfeits": r.get("confidence ≥ 0.99"), "AUROC": r.get(f"{d}: AUROC"),
+                         "flagged": r.get(f"{d}: flagged"), "false-alarm budget": m2.get("counterfeits_alpha")})
+    c3 = metrics.get("03_iocn", {}).get("metrics", {}).get("counterfeits", {})
+    for r in c3.get("per_method", []):
+        rows.append({"classifier": c3["dataset"], "chapter": 3, "detector": f"{r['method']} ({r['features']})",
+                     "looks at": "a one-class model of the claimed class", "counterfeits": r["counterfeits"],
+                     "AUROC": r["mean AUROC over classes"], "flagged": r[f"flagged at {c3['alpha']:.0%} false alarms"],
+                     "false-alarm budget": c3["alpha"]})
+    return pd.DataFrame(rows, columns=cols)

@@ -98,16 +98,43 @@ def _hide_parameter_cells(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def stage_book(executed: Path, staging: Path) -> Path:
+def repository_url(explicit: str | None = None) -> str | None:
+    """The repository the book's launch, repository and issue buttons point to: ``explicit``, else
+    ``$CCC_REPO_URL``, else ``$GITHUB_REPOSITORY`` (set in GitHub Actions), else the ``origin``
+    remote of this checkout when it is on GitHub; None keeps ``_config.yml``'s ``repository.url``."""
+    if explicit:
+        return explicit
+    if os.environ.get("CCC_REPO_URL"):
+        return os.environ["CCC_REPO_URL"]
+    if os.environ.get("GITHUB_REPOSITORY"):
+        return f"https://github.com/{os.environ['GITHUB_REPOSITORY']}"
+    import re
+    import subprocess
+    try:
+        url = subprocess.run(["git", "-C", str(REPO), "remote", "get-url", "origin"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.match(r"(?:https://github\.com/|git@github\.com:)([^/]+/[^/]+?)(?:\.git)?$", url)
+    return f"https://github.com/{m.group(1)}" if m else None
+
+
+def stage_book(executed: Path, staging: Path, repo_url: str | None = None) -> Path:
     """Lay out the book's sources for Jupyter Book: the configuration, ``book/`` and the *executed*
     notebooks under ``notebooks/``, so that page names (and the launch buttons, which open
-    ``notebooks/<chapter>.ipynb`` in the repository) match the sources."""
+    ``notebooks/<chapter>.ipynb`` in the repository) match the sources. ``repo_url`` replaces
+    ``repository.url`` in the staged configuration."""
     import shutil
+    import yaml
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, staging / name)
+    if repo_url:
+        cfg = yaml.safe_load((staging / "_config.yml").read_text())
+        cfg.setdefault("repository", {})["url"] = repo_url
+        (staging / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     shutil.copytree(REPO / "book", staging / "book", ignore=shutil.ignore_patterns("executed"))
     (staging / "notebooks").mkdir()
     for nb in sorted(Path(executed).glob("*.ipynb")):
@@ -125,7 +152,9 @@ def cmd_book(args) -> int:
               f"run: python -m ccc_lib run {' '.join(missing)}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    staging = stage_book(executed, out / "_build" / "src")
+    url = repository_url(args.repo_url)
+    staging = stage_book(executed, out / "_build" / "src", url)
+    print(f"repository buttons point to {url or 'repository.url of _config.yml'}", flush=True)
     import shutil
     shutil.rmtree(out / "_build" / "html", ignore_errors=True)      # no stale pages from older builds
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -170,6 +199,9 @@ def main(argv=None) -> int:
     b = sub.add_parser("book", help="build the HTML book from executed notebooks")
     b.add_argument("--executed", default=str(DEFAULT_OUT), help="folder of executed notebooks")
     b.add_argument("--out", default=str(REPO), help="the HTML goes to OUT/_build/html")
+    b.add_argument("--repo-url", default=None,
+                   help="GitHub URL for the launch/repository/issue buttons (default: $CCC_REPO_URL, "
+                        "$GITHUB_REPOSITORY, the origin remote, else _config.yml)")
     sub.add_parser("profiles", help="list the run profiles")
     args = ap.parse_args(argv)
     if args.cmd == "profiles":

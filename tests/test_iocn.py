@@ -195,3 +195,36 @@ def test_full_profile_runs_the_papers_cifar10_protocol():
     assert S["feature_sets"][0] == "resnet18_imagenet"
     with pytest.raises(ValueError, match="unknown feature kind"):
         iocn.fashion_features("moco", "smoke")
+
+
+def test_score_counterfeits_uses_the_claimed_class_detectors():
+    """Counterfeits claiming class c are scored by class c's detectors, through class c's PCA."""
+    g = torch.Generator().manual_seed(0)
+    train = {c: (0.2 + 0.6 * c) + 0.05 * torch.randn(200, 1, 4, 4, generator=g) for c in (0, 1)}
+    test = {c: (0.2 + 0.6 * c) + 0.05 * torch.randn(50, 1, 4, 4, generator=g) for c in (0, 1)}
+    res = {"feature_kind": "pixels", "classes": ["dark", "bright"], "pca": {}, "detectors": {"KNN": {}, "IOCN": {}},
+           "test_inlier_scores": {"KNN": {}, "IOCN": {}}}
+    S = iocn.settings("smoke")
+    for c in (0, 1):
+        feats = {"train": (iocn.encode_images("pixels", train[c]), np.full(200, c)),
+                 "test": (iocn.encode_images("pixels", test[c]), np.full(50, c))}
+        sp = iocn.one_class_split(feats, c, dim=3)
+        res["pca"][c] = sp["pca"]
+        dets = {"KNN": iocn.make_baseline("KNN").fit(sp["train"]),
+                "IOCN": iocn.IOCN(iocn.INNConfig(dim=3, n_blocks=2), iocn.TrainConfig(steps=30, batch_size=64),
+                                  standardise_divisor=S["divisor"]).fit(sp["train"])}
+        for m, d in dets.items():
+            res["detectors"][m][c] = d
+            res["test_inlier_scores"][m][c] = d.score(sp["test"])
+    # "bright" counterfeits that claim to be dark, and in-class images that claim their own class
+    x = torch.cat([0.8 + 0.05 * torch.randn(30, 1, 4, 4, generator=g), test[1][:10]])
+    labels = np.array([0] * 30 + [1] * 10)
+    t = iocn.score_counterfeits(res, x, labels, alpha=0.05).set_index(["method", "class"])
+    assert t.loc[("KNN", "dark"), "counterfeits"] == 30 and t.loc[("KNN", "bright"), "counterfeits"] == 10
+    assert t.loc[("KNN", "dark"), "AUROC (test inliers vs counterfeits)"] > 0.95
+    assert t.loc[("KNN", "dark"), "flagged at 5% false alarms"] > 0.9
+    assert t.loc[("KNN", "bright"), "AUROC (test inliers vs counterfeits)"] < 0.9     # these are inliers
+    assert t.loc[("IOCN", "dark"), "outside the cube: counterfeits"] > 0.9
+    assert np.isnan(t.loc[("KNN", "dark")].get("outside the cube: counterfeits", np.nan))
+    empty = iocn.score_counterfeits(res, x[:0], labels[:0])
+    assert empty.empty

@@ -40,3 +40,24 @@ def test_failing_notebook_keeps_partial_output(tmp_path, monkeypatch):
     nb = nbformat.read(out / "bad.ipynb", as_version=4)
     assert any("before" in "".join(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
     assert runner.run_notebook("missing", "smoke", out, notebook_dir=src)["status"] == "missing"
+
+
+def test_repository_url_sources(monkeypatch, tmp_path):
+    monkeypatch.delenv("CCC_REPO_URL", raising=False)
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    assert runner.repository_url("https://github.com/a/b") == "https://github.com/a/b"
+    monkeypatch.setenv("GITHUB_REPOSITORY", "owner/book")
+    assert runner.repository_url() == "https://github.com/owner/book"
+    monkeypatch.setenv("CCC_REPO_URL", "https://github.com/x/y")
+    assert runner.repository_url() == "https://github.com/x/y"
+
+
+def test_stage_book_sets_the_repository_url(tmp_path):
+    import yaml
+    (tmp_path / "ex").mkdir()
+    (tmp_path / "ex" / "00_classifiers.ipynb").write_text("{}")
+    staged = runner.stage_book(tmp_path / "ex", tmp_path / "src", "https://github.com/o/r")
+    cfg = yaml.safe_load((staged / "_config.yml").read_text())
+    assert cfg["repository"]["url"] == "https://github.com/o/r"
+    assert cfg["launch_buttons"]["colab_url"] and cfg["execute"]["execute_notebooks"] == "off"
+    assert (staged / "notebooks" / "00_classifiers.ipynb").exists() and (staged / "book").is_dir()
