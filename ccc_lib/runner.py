@@ -166,15 +166,30 @@ def cmd_book(args) -> int:
     return rc
 
 
+def load_parameters(path) -> dict:
+    """Notebook parameters from a YAML file (a mapping, e.g. ``profile: full`` and ``seed: 0``),
+    passed to every chapter by papermill; a clear error if the file is missing or not a mapping."""
+    import yaml
+    p = Path(path)
+    if not p.is_file():
+        raise SystemExit(f"error: parameters file {p} not found (see scripts/full_gpu.yaml for an example)")
+    params = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+        raise SystemExit(f"error: {p} must be a YAML mapping of parameter names to values, e.g. 'profile: full'")
+    return params
+
+
 def cmd_run(args) -> int:
-    profile = get_profile(args.profile).name
+    params = load_parameters(args.parameters) if args.parameters else {}
+    profile = get_profile(args.profile or params.pop("profile", None)).name
+    params.pop("profile", None)
     chapters = resolve_chapters(args.chapters)
     out = Path(args.out)
     print(f"running {len(chapters)} notebook(s) on profile '{profile}' into {out}", flush=True)
     results = []
     for stem in chapters:
         print(f"\n=== {stem} ({profile}) ===", flush=True)
-        r = run_notebook(stem, profile, out)
+        r = run_notebook(stem, profile, out, extra_params=params)
         results.append(r)
         if r["status"] == "ok":
             print(f"ok in {r['seconds']} s -> {r['output']}", flush=True)
@@ -196,6 +211,9 @@ def main(argv=None) -> int:
     r.add_argument("--profile", default=None,
                    help=f"one of {', '.join(PROFILES)} (default: $CCC_PROFILE or 'default')")
     r.add_argument("--out", default=str(DEFAULT_OUT), help="where executed notebooks go")
+    r.add_argument("--parameters", default=None, metavar="YAML",
+                   help="papermill parameters for every chapter (a YAML mapping; its 'profile' is used "
+                        "unless --profile is given), e.g. scripts/full_gpu.yaml")
     b = sub.add_parser("book", help="build the HTML book from executed notebooks")
     b.add_argument("--executed", default=str(DEFAULT_OUT), help="folder of executed notebooks")
     b.add_argument("--out", default=str(REPO), help="the HTML goes to OUT/_build/html")

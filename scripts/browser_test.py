@@ -5,7 +5,7 @@
 
 Builds the book from smoke-executed notebooks in a scratch copy (the default book in book/executed/ is
 left alone), then opens every page in headless Chromium with all host names unresolvable (so nothing
-can come from a CDN) and checks: the page is not empty; chapter pages show figures and every figure is
+can come from a CDN) and checks: the page is not empty; chapter pages show numbered, captioned figures and every figure is
 non-blank; no Python traceback or raw LaTeX is visible; equations were typeset by MathJax; saved widget
 states were rendered. Screenshots go to <site>/../screenshots/. Exit status 1 on any failure."""
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Page(html.parser.HTMLParser):
         super().__init__()
         self.text, self.images, self.stack = [], [], []
         self.in_main = 0
-        self.mathjax = self.widgets = self.widget_states = self.raw_math = 0
+        self.mathjax = self.widgets = self.widget_states = self.raw_math = self.fig_numbers = 0
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -76,6 +76,8 @@ class Page(html.parser.HTMLParser):
             self.widgets += 1
         if tag == "script" and a.get("type", "").startswith("application/vnd.jupyter.widget-view"):
             self.widget_states += 1
+        if "caption-number" in cls.split() and self.in_main and "figure" in self.stack:
+            self.fig_numbers += 1
         if tag == "img" and self.in_main:
             self.images.append(a.get("src", ""))
         if cls and ("math" in cls.split()):
@@ -138,10 +140,12 @@ def check_site(site: Path, shots: Path) -> list[str]:
             found.append(f"{p.raw_math} math elements but MathJax typeset none (offline MathJax missing?)")
         if p.widget_states and not p.widgets:
             found.append("saved widget states but no rendered widget (html-manager missing?)")
-        if name.startswith("notebooks/") and "05_report" not in name:
+        if name.startswith("notebooks/"):
             imgs = [i for i in p.images if "_images/" in i]
             if not imgs:
                 found.append("a chapter page without figures")
+            if not p.fig_numbers:
+                found.append("no numbered, captioned figure")
             for src in imgs:
                 f = (page.parent / src).resolve()
                 if not f.exists():
@@ -151,7 +155,7 @@ def check_site(site: Path, shots: Path) -> list[str]:
         shot = shots / (name.replace("/", "__").replace(".html", ".png"))
         screenshot(chrome, url, shot, profile_dir)
         status = "ok" if not found else "FAIL"
-        print(f"{status:4s} {name}: {len(text)} chars, {len(p.images)} images, math {p.mathjax}, "
+        print(f"{status:4s} {name}: {len(text)} chars, {len(p.images)} images, {p.fig_numbers} numbered figures, math {p.mathjax}, "
               f"widgets {p.widgets}/{p.widget_states} saved; screenshot {shot.name}")
         problems += [f"{name}: {f}" for f in found]
     shutil.rmtree(profile_dir, ignore_errors=True)

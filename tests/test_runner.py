@@ -61,3 +61,14 @@ def test_stage_book_sets_the_repository_url(tmp_path):
     assert cfg["repository"]["url"] == "https://github.com/o/r"
     assert cfg["launch_buttons"]["colab_url"] and cfg["execute"]["execute_notebooks"] == "off"
     assert (staged / "notebooks" / "00_classifiers.ipynb").exists() and (staged / "book").is_dir()
+
+
+def test_parameters_file(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("profile: full\nseed: 3\n")
+    assert runner.load_parameters(f) == {"profile": "full", "seed": 3}
+    f.write_text("- a list\n")
+    with pytest.raises(SystemExit, match="mapping"):
+        runner.load_parameters(f)
+    with pytest.raises(SystemExit, match="not found"):
+        runner.load_parameters(tmp_path / "missing.yaml")
