@@ -108,4 +108,8 @@ def counterfeit_detection(metrics: dict) -> pd.DataFrame:
                      "looks at": "a one-class model of the claimed class", "counterfeits": r["counterfeits"],
                      "AUROC": r["mean AUROC over classes"], "flagged": r[f"flagged at {c3['alpha']:.0%} false alarms"],
                      "false-alarm budget": c3["alpha"]})
-    return pd.DataFrame(rows, columns=cols)
+    order = {k: i for i, k in enumerate(("the classifier's confidence", "the classifier's features",
+                                         "the classifier's layers (fingerprints)"))}
+    df = pd.DataFrame(rows, columns=cols)
+    rank = df["looks at"].map(lambda k: order.get(k, len(order)))
+    return df.assign(_rank=rank).sort_values(["chapter", "_rank"], kind="stable").drop(columns="_rank").reset_index(drop=True)
