@@ -11,7 +11,7 @@ import pandas as pd
 
 from .utils import atomic_write_json, cache_dir
 
-__all__ = ["glue", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware",
+__all__ = ["glue", "glue_range", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware",
            "reproduction_summary", "counterfeit_detection"]
 
 
@@ -23,6 +23,25 @@ def glue(name: str, value, display: bool = False):
     except ImportError:
         pass
     return value
+
+
+def glue_range(name: str, values, fmt: str = "{:.2f}") -> tuple[float, float]:
+    """Glue the range of ``values`` for the prose: ``name`` as Markdown text ("0.48–0.59", or one
+    number when min = max, "—" when empty; use ``{glue:md}`name```) and ``name_min`` / ``name_max``
+    as numbers. Returns (min, max)."""
+    import numpy as np
+    v = np.asarray(list(values), dtype=float)
+    v = v[np.isfinite(v)]
+    lo, hi = (float(v.min()), float(v.max())) if v.size else (float("nan"), float("nan"))
+    text = "—" if not v.size else fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}–{fmt.format(hi)}"
+    try:
+        from IPython.display import Markdown
+        glue(name, Markdown(text))
+    except ImportError:
+        pass
+    glue(f"{name}_min", round(lo, 4))
+    glue(f"{name}_max", round(hi, 4))
+    return lo, hi
 
 
 def metrics_dir() -> Path:

@@ -53,3 +53,9 @@ def test_cache_only_never_trains(tmp_path):
     assert not calls and not list(tmp_path.iterdir())
     load_or_train(torch.nn.Linear(2, 2), "t", {"k": 1}, lambda m: {}, root=tmp_path)
     assert load_or_train(torch.nn.Linear(2, 2), "t", {"k": 1}, None, root=tmp_path, cache_only=True)["from_cache"]
+
+
+def test_glue_range_returns_the_range_and_skips_nan():
+    assert report.glue_range("x", [0.5, float("nan"), 0.25]) == (0.25, 0.5)
+    lo, hi = report.glue_range("y", [])
+    assert math.isnan(lo) and math.isnan(hi)
