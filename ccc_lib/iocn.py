@@ -509,7 +509,7 @@ def encode_images(kind: str, data, profile: str | Profile | None = None, batch_s
     _check_kind(kind)
     if kind == "pixels":
         x = data.x if isinstance(data, TensorData) else data
-        return x.flatten(1).numpy().astype(np.float32)
+        return x.flatten(1).cpu().numpy().astype(np.float32)
     prof = get_profile(profile)
     ekey = (kind, prof.name)
     if ekey not in _ENCODERS:
