@@ -4,6 +4,8 @@ The core (profiles, data, models, training with the checkpoint cache, the detect
 metrics, plots, reports, the runner) serves one module per chapter: ``counterfeits``,
 ``neuralfp``, ``iocn`` and ``drift``."""
 from .cache import NotCached, load_or_train
+from .checks import InputError, NotFittedError, check_features, check_fitted, check_images, check_labels
+from .claims import Claims, ClaimsFailed
 from .data import DatasetUnavailable, TensorData, load_dataset
 from .detectors import Detector, evaluate_detector
 from .metrics import expected_calibration_error, ood_metrics, reliability_bins

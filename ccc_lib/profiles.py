@@ -30,6 +30,16 @@ class Profile:
     batch_size: int = 128
     seed: int = 0
     description: str = ""
+    #: the profile whose code paths this one takes ("" = itself). ``full_dry`` has base "full":
+    #: chapter settings are ``full``'s with the ``full_dry`` entry's overrides on top
+    base: str = ""
+    #: a dry run: generated files in the real formats, tiny sizes; its outputs are not a result
+    dry_run: bool = False
+
+    @property
+    def scale(self) -> str:
+        """The profile whose code paths to take: ``full`` for ``full`` and ``full_dry``."""
+        return self.base or self.name
 
     def epochs_for(self, dataset: str) -> int:
         return int(self.epochs.get(dataset, self.epochs.get("*", 1)))
@@ -70,6 +80,21 @@ PROFILES: dict[str, Profile] = {
         batch_size=256,
         description="Paper scale on one GPU; downloads MNIST, SVHN, CIFAR-10, EMNIST.",
     ),
+    "full_dry": Profile(
+        name="full_dry",
+        classifier_datasets=("mnist", "fashion_mnist", "svhn", "cifar10"),
+        epochs={"*": 1},
+        train_limit=400,
+        test_limit=200,
+        ood_sets={"mnist": ("fashion_mnist", "cifar10", "svhn"),
+                  "fashion_mnist": ("mnist", "cifar10", "svhn")},
+        download=False,
+        batch_size=64,
+        base="full",
+        dry_run=True,
+        description="DRY RUN of full's code paths on generated files in the real formats (tiny sizes, "
+                    "CPU); its numbers are not results.",
+    ),
 }
 
 
@@ -87,11 +112,18 @@ def get_profile(name: str | Profile | None = None) -> Profile:
 
 
 def chapter_settings(settings: dict, profile: str | Profile | None = None, **overrides) -> dict:
-    """Pick a chapter's settings for a profile and apply non-None overrides."""
+    """Pick a chapter's settings for a profile and apply non-None overrides. A profile with a
+    ``base`` (``full_dry``) takes the base's settings with its own entry's keys on top."""
     prof = get_profile(profile)
-    if prof.name not in settings:
+    if prof.base:
+        if prof.base not in settings:
+            raise ValueError(f"chapter settings have no entry for profile {prof.base!r}, the base of "
+                             f"{prof.name!r} (have {list(settings)})")
+        out = {**settings[prof.base], **settings.get(prof.name, {})}
+    elif prof.name not in settings:
         raise ValueError(f"chapter settings have no entry for profile {prof.name!r} (have {list(settings)})")
-    out = dict(settings[prof.name])
+    else:
+        out = dict(settings[prof.name])
     for k, v in overrides.items():
         if v is None:
             continue
