@@ -306,7 +306,8 @@ def check_executed(executed: Path, chapters=None) -> tuple[list[str], list[str]]
 def cmd_check(args) -> int:
     root = find_root(args.root)
     executed = Path(args.executed) if args.executed else root / "book" / "executed"
-    chapters = resolve_chapters(args.chapters, root / "notebooks") if args.chapters else None
+    notebook_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
+    chapters = resolve_chapters(args.chapters or ["all"], notebook_dir)      # those with a source notebook
     errors, notes = check_executed(executed, chapters)
     for n in notes:
         print(f"note: {n}")
@@ -436,6 +437,7 @@ def main(argv=None) -> int:
     c.add_argument("chapters", nargs="*", help="chapters to check (default: all)")
     c.add_argument("--executed", default=None, help="folder of executed notebooks (default: ROOT/book/executed)")
     c.add_argument("--root", default=None, help=root_help)
+    c.add_argument("--notebooks", default=None, help="folder of source notebooks (default: ROOT/notebooks)")
     f = sub.add_parser("fetch", help="download every dataset and weight file a profile needs (for offline GPU nodes)")
     f.add_argument("--profile", default="full", help="the profile whose files to fetch (default: full)")
     f.add_argument("--check", action="store_true", help="only list what is missing (no download)")
