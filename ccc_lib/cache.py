@@ -19,7 +19,8 @@ from torch import nn
 
 from .utils import atomic_write_bytes, cache_dir
 
-__all__ = ["config_hash", "checkpoint_path", "load_or_train", "NotCached", "CACHE_VERSION"]
+__all__ = ["config_hash", "checkpoint_path", "load_or_train", "load_or_compute", "fingerprint", "NotCached",
+           "CACHE_VERSION"]
 
 #: bump to invalidate every checkpoint when training code changes meaning
 CACHE_VERSION = 1
@@ -85,3 +86,74 @@ def _jsonable(o):
         return o.item()
     except Exception:
         return str(o)
+
+
+def fingerprint(obj) -> str:
+    """The one identity function of the book: a short SHA-256 of a module's ``state_dict`` (names,
+    dtypes, shapes and values), of a tensor / array, or of a dict/list/tuple of those. Two objects
+    with the same fingerprint hold the same numbers; use it in cache keys instead of ``id()``."""
+    import numpy as np
+    h = hashlib.sha256()
+
+    def feed(o):
+        if isinstance(o, nn.Module):
+            feed(o.state_dict())
+        elif isinstance(o, dict):
+            for k in sorted(o, key=str):
+                h.update(str(k).encode())
+                feed(o[k])
+        elif isinstance(o, (list, tuple)):
+            h.update(f"seq{len(o)}".encode())
+            for v in o:
+                feed(v)
+        elif isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(o, np.ndarray):
+            a = np.ascontiguousarray(o)
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+        else:
+            h.update(json.dumps(o, sort_keys=True, default=str).encode())
+
+    feed(obj)
+    return h.hexdigest()[:16]
+
+
+def load_or_compute(kind: str, config: dict, compute_fn: Callable[[], dict], *, root=None,
+                    force: bool = False, cache_only: bool = False) -> dict:
+    """The cache for tensor artefacts (gray data, features, score arrays): ``compute_fn()`` returns a
+    dict of tensors (and JSON-serialisable extras under ``"meta"``); it is stored atomically under
+    ``kind`` and a hash of ``config`` and read back with ``weights_only=True``. A corrupt or
+    mismatching file is reported and recomputed. Returns the dict with ``from_cache`` added.
+    Put model identities in ``config`` with :func:`fingerprint`."""
+    path = checkpoint_path(kind, config, root)
+    key = config_hash(config)
+    if not force and path.exists():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(blob, dict) or blob.get("key") != key:
+                raise ValueError("key mismatch (the file belongs to another configuration)")
+            out = dict(blob["tensors"])
+            out["meta"] = json.loads(blob.get("meta", "{}"))
+            out["from_cache"] = True
+            return out
+        except Exception as exc:
+            warnings.warn(f"cached artefact {path} is unusable ({type(exc).__name__}: {exc}); recomputing it.",
+                          RuntimeWarning, stacklevel=2)
+    if cache_only:
+        raise NotCached(f"no usable {kind!r} artefact at {path}")
+    result = dict(compute_fn())
+    meta = result.pop("meta", {})
+    tensors = {}
+    for k, v in result.items():
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"load_or_compute({kind!r}): compute_fn returned {k}={type(v).__name__}; return "
+                            "tensors, and JSON-serialisable extras under 'meta'")
+        tensors[k] = v.detach().cpu().contiguous()
+    buf = io.BytesIO()
+    torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True, default=str),
+                "tensors": tensors, "meta": json.dumps(meta, default=_jsonable)}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return {**tensors, "meta": meta, "from_cache": False}
