@@ -229,6 +229,7 @@ class Detector:
         return scores
 
     def is_outlier(self, x) -> np.ndarray:
+        self.check_fitted()
         if self.threshold is None:
             raise NotImplementedError(f"{self.name} defines no decision rule; use score() and pick a threshold")
         return self.score(x) > self.threshold

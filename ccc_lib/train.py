@@ -98,11 +98,11 @@ def train_classifier(model: nn.Module, train: TensorData, *, epochs: int = 3, lr
     check_positive(batch_size, "batch_size", integer=True)
     check_positive(weight_decay, "weight_decay", allow_zero=True)
     check_images(train.x, f"train ({train.name})", expected_shape=_input_shape(model))
-    n_cls = getattr(model, "num_classes", None)
-    y = check_labels(train.y, f"train.y ({train.name})", n=len(train), num_classes=n_cls)
+    y = check_labels(train.y, f"train.y ({train.name})", n=len(train))
     if int(y.min()) < 0:
-        raise InputError(f"train_classifier: {train.name} has unlabelled rows (label -1); a classifier "
-                         f"needs a labelled training set")
+        raise InputError(f"train_classifier: {train.name} has unlabelled rows (label {int(y.min())}); a "
+                         f"classifier needs a labelled training set (drop them: train.where(train.y >= 0))")
+    y = check_labels(y, f"train.y ({train.name})", num_classes=getattr(model, "num_classes", None))
     seed_everything(seed)
     dev = get_device()
     model.to(dev).train()
