@@ -228,6 +228,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    import os
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes slow "
+          "the CPU timings down by about that ratio when it exceeds the core count)")
     print(f"ESTIMATE of the `full` profile; CPU steps measured with {args.threads} thread(s), warm-up "
           f"{args.warmup}, median of {args.repeats}; GPU from counted FLOPs/ops and the assumptions in the "
           "docstring\n")
@@ -248,6 +251,7 @@ def main(argv=None) -> int:
         for k, v in {"cpu": cpu, **g}.items():
             tot[k] += v
         print(f"| {ch} | {cpu:.1f} | {g['likely']:.2f} [{g['optimistic']:.2f}–{g['pessimistic']:.2f}] |")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     print(f"| all | {tot['cpu']:.1f} | {tot['likely']:.2f} [{tot['optimistic']:.2f}–{tot['pessimistic']:.2f}] |")
     return 0
 

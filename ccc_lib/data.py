@@ -75,6 +75,9 @@ class TensorData:
 
     def loader(self, batch_size: int = 128, shuffle: bool = False, seed: int = 0, **kw) -> DataLoader:
         g = torch.Generator().manual_seed(seed)
+        from .utils import get_device
+        if get_device().type == "cuda":
+            kw.setdefault("pin_memory", True)       # page-locked batches: faster, asynchronous copies to the GPU
         return DataLoader(TensorDataset(self.x, self.y), batch_size=batch_size, shuffle=shuffle,
                           generator=g if shuffle else None, **kw)
 
