@@ -457,7 +457,7 @@ def main(argv=None) -> int:
         return fetch.cmd_fetch(args)
     try:
         return cmd_run(args)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:       # bad profile, CCC_DATA on generated files, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -228,6 +228,8 @@ def test_activate_points_ccc_data_at_the_dry_folder(dry_root, monkeypatch):
     assert dryrun.activate("full_dry") == dry_root
     import os
     assert os.environ["CCC_DATA"] == str(dry_root)
+    with pytest.raises(RuntimeError, match="GENERATED files"):       # never read as real data
+        dryrun.activate("default")
 
 
 # --------------------------------------------------------------------------- natural images: explicit, loud
