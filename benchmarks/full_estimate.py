@@ -6,7 +6,7 @@ Method (printed with the result):
 
 1. For each chapter's dominant loops, build the library's own model at ``full``'s shapes and batch
    sizes (from the chapter modules' ``SETTINGS["full"]`` and the ``full`` profile) and time one training
-   step on this CPU with ``--threads`` threads: warm-up steps first, then the median of ``--repeats``
+   step on this CPU with ``--threads`` threads: warm-up steps first, then the fastest of ``--repeats``
    timings (the same threads, warm-up and repeats for every loop).
 2. Multiply by the number of steps ``full`` runs (formulas printed per row, from the settings).
 3. For the GPU, nothing is measured (no GPU here): one step's floating-point operations and its number of
@@ -23,7 +23,6 @@ way), notebook start-up and plotting. The result is an estimate until someone ru
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -65,7 +64,8 @@ class Loop:
 
 
 def measure(step, warmup: int, repeats: int) -> tuple[float, float, int]:
-    """(median seconds per step, FLOPs per step, tensor ops per step) of ``step()``."""
+    """(fastest of ``repeats`` timings in seconds, FLOPs per step, tensor ops per step) of ``step()``. The
+    fastest, not the median: on a shared machine other processes only ever add time."""
     for _ in range(warmup):
         step()
     times = []
@@ -79,7 +79,7 @@ def measure(step, warmup: int, repeats: int) -> tuple[float, float, int]:
     oc = _OpCounter()
     with oc:
         step()
-    return statistics.median(times), float(fc.get_total_flops()), oc.n
+    return min(times), float(fc.get_total_flops()), oc.n
 
 
 # --------------------------------------------------------------------------- the loops
@@ -232,7 +232,7 @@ def main(argv=None) -> int:
     print(f"load average at the start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (other processes slow "
           "the CPU timings down by about that ratio when it exceeds the core count)")
     print(f"ESTIMATE of the `full` profile; CPU steps measured with {args.threads} thread(s), warm-up "
-          f"{args.warmup}, median of {args.repeats}; GPU from counted FLOPs/ops and the assumptions in the "
+          f"{args.warmup}, fastest of {args.repeats}; GPU from counted FLOPs/ops and the assumptions in the "
           "docstring\n")
     rows = []
     for loop, step in plan():
