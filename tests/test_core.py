@@ -166,9 +166,80 @@ def test_detector_interface():
     assert det.is_outlier(x_out).all() and not det.is_outlier(x_in).any()
 
 
-def test_device_override(monkeypatch):
+# ------------------------------------------------------------------ device choice (CUDA mocked)
+@pytest.fixture
+def fresh_device(monkeypatch):
+    """get_device() recomputed under the test's environment and mocks, and restored afterwards."""
     from ccc_lib.utils import get_device
+    monkeypatch.delenv("CCC_DEVICE", raising=False)
     get_device.cache_clear()
+    yield get_device
+    get_device.cache_clear()
+
+
+def _fake_cuda(monkeypatch, available=True, count=1):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count if available else 0)
+
+
+def test_device_auto_prefers_cuda(fresh_device, monkeypatch):
+    _fake_cuda(monkeypatch, True)
+    assert fresh_device().type == "cuda"
+    fresh_device.cache_clear()
+    _fake_cuda(monkeypatch, False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert fresh_device().type == "cpu"
+
+
+def test_device_override(fresh_device, monkeypatch):
+    """CCC_DEVICE=cpu wins over an available GPU (without the override this machine would say cuda)."""
+    _fake_cuda(monkeypatch, True)
     monkeypatch.setenv("CCC_DEVICE", "cpu")
-    assert get_device().type == "cpu"
-    get_device.cache_clear()
+    assert fresh_device().type == "cpu"
+    fresh_device.cache_clear()
+    monkeypatch.setenv("CCC_DEVICE", "cuda:0")
+    assert fresh_device() == torch.device("cuda:0")
+
+
+@pytest.mark.parametrize("value,available,count,match", [
+    ("cuda", False, 0, "CUDA is not available"),
+    ("cuda:3", True, 1, "only 1 CUDA device"),
+    ("gpu", True, 1, "not a device"),
+    ("xla", True, 1, "not supported"),
+])
+def test_device_override_errors_name_the_fix(fresh_device, monkeypatch, value, available, count, match):
+    _fake_cuda(monkeypatch, available, count)
+    monkeypatch.setenv("CCC_DEVICE", value)
+    with pytest.raises(RuntimeError, match=match) as ei:
+        fresh_device()
+    assert "unset" in str(ei.value) or "use" in str(ei.value)
+
+
+def test_loader_options_per_device(monkeypatch):
+    from ccc_lib.utils import loader_options
+    assert loader_options(torch.device("cpu")) == {"num_workers": 0, "pin_memory": False}
+    monkeypatch.setenv("CCC_WORKERS", "3")
+    cuda = loader_options(torch.device("cuda"))
+    assert cuda == {"num_workers": 3, "pin_memory": True, "persistent_workers": True}
+    monkeypatch.setenv("CCC_WORKERS", "0")
+    assert loader_options(torch.device("cuda"))["persistent_workers"] is False
+
+
+def test_seeded_loader_order_depends_only_on_its_seed():
+    from torch.utils.data import TensorDataset
+    from ccc_lib.utils import seeded_loader
+    ds = TensorDataset(torch.arange(50))
+    order = lambda seed: torch.cat([b[0] for b in seeded_loader(ds, 8, shuffle=True, seed=seed,
+                                                                 device=torch.device("cpu"))])
+    a = order(1)
+    torch.rand(10)                                    # global RNG use in between changes nothing
+    assert torch.equal(a, order(1)) and not torch.equal(a, order(2))
+    assert sorted(a.tolist()) == list(range(50))
+
+
+def test_predict_batch_size_follows_the_device(monkeypatch):
+    from ccc_lib import train as T
+    assert T.default_batch_size(torch.device("cpu")) == 512
+    assert T.default_batch_size(torch.device("cuda")) == 4096
+    monkeypatch.setenv("CCC_EVAL_BATCH", "64")
+    assert T.default_batch_size(torch.device("cuda")) == 64
