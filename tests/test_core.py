@@ -108,6 +108,71 @@ def test_cache_file_loads_with_weights_only():
     assert set(blob) >= {"key", "state_dict", "meta"}
 
 
+def test_fingerprint_edge_cases():
+    assert C.fingerprint(torch.tensor(1.0)) != C.fingerprint(torch.tensor(2.0))          # 0-d tensors
+    x = torch.rand(3, 4)
+    assert C.fingerprint(x.t()) == C.fingerprint(x.t().contiguous())                      # layout-free
+    assert C.fingerprint(torch.zeros(2)) != C.fingerprint(torch.zeros(2, dtype=torch.float64))
+    assert C.fingerprint(torch.nn.Linear(2, 2).requires_grad_(False)) is not None
+    m = torch.nn.Linear(2, 2)
+    assert C.fingerprint(m) == C.fingerprint({k: v.clone() for k, v in m.state_dict().items()})
+
+    class Opaque:
+        pass
+
+    with pytest.raises(TypeError, match="no stable text"):
+        C.fingerprint({"a": Opaque()})
+    with pytest.raises(TypeError, match="no stable text"):
+        C.config_hash({"a": Opaque()})
+
+
+def test_config_hash_uses_fingerprints_not_truncated_reprs():
+    a, b = torch.zeros(5000), torch.zeros(5000)
+    b[2500] = 1.0                                   # str(a) == str(b): torch truncates long reprs
+    assert str(a) == str(b)
+    assert C.config_hash({"x": a}) != C.config_hash({"x": b})
+    assert C.config_hash({"x": a}) == C.config_hash({"x": a.clone()})
+    from ccc_lib.models import CNNConfig
+    assert C.config_hash({"m": CNNConfig()}) == C.config_hash({"m": CNNConfig()})       # dataclasses by value
+
+
+@pytest.mark.parametrize("kind", ["../escape", "a/b", "", ".hidden", None])
+def test_cache_kind_must_be_a_file_stem(kind):
+    from ccc_lib.checks import InputError
+    with pytest.raises(InputError, match="file-name stem"):
+        C.checkpoint_path(kind, {})
+
+
+def test_load_or_compute_roundtrip_and_corrupt(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(4.0), "meta": {"n": 4}}
+
+    a = C.load_or_compute("feat", {"k": 1}, compute, root=tmp_path)
+    b = C.load_or_compute("feat", {"k": 1}, compute, root=tmp_path)
+    assert a["from_cache"] is False and b["from_cache"] is True and len(calls) == 1
+    assert torch.equal(a["x"], b["x"]) and b["meta"] == {"n": 4}
+    path = C.checkpoint_path("feat", {"k": 1}, tmp_path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(RuntimeWarning, match="unusable"):
+        c = C.load_or_compute("feat", {"k": 1}, compute, root=tmp_path)
+    assert c["from_cache"] is False and len(calls) == 2
+    with pytest.raises(C.NotCached):
+        C.load_or_compute("feat", {"k": 2}, compute, root=tmp_path, cache_only=True)
+    with pytest.raises(TypeError, match="return tensors"):
+        C.load_or_compute("feat", {"k": 3}, lambda: {"x": [1, 2]}, root=tmp_path)
+
+
+def test_cache_files_get_the_usual_permissions(tmp_path):
+    meta = C.load_or_train(_tiny(), "perm", {"p": 1}, lambda m: {}, root=tmp_path)
+    mode = os.stat(meta["path"]).st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask, f"checkpoint mode {oct(mode)}, not the umask's {oct(0o666 & ~umask)} (mkstemp's 0600?)"
+
+
 # ------------------------------------------------------------------ training
 def test_train_and_get_classifier_on_digits():
     from ccc_lib.data import load_dataset
