@@ -7,7 +7,9 @@ Method (printed with the result):
 1. For each chapter's dominant loops, build the library's own model at ``full``'s shapes and batch
    sizes (from the chapter modules' ``SETTINGS["full"]`` and the ``full`` profile) and time one training
    step on this CPU with ``--threads`` threads: warm-up steps first, then the fastest of ``--repeats``
-   timings (the same threads, warm-up and repeats for every loop).
+   timings (the same threads, warm-up and repeats for every loop). The CPU estimate uses the process's
+   CPU time divided by the threads (what the step costs on an idle machine: on a shared machine other
+   processes add wall-clock time, not CPU time; the fastest wall-clock time is printed beside it).
 2. Multiply by the number of steps ``full`` runs (formulas printed per row, from the settings).
 3. For the GPU, nothing is measured (no GPU here): one step's floating-point operations and its number of
    tensor operations are *counted* on the CPU (``torch.utils.flop_counter`` and a dispatch counter), and
@@ -54,7 +56,8 @@ class Loop:
     what: str
     steps: float
     formula: str
-    cpu_s: float = 0.0           # one step, measured here
+    cpu_s: float = 0.0           # one step, measured here (CPU time / threads: idle-machine wall time)
+    wall_s: float = 0.0          # one step, fastest wall-clock time here (inflated by other processes)
     flops: float = 0.0           # one step, counted
     ops: int = 0                 # one step, counted
 
@@ -63,23 +66,26 @@ class Loop:
         return max(self.flops / tput, self.ops * per_op)
 
 
-def measure(step, warmup: int, repeats: int) -> tuple[float, float, int]:
-    """(fastest of ``repeats`` timings in seconds, FLOPs per step, tensor ops per step) of ``step()``. The
-    fastest, not the median: on a shared machine other processes only ever add time."""
+def measure(step, warmup: int, repeats: int, threads: int) -> tuple[float, float, float, int]:
+    """``(wall, busy, flops, ops)`` of one ``step()``: ``wall`` the fastest of ``repeats`` wall-clock timings;
+    ``busy`` the fastest of the process CPU times divided by ``threads`` — what the step takes on an idle
+    machine, since on a shared one other processes add wall time while this one waits for a core, but no
+    CPU time; ``flops`` and ``ops`` counted over one step."""
     for _ in range(warmup):
         step()
-    times = []
+    walls, busys = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        w0, c0 = time.perf_counter(), time.process_time()
         step()
-        times.append(time.perf_counter() - t0)
+        walls.append(time.perf_counter() - w0)
+        busys.append((time.process_time() - c0) / threads)
     fc = FlopCounterMode(display=False)
     with fc:
         step()
     oc = _OpCounter()
     with oc:
         step()
-    return min(times), float(fc.get_total_flops()), oc.n
+    return min(walls), min(min(busys), min(walls)), float(fc.get_total_flops()), oc.n
 
 
 # --------------------------------------------------------------------------- the loops
@@ -222,9 +228,9 @@ def plan() -> list[tuple[Loop, callable]]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -236,13 +242,14 @@ def main(argv=None) -> int:
           "docstring\n")
     rows = []
     for loop, step in plan():
-        loop.cpu_s, loop.flops, loop.ops = measure(step, args.warmup, args.repeats)
+        loop.wall_s, loop.cpu_s, loop.flops, loop.ops = measure(step, args.warmup, args.repeats, args.threads)
         rows.append(loop)
-        print(f"[{loop.chapter}] {loop.what}: {loop.steps:,.0f} steps ({loop.formula}); CPU {loop.cpu_s * 1e3:.1f} ms/step, "
+        print(f"[{loop.chapter}] {loop.what}: {loop.steps:,.0f} steps ({loop.formula}); CPU {loop.cpu_s * 1e3:.1f} ms/step (wall {loop.wall_s * 1e3:.0f}), "
               f"{loop.flops / 1e9:.2f} GFLOP, {loop.ops} ops/step -> CPU {loop.cpu_s * loop.steps / 3600:.2f} h, "
               f"H100 {loop.gpu_step('likely') * loop.steps / 60:.1f} min", flush=True)
-    print("\nper chapter (hours; H100 likely [optimistic–pessimistic]):")
-    print(f"| chapter | {args.threads} CPU cores (h) | one H100 (h) |\n|---|---|---|")
+    print(f"\nper chapter, hours. CPU: {args.threads} thread(s) as measured; 2 cores: between that / 2 (perfect "
+          "scaling) and that / 1. H100: likely [optimistic–pessimistic]:")
+    print(f"| chapter | {args.threads} CPU thread(s) (h) | one H100 (h) |\n|---|---|---|")
     tot = Counter()
     for ch in dict.fromkeys(r.chapter for r in rows):
         rs = [r for r in rows if r.chapter == ch]
