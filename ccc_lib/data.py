@@ -110,7 +110,7 @@ def convert_images(x: torch.Tensor, shape) -> torch.Tensor:
     c, h, w = shape
     if x.shape[1] != c:
         if x.shape[1] == 3 and c == 1:
-            wts = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
+            wts = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
             x = (x * wts).sum(1, keepdim=True)
         elif x.shape[1] == 1 and c == 3:
             x = x.repeat(1, 3, 1, 1)

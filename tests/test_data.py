@@ -252,3 +252,9 @@ def test_missing_natural_image_fails_naming_it(monkeypatch, how):
         monkeypatch.setattr(skdata, "coffee", broken)
     with pytest.raises(DatasetUnavailable, match=r"lacks 1: coffee .*pip install"):
         load_dataset("natural_patches", "test", n=5)
+
+
+def test_convert_images_keeps_the_device():
+    """Luminance weights are made on the images' device (a CUDA tensor must not meet a CPU one)."""
+    x = torch.rand(2, 3, 8, 8, device="meta")
+    assert convert_images(x, (1, 8, 8)).device.type == "meta"
