@@ -247,19 +247,17 @@ def main(argv=None) -> int:
         print(f"[{loop.chapter}] {loop.what}: {loop.steps:,.0f} steps ({loop.formula}); CPU {loop.cpu_s * 1e3:.1f} ms/step (wall {loop.wall_s * 1e3:.0f}), "
               f"{loop.flops / 1e9:.2f} GFLOP, {loop.ops} ops/step -> CPU {loop.cpu_s * loop.steps / 3600:.2f} h, "
               f"H100 {loop.gpu_step('likely') * loop.steps / 60:.1f} min", flush=True)
-    print(f"\nper chapter, hours. CPU: {args.threads} thread(s) as measured; 2 cores: between that / 2 (perfect "
-          "scaling) and that / 1. H100: likely [optimistic–pessimistic]:")
-    print(f"| chapter | {args.threads} CPU thread(s) (h) | one H100 (h) |\n|---|---|---|")
+    print(f"\nper chapter, hours (ESTIMATE). CPU: {args.threads} thread(s) as measured; 2 cores: between "
+          "that / 2 (perfect scaling) and that / 1. H100: likely [optimistic–pessimistic]:")
+    print(f"| chapter | {args.threads} CPU thread(s) | 2 CPU cores | one H100 |\n|---|---|---|---|")
     tot = Counter()
-    for ch in dict.fromkeys(r.chapter for r in rows):
-        rs = [r for r in rows if r.chapter == ch]
+    chapters = list(dict.fromkeys(r.chapter for r in rows))
+    for ch in chapters + ["all"]:
+        rs = [r for r in rows if ch in ("all", r.chapter)]
         cpu = sum(r.cpu_s * r.steps for r in rs) / 3600
         g = {c: sum(r.gpu_step(c) * r.steps for r in rs) / 3600 for c in GPU}
-        for k, v in {"cpu": cpu, **g}.items():
-            tot[k] += v
-        print(f"| {ch} | {cpu:.1f} | {g['likely']:.2f} [{g['optimistic']:.2f}–{g['pessimistic']:.2f}] |")
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    print(f"| all | {tot['cpu']:.1f} | {tot['likely']:.2f} [{tot['optimistic']:.2f}–{tot['pessimistic']:.2f}] |")
+        print(f"| {ch} | {cpu:.1f} | {cpu / 2:.1f}–{cpu:.1f} | {g['likely']:.2f} [{g['optimistic']:.2f}–{g['pessimistic']:.2f}] |")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
 
