@@ -329,3 +329,13 @@ def test_precomputed_sliders_cached_and_linked():
     assert len(stack.children) == len(pts["delta"])
     slider.index = len(pts["delta"]) - 1            # jslink is front-end only: the stack stays independent here
     assert stack.selected_index is not None
+
+
+def test_modes_view():
+    clf = _frozen(TinyNet())
+    train_x, train_y = torch.rand(30, 1, 28, 28), torch.arange(10).repeat(3)
+    m = xcf.modes(clf, train_x, train_y, train_x, train_y)          # each image is its own neighbour
+    assert m.nn_label_agrees == 1.0 and m.distinct_neighbours == 1.0
+    same = train_x[:1].repeat(10, 1, 1, 1)
+    m1 = xcf.modes(clf, same, torch.zeros(10, dtype=torch.long), train_x, train_y)
+    assert m1.distinct_neighbours == pytest.approx(0.1) and m1.nn_label_agrees == 1.0

@@ -17,7 +17,7 @@ from ..cache import load_or_compute
 from ..checks import check_labels
 from ..metrics import nearest_neighbour_distance, pairwise_mean_distance
 
-__all__ = ["features", "diversity_stats", "feature_diversity", "RealStats", "real_stats", "Summary",
+__all__ = ["features", "diversity_stats", "feature_diversity", "RealStats", "real_stats", "Summary", "Modes", "modes",
            "summarise", "confidence_table", "distance_stats", "ABLATION", "run_ablation", "differ_table",
            "pick_grid", "show_grid", "grid_png", "KNOBS", "slider_values", "SliderPoint",
            "precompute_sliders", "slider_panel"]
@@ -133,6 +133,28 @@ def confidence_table(s: dict, classes=None, threshold: float = 0.99) -> pd.DataF
                      f"share ≥ {threshold}": float((conf[m] >= threshold).mean()),
                      "classified as intended": float((pred[m] == c).mean())})
     return pd.DataFrame(rows).set_index("class")
+
+
+@dataclass
+class Modes:
+    """The nearest-neighbour class view, in the classifier's feature space: for each image, its nearest
+    training image. ``nn_label_agrees``: share whose neighbour has the intended label;
+    ``distinct_neighbours``: distinct neighbours per class over images per class (1: every image near
+    a different training image, i.e. many modes; near 0: one template)."""
+    nn_label_agrees: float
+    distinct_neighbours: float
+
+
+@torch.no_grad()
+def modes(classifier, x: torch.Tensor, y: torch.Tensor, train_x: torch.Tensor, train_y: torch.Tensor,
+          batch: int = 500) -> Modes:
+    """:class:`Modes` of images ``x`` with intended labels ``y`` against the training set."""
+    y, train_y = check_labels(y, "y", n=len(x)), check_labels(train_y, "train_y", n=len(train_x))
+    ftr, fx = features(classifier, train_x), features(classifier, x)
+    idx = torch.cat([torch.cdist(fx[i:i + batch], ftr).argmin(1) for i in range(0, len(fx), batch)])
+    distinct = [len(torch.unique(idx[y == c])) / int((y == c).sum()) for c in torch.unique(y)]
+    return Modes(nn_label_agrees=float((train_y[idx] == y).float().mean()),
+                 distinct_neighbours=float(np.mean(distinct)))
 
 
 def distance_stats(classifier, train_x: torch.Tensor, queries: dict, feature_layer=None) -> dict:
