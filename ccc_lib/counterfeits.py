@@ -87,8 +87,7 @@ CLAIM_BOUNDS = {
     "smoke": dict(confidence=0.5, distance_factor=1.0),
     "default": dict(confidence=0.99, distance_factor=1.2),
     "full": dict(confidence=0.99, distance_factor=1.2),
-    "full_dry": dict(confidence=0.0, distance_factor=0.0),
-}
+}                                       # full_dry: full's bounds (Claims asserts nothing there)
 #: our goal for our variant (not the paper's): feature diversity ≥ 0.70 of real, ≥ 99 % at ≥ 0.99
 GOAL = dict(feature_diversity_ratio=0.70, share_at_099=0.99)
 
@@ -108,14 +107,24 @@ def _profile(profile) -> Profile:
         raise InputError(str(exc)) from exc
 
 
+#: what this code does where no setting exists (the same as the reference code)
+_BUILT_IN = {"optimizer": "Adam (β = 0.9, 0.999), constant lr", "upsampling": "transposed convolutions"}
+
+
 def differences_from_paper(s: dict) -> list[dict]:
     """Where the settings ``s`` differ from :data:`PAPER` (or the paper is silent): one dict per
-    setting with the paper's value, ours, and whether it differs."""
+    setting with the paper's value, this run's, and a status ("same", "differs", "not reported
+    (our choice)", or "ours only" for ε, which the paper's generator keeps at 0)."""
     rows = []
     for k, ref in PAPER.items():
-        ours = s.get(k, ref) if k in s else {"optimizer": "Adam (β = 0.9, 0.999), constant lr",
-                                               "upsampling": "transposed convolutions"}.get(k, ref)
-        status = "not reported (our choice)" if ref is None else ("same" if ours == ref else "differs")
+        ours = s[k] if k in s else _BUILT_IN[k]
+        if k == "epsilon":
+            status = "ours only (the paper's generator: 0)"
+        elif ref is None:
+            status = "not reported (our choice)"
+        else:
+            status = "same" if (tuple(ours) if isinstance(ours, (list, tuple)) else ours) == \
+                (tuple(ref) if isinstance(ref, (list, tuple)) else ref) else "differs"
         rows.append({"setting": k, "paper / reference code": "not reported" if ref is None else ref,
                      "this run": ours, "": status})
     return rows
