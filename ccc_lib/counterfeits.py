@@ -71,7 +71,7 @@ SETTINGS = {
                   ablation_steps=40, ablation_datasets=1, n_per_class=20, n_reference=1000,
                   slider_steps=4, slider_points=2, slider_n=4, bench_n=100),
     "default": dict(_COMMON, channels=(16, 32, 64), steps=500, batch_size=60, lr=5e-4,
-                    ablation_steps=200, ablation_datasets=1, n_per_class=100, n_reference=None,
+                    ablation_steps=200, ablation_datasets=1, n_per_class=100, n_reference=10000,
                     slider_steps=30, slider_points=3, slider_n=20, bench_n=1000),
     "full": dict(_COMMON, channels=(64, 128, 256), steps=4000, batch_size=200, lr=5e-4,
                  ablation_steps=2000, ablation_datasets=2, n_per_class=500, n_reference=None,
