@@ -297,7 +297,8 @@ class FeatureTap:
 
 def classifier_fingerprint(model: nn.Module) -> str:
     """A classifier's identity in the generator cache key (:func:`ccc_lib.cache.fingerprint` of its
-    state_dict; 0-d entries such as BatchNorm's step counter reshaped to 1-d, which it needs)."""
+    state_dict, 0-d entries such as BatchNorm's step counter reshaped to 1-d: kept so that the keys
+    of generators cached before the core fingerprinted 0-d tensors stay valid)."""
     return fingerprint({k: v.reshape(-1) for k, v in model.state_dict().items()})
 
 
