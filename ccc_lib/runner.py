@@ -105,7 +105,7 @@ def mark_executed(path: Path, profile: str) -> None:
     kind = banner_kind(prof.name)
     if kind and not any(c.metadata.get("ccc", {}).get("banner") for c in nb.cells):
         style, title, body = BANNERS[kind]
-        text = f"```{{{style}}} {title}\n{body.format(profile=prof.name)}\n```"
+        text = f"```{{{style}}}\n**{title}.** {body.format(profile=prof.name)}\n```"
         cell = new_markdown_cell(text, metadata={"ccc": {"banner": kind}})
         at = next((i + 1 for i, c in enumerate(nb.cells)
                    if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
@@ -457,7 +457,7 @@ def main(argv=None) -> int:
         return fetch.cmd_fetch(args)
     try:
         return cmd_run(args)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:       # bad profile, CCC_DATA on generated files, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
