@@ -62,6 +62,10 @@ def build_smoke_site(workdir: Path) -> tuple[Path, list[str]]:
     sys.path.insert(0, str(REPO))
     from ccc_lib import runner
     os.environ.setdefault("CCC_PROGRESS", "off")
+    # the kernels must draw figures inline: MPLBACKEND=Agg (set for tests and scripts) would leave
+    # every chapter page without a single figure
+    if os.environ.get("MPLBACKEND", "").lower() == "agg":
+        os.environ.pop("MPLBACKEND")
     executed = workdir / "executed"
     problems = []
     if runner.main(["run", "all", "--profile", "smoke", "--out", str(executed)]):
