@@ -151,6 +151,9 @@ def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | No
     os.environ.setdefault("CCC_PROGRESS", "off")
     from . import dryrun
     dryrun.activate(profile)                      # dry run: CCC_DATA -> the generated files
+    # the kernel draws figures inline: MPLBACKEND=Agg (set for tests and scripts) would leave every
+    # executed page without its figures, so it is not passed on to the notebook's kernel
+    agg = os.environ.get("MPLBACKEND", "").lower() == "agg" and os.environ.pop("MPLBACKEND")
     t0 = time.perf_counter()
     result = {"chapter": stem, "profile": profile, "output": str(dst)}
     try:
@@ -163,6 +166,9 @@ def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | No
                       error=f"{exc.ename}: {exc.evalue}")
     except Exception as exc:        # kernel died, bad notebook, ...
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        if agg:
+            os.environ["MPLBACKEND"] = agg
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if "cell_index" in result:
         result["source_cell"], result["cell"] = _failing_cell(dst, result["cell_index"])
