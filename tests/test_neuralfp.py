@@ -61,7 +61,9 @@ def test_reduce_and_collect_shapes():
     acts = nfp.collect_activations(model, torch.rand(5, 1, 28, 28), TAPS, pool_to=2, batch_size=2)
     assert acts["act1"].shape == (5, 16) and acts["pool3"].shape == (5, 32)
     assert acts["_logits"].shape == (5, 4) and acts["_features"].shape == (5, 16)
-    multi = xp.collect_pooled(model, torch.rand(5, 1, 28, 28), TAPS, (1, 2))
+    tbp = xp.taps_by_pool(model, [("cnn", 1), ("every_module", 2), ("cnn", 2)])
+    assert set(tbp) == {1, 2} and set(tbp[2]) == set(nfp.every_module_taps(model)) and tbp[1] == nfp.DEFAULT_TAPS
+    multi = xp.collect_pooled(model, torch.rand(5, 1, 28, 28), {1: TAPS, 2: TAPS})
     assert multi[1]["act1"].shape == (5, 4) and multi[2]["act1"].shape == (5, 16)
 
 
@@ -265,6 +267,8 @@ def test_spatial_shifts_move_the_layout():
 
 def test_tune_on_validation_picks_the_best_and_the_first_tie():
     assert xp.tune_on_validation({"a": 0.5, "b": 0.9, "c": 0.9}) == "b"
+    assert xp.tune_on_validation({"a": 1.0, "b": 1.0, "c": 0.9}, tiebreak={"a": 2.0, "b": 5.0, "c": 9.0}) == "b"
+    assert xp.tune_on_validation({"a": 0.99991, "b": 0.99994}, tiebreak={"a": 3.0, "b": 1.0}) == "a"   # 4 decimals
 
 
 def test_chapter_models_skip_classifiers_without_ood_sets():

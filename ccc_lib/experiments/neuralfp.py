@@ -9,7 +9,8 @@ baselines are :mod:`ccc_lib.baselines`.
 **Fair comparison.** Every detector's free parameters are chosen the same way, by AUROC on held-out
 *validation* data: in-distribution images split off the training set (never used to fit anything)
 against :data:`VALIDATION_OOD` (crops from the *left* halves of scikit-image's photographs — the test
-crops come from the right halves — and Gaussian noise; neither is a test OOD set). NeuralFP's
+crops come from the right halves —, Gaussian noise and scikit-learn's upsampled 8×8 digits; none of them
+is a test OOD set). NeuralFP's
 configuration (tap set × pooling), ODIN's temperature and ε and Mahalanobis' ε are picked there;
 the choice is then evaluated on the complete test sets of the profile."""
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ..train import profile_data
 
 __all__ = ["SETTINGS", "CLAIM_BOUNDS", "settings", "claim_bounds", "SLIDES_AUROC", "VALIDATION_OOD",
            "Config", "family", "chapter_models", "validation_split", "validation_ood", "spatial_shifts",
-           "tap_set", "collect_pooled", "auroc", "fit_config", "FittedConfig", "tune_on_validation",
+           "tap_set", "collect_pooled", "taps_by_pool", "auroc", "fit_config", "FittedConfig", "tune_on_validation",
            "BaselineChoice", "tune_baselines", "sweep_cached", "per_layer_auroc", "false_alarm_table",
            "where_we_differ"]
 
@@ -46,8 +47,8 @@ SETTINGS = {
     # held out to calibrate); test_limit / ood_limit / shift_n: images per test set (None = all);
     # temperatures x eps_grid: ODIN's grid (eps 0 included), eps_grid: Mahalanobis' grid (0 included).
     "smoke": {"configs": (("cnn", 1), ("cnn", 2), ("every_module", 2)), "epochs": 3, "fit_limit": 1000,
-              "calib_frac": 0.25, "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "val_n": 200, "val_ood_n": 200,
-              "test_limit": 500, "ood_limit": 300, "shift_n": 300, "shift_px": 6,
+              "calib_frac": 0.25, "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "val_n": 150, "val_ood_n": 150,
+              "test_limit": 300, "ood_limit": 150, "shift_n": 100, "shift_px": 6,
               "temperatures": (1.0, 1000.0), "eps_grid": (0.0,) + _SLIDES_EPS, "maha_fit_limit": 2000,
               "bench_n": 500, "counterfeits_n_per_class": 10},
     "default": {"configs": (("cnn", 1), ("cnn", 2), ("cnn", 4), ("every_module", 2)), "epochs": 10,
@@ -83,7 +84,7 @@ SLIDES_AUROC = {("mnist", "fashion_mnist"): 0.9826, ("mnist", "cifar10"): 0.9921
 
 #: the validation OOD set (never a test set): what it is made of
 VALIDATION_OOD = ("natural_patches, train split (crops of the left half of each photograph)",
-                  "gaussian_noise, train split")
+                  "gaussian_noise, train split", "digits, train split (scikit-learn's 8×8 digits upsampled to 28×28)")
 
 
 def settings(profile=None, **overrides) -> dict:
@@ -151,14 +152,15 @@ def validation_split(data: TensorData, n_val: int | None, seed: int = 0) -> tupl
 
 
 def validation_ood(shape, n: int, profile, seed: int = 0) -> torch.Tensor:
-    """The validation OOD images (:data:`VALIDATION_OOD`): half natural-image crops from the photos'
-    left halves (the test crops come from the right halves), half Gaussian noise, in ``shape``."""
+    """The validation OOD images (:data:`VALIDATION_OOD`), a third each: natural-image crops from the
+    photos' left halves (the test crops come from the right halves), Gaussian noise, and scikit-learn's
+    8×8 digits upsampled (blurry, thick strokes: near-OOD for an MNIST model), in ``shape``. None of
+    them is a test OOD set."""
     P = get_profile(profile)
-    a = profile_data("natural_patches", "train", P, shape=shape).x
-    b = profile_data("gaussian_noise", "train", P, shape=shape).x
+    parts = [profile_data(name, "train", P, shape=shape).x for name in ("natural_patches", "gaussian_noise", "digits")]
     g = torch.Generator().manual_seed(seed)
-    h = n // 2
-    return torch.cat([a[torch.randperm(len(a), generator=g)[:h]], b[torch.randperm(len(b), generator=g)[:n - h]]])
+    sizes = [n // 3, n // 3, n - 2 * (n // 3)]
+    return torch.cat([p[torch.randperm(len(p), generator=g)[:k]] for p, k in zip(parts, sizes)])
 
 
 def spatial_shifts(x: torch.Tensor, shift_px: int = 6) -> dict:
@@ -172,24 +174,34 @@ def spatial_shifts(x: torch.Tensor, shift_px: int = 6) -> dict:
 
 
 @torch.no_grad()
-def collect_pooled(model, x, taps, pools, batch_size: int = 500) -> dict:
-    """One forward pass, each tap reduced at every pooling of ``pools``: ``{pool: {tap: N×d}}`` plus
-    ``"_logits"`` and ``"_features"`` (see :func:`ccc_lib.neuralfp.collect_activations`)."""
+def collect_pooled(model, x, taps_by_pool: dict, batch_size: int = 500) -> dict:
+    """One forward pass over images ``x``, each pooling's taps reduced at that pooling
+    (``taps_by_pool``: ``{pool_to: taps}``): ``{pool_to: {tap: N×d}}`` plus ``"_logits"`` and
+    ``"_features"`` (see :func:`ccc_lib.neuralfp.collect_activations`)."""
     x = check_images(x, "x", expected_shape=getattr(model, "input_shape", None))
     dev = next(model.parameters()).device
-    taps, pools = tuple(dict.fromkeys(taps)), tuple(dict.fromkeys(pools))
-    out = {p: {t: [] for t in taps} for p in pools}
+    names = {t for taps in taps_by_pool.values() for t in taps} | {model.feature_layer}
+    out = {p: {t: [] for t in dict.fromkeys(taps)} for p, taps in taps_by_pool.items()}
     logits_all, feats = [], []
     for i in range(0, len(x), batch_size):
-        logits, acts = model.forward_with(x[i:i + batch_size].to(dev), set(taps) | {model.feature_layer})
-        for p in pools:
-            for t in taps:
-                out[p][t].append(nfp.reduce_activation(acts[t], p).float().cpu())
+        logits, acts = model.forward_with(x[i:i + batch_size].to(dev), names)
+        for p, d in out.items():
+            for t in d:
+                d[t].append(nfp.reduce_activation(acts[t], p).float().cpu())
         logits_all.append(logits.float().cpu())
         feats.append(acts[model.feature_layer].float().cpu())
     res = {p: {t: torch.cat(v) for t, v in d.items()} for p, d in out.items()}
     res["_logits"], res["_features"] = torch.cat(logits_all), torch.cat(feats)
     return res
+
+
+def taps_by_pool(model, configs) -> dict:
+    """``{pool_to: union of the tap sets used at that pooling}`` for :func:`collect_pooled`."""
+    out: dict = {}
+    for c in configs:
+        c = c if isinstance(c, Config) else Config(*c)
+        out.setdefault(c.pool_to, {}).update(dict.fromkeys(tap_set(c.taps, model)))
+    return {p: tuple(t) for p, t in out.items()}
 
 
 def auroc(s_in, s_out) -> float:
@@ -205,6 +217,7 @@ class FittedConfig:
     det: nfp.NeuralFP
     errors: dict                     # set name → N×L errors
     val_auroc: dict = field(default_factory=dict)   # combine → AUROC(validation ID, validation OOD)
+    val_gap: dict = field(default_factory=dict)     # combine → (mean OOD − mean ID score) / std ID score
 
 
 def fit_config(model, cfg: Config, train: TensorData, acts: dict, S: dict, cache_key: dict, seed: int = 0) -> FittedConfig:
@@ -214,15 +227,24 @@ def fit_config(model, cfg: Config, train: TensorData, acts: dict, S: dict, cache
                        batch_size=S["batch_size"], alpha=S["alpha"], seed=seed)
     det.fit(train, fit_limit=S["fit_limit"], calib_frac=S["calib_frac"], cache_key=cache_key)
     errors = {name: det.errors_from_activations(a[cfg.pool_to]) for name, a in acts.items()}
-    val = {c: auroc(det.score_errors(errors["val_id"], c), det.score_errors(errors["val_ood"], c))
-           for c in nfp.COMBINES}
-    return FittedConfig(cfg, det, errors, val)
+    val, gap = {}, {}
+    for c in nfp.COMBINES:
+        s_in, s_out = det.score_errors(errors["val_id"], c), det.score_errors(errors["val_ood"], c)
+        val[c] = auroc(s_in, s_out)
+        gap[c] = float((s_out.mean() - s_in.mean()) / max(s_in.std(), 1e-12))
+    return FittedConfig(cfg, det, errors, val, gap)
 
 
-def tune_on_validation(scores: dict) -> object:
-    """The key with the highest validation AUROC (``{key: auroc}``; ties: the first in order)."""
-    best = max(scores.values())
-    return next(k for k, v in scores.items() if v == best)
+def tune_on_validation(scores: dict, tiebreak: dict | None = None) -> object:
+    """The key with the highest validation AUROC (``{key: auroc}``, compared at 4 decimals). Ties (e.g.
+    every candidate at 1.0 on an easy validation set) go to the highest ``tiebreak`` value (e.g. the
+    standardised score gap between validation OOD and ID), then to the first in order."""
+    r = {k: round(float(v), 4) for k, v in scores.items()}
+    best = max(r.values())
+    tied = [k for k, v in r.items() if v == best]
+    if tiebreak is not None and len(tied) > 1:
+        return max(tied, key=lambda k: tiebreak[k])       # max keeps the first of equal values
+    return tied[0]
 
 
 # --------------------------------------------------------------------------- baselines, tuned on validation
