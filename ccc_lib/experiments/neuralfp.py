@@ -337,9 +337,10 @@ def where_we_differ(S: dict, P, chosen: dict) -> pd.DataFrame:
     cfgs = ", ".join(Config(*c).label for c in S["configs"])
     pick = "; ".join(f"{ds}: {c.label}" for ds, c in chosen.items())
     rows = [
-        ("classifier", "7-layer (MNIST) and 11-layer (Fashion-MNIST) models, architecture not given",
+        ("classifier", "models with 7 (MNIST) and 11 (Fashion-MNIST) layers in the per-layer tables; "
+         "architecture not given",
          "the papers' 3-block CNN for both (chapter 0)"),
-        ("tapped layers", "every layer of those models (7 and 11)",
+        ("tapped layers", "layers 1-7 and 1-11 of those models (which modules count as a layer: not given)",
          f"tuned on validation over: {cfgs}; chosen: {pick}"),
         ("fingerprint model", "autoencoders (shape not given)", "MLP d → h → k → h → d, k = max(2, d/8), Adam, MSE, "
          f"{S['epochs']} epochs"),
@@ -352,6 +353,6 @@ def where_we_differ(S: dict, P, chosen: dict) -> pd.DataFrame:
         ("near-OOD spatial shifts", "not in the slides", "flips, 90° rotation, translation of ID test images (ours)"),
         ("baselines' parameters", "ε grid shown per OOD set, T not given",
          f"ODIN T ∈ {list(S['temperatures'])} and ε, Mahalanobis ε ∈ {list(S['eps_grid'])}, chosen on validation"),
-        ("training images", "all", "all" if S["fit_limit"] is None else f"at most {S['fit_limit']:,} for the autoencoders"),
+        ("training images", "not given", "all but the validation split" if S["fit_limit"] is None else f"at most {S['fit_limit']:,} for the autoencoders"),
     ]
     return pd.DataFrame(rows, columns=["what", "slides", "this chapter"]).set_index("what")
