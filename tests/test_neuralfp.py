@@ -315,3 +315,19 @@ def test_counterfeit_generator_is_never_trained_here(tmp_path, monkeypatch):
     with pytest.raises(NotCached):
         cf.get_generator(model, "blobs", "smoke", cache_only=True)
     assert not list(tmp_path.glob("checkpoints/generator-*.pt"))
+
+
+def test_chapter_models_without_any_ood_set_fails_loudly():
+    from dataclasses import replace
+    from ccc_lib import get_profile
+    with pytest.raises(InputError, match="no OOD sets"):
+        xp.chapter_models(replace(get_profile("smoke"), ood_sets={}))
+
+
+def test_where_we_differ_is_generated_from_the_settings():
+    from ccc_lib import get_profile
+    S = xp.settings("default")
+    t = xp.where_we_differ(S, get_profile("default"), {"mnist5k": xp.Config("cnn", 4)})
+    assert "mnist5k: CNN taps, pool 4×4" in t.loc["tapped layers", "this chapter"]
+    assert f"{S['fit_limit']:,}" in t.loc["training images", "this chapter"]
+    assert t.loc["score behind the ROC", "slides"] == "not given"
