@@ -288,11 +288,12 @@ class NeuralFP(Detector):
         acts = collect_activations(self.model, x_fit, self.taps, self.pool_to)
         t_acts = time.perf_counter() - t0
         dims = {t: acts[t].shape[1] for t in self.taps}
+        set_seed(self.seed)                       # the autoencoders' initial weights depend on the seed only
         self.bank = FingerprintBank(dims).to(get_device())
         kw = dict(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
         train_fn = lambda bank: bank.train_on(acts, **kw)   # noqa: E731
         if cache_key is not None:
-            cfg = {**cache_key, "taps": list(self.taps), "pool_to": self.pool_to, "dims": dims,
+            cfg = {**cache_key, "init": "seeded", "taps": list(self.taps), "pool_to": self.pool_to, "dims": dims,
                    "n_fit": len(x_fit), "fit_limit": fit_limit, "calib_frac": calib_frac, **kw}
             meta = load_or_train(self.bank, "neuralfp", cfg, train_fn)
         else:

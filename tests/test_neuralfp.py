@@ -331,3 +331,13 @@ def test_where_we_differ_is_generated_from_the_settings():
     assert "mnist5k: CNN taps, pool 4×4" in t.loc["tapped layers", "this chapter"]
     assert f"{S['fit_limit']:,}" in t.loc["training images", "this chapter"]
     assert t.loc["score behind the ROC", "slides"] == "not given"
+
+
+def test_fit_is_deterministic_whatever_ran_before(tiny_classifier):
+    model = tiny_classifier(4)
+    data = _blobs(200, 5)
+    a = nfp.NeuralFP(model, TAPS, epochs=1).fit(data)
+    torch.rand(1000)                                            # consume the global RNG in between
+    b = nfp.NeuralFP(model, TAPS, epochs=1).fit(data)
+    x = _blobs(20, 6).x
+    np.testing.assert_array_equal(a.score(x), b.score(x))
