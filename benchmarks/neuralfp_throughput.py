@@ -14,22 +14,22 @@ tensor operation waits for a descheduled thread (we measured 0.3 s instead of 0.
 autoencoder pass), which penalises NeuralFP's many small layers far more than the one CNN pass.
 
     python benchmarks/neuralfp_throughput.py --dataset mnist5k --profile default
+
+It imports the installed package (``pip install -e .``; or run it with ``PYTHONPATH=.`` from a checkout).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-from ccc_lib import get_classifier, get_device, get_profile, set_seed  # noqa: E402
-from ccc_lib import baselines as bl  # noqa: E402
-from ccc_lib import neuralfp as nfp  # noqa: E402
+from ccc_lib import get_classifier, get_device, get_profile, set_seed
+from ccc_lib import baselines as bl
+from ccc_lib import neuralfp as nfp
+from ccc_lib.experiments import neuralfp as xp
 
 
 def throughputs(dets: dict, x, repeats: int, batch_size: int) -> dict:
@@ -53,13 +53,14 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=None, help="test images to score (default: the profile's bench_n)")
     ap.add_argument("--fit-n", type=int, default=None, help="training images to fit on (default: fit_limit)")
     ap.add_argument("--epochs", type=int, default=None, help="autoencoder epochs (default: the profile's)")
+    ap.add_argument("--pool-to", type=int, default=2, help="pooling of the conv maps (the papers' CNN taps)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
 
     P = get_profile(args.profile)
-    S = nfp.settings(P, epochs=args.epochs)
+    S = xp.settings(P, epochs=args.epochs)
     set_seed(0)
     model, info = get_classifier(args.dataset, P)
     n = args.n or S["bench_n"]
@@ -70,8 +71,8 @@ def main(argv=None) -> int:
           f"fit on {len(train)} images, score {len(x)} images")
 
     t0 = time.perf_counter()
-    det = nfp.NeuralFP(model, S["taps"], S["pool_to"], epochs=S["epochs"], lr=S["lr"], batch_size=S["batch_size"],
-                       alpha=S["alpha"])
+    det = nfp.NeuralFP(model, nfp.DEFAULT_TAPS, args.pool_to, epochs=S["epochs"], lr=S["lr"],
+                       batch_size=S["batch_size"], alpha=S["alpha"])
     det.fit(train, calib_frac=S["calib_frac"])            # no cache_key: always trains
     fit_nfp = time.perf_counter() - t0
     t0 = time.perf_counter()

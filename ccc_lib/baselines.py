@@ -13,7 +13,10 @@ The gradient-based detectors also offer ``sweep(x, eps_grid)``: the sign of the 
 does not depend on ``eps``, so one backward pass serves the whole grid of noise magnitudes
 (``x_hat = x - eps * sign(grad)``, exactly what pytorch-ood computes for each ``eps``). The
 logit- and feature-based ones offer ``score_logits`` / ``score_features`` so that a notebook can
-score every detector from one pass of the classifier."""
+score every detector from one pass of the classifier.
+
+Every public entry point checks its input with :mod:`ccc_lib.checks` (images against the model's
+``input_shape``, finite values in [0, 1], logits/features of the right width, fitted before use)."""
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +24,8 @@ import torch
 from pytorch_ood import detector as pod
 from pytorch_ood.detector.odin import odin_preprocessing
 
-from .detectors import Detector, as_tensor_images
+from .checks import InputError, check_features, check_fitted, check_images, check_labels, check_positive
+from .detectors import Detector
 from .utils import get_device, to_numpy
 
 __all__ = ["MSP", "Energy", "ODIN", "Mahalanobis", "MahalanobisODIN", "EPS_GRID", "make_baselines"]
@@ -30,27 +34,40 @@ __all__ = ["MSP", "Energy", "ODIN", "Mahalanobis", "MahalanobisODIN", "EPS_GRID"
 EPS_GRID = (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01)
 
 
-def _numpy_batches(fn, x, batch_size: int) -> np.ndarray:
-    x = as_tensor_images(x)
-    dev = get_device()
-    out = [to_numpy(fn(x[i:i + batch_size].to(dev))).astype(np.float64).ravel() for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.empty(0)
+class _Checked(Detector):
+    """Input checks shared by the wrappers: images of the model's ``input_shape``, finite, in [0, 1]."""
+
+    def _ready(self) -> None:          # overridden by detectors that need fitting
+        pass
+
+    def _images(self, x, name: str = "x") -> torch.Tensor:
+        return check_images(x, name, expected_shape=getattr(self.model, "input_shape", None))
+
+    def score(self, x, batch_size: int = 512) -> np.ndarray:
+        """One score per image (higher = more likely OOD), after checking the images."""
+        self._ready()
+        check_positive(batch_size, "batch_size", integer=True)
+        return super().score(self._images(x), batch_size)
+
+    def _logits(self, logits) -> torch.Tensor:
+        return check_features(logits, "logits", dim=getattr(self.model, "num_classes", None))
 
 
-class _LogitScore(Detector):
+class _LogitScore(_Checked):
     """A pytorch-ood detector that is a function of the logits alone (``pod_class``)."""
     pod_class = None
 
     def __init__(self, model, temperature: float = 1.0):
         self.model = model
-        self.detector = self.pod_class(model, t=temperature)
+        self.detector = self.pod_class(model, t=check_positive(temperature, "temperature"))
 
     @torch.no_grad()
     def _score(self, xb):
         return self.detector.predict(xb)
 
     def score_logits(self, logits) -> np.ndarray:
-        return to_numpy(self.detector.predict_logits(torch.as_tensor(logits))).astype(np.float64)
+        """The score from N×K logits (no pass through the classifier)."""
+        return to_numpy(self.detector.predict_logits(self._logits(logits))).astype(np.float64)
 
 
 class MSP(_LogitScore):
@@ -65,13 +82,20 @@ class Energy(_LogitScore):
     pod_class = pod.EnergyBased
 
 
-class ODIN(Detector):
-    """ODIN: x̂ = x − ε·sign(∇ₓ CE(f(x)/T, ŷ)), score = −max softmax(f(x̂)/T). T = 1000 as in the slides."""
+def _eps(e, name: str = "eps") -> float:
+    return float(check_positive(e, name, allow_zero=True))
+
+
+class ODIN(_Checked):
+    """ODIN (Liang et al. 2018): x̂ = x − ε·sign(∇ₓ CE(f(x)/T, ŷ)), score = −max softmax(f(x̂)/T).
+    The NeuralFP slides give ε grids but no temperature; ODIN's authors pick T (and ε) on validation
+    data, and so does chapter 2 (:func:`ccc_lib.experiments.neuralfp.tune_baselines`). The default
+    T = 1000 is the ODIN paper's most used value, not the slides'."""
     name = "ODIN"
 
     def __init__(self, model, eps: float = 0.0014, temperature: float = 1000.0):
         self.model = model
-        self.eps, self.temperature = eps, temperature
+        self.eps, self.temperature = _eps(eps), float(check_positive(temperature, "temperature"))
         self.detector = pod.ODIN(model, eps=eps, temperature=temperature)
 
     def _score(self, xb):
@@ -82,11 +106,12 @@ class ODIN(Detector):
 
     def score_logits(self, logits) -> np.ndarray:
         """ODIN without perturbation (ε = 0): temperature-scaled MSP."""
-        return to_numpy(pod.MaxSoftmax.score(torch.as_tensor(logits), self.temperature)).astype(np.float64)
+        return to_numpy(pod.MaxSoftmax.score(self._logits(logits), self.temperature)).astype(np.float64)
 
     def sweep(self, x, eps_grid=EPS_GRID, batch_size: int = 256) -> dict:
         """``{eps: scores}`` for every ``eps`` with one backward pass per batch."""
-        x = as_tensor_images(x)
+        x = self._images(x)
+        eps_grid = [_eps(e, "eps_grid") for e in eps_grid]
         dev = get_device()
         out = {e: [] for e in eps_grid}
         for i in range(0, len(x), batch_size):
@@ -99,7 +124,7 @@ class ODIN(Detector):
         return {e: np.concatenate(v).astype(np.float64) for e, v in out.items()}
 
 
-class Mahalanobis(Detector):
+class Mahalanobis(_Checked):
     """Min over classes of the Mahalanobis distance of the penultimate features (shared covariance)."""
     name = "Mahalanobis"
 
@@ -107,17 +132,27 @@ class Mahalanobis(Detector):
         self.model = model
         self.detector = pod.Mahalanobis(model.features)
 
+    def _ready(self) -> None:
+        check_fitted(self.detector, "precision", "Mahalanobis", "fit(data)")
+
     def fit(self, data, batch_size: int = 512) -> "Mahalanobis":
         """Fit the class means and shared covariance on labelled in-distribution ``data`` (TensorData)."""
+        if not hasattr(data, "y"):
+            raise InputError(
+                "Mahalanobis.fit needs labelled data (TensorData with .x and .y), or use fit_features(z, y)")
+        x = self._images(data.x, "data.x")
+        y = check_labels(data.y, "data.y", n=len(x), num_classes=getattr(self.model, "num_classes", None))
         feats = []
         with torch.no_grad():
-            for i in range(0, len(data.x), batch_size):
-                feats.append(self.model.features(data.x[i:i + batch_size].to(get_device())).float())
-        self.detector.fit_features(torch.cat(feats), data.y.to(get_device()))
+            for i in range(0, len(x), batch_size):
+                feats.append(self.model.features(x[i:i + batch_size].to(get_device())).float())
+        self.detector.fit_features(torch.cat(feats), y.to(get_device()))
         return self
 
     def fit_features(self, z, y) -> "Mahalanobis":
-        self.detector.fit_features(torch.as_tensor(z).to(get_device()), torch.as_tensor(y).to(get_device()))
+        z = check_features(z, "z")
+        y = check_labels(y, "y", n=len(z), num_classes=getattr(self.model, "num_classes", None))
+        self.detector.fit_features(z.to(get_device()), y.to(get_device()))
         return self
 
     @torch.no_grad()
@@ -125,16 +160,19 @@ class Mahalanobis(Detector):
         return self.detector.predict(xb)
 
     def score_features(self, z) -> np.ndarray:
-        return to_numpy(self.detector.predict_features(torch.as_tensor(z).to(get_device()))).astype(np.float64)
+        """The score from N×D penultimate features (no pass through the classifier)."""
+        self._ready()
+        z = check_features(z, "z", dim=int(self.detector.mu.shape[1]))
+        return to_numpy(self.detector.predict_features(z.to(get_device()))).astype(np.float64)
 
 
-class MahalanobisODIN(Detector):
+class MahalanobisODIN(_Checked):
     """Mahalanobis with input perturbation (x̂ = x − ε·sign(∇ₓ d_M)), pytorch-ood's ``MahalanobisODIN``."""
     name = "Mahalanobis+perturbation"
 
     def __init__(self, model, eps: float = 0.0014, base: Mahalanobis | None = None):
         self.model = model
-        self.eps = eps
+        self.eps = _eps(eps)
         self.detector = pod.MahalanobisODIN(model.features, eps=eps)
         if base is not None:                      # share a fitted Mahalanobis detector
             self.detector._base = base.detector
@@ -144,12 +182,20 @@ class MahalanobisODIN(Detector):
         self.detector._base = base.detector
         return self
 
+    def _ready(self) -> None:
+        check_fitted(self.detector._base, "precision", "Mahalanobis+perturbation", "fit(data)")
+
     def _score(self, xb):
+        if self.eps == 0:
+            with torch.no_grad():
+                return self.detector._base.predict(xb)
         return self.detector.predict(xb).detach()
 
     def sweep(self, x, eps_grid=EPS_GRID, batch_size: int = 256) -> dict:
         """``{eps: scores}`` for every ``eps`` with one backward pass per batch."""
-        x = as_tensor_images(x)
+        self._ready()
+        x = self._images(x)
+        eps_grid = [_eps(e, "eps_grid") for e in eps_grid]
         dev = get_device()
         out = {e: [] for e in eps_grid}
         keep = self.detector.eps

@@ -1,36 +1,50 @@
-"""Chapter 2 — NeuralFP: per-layer autoencoder fingerprints of a trained classifier.
+"""Chapter 2 — NeuralFP: per-layer autoencoder fingerprints of a trained classifier (the method only).
 
-NeuralFP (Lee et al., the slides in ``shared/papers/02-neuralfp-slides.txt``) taps the
-activations of several layers of a frozen classifier, trains one autoencoder per layer on the
-training set's activations (the *fingerprints*), and flags an input as an outlier when, for some
-layer ``l``, its reconstruction error ``e_l`` leaves the band ``[mu_l, tau_l]`` seen on
-in-distribution data (the *one-out* rule; errors can be abnormally *low*, not only high).
+NeuralFP {Lee et al., the slides cited in the book as ``lee2020neuralfp``} works in two phases.
 
-What the slides leave open and what we choose (documented in the chapter):
+*Fingerprinting on the cloud* (the slides' steps 1-3):
 
-* **Taps** (:data:`DEFAULT_TAPS`): after each LeakyReLU and each max-pool of the three conv
-  blocks, the 256-d penultimate vector and the logits. BatchNorm taps are left out: in eval mode
-  BatchNorm is a per-channel affine map of the convolution's output, so after the per-feature
-  standardisation below a BN tap carries exactly the information of the conv tap. Conv maps are
-  average-pooled to ``pool_to``×``pool_to`` per channel (2×2 at ``default``, 4×4 at ``full``), which keeps the autoencoders small.
-* **Autoencoders** (:class:`LayerAE`): inputs standardised per feature with training statistics
-  (stored as buffers), MLP ``d → h → k → h → d`` with LeakyReLU, bottleneck ``k = max(2, d // 8)``
-  and ``h = min(512, max(32, 4k))``, Adam, mean-squared error; all layers train in one loop
-  (:class:`FingerprintBank`) and are cached with :func:`ccc_lib.load_or_train`.
-* **Thresholds**: errors are compared on a log scale, standardised per layer with the median and
-  the robust spread (IQR / 1.349) of *held-out* in-distribution data (``calibration``): training
-  images not used to fit the autoencoders. ``z_l = (log e_l - m_l) / s_l``.
-* **Continuous score** for ROC curves: ``max_l |z_l|``. It is the score *behind* the one-out rule:
-  ``max_l |z_l| > t`` is exactly "for some layer ``e_l > tau_l = exp(m_l + t s_l)`` or
-  ``e_l < mu_l = exp(m_l - t s_l)``", so sweeping ``t`` traces the rule's ROC.
-* **Decision rule at a false-alarm budget** ``alpha``: ``t`` is the (1 - alpha) quantile of
-  ``max_l |z_l|`` on the calibration data, so the *whole* rule — not each layer — raises a false
-  alarm on a fraction alpha of in-distribution inputs (``rule="joint"``). For comparison,
-  ``rule="literal"`` uses the per-layer alpha/2 and 1 - alpha/2 quantiles (the false alarms of
-  the layers add up) and ``rule="bonferroni"`` splits the budget: alpha/(2L) per tail per layer.
-* **Our extensions** (``combine``): ``"upper"`` = ``max_l z_l`` (upper thresholds only) and
-  ``"mahalanobis"`` = the Mahalanobis distance of the vector of log errors under a Gaussian fitted
-  to the calibration data (the *joint fingerprint*: it uses how the layers' errors co-vary).
+1. pass the training data through the frozen classifier and take the activations ``a_l(x)`` of each
+   tapped layer ``l``;
+2. train one autoencoder per layer on those activations (the layer's *fingerprint*);
+3. compute the reconstruction errors ``e_l(x) = L(a_l(x), â_l(x))`` of the training data.
+
+*Detection on the edge*: a record ``x*`` is an **outlier** iff (the *one-out* rule)
+
+    ∃ l :  e_l(x*) > τ_l   or   e_l(x*) < μ_l                                   (slides, eq. 1)
+
+— errors can be abnormally *low*, not only high.
+
+The slides do not say which layers are tapped, the autoencoders' shape, how ``τ_l`` and ``μ_l`` are
+set, or which continuous score lies behind their ROC curves. Our choices (each a parameter):
+
+* **Taps**: :data:`DEFAULT_TAPS` — after each LeakyReLU and each max-pool of the papers' CNN's three
+  conv blocks, the 256-d penultimate vector and the logits (8 taps; the slides' models have 7 and 11
+  layers). :func:`every_module_taps` taps after *every* module (conv, BN, activation, pooling, ...),
+  closer to a per-layer count like the slides'. Conv maps are average-pooled to ``pool_to``×``pool_to``
+  per channel (``None``: the full map); the chapter picks ``pool_to`` on validation data.
+* **Autoencoders** (:class:`LayerAE`): inputs standardised per feature with training statistics, MLP
+  ``d → h → k → h → d`` with LeakyReLU, ``k = max(2, d // 8)``, ``h = min(512, max(32, 4k))``, Adam on
+  the mean squared error; ``e_l`` is the per-input mean squared error in standardised units.
+* **Thresholds**: on held-out in-distribution images (``calibration``) we take each layer's median
+  ``m_l`` and robust spread ``s_l`` (IQR / 1.349) of ``log e_l`` and set ``z_l = (log e_l − m_l) / s_l``.
+* **Score** (for ROC curves): ``max_l |z_l|``. ``max_l |z_l| > t`` is *exactly* the one-out rule with
+  ``τ_l = exp(m_l + t s_l)`` and ``μ_l = exp(m_l − t s_l)``, so sweeping ``t`` traces the rule's ROC.
+* **Decision at a false-alarm budget α** (:meth:`NeuralFP.set_rule`): ``"joint"`` (default) takes ``t``
+  as the (1 − α) quantile of ``max_l |z_l|`` on the calibration data, so the *whole rule* flags a share α
+  of in-distribution inputs; ``"literal"`` puts every layer's ``μ_l``/``τ_l`` at its own α/2 and
+  1 − α/2 quantiles (the layers' false alarms add up); ``"bonferroni"`` uses α/(2L) per tail per layer.
+* **Our extensions** (``combine``, labelled "ours" in the book): ``"upper"`` = ``max_l z_l`` (upper
+  thresholds only) and ``"mahalanobis"`` = the Mahalanobis distance of the vector of log errors under a
+  Gaussian fitted to the calibration data (the *joint fingerprint*).
+
+Usage::
+
+    det = NeuralFP(model, taps=DEFAULT_TAPS, pool_to=2, alpha=0.05).fit(train_images)
+    det.score(x)        # max_l |z_l|, higher = more likely OOD
+    det.is_outlier(x)   # the one-out rule at budget alpha
+
+Experiment code (protocols, tables, sweeps) lives in :mod:`ccc_lib.experiments.neuralfp`.
 """
 from __future__ import annotations
 
@@ -42,66 +56,73 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import load_or_train
-from .detectors import Detector, as_tensor_images
-from .metrics import ood_metrics
-from .profiles import chapter_settings
+from .checks import (InputError, check_choice, check_fitted, check_fraction, check_images, check_positive)
+from .detectors import Detector
 from .utils import get_device, progress, set_seed, to_numpy
 
-__all__ = ["SETTINGS", "settings", "DEFAULT_TAPS", "COMBINES", "LayerAE", "FingerprintBank", "NeuralFP",
-           "collect_activations", "reduce_activation", "false_alarm_table", "per_layer_auroc"]
+__all__ = ["DEFAULT_TAPS", "COMBINES", "RULES", "every_module_taps", "LayerAE", "FingerprintBank", "NeuralFP",
+           "collect_activations", "reduce_activation"]
 
-#: the layers NeuralFP taps in :class:`ccc_lib.models.PaperCNN` (see the module docstring)
+#: the layers NeuralFP taps in :class:`ccc_lib.models.PaperCNN` by default (see the module docstring)
+DEFAULT_TAPS = ("act1", "pool1", "act2", "pool2", "act3", "pool3", "act_fc", "logits")
+
 #: the continuous scores NeuralFP can report (see :meth:`NeuralFP.score_errors`)
 COMBINES = ("max", "upper", "mahalanobis")
 
-DEFAULT_TAPS = ("act1", "pool1", "act2", "pool2", "act3", "pool3", "act_fc", "logits")
-
-SETTINGS = {
-    # fit_limit: training images whose activations train the autoencoders (plus calib_frac held out);
-    # sweep_n: images per set for the gradient-based eps sweeps; maha_fit_limit: training images for
-    # the Mahalanobis baseline
-    "smoke": {"taps": DEFAULT_TAPS, "pool_to": 2, "epochs": 3, "fit_limit": 1000, "calib_frac": 0.25,
-              "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": 500, "ood_limit": 500,
-              "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 40, "maha_fit_limit": 2000,
-              "odin_temperature": 1000.0, "bench_n": 500, "counterfeits_n_per_class": 10,
-              },
-    "default": {"taps": DEFAULT_TAPS, "pool_to": 2, "epochs": 10, "fit_limit": 6000, "calib_frac": 0.2,
-                "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": 3000, "ood_limit": 2000,
-                "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 200, "maha_fit_limit": 10000,
-                "odin_temperature": 1000.0, "bench_n": 2000, "counterfeits_n_per_class": 30,
-                },
-    "full": {"taps": DEFAULT_TAPS, "pool_to": 4, "epochs": 20, "fit_limit": None, "calib_frac": 0.1,
-             "lr": 2e-3, "batch_size": 256, "alpha": 0.05, "test_limit": None, "ood_limit": None,
-             "eps_grid": (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01), "sweep_n": 2000, "maha_fit_limit": None,
-             "odin_temperature": 1000.0, "bench_n": 10000, "counterfeits_n_per_class": 100,
-             },
-}
+#: the thresholding rules of the one-out decision (see :meth:`NeuralFP.set_rule`)
+RULES = ("joint", "bonferroni", "literal")
 
 
-def settings(profile=None, **overrides) -> dict:
-    """This chapter's settings for a profile (see :data:`SETTINGS`)."""
-    return chapter_settings(SETTINGS, profile, **overrides)
+def every_module_taps(model) -> tuple:
+    """Taps after every module of ``model`` that changes the representation (conv, BatchNorm,
+    activation, pooling, linear) — dropout and flatten left out (identities in eval mode)."""
+    names = getattr(model, "layer_names", None)
+    if names is None:
+        raise InputError("every_module_taps needs a model with named layers (layer_names), e.g. PaperCNN")
+    return tuple(n for n in names if not n.startswith(("drop", "flatten")))
 
 
-# --------------------------------------------------------------------------- activations
+# --------------------------------------------------------------------------- step 1: activations
 
-def reduce_activation(a: torch.Tensor, pool_to: int | None = 4) -> torch.Tensor:
+def reduce_activation(a: torch.Tensor, pool_to: int | None = 2) -> torch.Tensor:
     """A layer's output as one vector per input: conv maps average-pooled to ``pool_to``² per
-    channel (only if larger), then flattened."""
+    channel (only if larger; ``None`` keeps the full map), then flattened."""
     if a.ndim == 4 and pool_to and (a.shape[2] > pool_to or a.shape[3] > pool_to):
         a = F.adaptive_avg_pool2d(a, pool_to)
     return a.flatten(1)
 
 
+def _input_shape(model):
+    s = getattr(model, "input_shape", None)
+    return tuple(s) if s is not None else None
+
+
+def _check_taps(model, taps) -> tuple:
+    taps = tuple(taps)
+    if not taps:
+        raise InputError("taps: give at least one layer name to tap")
+    names = getattr(model, "layer_names", None)
+    if names is not None:
+        bad = [t for t in taps if t not in names]
+        if bad:
+            raise InputError(f"taps {bad} are not layers of the model; valid names: {list(names)}")
+    if not hasattr(model, "forward_with"):
+        raise InputError("NeuralFP needs a model with forward_with(x, names) returning (logits, {name: "
+                         "activation}), e.g. ccc_lib.models.PaperCNN")
+    return taps
+
+
 @torch.no_grad()
-def collect_activations(model, x, taps=DEFAULT_TAPS, pool_to: int | None = 4, batch_size: int = 500,
+def collect_activations(model, x, taps=DEFAULT_TAPS, pool_to: int | None = 2, batch_size: int = 500,
                         desc: str | None = None) -> dict:
-    """One forward pass over ``x``: ``{tap: N×d_l tensor}`` plus ``"_logits"`` and
-    ``"_features"`` (the 256-d penultimate vector), all on the CPU. The notebook scores every
-    detector from these, so the classifier runs once per dataset."""
-    x = as_tensor_images(x)
+    """One forward pass over images ``x``: ``{tap: N×d_l tensor}`` plus ``"_logits"`` and
+    ``"_features"`` (the penultimate vector), all on the CPU, so every detector can be scored from
+    one pass of the classifier."""
+    taps = _check_taps(model, taps)
+    x = check_images(x, "x", expected_shape=_input_shape(model))
     dev = next(model.parameters()).device
-    names = set(taps) | {model.feature_layer}
+    feat = getattr(model, "feature_layer", None)
+    names = set(taps) | ({feat} if feat else set())
     out: dict = {t: [] for t in taps}
     out["_logits"], out["_features"] = [], []
     it = range(0, len(x), batch_size)
@@ -110,15 +131,16 @@ def collect_activations(model, x, taps=DEFAULT_TAPS, pool_to: int | None = 4, ba
         for t in taps:
             out[t].append(reduce_activation(acts[t], pool_to).float().cpu())
         out["_logits"].append(logits.float().cpu())
-        out["_features"].append(acts[model.feature_layer].float().cpu())
+        if feat:
+            out["_features"].append(acts[feat].float().cpu())
     return {k: torch.cat(v) if v else torch.empty(0) for k, v in out.items()}
 
 
-# --------------------------------------------------------------------------- autoencoders
+# --------------------------------------------------------------------------- step 2: the fingerprints
 
 class LayerAE(nn.Module):
     """The fingerprint of one layer: standardise, encode to ``k`` dims, decode.
-    ``error(a)`` is the per-input mean squared reconstruction error in standardised units."""
+    :meth:`error` is ``e_l``: the per-input mean squared reconstruction error in standardised units."""
 
     def __init__(self, dim: int, bottleneck: int | None = None, hidden: int | None = None):
         super().__init__()
@@ -138,10 +160,11 @@ class LayerAE(nn.Module):
         return (a - self.mean) / self.std
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        """Reconstruction in standardised units."""
+        """Reconstruction ``â_l`` in standardised units."""
         return self.decoder(self.encoder(self.standardise(a)))
 
     def error(self, a: torch.Tensor) -> torch.Tensor:
+        """``e_l = mean_i (â_l − a_l)_i²`` per input, standardised units."""
         z = self.standardise(a)
         return (self.decoder(self.encoder(z)) - z).pow(2).mean(1)
 
@@ -160,6 +183,7 @@ class FingerprintBank(nn.Module):
         return torch.stack([self.aes[t].error(acts[t]) for t in self.taps], 1)
 
     def train_on(self, acts: dict, *, epochs: int, lr: float, batch_size: int, seed: int = 0) -> dict:
+        """Adam on the summed per-layer MSE, cosine-decayed learning rate; returns the loss history."""
         set_seed(seed)
         dev = next(self.parameters()).device
         for t in self.taps:
@@ -173,7 +197,7 @@ class FingerprintBank(nn.Module):
         t0 = time.perf_counter()
         self.train()
         bar = progress(total=steps, desc="NeuralFP autoencoders")
-        for ep in range(epochs):
+        for _ in range(epochs):
             perm = torch.randperm(n, generator=g)
             tot = torch.zeros(len(self.taps))
             for i in range(0, n, batch_size):
@@ -192,7 +216,7 @@ class FingerprintBank(nn.Module):
         return {"epoch_losses": hist, "train_seconds": time.perf_counter() - t0, "n_fit": n, "epochs": epochs}
 
 
-# --------------------------------------------------------------------------- the detector
+# --------------------------------------------------------------------------- step 3 and detection
 
 def _robust_scale(v: np.ndarray) -> float:
     q25, q75 = np.percentile(v, [25, 75])
@@ -203,12 +227,14 @@ def _robust_scale(v: np.ndarray) -> float:
 class NeuralFP(Detector):
     """NeuralFP as a :class:`~ccc_lib.detectors.Detector`.
 
-    ``fit(model, train)`` collects the taps' activations on ``train`` (or a ``fit_limit`` subset),
-    holds out ``calib_frac`` of it (or uses ``calibration``), trains the fingerprints and sets the
-    per-layer statistics and the decision threshold for false-alarm budget ``alpha``.
-    ``score(x)`` → ``max_l |z_l|`` (or a variant, ``combine``); ``layer_z(x)`` → the signed ``z_l``;
-    ``is_outlier(x)`` → the one-out rule with the thresholds of ``rule`` (``"joint"`` by default).
-    The notebook scores from shared activations: ``errors_from_activations`` + ``score_errors``."""
+    ``NeuralFP(model, taps, pool_to, ...).fit(train)`` collects the taps' activations of the
+    in-distribution images ``train`` (a ``fit_limit`` subset if given), holds out ``calib_frac`` of
+    them (or uses ``calibration``), trains the fingerprints and sets the per-layer statistics and the
+    decision thresholds for the false-alarm budget ``alpha``. Then ``score(x)`` → ``max_l |z_l|`` (or a
+    variant, ``combine``), ``layer_z(x)`` → the signed ``z_l``, ``is_outlier(x)`` → the one-out rule
+    with the thresholds of ``rule``. From shared activations: ``errors_from_activations`` +
+    ``score_errors``. Every entry point checks its input (shape against ``model.input_shape``,
+    finite values in [0, 1], fitted before use)."""
 
     name = "NeuralFP"
 
@@ -216,41 +242,58 @@ class NeuralFP(Detector):
                  lr: float = 2e-3, batch_size: int = 256, alpha: float = 0.05, rule: str = "joint",
                  combine: str = "max", seed: int = 0):
         self.model = model
-        self.taps = tuple(taps)
+        self.taps = _check_taps(model, taps)
+        if pool_to is not None:
+            check_positive(pool_to, "pool_to", integer=True)
         self.pool_to = pool_to
-        self.epochs, self.lr, self.batch_size, self.seed = epochs, lr, batch_size, seed
-        self.alpha = alpha
-        self.rule = rule
-        if combine not in COMBINES:
-            raise ValueError(f"combine must be one of {COMBINES}, not {combine!r}")
-        self.combine = combine
+        self.epochs = check_positive(epochs, "epochs", integer=True)
+        self.lr = check_positive(lr, "lr")
+        self.batch_size = check_positive(batch_size, "batch_size", integer=True)
+        self.seed = seed
+        self.alpha = check_fraction(alpha, "alpha")
+        self.rule = check_choice(rule, "rule", RULES)
+        self.combine = check_choice(combine, "combine", COMBINES)
         self.bank: FingerprintBank | None = None
         self.fit_info: dict = {}
 
-    # ---- fitting
+    @property
+    def input_shape(self):
+        return _input_shape(self.model)
+
+    def _images(self, x, name: str = "x") -> torch.Tensor:
+        return check_images(x, name, expected_shape=self.input_shape)
+
+    # ---- fingerprinting (steps 1-3)
     def fit(self, train, *, calibration=None, fit_limit: int | None = None, calib_frac: float = 0.2,
             cache_key: dict | None = None) -> "NeuralFP":
-        """Fit the fingerprints on in-distribution images ``train`` (TensorData or tensor).
-        ``cache_key`` (a dict naming the classifier, e.g. its checkpoint) turns on the checkpoint
-        cache for the autoencoders."""
-        x = as_tensor_images(train)
+        """Fit the fingerprints on in-distribution images ``train`` (N×C×H×W in [0, 1], TensorData or
+        tensor). ``cache_key`` (a dict naming the classifier, e.g. its checkpoint) turns on the
+        checkpoint cache for the autoencoders."""
+        x = self._images(train, "train")
+        if fit_limit is not None:
+            check_positive(fit_limit, "fit_limit", integer=True)
+        check_fraction(calib_frac, "calib_frac")
         rng = np.random.default_rng(self.seed)
         perm = torch.as_tensor(rng.permutation(len(x)))
         if calibration is None:
             n_cal = max(20, int(round(calib_frac * (len(x) if fit_limit is None else min(len(x), fit_limit)))))
             x_cal, perm = x[perm[:n_cal]], perm[n_cal:]
         else:
-            x_cal = as_tensor_images(calibration)
+            x_cal = self._images(calibration, "calibration")
         x_fit = x[perm[:fit_limit]] if fit_limit else x[perm]
+        if len(x_fit) < 10 or len(x_cal) < 10:
+            raise InputError(f"train: {len(x)} images leave {len(x_fit)} to fit the autoencoders and {len(x_cal)} "
+                             f"to calibrate; give at least 10 of each (more training images)")
         t0 = time.perf_counter()
         acts = collect_activations(self.model, x_fit, self.taps, self.pool_to)
         t_acts = time.perf_counter() - t0
         dims = {t: acts[t].shape[1] for t in self.taps}
+        set_seed(self.seed)                       # the autoencoders' initial weights depend on the seed only
         self.bank = FingerprintBank(dims).to(get_device())
         kw = dict(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
         train_fn = lambda bank: bank.train_on(acts, **kw)   # noqa: E731
         if cache_key is not None:
-            cfg = {**cache_key, "taps": list(self.taps), "pool_to": self.pool_to, "dims": dims,
+            cfg = {**cache_key, "init": "seeded", "taps": list(self.taps), "pool_to": self.pool_to, "dims": dims,
                    "n_fit": len(x_fit), "fit_limit": fit_limit, "calib_frac": calib_frac, **kw}
             meta = load_or_train(self.bank, "neuralfp", cfg, train_fn)
         else:
@@ -264,8 +307,10 @@ class NeuralFP(Detector):
         return self
 
     def calibrate(self, x_cal=None, errors: np.ndarray | None = None) -> "NeuralFP":
-        """Per-layer log-error median/spread and the thresholds, from held-out in-distribution data."""
-        le = np.log(self.errors(x_cal) if errors is None else errors)
+        """Per-layer log-error median ``m_l`` and spread ``s_l`` and the thresholds, from held-out
+        in-distribution images ``x_cal`` (or their errors)."""
+        check_fitted(self, "bank", "NeuralFP")
+        le = np.log(self.errors(x_cal) if errors is None else self._check_errors(errors))
         self.cal_log_errors = le
         self.center = np.median(le, 0)
         self.scale = np.array([_robust_scale(le[:, j]) for j in range(le.shape[1])])
@@ -277,24 +322,23 @@ class NeuralFP(Detector):
         return self
 
     def set_rule(self, rule: str = "joint", alpha: float | None = None) -> "NeuralFP":
-        """Set the one-out thresholds ``mu_l``, ``tau_l`` (on the log error) for budget ``alpha``."""
-        alpha = self.alpha if alpha is None else alpha
+        """Set the one-out thresholds ``μ_l``, ``τ_l`` (on the log error) for budget ``alpha``."""
+        check_fitted(self, "cal_log_errors", "NeuralFP")
+        check_choice(rule, "rule", RULES)
+        alpha = self.alpha if alpha is None else check_fraction(alpha, "alpha")
         le, L = self.cal_log_errors, len(self.taps)
+        self.threshold = None
         if rule == "literal":
             lo, hi = np.quantile(le, alpha / 2, 0), np.quantile(le, 1 - alpha / 2, 0)
         elif rule == "bonferroni":
             lo, hi = np.quantile(le, alpha / (2 * L), 0), np.quantile(le, 1 - alpha / (2 * L), 0)
-        elif rule == "joint":
+        else:   # joint: one t for the whole rule
             upper = self.combine == "upper"
             t = float(np.quantile(self.score_errors(np.exp(le), "upper" if upper else "max"), 1 - alpha))
             lo, hi = self.center - t * self.scale, self.center + t * self.scale
             if upper:
                 lo = np.full_like(lo, -np.inf)
             self.threshold = t
-        else:
-            raise ValueError(f"rule must be 'joint', 'bonferroni' or 'literal', not {rule!r}")
-        if rule != "joint":
-            self.threshold = None
         if self.combine == "mahalanobis":
             self.threshold = float(np.quantile(self._combine_maha(le), 1 - alpha))
         self.rule, self.alpha = rule, alpha
@@ -303,42 +347,59 @@ class NeuralFP(Detector):
 
     @property
     def thresholds(self) -> dict:
-        """``{tap: (mu_l, tau_l)}`` on the reconstruction error itself."""
+        """``{tap: (μ_l, τ_l)}`` on the reconstruction error itself."""
+        check_fitted(self, "cal_log_errors", "NeuralFP")
         return {t: (float(np.exp(self.log_mu[j])), float(np.exp(self.log_tau[j]))) for j, t in enumerate(self.taps)}
 
-    # ---- scoring
+    # ---- reconstruction errors
+    def _check_errors(self, errors) -> np.ndarray:
+        e = np.asarray(errors, dtype=np.float64)
+        if e.ndim != 2 or e.shape[1] != len(self.taps):
+            raise InputError(f"errors: expected N×{len(self.taps)} reconstruction errors (one column per tap), "
+                             f"got shape {e.shape}; compute them with errors(x) or errors_from_activations(acts)")
+        if not np.isfinite(e).all() or (e <= 0).any():
+            raise InputError("errors: reconstruction errors must be finite and > 0; compute them with errors(x)")
+        return e
+
     @torch.no_grad()
     def _errors_batch(self, xb: torch.Tensor) -> torch.Tensor:
-        names = set(self.taps)
-        _, acts = self.model.forward_with(xb, names)
+        _, acts = self.model.forward_with(xb, set(self.taps))
         acts = {t: reduce_activation(acts[t], self.pool_to) for t in self.taps}
         return self.bank.errors(acts).clamp_min(1e-12)
 
     def errors(self, x, batch_size: int = 500) -> np.ndarray:
-        """N×L reconstruction errors of images ``x``."""
-        if self.bank is None:
-            raise RuntimeError("NeuralFP is not fitted; call fit() first")
-        x = as_tensor_images(x)
+        """N×L reconstruction errors ``e_l`` of images ``x``."""
+        check_fitted(self, "bank", "NeuralFP")
+        x = self._images(x)
         dev = get_device()
         out = [to_numpy(self._errors_batch(x[i:i + batch_size].to(dev))).astype(np.float64)
                for i in range(0, len(x), batch_size)]
-        return np.concatenate(out) if out else np.empty((0, len(self.taps)))
+        return np.concatenate(out)
 
     @torch.no_grad()
     def errors_from_activations(self, acts: dict, batch_size: int = 2000) -> np.ndarray:
         """Errors from :func:`collect_activations`' output (no second pass through the classifier)."""
+        check_fitted(self, "bank", "NeuralFP")
+        missing = [t for t in self.taps if t not in acts]
+        if missing:
+            raise InputError(f"acts: no activations for taps {missing}; collect them with "
+                             f"collect_activations(model, x, {list(self.taps)}, pool_to={self.pool_to})")
+        for t in self.taps:
+            d = self.bank.aes[t].dim
+            if acts[t].ndim != 2 or acts[t].shape[1] != d:
+                raise InputError(f"acts[{t!r}]: shape {tuple(acts[t].shape)} but the fingerprint expects N×{d}; "
+                                 f"collect with pool_to={self.pool_to}")
+            if not bool(torch.isfinite(acts[t]).all()):
+                raise InputError(f"acts[{t!r}]: non-finite activations (NaN or inf in the input images?)")
         dev = get_device()
         n = len(acts[self.taps[0]])
         out = [to_numpy(self.bank.errors({t: acts[t][i:i + batch_size].to(dev) for t in self.taps})
                         .clamp_min(1e-12)).astype(np.float64) for i in range(0, n, batch_size)]
         return np.concatenate(out) if out else np.empty((0, len(self.taps)))
 
+    # ---- scores and the one-out rule
     def _z(self, log_errors: np.ndarray) -> np.ndarray:
         return (log_errors - self.center) / self.scale
-
-    @staticmethod
-    def _combine_max(z: np.ndarray) -> np.ndarray:
-        return np.abs(z).max(1)
 
     def _combine_maha(self, log_errors: np.ndarray) -> np.ndarray:
         d = log_errors - self.joint_mean
@@ -349,33 +410,42 @@ class NeuralFP(Detector):
         score), and two extensions of ours: ``"upper"`` = ``max_l z_l`` (upper thresholds only) and
         ``"mahalanobis"`` = Mahalanobis distance of the vector of log errors (a Gaussian fitted to
         the calibration data's log errors: the joint fingerprint)."""
-        combine = combine or self.combine
-        le = np.log(errors)
+        check_fitted(self, "center", "NeuralFP")
+        combine = check_choice(combine or self.combine, "combine", COMBINES)
+        le = np.log(self._check_errors(errors))
         if combine == "max":
-            return self._combine_max(self._z(le))
+            return np.abs(self._z(le)).max(1)
         if combine == "upper":
             return self._z(le).max(1)
-        if combine == "mahalanobis":
-            return self._combine_maha(le)
-        raise ValueError(f"combine must be one of {COMBINES}, not {combine!r}")
+        return self._combine_maha(le)
 
     def layer_z(self, x=None, *, errors: np.ndarray | None = None) -> np.ndarray:
-        """Signed standardised log errors, N×L (positive: larger error than in-distribution)."""
-        e = self.errors(x) if errors is None else errors
+        """Signed standardised log errors ``z_l``, N×L (positive: larger error than in-distribution)."""
+        check_fitted(self, "center", "NeuralFP")
+        e = self.errors(x) if errors is None else self._check_errors(errors)
         return self._z(np.log(e))
+
+    def score(self, x, batch_size: int = 512) -> np.ndarray:
+        """``max_l |z_l|`` (or the ``combine`` variant) of images ``x``; higher = more likely OOD."""
+        check_fitted(self, "center", "NeuralFP")
+        return super().score(self._images(x), batch_size)
 
     def _score(self, xb: torch.Tensor) -> torch.Tensor:
         return torch.as_tensor(self.score_errors(to_numpy(self._errors_batch(xb)).astype(np.float64)))
 
     def flags_from_errors(self, errors: np.ndarray) -> np.ndarray:
-        """N×L per-layer flags of the one-out rule (``e_l < mu_l`` or ``e_l > tau_l``)."""
-        le = np.log(errors)
+        """N×L per-layer flags of the one-out rule (``e_l < μ_l`` or ``e_l > τ_l``)."""
+        check_fitted(self, "log_mu", "NeuralFP")
+        le = np.log(self._check_errors(errors))
         return (le < self.log_mu) | (le > self.log_tau)
 
     def is_outlier(self, x=None, *, errors: np.ndarray | None = None) -> np.ndarray:
-        """The one-out rule: outlier iff some layer's error leaves ``[mu_l, tau_l]`` (with
+        """The one-out rule (eq. 1): outlier iff some layer's error leaves ``[μ_l, τ_l]`` (with
         ``combine="mahalanobis"``: the joint score above its threshold)."""
-        e = self.errors(x) if errors is None else errors
+        check_fitted(self, "center", "NeuralFP")
+        if x is None and errors is None:
+            raise InputError("is_outlier: pass images x or their errors=")
+        e = self.errors(x) if errors is None else self._check_errors(errors)
         if self.combine == "mahalanobis":
             return self.score_errors(e) > self.threshold
         return self.flags_from_errors(e).any(1)
@@ -383,42 +453,3 @@ class NeuralFP(Detector):
     def __repr__(self) -> str:
         return (f"NeuralFP(taps={list(self.taps)}, pool_to={self.pool_to}, rule={self.rule!r}, "
                 f"combine={self.combine!r}, alpha={self.alpha})")
-
-
-# --------------------------------------------------------------------------- analysis helpers
-
-def per_layer_auroc(det: NeuralFP, err_in: np.ndarray, err_out: np.ndarray) -> dict:
-    """AUROC of each layer's two-sided score ``|z_l|`` and of its raw error (``e_l``, one-sided,
-    as a histogram reader would use it), plus the combined score."""
-    zi, zo = det._z(np.log(err_in)), det._z(np.log(err_out))
-    out = {}
-    for j, t in enumerate(det.taps):
-        out[t] = {"|z|": ood_metrics(np.abs(zi[:, j]), np.abs(zo[:, j]))["auroc"],
-                  "error": ood_metrics(err_in[:, j], err_out[:, j])["auroc"]}
-    for c in COMBINES:
-        out[f"combined: {c}"] = {"|z|": ood_metrics(det.score_errors(err_in, c), det.score_errors(err_out, c))["auroc"],
-                                 "error": np.nan}
-    return out
-
-
-def false_alarm_table(det: NeuralFP, err_in: np.ndarray, err_outs: dict, alpha: float | None = None,
-                      rules=("literal", "bonferroni", "joint", "upper", "mahalanobis")) -> list:
-    """For each thresholding rule: the share of in-distribution inputs flagged (false alarms) and
-    of each OOD set flagged (detections). ``"literal"``, ``"bonferroni"`` and ``"joint"`` are the
-    one-out rule with different per-layer thresholds; ``"upper"`` is the joint rule with upper
-    thresholds only; ``"mahalanobis"`` thresholds the joint-fingerprint score. Restores the detector's rule and combination afterwards."""
-    keep = (det.rule, det.alpha, det.combine)
-    rows = []
-    for rule in rules:
-        det.combine = rule if rule in ("upper", "mahalanobis") else "max"
-        det.set_rule("joint" if rule in ("upper", "mahalanobis") else rule, alpha)
-        flags = det.flags_from_errors(err_in)
-        row = {"rule": rule, "alpha": det.alpha,
-               "false alarms (ID test)": float(det.is_outlier(errors=err_in).mean()),
-               "mean layers flagged (ID)": float(flags.sum(1).mean()) if det.combine != "mahalanobis" else np.nan}
-        for name, e in err_outs.items():
-            row[f"detected: {name}"] = float(det.is_outlier(errors=e).mean())
-        rows.append(row)
-    det.combine = keep[2]
-    det.set_rule(keep[0], keep[1])
-    return rows

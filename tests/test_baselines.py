@@ -67,3 +67,84 @@ def test_sweeps_equal_pytorch_ood_per_eps(setup):
         d = bl.MahalanobisODIN(model, eps=e, base=dets["Mahalanobis"])
         np.testing.assert_allclose(sw[e], d.score(x), rtol=1e-4)
     assert dets["Mahalanobis+perturbation"].detector.eps == 0.002     # restored
+
+
+# ---------------------------------------------------------------- input validation (issue 17), table-driven
+
+from ccc_lib import InputError, NotFittedError  # noqa: E402
+
+
+def _nan_pixel():
+    x = torch.rand(4, 1, 28, 28)
+    x[2, 0, 5, 5] = float("nan")
+    return x
+
+
+BAD_IMAGES = [
+    ("one NaN pixel", _nan_pixel, "non-finite"),
+    ("3×32×32 into a 1×28×28 model", lambda: torch.rand(4, 3, 32, 32), "expects"),
+    ("0-255 pixel values", lambda: 255 * torch.rand(4, 1, 28, 28), "divide by 255"),
+    ("empty batch", lambda: torch.rand(0, 1, 28, 28), "empty"),
+    ("channels-last", lambda: torch.rand(4, 28, 28, 1), "permute"),
+]
+DETECTORS = ["MSP", "Energy", "ODIN", "Mahalanobis", "Mahalanobis+perturbation"]
+
+
+@pytest.mark.parametrize("name", DETECTORS)
+@pytest.mark.parametrize("case,make,match", BAD_IMAGES, ids=[c[0] for c in BAD_IMAGES])
+def test_bad_images_rejected_by_score(setup, name, case, make, match):
+    _, _, dets = setup
+    with pytest.raises(InputError, match=match):
+        dets[name].score(make())
+
+
+@pytest.mark.parametrize("name", ["ODIN", "Mahalanobis+perturbation"])
+@pytest.mark.parametrize("case,make,match", BAD_IMAGES[:2], ids=[c[0] for c in BAD_IMAGES[:2]])
+def test_bad_images_rejected_by_sweep(setup, name, case, make, match):
+    _, _, dets = setup
+    with pytest.raises(InputError, match=match):
+        dets[name].sweep(make(), (0.001,))
+
+
+@pytest.mark.parametrize("eps", [-0.001, float("nan")])
+def test_bad_eps(setup, eps):
+    model, _, dets = setup
+    with pytest.raises(InputError, match="eps"):
+        bl.ODIN(model, eps=eps)
+    with pytest.raises(InputError, match="eps"):
+        dets["ODIN"].sweep(torch.rand(2, 1, 28, 28), (eps,))
+
+
+@pytest.mark.parametrize("name,method,arg,match", [
+    ("MSP", "score_logits", lambda: torch.rand(5, 7), "features per row"),          # 7 logits for 3 classes
+    ("ODIN", "score_logits", lambda: torch.full((5, 3), float("nan")), "non-finite"),
+    ("Mahalanobis", "score_features", lambda: torch.rand(5, 99), "features per row"),
+    ("Mahalanobis", "score_features", lambda: torch.rand(5, 16, 1, 1), "flatten"),
+])
+def test_bad_logits_and_features(setup, name, method, arg, match):
+    _, _, dets = setup
+    with pytest.raises(InputError, match=match):
+        getattr(dets[name], method)(arg())
+
+
+@pytest.mark.parametrize("cls", [bl.Mahalanobis, bl.MahalanobisODIN])
+def test_score_before_fit_names_the_fix(setup, cls):
+    model, _, _ = setup
+    with pytest.raises(NotFittedError, match=r"fit\("):
+        cls(model).score(torch.rand(3, 1, 28, 28))
+
+
+@pytest.mark.parametrize("case,make_y,match", [
+    ("label out of range", lambda n: torch.full((n,), 5), "classes"),
+    ("one-hot labels", lambda n: torch.eye(3)[torch.arange(n) % 3], "one-hot"),
+    ("too few labels", lambda n: torch.zeros(n - 1, dtype=torch.long), "one label per input"),
+])
+def test_mahalanobis_fit_checks_labels(setup, case, make_y, match):
+    model, train, _ = setup
+    from ccc_lib.data import TensorData
+    bad = TensorData.__new__(TensorData)
+    bad.x, bad.y, bad.classes, bad.name, bad.split = train.x, make_y(len(train.x)), train.classes, "bad", "train"
+    with pytest.raises(InputError, match=match):
+        bl.Mahalanobis(model).fit(bad)
+    with pytest.raises(InputError):
+        bl.Mahalanobis(model).fit(train.x)                         # no labels at all

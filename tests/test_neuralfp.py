@@ -1,11 +1,12 @@
-"""Unit tests of ccc_lib.neuralfp (tiny CNN, synthetic data, CPU, a few seconds)."""
+"""Unit tests of ccc_lib.neuralfp and ccc_lib.experiments.neuralfp (tiny CNN, synthetic data, CPU)."""
 import numpy as np
 import pytest
 import torch
 
-from ccc_lib import Detector, build_classifier, ood_metrics, set_seed
+from ccc_lib import Detector, InputError, NotFittedError, build_classifier, ood_metrics, set_seed
 from ccc_lib import neuralfp as nfp
 from ccc_lib.data import TensorData
+from ccc_lib.experiments import neuralfp as xp
 
 TAPS = ("act1", "pool1", "act2", "pool3", "act_fc", "logits")
 
@@ -30,24 +31,40 @@ def fitted(tiny_classifier):
 
 
 def test_settings_every_profile():
-    for prof in ("smoke", "default", "full"):
-        s = nfp.settings(prof)
-        assert set(s["taps"]) <= set(build_classifier().layer_names)
-        assert 0 < s["alpha"] < 1
-    assert nfp.settings("smoke", epochs=1)["epochs"] == 1
+    model = build_classifier()
+    for prof in ("smoke", "default", "full", "full_dry"):
+        s = xp.settings(prof)
+        for taps, pool in s["configs"]:
+            assert set(xp.tap_set(taps, model)) <= set(model.layer_names)
+        assert 0 < s["alpha"] < 1 and 0.0 in s["eps_grid"]
+        assert set(xp.claim_bounds(prof)) == {"auroc_mnist_other", "fa_slack"}
+    assert xp.settings("full_dry")["epochs"] < xp.settings("full")["epochs"]
+    assert xp.settings("smoke", epochs=1)["epochs"] == 1
     with pytest.raises(ValueError):
-        nfp.settings("smoke", no_such_setting=1)
+        xp.settings("smoke", no_such_setting=1)
+
+
+def test_every_module_taps_cover_conv_bn_act_pool():
+    taps = nfp.every_module_taps(build_classifier())
+    for block in (1, 2, 3):
+        assert {f"conv{block}", f"bn{block}", f"act{block}", f"pool{block}"} <= set(taps)
+    assert not any(t.startswith(("drop", "flatten")) for t in taps) and taps[-1] == "logits"
 
 
 def test_reduce_and_collect_shapes():
     a = torch.randn(3, 8, 14, 14)
     assert nfp.reduce_activation(a, 2).shape == (3, 32)
+    assert nfp.reduce_activation(a, None).shape == (3, 8 * 14 * 14)               # full map
     assert nfp.reduce_activation(torch.randn(3, 8, 3, 3), 4).shape == (3, 72)   # not pooled up
     assert nfp.reduce_activation(torch.randn(3, 10), 2).shape == (3, 10)
     model = build_classifier(num_classes=4, widths=(4, 8, 8), fc=16).eval()
     acts = nfp.collect_activations(model, torch.rand(5, 1, 28, 28), TAPS, pool_to=2, batch_size=2)
     assert acts["act1"].shape == (5, 16) and acts["pool3"].shape == (5, 32)
     assert acts["_logits"].shape == (5, 4) and acts["_features"].shape == (5, 16)
+    tbp = xp.taps_by_pool(model, [("cnn", 1), ("every_module", 2), ("cnn", 2)])
+    assert set(tbp) == {1, 2} and set(tbp[2]) == set(nfp.every_module_taps(model)) and tbp[1] == nfp.DEFAULT_TAPS
+    multi = xp.collect_pooled(model, torch.rand(5, 1, 28, 28), {1: TAPS, 2: TAPS})
+    assert multi[1]["act1"].shape == (5, 4) and multi[2]["act1"].shape == (5, 16)
 
 
 def test_is_a_detector_and_scores(fitted):
@@ -64,27 +81,44 @@ def test_is_a_detector_and_scores(fitted):
     assert det.errors(x_in).shape == (200, len(TAPS))
 
 
-def test_joint_rule_is_the_max_score_and_holds_budget(fitted):
+def test_joint_rule_is_the_max_score_and_holds_budget_on_fresh_data(fitted):
     _, det = fitted
     det.set_rule("joint", 0.1)
     x = torch.cat([_blobs(100, 2).x, torch.rand(50, 1, 28, 28)])
     e = det.errors(x)
     # the one-out rule with tau/mu = exp(m ± t s) is exactly "max |z| > t"
     np.testing.assert_array_equal(det.is_outlier(errors=e), det.score_errors(e) > det.threshold)
-    cal = np.exp(det.cal_log_errors)
-    assert det.is_outlier(errors=cal).mean() <= 0.1 + 1.0 / len(cal)
+    # the budget on FRESH in-distribution images (not the calibration errors the threshold came from):
+    # with 1,000 fresh images the binomial standard error at alpha = 0.1 is ~0.01
+    fresh = det.is_outlier(_blobs(1000, 12345).x).mean()
+    assert abs(fresh - 0.1) <= 0.06, fresh
     th = det.thresholds
     assert all(lo < hi for lo, hi in th.values()) and list(th) == list(TAPS)
 
 
+def test_budget_test_can_fail(fitted):
+    # the same check catches a rule whose threshold is off (here: calibrated for 40 % false alarms)
+    _, det = fitted
+    det.set_rule("joint", 0.4)
+    assert abs(det.is_outlier(_blobs(1000, 12345).x).mean() - 0.1) > 0.06
+    det.set_rule("joint", 0.1)
+
+
 def test_literal_rule_compounds_and_fixes(fitted):
     _, det = fitted
-    cal = np.exp(det.cal_log_errors)
-    rows = {r["rule"]: r for r in nfp.false_alarm_table(det, cal, {"noise": det.errors(torch.rand(50, 1, 28, 28))}, alpha=0.1)}
-    assert rows["literal"]["false alarms (ID test)"] > rows["joint"]["false alarms (ID test)"]
-    assert rows["literal"]["false alarms (ID test)"] > 0.1 + 0.05      # per-layer 10 % adds up
-    assert rows["bonferroni"]["false alarms (ID test)"] <= 0.1 + 0.05
+    fresh = det.errors(_blobs(600, 99).x)
+    rows = xp.false_alarm_table(det, fresh, {"noise": det.errors(torch.rand(50, 1, 28, 28))}, alpha=0.1)
+    fa = rows["false alarms (ID test)"]
+    assert fa["literal"] > fa["joint"] and fa["literal"] > 0.1 + 0.05     # per-layer 10 % adds up
+    assert fa["bonferroni"] < fa["literal"]                              # splitting the budget helps
     assert det.rule == "joint" and det.combine == "max"                  # restored
+
+
+def test_per_layer_table(fitted):
+    _, det = fitted
+    t = xp.per_layer_auroc(det, det.errors(_blobs(100, 7).x), det.errors(torch.rand(100, 1, 28, 28)))
+    assert len(t) == len(TAPS) + len(nfp.COMBINES) and t.index[0] == "layer 1: act1"
+    assert t["|z_l|"].between(0, 1).all()
 
 
 def test_upper_and_mahalanobis_variants(fitted):
@@ -113,12 +147,150 @@ def test_errors_can_flag_low_side(fitted):
     det.set_rule("joint", 0.1)
 
 
-def test_bad_arguments():
-    model = build_classifier(num_classes=4, widths=(4, 8, 8), fc=16)
-    with pytest.raises(ValueError):
-        nfp.NeuralFP(model, combine="sum")
-    with pytest.raises(RuntimeError):
-        nfp.NeuralFP(model).errors(torch.rand(2, 1, 28, 28))
+# ---------------------------------------------------------------- input validation (issue 17), table-driven
+
+def _nan_pixel():
+    x = torch.rand(4, 1, 28, 28)
+    x[1, 0, 3, 3] = float("nan")
+    return x
+
+
+BAD_IMAGES = [
+    ("one NaN pixel", _nan_pixel, InputError, "non-finite"),
+    ("3×32×32 into a 1×28×28 model", lambda: torch.rand(4, 3, 32, 32), InputError, "expects"),
+    ("0-255 pixel values", lambda: 255 * torch.rand(4, 1, 28, 28), InputError, "divide by 255"),
+    ("empty batch", lambda: torch.rand(0, 1, 28, 28), InputError, "empty"),
+    ("single image without batch dim", lambda: torch.rand(1, 28, 28), InputError, "unsqueeze"),
+    ("flat vectors", lambda: torch.rand(4, 784), InputError, "reshape"),
+    ("a list", lambda: [[0.5]], InputError, "torch.as_tensor"),
+    ("uint8 images", lambda: torch.randint(0, 255, (4, 1, 28, 28), dtype=torch.uint8), InputError, "255"),
+]
+
+
+@pytest.mark.parametrize("entry", ["score", "is_outlier", "errors", "layer_z"])
+@pytest.mark.parametrize("case,make,exc,match", BAD_IMAGES, ids=[c[0] for c in BAD_IMAGES])
+def test_bad_images_are_rejected_before_torch(fitted, entry, case, make, exc, match):
+    _, det = fitted
+    with pytest.raises(exc, match=match):
+        getattr(det, entry)(make())
+
+
+@pytest.mark.parametrize("case,make,exc,match", BAD_IMAGES[:3], ids=[c[0] for c in BAD_IMAGES[:3]])
+def test_bad_training_images_are_rejected(tiny_classifier, case, make, exc, match):
+    det = nfp.NeuralFP(tiny_classifier(4), TAPS, epochs=1)
+    with pytest.raises(exc, match=match):
+        det.fit(make())
+
+
+@pytest.mark.parametrize("entry", ["score", "is_outlier", "errors", "layer_z", "score_errors"])
+def test_score_before_fit_names_the_fix(tiny_classifier, entry):
+    det = nfp.NeuralFP(tiny_classifier(4), TAPS)
+    arg = np.ones((3, len(TAPS))) if entry == "score_errors" else torch.rand(3, 1, 28, 28)
+    with pytest.raises(NotFittedError, match=r"fit\("):
+        getattr(det, entry)(arg)
+
+
+BAD_ERRORS = [
+    ("wrong number of layers", lambda L: np.ones((3, L + 1)), "one column per tap"),
+    ("NaN error", lambda L: np.full((3, L), np.nan), "finite"),
+    ("zero error", lambda L: np.zeros((3, L)), "> 0"),
+    ("1-D", lambda L: np.ones(L), "N×"),
+]
+
+
+@pytest.mark.parametrize("case,make,match", BAD_ERRORS, ids=[c[0] for c in BAD_ERRORS])
+@pytest.mark.parametrize("entry", ["score_errors", "is_outlier", "flags_from_errors", "layer_z"])
+def test_bad_error_arrays(fitted, case, make, match, entry):
+    _, det = fitted
+    with pytest.raises(InputError, match=match):
+        getattr(det, entry)(errors=make(len(TAPS))) if entry in ("is_outlier", "layer_z") else \
+            getattr(det, entry)(make(len(TAPS)))
+
+
+BAD_ARGS = [
+    ({"combine": "sum"}, "combine"),
+    ({"rule": "any"}, "rule"),
+    ({"alpha": 1.5}, "alpha"),
+    ({"alpha": 0}, "alpha"),
+    ({"epochs": 0}, "epochs"),
+    ({"pool_to": 0}, "pool_to"),
+    ({"taps": ("no_such_layer",)}, "not layers"),
+    ({"taps": ()}, "at least one"),
+]
+
+
+@pytest.mark.parametrize("kw,match", BAD_ARGS, ids=[str(k) for k, _ in BAD_ARGS])
+def test_bad_constructor_arguments(tiny_classifier, kw, match):
+    with pytest.raises(InputError, match=match):
+        nfp.NeuralFP(tiny_classifier(4), **kw)
+
+
+def test_bad_fit_arguments(tiny_classifier):
+    det = nfp.NeuralFP(tiny_classifier(4), TAPS, epochs=1)
+    with pytest.raises(InputError, match="calib_frac"):
+        det.fit(_blobs(100, 0), calib_frac=1.5)
+    with pytest.raises(InputError, match="at least 10"):
+        det.fit(_blobs(25, 0), calib_frac=0.9)
+
+
+def test_errors_from_activations_checks_pooling(fitted):
+    model, det = fitted
+    acts = nfp.collect_activations(model, _blobs(5, 1).x, TAPS, pool_to=1)
+    with pytest.raises(InputError, match="pool_to=2"):
+        det.errors_from_activations(acts)
+    with pytest.raises(InputError, match="no activations"):
+        det.errors_from_activations({"act1": acts["act1"]})
+
+
+# ---------------------------------------------------------------- experiment protocol
+
+def test_validation_split_is_disjoint_and_stratified():
+    data = _blobs(400, 4)
+    rest, val = xp.validation_split(data, 80, seed=0)
+    assert len(rest) + len(val) == 400 and len(val) == 80
+    xs = {tuple(r.flatten()[:50].tolist()) for r in rest.x}
+    assert not any(tuple(r.flatten()[:50].tolist()) in xs for r in val.x)
+    assert set(val.y.tolist()) == {0, 1, 2, 3}
+    with pytest.raises(InputError):
+        xp.validation_split(data, 2)
+
+
+def test_spatial_shifts_move_the_layout():
+    x = _blobs(10, 5).x
+    shifts = xp.spatial_shifts(x, 6)
+    assert set(shifts) == {"flipped left-right", "flipped upside-down", "rotated 90°", "shifted 6 px"}
+    for name, s in shifts.items():
+        assert s.shape == x.shape and not torch.equal(s, x), name
+        assert s.min() >= 0 and s.max() <= 1
+    assert torch.equal(shifts["shifted 6 px"][..., 6:, 6:], x[..., :-6, :-6])
+
+
+def test_tune_on_validation_picks_the_best_and_the_first_tie():
+    assert xp.tune_on_validation({"a": 0.5, "b": 0.9, "c": 0.9}) == "b"
+    assert xp.tune_on_validation({"a": 1.0, "b": 1.0, "c": 0.9}, tiebreak={"a": 2.0, "b": 5.0, "c": 9.0}) == "b"
+    assert xp.tune_on_validation({"a": 0.99991, "b": 0.99994}, tiebreak={"a": 3.0, "b": 1.0}) == "a"   # 4 decimals
+
+
+def test_chapter_models_skip_classifiers_without_ood_sets():
+    from ccc_lib import get_profile
+    run, skipped = xp.chapter_models(get_profile("full"))
+    assert run == ["mnist", "fashion_mnist"] and set(skipped) == {"svhn", "cifar10"}
+    assert all("slides" in why for why in skipped.values())
+
+
+def test_tune_baselines_on_validation(tiny_classifier, tmp_path, monkeypatch):
+    from ccc_lib import baselines as bl
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    model = tiny_classifier(4)
+    maha = bl.Mahalanobis(model).fit(_blobs(200, 8))
+    noise = torch.rand(40, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    ch = xp.tune_baselines(model, maha, _blobs(40, 9).x, noise, (1.0, 1000.0), (0.0, 0.001), "unit-test")
+    assert ch.odin_T in (1.0, 1000.0) and ch.odin_eps in (0.0, 0.001) and ch.maha_eps in (0.0, 0.001)
+    assert ch.odin_val.loc[ch.odin_eps, ch.odin_T] == ch.odin_val.max().max()
+    assert ch.maha_val[ch.maha_eps] == ch.maha_val.max()
+    again = xp.tune_baselines(model, maha, _blobs(40, 9).x, noise, (1.0, 1000.0), (0.0, 0.001), "unit-test")
+    assert list(tmp_path.glob("checkpoints/neuralfp-sweep-*.pt"))        # read back from the tensor cache
+    assert again.odin_val.equals(ch.odin_val)
 
 
 def test_cache_roundtrip(tmp_path, monkeypatch):
@@ -143,3 +315,29 @@ def test_counterfeit_generator_is_never_trained_here(tmp_path, monkeypatch):
     with pytest.raises(NotCached):
         cf.get_generator(model, "blobs", "smoke", cache_only=True)
     assert not list(tmp_path.glob("checkpoints/generator-*.pt"))
+
+
+def test_chapter_models_without_any_ood_set_fails_loudly():
+    from dataclasses import replace
+    from ccc_lib import get_profile
+    with pytest.raises(InputError, match="no OOD sets"):
+        xp.chapter_models(replace(get_profile("smoke"), ood_sets={}))
+
+
+def test_where_we_differ_is_generated_from_the_settings():
+    from ccc_lib import get_profile
+    S = xp.settings("default")
+    t = xp.where_we_differ(S, get_profile("default"), {"mnist5k": xp.Config("cnn", 4)})
+    assert "mnist5k: CNN taps, pool 4×4" in t.loc["tapped layers", "this chapter"]
+    assert f"{S['fit_limit']:,}" in t.loc["training images", "this chapter"]
+    assert t.loc["score behind the ROC", "slides"] == "not given"
+
+
+def test_fit_is_deterministic_whatever_ran_before(tiny_classifier):
+    model = tiny_classifier(4)
+    data = _blobs(200, 5)
+    a = nfp.NeuralFP(model, TAPS, epochs=1).fit(data)
+    torch.rand(1000)                                            # consume the global RNG in between
+    b = nfp.NeuralFP(model, TAPS, epochs=1).fit(data)
+    x = _blobs(20, 6).x
+    np.testing.assert_array_equal(a.score(x), b.score(x))
