@@ -141,13 +141,51 @@ def _offline_hint(name: str, root: Path) -> str:
     }
     return (f"dataset {name!r} is not under {root} and could not be downloaded. "
             f"Run with download=True on a machine with internet access (the 'full' profile does), "
-            f"or copy the files there (set CCC_DATA to choose the folder). {hints.get(name, '')}")
+            f"or copy the files there (set CCC_DATA to choose the folder). {hints.get(name, '')} "
+            f"(For the dry run of 'full' on generated files: python -m ccc_lib run --profile full_dry.)")
+
+
+def _dry_classes(root: Path):
+    """torchvision's SVHN and CIFAR-10 classes for a dry-run folder (:mod:`ccc_lib.dryrun`): subclasses
+    whose md5 tables are the dry-run manifest's sums of the generated files instead of the real files'
+    (torchvision's own integrity checks then run unchanged on them). Nothing is patched."""
+    import torchvision.datasets as tvd
+    from . import dryrun
+
+    base = "cifar-10-batches-py"
+
+    class DryRunCIFAR10(tvd.CIFAR10):
+        train_list = [[f"data_batch_{i}", dryrun.file_md5(root, f"{base}/data_batch_{i}")] for i in range(1, 6)]
+        test_list = [["test_batch", dryrun.file_md5(root, f"{base}/test_batch")]]
+        meta = {"filename": "batches.meta", "key": "label_names",
+                "md5": dryrun.file_md5(root, f"{base}/batches.meta")}
+        url = None            # generated files: nothing to download
+
+        def download(self):
+            raise RuntimeError("dry-run files are generated, not downloaded")
+
+    class DryRunSVHN(tvd.SVHN):
+        split_list = {s: [None, f"{s}_32x32.mat", dryrun.file_md5(root, f"SVHN/{s}_32x32.mat")]
+                      for s in ("train", "test")}
+
+        def download(self):
+            raise RuntimeError("dry-run files are generated, not downloaded")
+
+    return DryRunCIFAR10, DryRunSVHN
 
 
 def _torchvision(name: str, split: str, root: Path, download: bool) -> TensorData:
     import torchvision.datasets as tvd
+    from . import dryrun
 
     train = split == "train"
+    dry = dryrun.is_dry_root(root)
+    if dry:
+        ds = _torchvision_dry(name, split, root)
+        names = dryrun.read_manifest(root)["sets"].get(name, {}).get("class_names")
+        if names:
+            ds.classes = list(names)
+        return ds
     try:
         if name == "mnist":
             ds = tvd.MNIST(root, train=train, download=download)
@@ -172,6 +210,34 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> TensorDat
         raise
     except OSError as exc:   # URLError, socket errors, ...
         raise DatasetUnavailable(_offline_hint(name, root) + f" (download failed: {exc})") from exc
+    raise KeyError(name)
+
+
+def _torchvision_dry(name: str, split: str, root: Path) -> TensorData:
+    """The generated files of a dry-run folder, read by torchvision's classes (no download, no
+    Debian staging); a missing file raises :class:`DatasetUnavailable` naming the fix."""
+    import torchvision.datasets as tvd
+    train = split == "train"
+    try:
+        if name == "mnist":
+            ds = tvd.MNIST(root, train=train)
+            return _from_uint8(ds.data, name, split, MNIST_CLASSES, ds.targets)
+        if name == "fashion_mnist":
+            ds = tvd.FashionMNIST(root, train=train)
+            return _from_uint8(ds.data, name, split, FASHION_CLASSES, ds.targets)
+        if name == "emnist":
+            ds = tvd.EMNIST(root, split="balanced", train=train)
+            return _from_uint8(ds.data.transpose(1, 2), name, split, list(ds.classes), ds.targets)
+        cifar_cls, svhn_cls = _dry_classes(root)
+        if name == "svhn":
+            ds = svhn_cls(root / "SVHN", split="train" if train else "test")
+            return _from_uint8(ds.data, name, split, MNIST_CLASSES, ds.labels)
+        if name == "cifar10":
+            ds = cifar_cls(root, train=train)
+            return _from_uint8(ds.data, name, split, CIFAR10_CLASSES, ds.targets)
+    except RuntimeError as exc:
+        raise DatasetUnavailable(f"dry-run folder {root} lacks {name!r} ({exc}); delete the folder and run "
+                                 "'python -m ccc_lib run --profile full_dry' to write it again") from exc
     raise KeyError(name)
 
 

@@ -1,4 +1,5 @@
-"""Run profiles: ``smoke`` (CI), ``default`` (real offline data on CPU), ``full`` (paper scale on a GPU).
+"""Run profiles: ``smoke`` (CI), ``default`` (real offline data on CPU), ``full`` (paper scale on a GPU),
+``full_dry`` (full's code paths on generated files, tiny sizes, CPU: see :mod:`ccc_lib.dryrun`).
 
 A notebook resolves its profile once, from its papermill parameter, else the
 environment variable ``CCC_PROFILE``, else ``default``. Chapter modules keep
@@ -41,6 +42,17 @@ class Profile:
         """The profile whose code paths to take: ``full`` for ``full`` and ``full_dry``."""
         return self.base or self.name
 
+    def ood_for(self, dataset: str) -> tuple[str, ...]:
+        """OOD sets for a classifier trained on ``dataset``: the profile's declared sets (NeuralFP's,
+        chapter 2: the MNIST and Fashion models against the other, CIFAR-10 and SVHN at ``full``);
+        for a classifier with none declared (SVHN and CIFAR-10 at ``full``, trained for chapter 1's
+        32×32 counterfeits and shown in chapter 0) the run's other classifier datasets and uniform
+        noise, so every loop over datasets has OOD inputs to show."""
+        declared = self.ood_sets.get(dataset)
+        if declared:
+            return tuple(declared)
+        return tuple(d for d in self.classifier_datasets if d != dataset) + ("noise",)
+
     def epochs_for(self, dataset: str) -> int:
         return int(self.epochs.get(dataset, self.epochs.get("*", 1)))
 
@@ -78,7 +90,8 @@ PROFILES: dict[str, Profile] = {
                   "fashion_mnist": ("mnist", "cifar10", "svhn")},
         download=True,
         batch_size=256,
-        description="Paper scale on one GPU; downloads MNIST, SVHN, CIFAR-10, EMNIST.",
+        description="Paper scale on one GPU; downloads MNIST, SVHN, CIFAR-10, EMNIST (python -m ccc_lib "
+                    "fetch --profile full prefetches them for offline nodes).",
     ),
     "full_dry": Profile(
         name="full_dry",
