@@ -200,6 +200,7 @@ class _FeatureDetector(Detector):
     """Common input checks of the one-class baselines: N×D finite feature rows, fitted before use."""
     est = None
     dim: int | None = None
+    input_kind = "features"
 
     def _fit_input(self, data) -> np.ndarray:
         x = _check_features(data, f"{self.name}.fit data")

@@ -311,6 +311,7 @@ def iocn_score(z: torch.Tensor) -> torch.Tensor:
 
 class _INNDetector(Detector):
     objective = "iocn"
+    input_kind = "features"
 
     def __init__(self, inn: INNConfig | dict | None = None, train: TrainConfig | dict | None = None,
                  standardise_divisor: float = 1.0, cache_tag: str | None = None):

@@ -114,7 +114,7 @@ def test_nan_data_is_an_input_error_naming_the_data(cls):
     x_in, _ = _blobs(200, 3)
     x_in[5, 1] = np.nan
     det = cls(iocn.INNConfig(dim=3, n_blocks=2), iocn.TrainConfig(steps=50, batch_size=200))
-    with pytest.raises(InputError, match=r"fit data.*non-finite.*\[5\]") as exc:
+    with pytest.raises(InputError, match=r"data.*non-finite.*\[5\]") as exc:
         det.fit(x_in)
     assert "learning rate" not in str(exc.value)
     assert not isinstance(exc.value, iocn.INNTrainingError)
