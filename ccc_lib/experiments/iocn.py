@@ -186,9 +186,10 @@ def encode_images(kind: str, data, profile: str | Profile | None = None, batch_s
             _ENCODERS[ekey] = (model.features, tuple(model.input_shape))
         else:
             if prof.dry_run:
-                print("DRY RUN: the ResNet-18 encoder has random weights (nothing is downloaded); "
-                      "its features are not ImageNet features")
-            _ENCODERS[ekey] = (resnet18_encoder(weights=None if prof.dry_run else "DEFAULT"), None)
+                print("DRY RUN: the ResNet-18 encoder has random weights (nothing is downloaded) and sees the "
+                      "images at 64×64 instead of 224×224 (to save time); its features are not ImageNet features")
+            _ENCODERS[ekey] = (resnet18_encoder(weights=None if prof.dry_run else "DEFAULT",
+                                                size=64 if prof.dry_run else 224), None)
     encode, shape = _ENCODERS[ekey]
     if not isinstance(data, TensorData):
         data = TensorData(torch.as_tensor(data).float(), torch.full((len(data),), -1, dtype=torch.long),
@@ -202,9 +203,9 @@ def encode_images(kind: str, data, profile: str | Profile | None = None, batch_s
     return torch.nn.functional.normalize(f, dim=1).numpy().astype(np.float32)
 
 
-def resnet18_encoder(weights="DEFAULT"):
-    """ImageNet-pretrained ResNet-18 as a 512-d encoder of N×3×H×W images in [0, 1] (resized to 224,
-    ImageNet-normalised). ``weights=None`` gives a random network (tests, the dry run). The weights are
+def resnet18_encoder(weights="DEFAULT", size: int = 224):
+    """ImageNet-pretrained ResNet-18 as a 512-d encoder of N×3×H×W images in [0, 1] (resized to
+    ``size`` × ``size``, 224 as in ImageNet training; ImageNet-normalised). ``weights=None`` gives a random network (tests, the dry run). The weights are
     downloaded by torchvision on first use; offline this fails with a message naming the fix."""
     import torchvision
     try:
@@ -221,7 +222,7 @@ def resnet18_encoder(weights="DEFAULT"):
     def encode(x):
         if x.shape[1] == 1:
             x = x.repeat(1, 3, 1, 1)
-        x = torch.nn.functional.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         return net((x - mean) / std)
     return encode
 
