@@ -119,12 +119,45 @@ def _lock_holder(lock: Path) -> str:
         return "another process"
 
 
+def _stable(o):
+    """JSON stand-in for a config value JSON cannot write: tensors, arrays and modules by their
+    :func:`fingerprint` (never their truncated repr), dataclasses as dicts, NumPy scalars as numbers,
+    paths as text. An object whose text is its memory address would give a new key every run: refused."""
+    import dataclasses
+    import numpy as np
+    if isinstance(o, (torch.Tensor, np.ndarray, nn.Module)):
+        return f"fingerprint:{fingerprint(o)}"
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=str)
+    text = str(o)
+    if " at 0x" in text:
+        raise TypeError(f"cache key: {type(o).__name__} has no stable text ({text}); put its settings in the "
+                        f"config (a dict, a dataclass) or its numbers via fingerprint(...)")
+    return text
+
+
 def config_hash(config: dict) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, **config}, sort_keys=True, default=str)
+    """Short SHA-256 of a config dict (plus :data:`CACHE_VERSION`); see :func:`_stable` for values
+    that are not plain JSON."""
+    if not isinstance(config, dict):
+        from .checks import InputError
+        raise InputError(f"cache config must be a dict of what determines the result, got {type(config).__name__}")
+    blob = json.dumps({"v": CACHE_VERSION, **config}, sort_keys=True, default=_stable)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_KIND = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
 def checkpoint_path(kind: str, config: dict, root=None) -> Path:
+    if not isinstance(kind, str) or not _KIND.match(kind) or ".." in kind:
+        from .checks import InputError
+        raise InputError(f"cache kind {kind!r} must be a plain file-name stem (letters, digits, _ . + -), "
+                         f"e.g. 'classifier-mnist'")
     root = Path(root) if root is not None else cache_dir() / "checkpoints"
     return root / f"{kind}-{config_hash(config)}.pt"
 
@@ -209,15 +242,20 @@ def fingerprint(obj) -> str:
             for v in o:
                 feed(v)
         elif isinstance(o, torch.Tensor):
-            t = o.detach().cpu().contiguous()
+            t = o.detach()
+            if t.is_sparse:
+                t = t.to_dense()
+            t = t.cpu().contiguous()
             h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         elif isinstance(o, np.ndarray):
             a = np.ascontiguousarray(o)
+            if a.dtype == object:
+                raise TypeError("fingerprint: an object array has no stable bytes; convert it to numbers first")
             h.update(f"{a.dtype}{a.shape}".encode())
             h.update(a.tobytes())
         else:
-            h.update(json.dumps(o, sort_keys=True, default=str).encode())
+            h.update(json.dumps(o, sort_keys=True, default=_stable).encode())
 
     feed(obj)
     return h.hexdigest()[:16]

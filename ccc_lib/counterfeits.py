@@ -1,82 +1,152 @@
-"""Chapter 1: Confidently Classified Counterfeits (Suhail & Sethi, arXiv 2503.20187).
+"""Chapter 1: Confidently Classified Counterfeits (Suhail & Sethi, arXiv 2503.20187) — the method.
 
-A *vector-matrix conditioned generator* is trained against a frozen classifier so that its images
-are classified as the intended label. Two modes:
+A *vector-matrix conditioned generator* G is trained against a frozen classifier f (evaluation
+mode, no parameter gradients) so that its images are classified as the intended label. Two modes:
 
 * ``"inversion"`` (network inversion, arXiv 2407.18002): the condition vector is the softmax of a
   normal draw (soft conditioning), the label is its argmax, the KL target is the soft vector;
 * ``"counterfeit"``: one-hot condition vector and matrix, and the KL target is the one-hot label,
   which drives the classifier's confidence to 1.
 
-The loss is ``L = α·KL + β·CE + γ·Cosine + δ·Ortho`` (paper, §3.3) plus one optional term of ours,
-``ε·Div`` (a within-class pixel-diversity hinge, off with ε = 0), added to fight the collapse to
-one template per class. Every term is logged per step.
+The paper's loss (§3.3) is
 
-Public API: :func:`get_generator` (train or load from the checkpoint cache), :func:`sample`,
-:func:`train_generator`, :class:`VectorMatrixGenerator`, :func:`loss_terms`, plus the measurement
-helpers used by the chapter notebook and the benchmark."""
+    L = α·KL(t ‖ softmax f(G(z, c))) + β·CE(f(G(z, c)), y) + γ·Cos(F) + δ·Ortho(F),
+
+F the batch's penultimate features of f. :data:`VARIANTS` names the two generators the book uses:
+``"paper"`` is exactly that loss (ε = 0); ``"ours"`` adds one term, ε·Div, a within-class hinge on
+the *feature-space* distance (see :func:`loss_terms`), against the collapse to one template per
+class. The architecture follows the public reference implementation as far as it is known
+(:data:`PAPER`); where a profile scales it down, :func:`differences_from_paper` lists each change.
+
+Public API (what chapters 2-4 and the report call):
+
+* :func:`get_generator` — the trained generator for a classifier, from the checkpoint cache or
+  trained now (``variant="paper"`` or ``"ours"``; ``cache_only=True`` never trains);
+* :func:`sample` — counterfeits from a generator, with the classifier's verdict on each;
+* :func:`confident_counterfeits` — the cached generator's samples at confidence ≥ 0.99.
+
+Measurement, ablations, grids and the precomputed sliders are experiment code:
+:mod:`ccc_lib.experiments.counterfeits`."""
 from __future__ import annotations
 
-import hashlib
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cache import load_or_train
-from .metrics import nearest_neighbour_distance, pairwise_mean_distance
+from .cache import fingerprint, load_or_train
+from .checks import InputError, check_choice, check_fraction, check_positive
 from .profiles import Profile, chapter_settings, get_profile
 from .utils import get_device, progress, set_seed
 
-__all__ = ["SETTINGS", "settings", "GeneratorConfig", "VectorMatrixGenerator", "hot_matrix", "draw_conditions",
-           "FeatureTap", "loss_terms", "validate_weights", "train_generator", "get_generator", "sample", "confident_counterfeits",
-           "classifier_fingerprint", "confidence_table", "distance_stats", "diversity_stats",
-           "continue_training", "LOSS_TERMS", "feature_diversity", "summarise", "run_ablation", "show_grid",
-           "pick_grid", "ABLATION"]
+__all__ = ["SETTINGS", "CLAIM_BOUNDS", "PAPER", "VARIANTS", "MODES", "LOSS_TERMS", "settings",
+           "GeneratorConfig", "VectorMatrixGenerator", "hot_matrix", "draw_conditions", "FeatureTap",
+           "loss_terms", "validate_weights", "train_generator", "get_generator", "sample",
+           "confident_counterfeits", "classifier_fingerprint", "differences_from_paper", "sample_dropout",
+           "generator_settings", "train_step", "GOAL"]
 
 LOSS_TERMS = ("kl", "ce", "cos", "ortho", "div")
 MODES = ("counterfeit", "inversion")
 
-#: per-profile settings; the loss weights α, β, γ, δ (paper) and ε (ours), dropout, steps, ...
+#: what the paper and its public reference code give (None: not reported, our choice)
+PAPER = dict(nz=100, channels=(64, 128, 256), dropout=0.1, sample_dropout=True, lr=5e-4,
+             optimizer="Adam (β = 0.9, 0.999), constant lr", upsampling="transposed convolutions",
+             steps=None, batch_size=None, alpha=None, beta=None, gamma=None, delta=None, epsilon=0.0)
+
+#: the two generators: the paper's loss, and ours (+ ε·Div on features)
+VARIANTS = ("paper", "ours")
+
+_COMMON = dict(nz=100, dropout=0.1, sample_dropout=True, ours_sample_dropout=False, alpha=4.0, beta=4.0,
+               gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.5)
+#: per-profile settings. Loss weights α, β, γ, δ (paper, values not reported: ours), ε and τ of our
+#: Div term, sampling with dropout on (the paper's "heavy dropout during generation"; ours samples in
+#: eval mode), training steps (equal for every generator compared), the ablation's steps, the slider
+#: fine-tunes (steps, points per knob, samples per class), sample sizes.
 SETTINGS = {
-    "smoke": dict(steps=100, batch_size=30, lr=4e-3, nz=32, width=16, dropout=0.1,
-                  alpha=4.0, beta=4.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.30,
-                  inversion_steps=30, ablation_steps=20, ablation_datasets=1,
-                  n_per_class=20, n_reference=1000, slider_steps=10, bench_n=200),
-    "default": dict(steps=800, batch_size=60, lr=2e-3, nz=32, width=16, dropout=0.1,
-                    alpha=4.0, beta=4.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.30,
-                    inversion_steps=200, ablation_steps=200, ablation_datasets=1,
-                    n_per_class=100, n_reference=None, slider_steps=30, bench_n=1000),
-    "full": dict(steps=4000, batch_size=200, lr=1e-3, nz=64, width=32, dropout=0.1,
-                 alpha=4.0, beta=4.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.30,
-                 inversion_steps=1000, ablation_steps=1000, ablation_datasets=4,
-                 n_per_class=500, n_reference=None, slider_steps=100, bench_n=5000),
+    "smoke": dict(_COMMON, channels=(8, 16, 32), steps=100, batch_size=40, lr=4e-3,
+                  ablation_steps=40, ablation_datasets=1, n_per_class=20, n_reference=1000,
+                  slider_steps=4, slider_points=2, slider_n=4, bench_n=100),
+    "default": dict(_COMMON, channels=(16, 32, 64), steps=500, batch_size=60, lr=5e-4,
+                    ablation_steps=200, ablation_datasets=1, n_per_class=100, n_reference=10000,
+                    slider_steps=30, slider_points=3, slider_n=20, bench_n=1000),
+    "full": dict(_COMMON, channels=(64, 128, 256), steps=4000, batch_size=200, lr=5e-4,
+                 ablation_steps=2000, ablation_datasets=2, n_per_class=500, n_reference=None,
+                 slider_steps=200, slider_points=5, slider_n=50, bench_n=5000),
+    # full's code paths on generated files: everything tiny
+    "full_dry": dict(channels=(4, 8, 8), steps=4, batch_size=20, ablation_steps=2, n_per_class=4,
+                     n_reference=200, slider_steps=1, slider_points=2, slider_n=2, bench_n=10),
 }
+
+#: per-profile bounds of the chapter's claims (shown in each claim's row)
+CLAIM_BOUNDS = {
+    # smoke: seconds of training on 2,000 images; the bounds only catch a broken pipeline
+    "smoke": dict(confidence=0.5, distance_factor=1.0),
+    "default": dict(confidence=0.99, distance_factor=1.2),
+    "full": dict(confidence=0.99, distance_factor=1.2),
+}                                       # full_dry: full's bounds (Claims asserts nothing there)
+#: our goal for our variant (not the paper's): feature diversity ≥ 0.70 of real, ≥ 99 % at ≥ 0.99
+GOAL = dict(feature_diversity_ratio=0.70, share_at_099=0.99)
 
 
 def settings(profile: str | Profile | None = None, **overrides) -> dict:
-    return chapter_settings(SETTINGS, profile, **overrides)
+    """The chapter's settings at ``profile`` with ``overrides`` applied (unknown keys raise)."""
+    try:
+        return chapter_settings(SETTINGS, _profile(profile), **overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def _profile(profile) -> Profile:
+    try:
+        return get_profile(profile)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+#: what this code does where no setting exists (the same as the reference code)
+_BUILT_IN = {"optimizer": "Adam (β = 0.9, 0.999), constant lr", "upsampling": "transposed convolutions"}
+
+
+def differences_from_paper(s: dict) -> list[dict]:
+    """Where the settings ``s`` differ from :data:`PAPER` (or the paper is silent): one dict per
+    setting with the paper's value, this run's, and a status ("same", "differs", "not reported
+    (our choice)", or "ours only" for ε, which the paper's generator keeps at 0)."""
+    rows = []
+    for k, ref in PAPER.items():
+        ours = s[k] if k in s else _BUILT_IN[k]
+        if k == "epsilon":
+            status = "ours only (the paper's generator: 0)"
+        elif ref is None:
+            status = "not reported (our choice)"
+        else:
+            status = "same" if (tuple(ours) if isinstance(ours, (list, tuple)) else ours) == \
+                (tuple(ref) if isinstance(ref, (list, tuple)) else ref) else "differs"
+        rows.append({"setting": k, "paper / reference code": "not reported" if ref is None else ref,
+                     "this run": ours, "": status})
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
-# the generator
+# the generator (paper §3.2, §4; reference code)
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GeneratorConfig:
     num_classes: int = 10
     out_channels: int = 1
     image_size: int = 28
-    nz: int = 32
-    width: int = 32
+    nz: int = 100
+    channels: tuple = (64, 128, 256)
     dropout: float = 0.1
     mode: str = "counterfeit"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
 
 
 def hot_matrix(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -89,10 +159,9 @@ def hot_matrix(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 def draw_conditions(labels: torch.Tensor, num_classes: int, mode: str, generator=None) -> torch.Tensor:
     """Condition vectors for ``labels``: one-hot (counterfeit) or the softmax of a normal draw whose
     argmax is moved to the label (inversion: the same law as "draw, then take the argmax as label")."""
+    check_choice(mode, "mode", MODES)
     if mode == "counterfeit":
         return F.one_hot(labels, num_classes).float()
-    if mode != "inversion":
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     v = torch.randn(len(labels), num_classes, generator=generator, device=labels.device)
     top = v.argmax(1)
     rows = torch.arange(len(labels), device=labels.device)
@@ -101,49 +170,56 @@ def draw_conditions(labels: torch.Tensor, num_classes: int, mode: str, generator
     return v.softmax(1)
 
 
-def _bn_relu(c):
-    return [nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+def _block(conv, c, dropout=None):
+    return [conv, nn.BatchNorm2d(c), nn.ReLU(inplace=True)] + ([nn.Dropout2d(dropout)] if dropout is not None else [])
 
 
 class VectorMatrixGenerator(nn.Module):
-    """Vector-matrix conditioned generator (paper §3.2, §4).
+    """Vector-matrix conditioned generator (paper §3.2, §4; the reference code's layout).
 
-    ``z`` (nz) ⊕ a linear embedding of the N-dim condition vector at 1×1 → transposed convs
-    (k4, s1: +3 pixels each, BatchNorm, ReLU) up to N×N → ⊕ the N×N hot conditioning matrix (one
-    channel) → two resize-convolution stages (nearest upsampling to H/2 and H, then a stride-1 3×3
-    transposed conv, BatchNorm, ReLU, Dropout2d) → 3×3 conv → sigmoid: images in [0, 1].
-    Upsample-then-convolve replaces the stride-2 transposed convs of the reference code to avoid
-    checkerboard artefacts; everything else follows the paper."""
+    ``z`` (nz) ⊕ a linear embedding of the N-dim condition vector, at 1×1 → transposed convs (k4, s1,
+    BatchNorm, ReLU; channels ``channels[0], [1], [2], ...``) grow 1 → 4 → 7 → ... → N pixels →
+    ⊕ the N×N hot conditioning matrix (one channel) → a stride-1 transposed conv to H/2 and a
+    stride-2 transposed conv (k4) to H, each with BatchNorm, ReLU and Dropout2d(``dropout``) →
+    a 3×3 transposed conv to the image channels → sigmoid: images in [0, 1]. The widths after the
+    matrix (``channels[-1]/2``, ``channels[-1]/4``) and the last layer are our choices (the notes
+    do not give them)."""
 
     def __init__(self, config: GeneratorConfig | None = None, **kw):
         super().__init__()
+        if "channels" in kw:
+            kw["channels"] = tuple(int(c) for c in kw["channels"])
         self.config = c = config or GeneratorConfig(**kw)
-        if c.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {c.mode!r}")
+        check_choice(c.mode, "mode", MODES)
         if not 0.0 <= c.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {c.dropout}")
-        n, w = c.num_classes, c.width
+            raise InputError(f"dropout must be in [0, 1), got {c.dropout}")
+        n, h = c.num_classes, c.image_size
         if n < 2:
-            raise ValueError("need at least 2 classes")
+            raise InputError(f"need at least 2 classes, got num_classes={n}")
+        if h < 8 or h % 2:
+            raise InputError(f"image_size must be even and ≥ 8, got {h}")
+        if not c.channels or min(c.channels) < 1:
+            raise InputError(f"channels must be positive widths, got {c.channels}")
         self.embed = nn.Linear(n, c.nz)
-        layers, size, ch = [], 1, 2 * c.nz
-        chans = [4 * w, 2 * w, w]
-        i = 0
-        while size < n:
-            k = min(4, n - size + 1)                                  # +3 per stage, last one fits N
-            out = chans[min(i, len(chans) - 1)] if n - size > 3 else w
-            layers += [nn.ConvTranspose2d(ch, out, k, 1, 0, bias=False), *_bn_relu(out)]
+        layers, size, ch, i = [], 1, 2 * c.nz, 0
+        while size < n:                                               # 1 → 4 → 7 → ... → N
+            k = min(4, n - size + 1)
+            out = c.channels[min(i, len(c.channels) - 1)]
+            layers += _block(nn.ConvTranspose2d(ch, out, k, 1, 0, bias=False), out)
             size, ch, i = size + k - 1, out, i + 1
-        if ch != w:
-            layers += [nn.ConvTranspose2d(ch, w, 1, 1, 0, bias=False), *_bn_relu(w)]
         self.to_matrix = nn.Sequential(*layers)
-        h = c.image_size
+        w1, w2 = max(1, c.channels[-1] // 2), max(1, c.channels[-1] // 4)
+        half = h // 2
+        if n < half:                                                  # N → H/2
+            first = nn.ConvTranspose2d(ch + 1, w1, half - n + 1, 1, 0, bias=False)
+        elif n > half:
+            first = nn.Conv2d(ch + 1, w1, n - half + 1, 1, 0, bias=False)
+        else:
+            first = nn.ConvTranspose2d(ch + 1, w1, 3, 1, 1, bias=False)
         self.up = nn.Sequential(
-            nn.Upsample(size=(h // 2, h // 2), mode="nearest"),
-            nn.ConvTranspose2d(w + 1, w, 3, 1, 1, bias=False), *_bn_relu(w), nn.Dropout2d(c.dropout),
-            nn.Upsample(size=(h, h), mode="nearest"),
-            nn.ConvTranspose2d(w, w, 3, 1, 1, bias=False), *_bn_relu(w), nn.Dropout2d(c.dropout),
-            nn.Conv2d(w, c.out_channels, 3, 1, 1))
+            *_block(first, w1, c.dropout),
+            *_block(nn.ConvTranspose2d(w1, w2, 4, 2, 1, bias=False), w2, c.dropout),   # H/2 → H
+            nn.ConvTranspose2d(w2, c.out_channels, 3, 1, 1))
 
     @property
     def num_classes(self) -> int:
@@ -158,14 +234,17 @@ class VectorMatrixGenerator(nn.Module):
         return (self.config.out_channels, self.config.image_size, self.config.image_size)
 
     def set_dropout(self, p: float) -> None:
+        """Set the Dropout2d probability of every stage (the sliders' dropout knob)."""
+        if not 0.0 <= float(p) < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {p}")
         for m in self.modules():
             if isinstance(m, nn.Dropout2d):
                 m.p = float(p)
 
     def forward(self, z: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = torch.cat([z, self.embed(cond)], 1)[:, :, None, None]
-        h = self.to_matrix(h)
-        h = torch.cat([h, hot_matrix(labels, self.num_classes).to(h.dtype)], 1)
+        h = torch.cat([z, self.embed(cond)], 1)[:, :, None, None]    # vector conditioning at 1×1
+        h = self.to_matrix(h)                                         # B×C×N×N
+        h = torch.cat([h, hot_matrix(labels, self.num_classes).to(h.dtype)], 1)   # matrix conditioning
         return torch.sigmoid(self.up(h))
 
     def generate(self, labels: torch.Tensor, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,44 +260,33 @@ class VectorMatrixGenerator(nn.Module):
 # classifier access: logits and penultimate features in one pass, for any nn.Module
 # ----------------------------------------------------------------------------------------------
 class FeatureTap:
-    """Logits and penultimate features of a classifier.
-
-    Uses ``model.forward_with(x, [model.feature_layer])`` when the model has it (ours), else a forward
-    hook on ``layer`` (a module name) or, by default, on the input of the last ``nn.Linear`` (the
-    penultimate features of any ordinary classifier), else ``model.features(x)`` in a second pass."""
+    """Logits and penultimate features of a classifier in one forward pass, by a forward hook:
+    on the output of the module named ``layer`` (default: ``model.feature_layer`` when the model
+    names one, as ours does), else on the *input* of the last ``nn.Linear`` (the penultimate
+    features of any ordinary classifier)."""
 
     def __init__(self, model: nn.Module, layer: str | None = None):
-        self.model, self._store, self._handle = model, {}, None
-        self.kind = None
-        if layer is None and hasattr(model, "forward_with") and hasattr(model, "feature_layer"):
-            self.kind = "forward_with"
-            return
+        self.model, self._store = model, {}
+        layer = layer if layer is not None else getattr(model, "feature_layer", None)
         mods = dict(model.named_modules())
+        if layer is not None and layer not in mods:           # a short name ("act_fc" for "layers.act_fc")
+            layer = next((k for k in mods if k.endswith("." + layer)), layer)
         if layer is not None:
             if layer not in mods:
-                raise KeyError(f"no module named {layer!r} in the classifier")
+                raise InputError(f"no module named {layer!r} in the classifier; pick one of "
+                                 f"{[k for k in mods if k][:12]}")
             self._handle = mods[layer].register_forward_hook(lambda m, i, o: self._store.__setitem__("f", o))
-            self.kind = "hook-output"
-            return
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        if linears:
-            self._handle = linears[-1].register_forward_hook(
-                lambda m, i, o: self._store.__setitem__("f", i[0]))
-            self.kind = "hook-last-linear"
-        elif callable(getattr(model, "features", None)):
-            self.kind = "features"
+            self.kind = f"output of {layer}"
         else:
-            raise TypeError("the classifier needs model.features, forward_with, a final nn.Linear, or layer=")
+            linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+            if not linears:
+                raise InputError("the classifier has no nn.Linear layer: name its feature layer with layer=")
+            self._handle = linears[-1].register_forward_hook(lambda m, i, o: self._store.__setitem__("f", i[0]))
+            self.kind = "input of the last linear layer"
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        m = self.model
-        if self.kind == "forward_with":
-            logits, taps = m.forward_with(x, [m.feature_layer])
-            return logits, taps[m.feature_layer].flatten(1)
-        if self.kind == "features":
-            return m(x), m.features(x).flatten(1)
         self._store.clear()
-        logits = m(x)
+        logits = self.model(x)
         return logits, self._store.pop("f").flatten(1)
 
     def close(self):
@@ -228,58 +296,55 @@ class FeatureTap:
 
 
 def classifier_fingerprint(model: nn.Module) -> str:
-    """A short hash of a classifier's state_dict (its identity in the generator cache key)."""
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    """A classifier's identity in the generator cache key (:func:`ccc_lib.cache.fingerprint` of its
+    state_dict, 0-d entries such as BatchNorm's step counter reshaped to 1-d: kept so that the keys
+    of generators cached before the core fingerprinted 0-d tensors stay valid)."""
+    return fingerprint({k: v.reshape(-1) for k, v in model.state_dict().items()})
 
 
 # ----------------------------------------------------------------------------------------------
-# the loss
+# the loss (paper §3.3, plus our ε·Div)
 # ----------------------------------------------------------------------------------------------
 def validate_weights(alpha, beta, gamma, delta, epsilon=0.0) -> dict:
     w = {"alpha": alpha, "beta": beta, "gamma": gamma, "delta": delta, "epsilon": epsilon}
     for k, v in w.items():
-        if v is None or not math.isfinite(float(v)) or float(v) < 0:
-            raise ValueError(f"loss weight {k} must be a finite number ≥ 0, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)) or float(v) < 0:
+            raise InputError(f"loss weight {k} must be a finite number ≥ 0, got {v!r}")
     if all(float(v) == 0 for v in w.values()):
-        raise ValueError("all loss weights are 0: nothing to train")
+        raise InputError("all loss weights are 0: nothing to train; set at least alpha or beta > 0")
     if float(alpha) == 0 and float(beta) == 0:
-        import warnings
         warnings.warn("alpha = beta = 0: no term asks for the intended label", RuntimeWarning, stacklevel=2)
     return {k: float(v) for k, v in w.items()}
 
 
 def _offdiag_mean(m: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    n = m.shape[0]
-    off = ~torch.eye(n, dtype=torch.bool, device=m.device)
+    off = ~torch.eye(m.shape[0], dtype=torch.bool, device=m.device)
     if mask is not None:
         off = off & mask
     return m[off].mean() if off.any() else m.new_zeros(())
 
 
-def loss_terms(logits, feats, images, target, labels, div_target: float = 0.3) -> dict:
-    """The five terms (unweighted) for one batch.
+def loss_terms(logits, feats, target, labels, div_target: float = 0.5) -> dict:
+    """The five terms (unweighted) of one batch: four of the paper's and our ``div``.
 
-    * ``kl``: KL(target ‖ softmax(logits)) — target one-hot (counterfeit) or soft (inversion);
-      for a one-hot target it equals the cross-entropy.
+    * ``kl``: KL(t ‖ softmax(logits)), t the condition — one-hot (counterfeit) or soft (inversion);
+      for a one-hot t it equals the cross-entropy.
     * ``ce``: cross-entropy with the intended label.
-    * ``cos``: mean off-diagonal cosine similarity of the batch's penultimate features.
-    * ``ortho``: mean((F̂ F̂ᵀ − I)²) for the L2-normalised features F̂ (Gram matrix against identity).
-    * ``div`` (ours): mean over same-label pairs of relu(τ − d_ij/√D), d_ij the pixel distance,
-      τ = ``div_target`` the wanted RMS per-pixel difference: zero once a class is diverse enough."""
+    * ``cos``: mean off-diagonal cosine similarity of the batch's penultimate features F.
+    * ``ortho``: mean((F̂ F̂ᵀ − I)²), F̂ the L2-normalised features (Gram matrix against identity).
+    * ``div`` (ours): over pairs i ≠ j with the same label, mean relu(τ − ‖F_i − F_j‖ / r), r the
+      batch's RMS feature norm (detached) and τ = ``div_target``: zero once the counterfeits of a
+      class are spread out as the classifier sees them; blind to pixel noise it ignores."""
     logp = logits.log_softmax(1)
     kl = F.kl_div(logp, target, reduction="batchmean")
     ce = F.nll_loss(logp, labels)
-    fn = F.normalize(feats.float(), dim=1)
+    f = feats.float()
+    fn = F.normalize(f, dim=1)
     sim = fn @ fn.T
     cos = _offdiag_mean(sim)
-    eye = torch.eye(len(fn), device=fn.device)
-    ortho = ((sim - eye) ** 2).mean()
-    flat = images.flatten(1)
-    d = torch.cdist(flat, flat) / math.sqrt(flat.shape[1])
+    ortho = ((sim - torch.eye(len(fn), device=fn.device)) ** 2).mean()
+    r = f.pow(2).sum(1).mean().sqrt().detach().clamp_min(1e-8)
+    d = torch.cdist(f, f) / r
     same = labels[:, None] == labels[None, :]
     div = _offdiag_mean(F.relu(div_target - d), same)
     return {"kl": kl, "ce": ce, "cos": cos, "ortho": ortho, "div": div}
@@ -293,17 +358,46 @@ def _balanced_labels(batch_size: int, n: int, device) -> torch.Tensor:
     return torch.arange(n, device=device).repeat_interleave(per)
 
 
-def train_generator(gen: VectorMatrixGenerator, classifier: nn.Module, *, steps: int, batch_size: int = 100,
-                    lr: float = 2e-3, alpha=1.0, beta=1.0, gamma=0.5, delta=0.5, epsilon=0.0,
-                    div_target: float = 0.3, seed: int = 0, feature_layer: str | None = None,
-                    desc: str = "generator", log_every: int = 1) -> dict:
-    """Train ``gen`` in place against the frozen ``classifier`` (eval mode, no parameter grads).
+def _check_pair(gen: VectorMatrixGenerator, classifier: nn.Module) -> None:
+    if not isinstance(gen, VectorMatrixGenerator):
+        raise InputError(f"expected a VectorMatrixGenerator, got {type(gen).__name__}")
+    if not isinstance(classifier, nn.Module):
+        raise InputError(f"classifier: expected a torch nn.Module, got {type(classifier).__name__}")
+    shape = getattr(classifier, "input_shape", None)
+    if shape is not None and tuple(int(v) for v in shape) != tuple(gen.output_shape):
+        raise InputError(f"the generator draws {tuple(gen.output_shape)} images but the classifier expects "
+                         f"{tuple(shape)}; build the generator with get_generator(classifier, ...)")
 
-    Batches hold every class equally often (≥ 2 per class, for the within-class terms). Returns the
-    per-term history (unweighted values, every ``log_every`` steps), the weighted total, and time."""
+
+def train_step(gen: VectorMatrixGenerator, tap: FeatureTap, opt: torch.optim.Optimizer, labels: torch.Tensor,
+               w: dict, div_target: float) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """One step: generate for ``labels``, score with the frozen classifier, weigh the terms, step."""
+    x, cond = gen.generate(labels)
+    logits, feats = tap(x)
+    t = loss_terms(logits, feats, cond, labels, div_target)
+    total = (w["alpha"] * t["kl"] + w["beta"] * t["ce"] + w["gamma"] * t["cos"]
+             + w["delta"] * t["ortho"] + w["epsilon"] * t["div"])
+    if not torch.isfinite(total):
+        raise FloatingPointError(f"generator loss became {total.item()}; lower the learning rate")
+    opt.zero_grad(set_to_none=True)
+    total.backward()
+    opt.step()
+    return t, total, logits
+
+
+def train_generator(gen: VectorMatrixGenerator, classifier: nn.Module, *, steps: int, batch_size: int = 100,
+                    lr: float = 5e-4, alpha=1.0, beta=1.0, gamma=0.5, delta=0.5, epsilon=0.0,
+                    div_target: float = 0.5, seed: int = 0, feature_layer: str | None = None,
+                    desc: str = "generator", log_every: int = 1) -> dict:
+    """Train ``gen`` in place against the frozen ``classifier`` (eval mode, no parameter grads) with
+    Adam at a constant ``lr`` (the reference code's optimiser). Batches hold every class equally
+    often (≥ 2 per class, for the within-class term). Returns the per-term history (unweighted,
+    every ``log_every`` steps), the weighted total, the batch confidence, and the time."""
+    _check_pair(gen, classifier)
     w = validate_weights(alpha, beta, gamma, delta, epsilon)
-    if int(steps) < 1:
-        raise ValueError(f"steps must be ≥ 1, got {steps}")
+    check_positive(steps, "steps", integer=True)
+    check_positive(batch_size, "batch_size", integer=True)
+    check_positive(lr, "lr")
     set_seed(seed)
     dev = next(gen.parameters()).device
     was = classifier.training
@@ -313,26 +407,13 @@ def train_generator(gen: VectorMatrixGenerator, classifier: nn.Module, *, steps:
         p.requires_grad_(False)
     tap = FeatureTap(classifier, feature_layer)
     gen.train()
-    opt = torch.optim.Adam(gen.parameters(), lr=lr, betas=(0.5, 0.999))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=int(steps), eta_min=lr * 0.05)
+    opt = torch.optim.Adam(gen.parameters(), lr=lr)
     hist = {k: [] for k in (*LOSS_TERMS, "total", "confidence")}
-    n = gen.num_classes
     t0 = time.perf_counter()
-    bar = progress(range(int(steps)), desc=desc, total=int(steps))
     try:
-        for step in bar:
-            labels = _balanced_labels(batch_size, n, dev)
-            x, cond = gen.generate(labels)
-            logits, feats = tap(x)
-            t = loss_terms(logits, feats, x, cond, labels, div_target)
-            total = (w["alpha"] * t["kl"] + w["beta"] * t["ce"] + w["gamma"] * t["cos"]
-                     + w["delta"] * t["ortho"] + w["epsilon"] * t["div"])
-            if not torch.isfinite(total):
-                raise FloatingPointError(f"generator loss became {total.item()} at step {step}; lower lr (now {lr})")
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            opt.step()
-            sched.step()
+        for step in progress(range(int(steps)), desc=desc, total=int(steps)):
+            labels = _balanced_labels(batch_size, gen.num_classes, dev)
+            t, total, logits = train_step(gen, tap, opt, labels, w, div_target)
             if step % log_every == 0 or step == steps - 1:
                 with torch.no_grad():
                     conf = logits.softmax(1).gather(1, labels[:, None]).mean()
@@ -350,64 +431,65 @@ def train_generator(gen: VectorMatrixGenerator, classifier: nn.Module, *, steps:
             "weights": w, "lr": lr, "batch_size": batch_size, "div_target": div_target, "device": str(dev)}
 
 
-def continue_training(gen, classifier, **kw) -> dict:
-    """Fine-tune an existing generator (the sliders): same loop, no cache."""
-    return train_generator(gen, classifier, **kw)
-
-
 _TRAIN_KEYS = ("steps", "batch_size", "lr", "alpha", "beta", "gamma", "delta", "epsilon", "div_target")
-_ARCH_KEYS = ("nz", "width", "dropout")
+
+
+def generator_settings(profile: str | Profile | None = None, variant: str = "paper", **overrides) -> dict:
+    """The settings a variant trains with: ``"paper"`` forces ε = 0 (the paper's loss)."""
+    check_choice(variant, "variant", VARIANTS)
+    s = settings(profile, **overrides)
+    if variant == "paper":
+        s["epsilon"] = 0.0
+    return s
+
+
+def sample_dropout(variant: str, s: dict) -> bool:
+    """Whether ``variant`` samples with dropout active: the paper's setting ``sample_dropout`` (its
+    "heavy dropout during generation"), ours ``ours_sample_dropout``."""
+    check_choice(variant, "variant", VARIANTS)
+    return bool(s["sample_dropout"] if variant == "paper" else s["ours_sample_dropout"])
 
 
 def get_generator(classifier: nn.Module, dataset: str, profile: str | Profile | None = None, *,
-                  mode: str = "counterfeit", seed: int = 0, tag: str = "", feature_layer: str | None = None,
-                  force: bool = False, cache_only: bool = False, **overrides):
+                  variant: str = "paper", mode: str = "counterfeit", seed: int = 0, tag: str = "",
+                  feature_layer: str | None = None, force: bool = False, cache_only: bool = False,
+                  **overrides):
     """The generator for ``classifier`` (trained on ``dataset`` at ``profile``), from the checkpoint
-    cache or trained now. ``overrides`` replace entries of :data:`SETTINGS` (loss weights, dropout,
-    steps, ...). Returns ``(generator, info)``; the generator is in eval mode on the classifier's
-    device, ``info`` holds the per-term loss ``history``, ``train_seconds``, the settings used and
-    ``from_cache``.
+    cache or trained now. ``variant="paper"`` (the paper's loss, ε = 0) or ``"ours"`` (+ ε·Div);
+    ``overrides`` replace entries of :data:`SETTINGS` (loss weights, dropout, steps, ...). Returns
+    ``(generator, info)``: the generator in eval mode on the classifier's device; ``info`` holds the
+    per-term loss ``history``, ``train_seconds``, ``settings``, ``variant`` and ``from_cache``.
 
-    The cache key holds the dataset, tag, seed, mode, the settings and a hash of the classifier's
-    state_dict, so a different classifier gets a different generator. With ``cache_only=True`` a
-    generator that is not in the cache raises :class:`ccc_lib.cache.NotCached` instead of being
-    trained (how chapters 2 and 3 reuse chapter 1's counterfeits without spending its minutes)."""
-    prof = get_profile(profile)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    s = settings(prof, **overrides)
+    The cache key holds the dataset, tag, seed, mode, variant, the settings and a fingerprint of the
+    classifier's weights, so a different classifier gets a different generator. With
+    ``cache_only=True`` a generator that is not cached raises :class:`ccc_lib.cache.NotCached`
+    instead of being trained (how chapters 2-4 reuse chapter 1's generators)."""
+    prof = _profile(profile)
+    check_choice(mode, "mode", MODES)
+    if not isinstance(classifier, nn.Module):
+        raise InputError(f"classifier: expected a torch nn.Module, got {type(classifier).__name__}")
+    if not isinstance(dataset, str) or not dataset:
+        raise InputError(f"dataset must be a non-empty name (the cache key), got {dataset!r}")
+    s = generator_settings(prof, variant, **overrides)
     validate_weights(s["alpha"], s["beta"], s["gamma"], s["delta"], s["epsilon"])
     shape = _input_shape(classifier)
     n_classes = _num_classes(classifier, shape)
     cfg = GeneratorConfig(num_classes=n_classes, out_channels=shape[0], image_size=shape[1],
-                          nz=int(s["nz"]), width=int(s["width"]), dropout=float(s["dropout"]), mode=mode)
+                          nz=int(s["nz"]), channels=tuple(int(c) for c in s["channels"]),
+                          dropout=float(s["dropout"]), mode=mode)
     train_kw = {k: s[k] for k in _TRAIN_KEYS}
     key = {"generator": cfg.to_dict(), "train": train_kw, "dataset": dataset, "tag": tag, "seed": seed,
-           "classifier": classifier_fingerprint(classifier), "feature_layer": feature_layer, "version": 1}
+           "classifier": classifier_fingerprint(classifier), "feature_layer": feature_layer, "version": 2}
     set_seed(seed)
     gen = VectorMatrixGenerator(cfg).to(_device_of(classifier))
     meta = load_or_train(gen, f"generator-{dataset}-{mode}", key,
                          lambda g: train_generator(g, classifier, seed=seed, feature_layer=feature_layer,
-                                                   desc=f"{dataset} {mode} generator", **train_kw),
+                                                   desc=f"{dataset} {variant} {mode} generator", **train_kw),
                          force=force, cache_only=cache_only)
     gen.eval()
-    info = {**meta, "dataset": dataset, "mode": mode, "seed": seed, "tag": tag, "settings": s,
-            "config": cfg.to_dict()}
+    info = {**meta, "dataset": dataset, "mode": mode, "variant": variant, "seed": seed, "tag": tag,
+            "settings": s, "config": cfg.to_dict()}
     return gen, info
-
-
-def confident_counterfeits(classifier: nn.Module, dataset: str, profile: str | Profile | None = None,
-                           n_per_class: int = 100, seed: int = 0, threshold: float = 0.99) -> dict:
-    """Chapter 1's counterfeits of ``classifier`` for the other chapters' detectors to score:
-    ``n_per_class`` images per class from the *cached* generator (raises
-    :class:`ccc_lib.cache.NotCached` if chapter 1 has not trained it at this profile), keeping those
-    the classifier labels as intended with confidence ≥ ``threshold``. Returns :func:`sample`'s dict
-    restricted to the kept images, plus ``n_sampled`` and ``info`` (the generator's)."""
-    gen, info = get_generator(classifier, dataset, profile, seed=seed, cache_only=True)
-    s = sample(gen, classifier, n_per_class, seed=seed)
-    keep = (s["confidence"] >= threshold) & (s["pred"] == s["y"])
-    out = {k: v[keep] for k, v in s.items()}
-    return {**out, "n_sampled": int(len(keep)), "info": info}
 
 
 def _device_of(model: nn.Module):
@@ -420,11 +502,13 @@ def _device_of(model: nn.Module):
 def _input_shape(model: nn.Module) -> tuple:
     shape = getattr(model, "input_shape", None)
     if shape is None:
-        raise ValueError("the classifier needs an `input_shape` attribute (C, H, W); set it, e.g. "
+        raise InputError("the classifier needs an `input_shape` attribute (C, H, W); set it, e.g. "
                          "model.input_shape = (1, 28, 28)")
+    if len(tuple(shape)) != 3:
+        raise InputError(f"classifier.input_shape must be (C, H, W), got {shape!r}")
     c, h, w = (int(v) for v in shape)
     if h != w:
-        raise ValueError(f"square images only, got {shape}")
+        raise InputError(f"the generator draws square images; the classifier expects {c}×{h}×{w}")
     return c, h, w
 
 
@@ -440,15 +524,19 @@ def _num_classes(model: nn.Module, shape) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# sampling and measurement
+# sampling
 # ----------------------------------------------------------------------------------------------
 @torch.no_grad()
 def sample(generator: VectorMatrixGenerator, classifier: nn.Module, n_per_class: int, seed: int = 0,
            batch_size: int = 1000, dropout: bool = False) -> dict:
-    """``n_per_class`` images per class from ``generator`` (eval mode unless ``dropout=True``).
+    """``n_per_class`` images per class from ``generator``, BatchNorm in eval mode; ``dropout=True``
+    keeps its Dropout2d layers active (the paper's "dropout during generation").
 
     Returns ``x`` (N×C×H×W in [0, 1], CPU), ``y`` (intended labels), ``pred`` (classifier's labels),
     ``confidence`` (classifier's probability of the intended label) and ``cond`` (condition vectors)."""
+    _check_pair(generator, classifier)
+    check_positive(n_per_class, "n_per_class", integer=True)
+    check_positive(batch_size, "batch_size", integer=True)
     dev = next(generator.parameters()).device
     was_g, was_c = generator.training, classifier.training
     generator.eval()
@@ -460,144 +548,32 @@ def sample(generator: VectorMatrixGenerator, classifier: nn.Module, n_per_class:
     g = torch.Generator(device=dev).manual_seed(int(seed))
     labels = torch.arange(generator.num_classes, device=dev).repeat_interleave(int(n_per_class))
     xs, conds, probs = [], [], []
-    for i in range(0, len(labels), batch_size):
-        x, c = generator.generate(labels[i:i + batch_size], generator=g)
-        probs.append(classifier(x).softmax(1).float())
-        xs.append(x.float().cpu()); conds.append(c.cpu())
-    generator.train(was_g)
-    classifier.train(was_c)
-    p = torch.cat(probs) if probs else torch.empty(0, generator.num_classes)
-    lab = labels
-    return {"x": torch.cat(xs) if xs else torch.empty(0, *generator.output_shape),
-            "y": lab.cpu(), "pred": p.argmax(1).cpu(), "confidence": p.gather(1, lab[:, None])[:, 0].cpu(),
-            "cond": torch.cat(conds) if conds else torch.empty(0)}
-
-
-def confidence_table(s: dict, classes=None, threshold: float = 0.99):
-    """Per intended class: mean confidence, share ≥ ``threshold``, share predicted as intended."""
-    import pandas as pd
-    y, conf, pred = s["y"].numpy(), s["confidence"].numpy(), s["pred"].numpy()
-    rows = []
-    for c in np.unique(y):
-        m = y == c
-        rows.append({"class": classes[c] if classes is not None else int(c), "n": int(m.sum()),
-                     "mean confidence": float(conf[m].mean()), "min confidence": float(conf[m].min()),
-                     f"share ≥ {threshold}": float((conf[m] >= threshold).mean()),
-                     "predicted as intended": float((pred[m] == c).mean())})
-    return pd.DataFrame(rows).set_index("class")
-
-
-def diversity_stats(x: torch.Tensor, y: torch.Tensor, per_class: int | None = None, seed: int = 0) -> dict:
-    """Within-class mean pairwise pixel distance, per class and averaged over classes."""
-    g = np.random.default_rng(seed)
-    out = {}
-    for c in np.unique(y.numpy()):
-        idx = np.flatnonzero(y.numpy() == c)
-        if per_class is not None and len(idx) > per_class:
-            idx = g.choice(idx, per_class, replace=False)
-        out[int(c)] = pairwise_mean_distance(x[idx])
-    return {"per_class": out, "mean": float(np.mean(list(out.values())))}
-
-
-def feature_diversity(classifier, x: torch.Tensor, y: torch.Tensor, per_class: int | None = None,
-                      seed: int = 0, feature_layer=None) -> float:
-    """Within-class mean pairwise distance in the classifier's penultimate feature space (averaged
-    over classes): diversity as the classifier sees it, blind to background pixel noise."""
-    return diversity_stats(_features(classifier, x, feature_layer=feature_layer), y, per_class, seed)["mean"]
-
-
-@torch.no_grad()
-def _features(classifier, x, batch=1000, feature_layer=None):
-    tap = FeatureTap(classifier, feature_layer)
-    dev = _device_of(classifier)
-    was = classifier.training
-    classifier.eval()
     try:
-        return torch.cat([tap(x[i:i + batch].to(dev))[1].float().cpu() for i in range(0, len(x), batch)])
+        for i in range(0, len(labels), batch_size):
+            x, c = generator.generate(labels[i:i + batch_size], generator=g)
+            probs.append(classifier(x).softmax(1).float())
+            xs.append(x.float().cpu())
+            conds.append(c.cpu())
     finally:
-        tap.close()
-        classifier.train(was)
+        generator.train(was_g)
+        classifier.train(was_c)
+    p = torch.cat(probs)
+    return {"x": torch.cat(xs), "y": labels.cpu(), "pred": p.argmax(1).cpu(),
+            "confidence": p.gather(1, labels[:, None])[:, 0].cpu(), "cond": torch.cat(conds)}
 
 
-def distance_stats(classifier, train_x: torch.Tensor, queries: dict, feature_layer=None) -> dict:
-    """Nearest-neighbour distance to the training set of each query set, in pixel space and in the
-    classifier's (penultimate) feature space. ``queries``: name → images. Returns name → dict of
-    arrays ``pixel`` and ``feature``."""
-    ftrain = _features(classifier, train_x, feature_layer=feature_layer)
-    out = {}
-    for name, q in queries.items():
-        out[name] = {"pixel": nearest_neighbour_distance(q, train_x),
-                     "feature": nearest_neighbour_distance(_features(classifier, q, feature_layer=feature_layer),
-                                                           ftrain)}
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# what the chapter measures and shows
-# ----------------------------------------------------------------------------------------------
-def summarise(s: dict, real_diversity: float, threshold: float = 0.99) -> dict:
-    """Headline numbers of one sample set: confidences, shares ≥ threshold, diversity vs real."""
-    conf, y = s["confidence"].numpy(), s["y"].numpy()
-    per_class_mean = [float(conf[y == c].mean()) for c in np.unique(y)]
-    per_class_share = [float((conf[y == c] >= threshold).mean()) for c in np.unique(y)]
-    div = diversity_stats(s["x"], s["y"])["mean"]
-    return {"mean confidence": float(conf.mean()), "worst class mean confidence": min(per_class_mean),
-            f"share ≥ {threshold}": float((conf >= threshold).mean()),
-            f"worst class share ≥ {threshold}": min(per_class_share),
-            "predicted as intended": float((s["pred"] == s["y"]).float().mean()),
-            "diversity": div, "diversity / real": div / real_diversity}
-
-
-#: the ablation: name → (mode, overrides); "all terms" is the baseline at the same number of steps
-ABLATION = {
-    "all terms (ours: + ε·Div)": ("counterfeit", {}),
-    "− KL (α = 0)": ("counterfeit", {"alpha": 0.0}),
-    "− CE (β = 0)": ("counterfeit", {"beta": 0.0}),
-    "− Cosine (γ = 0)": ("counterfeit", {"gamma": 0.0}),
-    "− Ortho (δ = 0)": ("counterfeit", {"delta": 0.0}),
-    "− Div (ε = 0): the paper's loss": ("counterfeit", {"epsilon": 0.0}),
-    "paper's loss, no dropout": ("counterfeit", {"epsilon": 0.0, "dropout": 0.0}),
-    "soft conditioning (inversion mode)": ("inversion", {}),
-}
-
-
-def run_ablation(classifier, dataset: str, profile, real_diversity: float, *, seed: int = 0,
-                 steps: int | None = None, n_per_class: int = 50, variants: dict | None = None,
-                 train_x: torch.Tensor | None = None):
-    """Train (or load) one generator per variant at ``steps`` steps and summarise each.
-    Returns a DataFrame (one row per variant); ``train_x`` adds the median pixel NN distance."""
-    import pandas as pd
-    s0 = settings(profile)
-    steps = int(steps or s0["ablation_steps"])
-    rows = []
-    for name, (mode, ov) in (variants or ABLATION).items():
-        gen, info = get_generator(classifier, dataset, profile, mode=mode, seed=seed, steps=steps, **ov)
-        s = sample(gen, classifier, n_per_class, seed=seed + 1)
-        row = {"variant": name, **summarise(s, real_diversity)}
-        if train_x is not None:
-            row["median NN pixel distance"] = float(np.median(nearest_neighbour_distance(s["x"], train_x)))
-        row["train s"] = info.get("train_seconds", float("nan"))
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("variant")
-
-
-def pick_grid(s: dict, per_class: int, num_classes: int | None = None):
-    """The first ``per_class`` samples of each class, arranged row by row (one column per class)."""
-    y = s["y"].numpy()
-    n = num_classes or int(y.max()) + 1
-    idx = [np.flatnonzero(y == c)[:per_class] for c in range(n)]
-    order = [idx[c][r] for r in range(per_class) for c in range(n)]
-    return s["x"][order], [float(s["confidence"][i]) for i in order], [int(s["pred"][i]) for i in order]
-
-
-def show_grid(s: dict, classes, per_class: int = 3, title: str = "", size: float = 1.05):
-    """Figure-2 style grid: one column per intended class, the confidence above each image (red when
-    the classifier's label differs from the intended one or confidence < 0.99)."""
-    from .plots import image_grid
-    n = len(classes)
-    x, conf, pred = pick_grid(s, per_class, n)
-    intended = [c for _ in range(per_class) for c in range(n)]
-    titles = [(f"{classes[c][:9]}\n{p:.4f}" if r == 0 else f"{p:.4f}")
-              for r in range(per_class) for c, p in zip(range(n), conf[r * n:(r + 1) * n])]
-    colors = ["black" if (pr == c and p >= 0.99) else "red" for pr, c, p in zip(pred, intended, conf)]
-    return image_grid(x, titles=titles, ncol=n, size=size, suptitle=title or None, title_colors=colors)
+def confident_counterfeits(classifier: nn.Module, dataset: str, profile: str | Profile | None = None,
+                           n_per_class: int = 100, seed: int = 0, threshold: float = 0.99,
+                           variant: str = "paper") -> dict:
+    """Chapter 1's counterfeits of ``classifier`` for the other chapters' detectors to score:
+    ``n_per_class`` images per class from the *cached* generator of ``variant`` ("paper": the
+    headline; "ours"), sampled as the chapter samples (dropout on when the settings say so);
+    raises :class:`ccc_lib.cache.NotCached` if chapter 1 has not trained it at this profile. Keeps
+    those the classifier labels as intended with confidence ≥ ``threshold``. Returns :func:`sample`'s
+    dict restricted to the kept images, plus ``n_sampled``, ``variant`` and ``info``."""
+    check_fraction(threshold, "threshold", open_interval=False)
+    gen, info = get_generator(classifier, dataset, profile, variant=variant, seed=seed, cache_only=True)
+    s = sample(gen, classifier, n_per_class, seed=seed, dropout=sample_dropout(variant, info["settings"]))
+    keep = (s["confidence"] >= threshold) & (s["pred"] == s["y"])
+    out = {k: v[keep] for k, v in s.items()}
+    return {**out, "n_sampled": int(len(keep)), "variant": variant, "info": info}

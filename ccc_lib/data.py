@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .utils import data_root
 
-__all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "DATASETS", "DEBIAN_FASHION_DIR",
+__all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "DATASETS", "DEBIAN_FASHION_DIR", "NATURAL_IMAGES", "natural_images",
            "convert_images"]
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -75,6 +75,9 @@ class TensorData:
 
     def loader(self, batch_size: int = 128, shuffle: bool = False, seed: int = 0, **kw) -> DataLoader:
         g = torch.Generator().manual_seed(seed)
+        from .utils import get_device
+        if get_device().type == "cuda":
+            kw.setdefault("pin_memory", True)       # page-locked batches: faster, asynchronous copies to the GPU
         return DataLoader(TensorDataset(self.x, self.y), batch_size=batch_size, shuffle=shuffle,
                           generator=g if shuffle else None, **kw)
 
@@ -107,7 +110,7 @@ def convert_images(x: torch.Tensor, shape) -> torch.Tensor:
     c, h, w = shape
     if x.shape[1] != c:
         if x.shape[1] == 3 and c == 1:
-            wts = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype).view(1, 3, 1, 1)
+            wts = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
             x = (x * wts).sum(1, keepdim=True)
         elif x.shape[1] == 1 and c == 3:
             x = x.repeat(1, 3, 1, 1)
@@ -285,31 +288,47 @@ def _digits(split: str) -> TensorData:
     return TensorData(x, torch.as_tensor(d.target[idx], dtype=torch.long), MNIST_CLASSES, "digits", split)
 
 
+#: the photographs ``natural_patches`` crops: exactly these ``skimage.data`` functions, all bundled with
+#: scikit-image (no download). A missing one is an error naming it, never a silently smaller set.
 NATURAL_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "rocket", "hubble_deep_field",
                   "immunohistochemistry", "moon", "page", "coins", "text", "grass", "gravel", "brick",
-                  "retina", "cat", "colorwheel", "motorcycle_left", "motorcycle_right")
+                  "retina", "cat", "colorwheel")
 
 
-def _natural_patches(split: str, n: int, shape, seed: int) -> TensorData:
-    from skimage import data as skdata
-    imgs = []
+def natural_images() -> list:
+    """The photographs of :data:`NATURAL_IMAGES` as 3×H×W float tensors in [0, 1], in that order;
+    :class:`DatasetUnavailable` names any that this scikit-image install lacks or cannot load."""
+    try:
+        from skimage import data as skdata
+    except ImportError as exc:
+        raise DatasetUnavailable("'natural_patches' needs scikit-image: pip install 'scikit-image>=0.21'") from exc
+    imgs, missing = [], []
     for nm in NATURAL_IMAGES:
         fn = getattr(skdata, nm, None)
-        if fn is None:
+        if not callable(fn):
+            missing.append(f"{nm} (no skimage.data.{nm})")
             continue
         try:
             im = np.asarray(fn(), dtype=np.float32)
-        except Exception:          # an image whose file is missing from this scikit-image install
+        except Exception as exc:          # its file is missing from this install
+            missing.append(f"{nm} ({type(exc).__name__}: {exc})")
             continue
-        if isinstance(im, tuple):
-            im = im[0]
         if im.ndim == 2:
             im = np.repeat(im[..., None], 3, axis=-1)
         im = im[..., :3]
         im = im / (255.0 if im.max() > 1.0 else 1.0)
         imgs.append(torch.as_tensor(im).permute(2, 0, 1))
-    if not imgs:
-        raise DatasetUnavailable("'natural_patches' needs scikit-image's bundled images: pip install scikit-image")
+    if missing:
+        import skimage
+        raise DatasetUnavailable(
+            f"'natural_patches' crops {len(NATURAL_IMAGES)} photographs bundled with scikit-image; this install "
+            f"(scikit-image {skimage.__version__}) lacks {len(missing)}: {'; '.join(missing)}. Fix: "
+            "pip install --force-reinstall 'scikit-image>=0.21' (the images ship in the wheel).")
+    return imgs
+
+
+def _natural_patches(split: str, n: int, shape, seed: int) -> TensorData:
+    imgs = natural_images()
     # train and test crops come from disjoint halves of each photo (left vs right)
     rng = np.random.default_rng(seed + (0 if split == "train" else 1_000_003))
     c, h, w = shape

@@ -280,13 +280,17 @@ def ensure_dry_data(root=None) -> Path:
 
 def activate(profile=None) -> Path | None:
     """For a dry-run profile: make sure the generated files exist and point ``CCC_DATA`` at them
-    (unless it already points at a dry-run folder); returns that folder, or None for other profiles.
+    (unless it already points at a dry-run folder); returns that folder, or None for other profiles,
+    which are refused when ``CCC_DATA`` points at generated files (they would pass for real data).
     The runner calls this; a notebook run by hand at ``full_dry`` may call it too."""
     from .profiles import get_profile
     prof = get_profile(profile)
-    if not prof.dry_run:
-        return None
     current = os.environ.get("CCC_DATA")
+    if not prof.dry_run:
+        if current and is_dry_root(current):
+            raise RuntimeError(f"CCC_DATA={current} holds the dry run's GENERATED files, but profile "
+                               f"{prof.name!r} is not a dry run: unset CCC_DATA or point it at real data")
+        return None
     if current and is_dry_root(current):
         return Path(current)
     root = ensure_dry_data()

@@ -96,13 +96,15 @@ PROFILES: dict[str, Profile] = {
     "full_dry": Profile(
         name="full_dry",
         classifier_datasets=("mnist", "fashion_mnist", "svhn", "cifar10"),
-        epochs={"*": 1},
+        # two epochs of batch 32 on 400 generated images: the classifiers learn the generated classes
+        # (measured: test accuracy 0.79 and 0.99 on the MNIST- and CIFAR-10-format files) in seconds
+        epochs={"*": 2},
         train_limit=400,
         test_limit=200,
         ood_sets={"mnist": ("fashion_mnist", "cifar10", "svhn"),
                   "fashion_mnist": ("mnist", "cifar10", "svhn")},
         download=False,
-        batch_size=64,
+        batch_size=32,
         base="full",
         dry_run=True,
         description="DRY RUN of full's code paths on generated files in the real formats (tiny sizes, "

@@ -105,7 +105,7 @@ def mark_executed(path: Path, profile: str) -> None:
     kind = banner_kind(prof.name)
     if kind and not any(c.metadata.get("ccc", {}).get("banner") for c in nb.cells):
         style, title, body = BANNERS[kind]
-        text = f"```{{{style}}} {title}\n{body.format(profile=prof.name)}\n```"
+        text = f"```{{{style}}}\n**{title}.** {body.format(profile=prof.name)}\n```"
         cell = new_markdown_cell(text, metadata={"ccc": {"banner": kind}})
         at = next((i + 1 for i, c in enumerate(nb.cells)
                    if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
@@ -151,6 +151,9 @@ def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | No
     os.environ.setdefault("CCC_PROGRESS", "off")
     from . import dryrun
     dryrun.activate(profile)                      # dry run: CCC_DATA -> the generated files
+    # the kernel draws figures inline: MPLBACKEND=Agg (set for tests and scripts) would leave every
+    # executed page without its figures, so it is not passed on to the notebook's kernel
+    agg = os.environ.get("MPLBACKEND", "").lower() == "agg" and os.environ.pop("MPLBACKEND")
     t0 = time.perf_counter()
     result = {"chapter": stem, "profile": profile, "output": str(dst)}
     try:
@@ -163,6 +166,9 @@ def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | No
                       error=f"{exc.ename}: {exc.evalue}")
     except Exception as exc:        # kernel died, bad notebook, ...
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        if agg:
+            os.environ["MPLBACKEND"] = agg
     result["seconds"] = round(time.perf_counter() - t0, 1)
     if "cell_index" in result:
         result["source_cell"], result["cell"] = _failing_cell(dst, result["cell_index"])
@@ -457,7 +463,7 @@ def main(argv=None) -> int:
         return fetch.cmd_fetch(args)
     try:
         return cmd_run(args)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:       # bad profile, CCC_DATA on generated files, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

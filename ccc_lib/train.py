@@ -8,6 +8,7 @@ corrupt checkpoint, or when an interrupted run trains it again. On CUDA the Data
 uses worker processes (:func:`ccc_lib.utils.loader_options`)."""
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -54,14 +55,24 @@ def _input_shape(model):
     return tuple(shape) if shape is not None else None
 
 
+def default_batch_size(device: torch.device | None = None) -> int:
+    """Inference batch size: ``CCC_EVAL_BATCH``, else 4096 on CUDA (fills a large GPU for these small
+    CNNs; eval-mode results do not depend on the batch) and 512 elsewhere."""
+    env = os.environ.get("CCC_EVAL_BATCH")
+    if env:
+        return int(env)
+    return 4096 if (device or get_device()).type == "cuda" else 512
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Logits of ``model`` (in eval mode) for images ``x`` (N×C×H×W in [0, 1], of the model's
-    ``input_shape`` where it has one), batched, returned on the CPU."""
+    ``input_shape`` where it has one), batched (:func:`default_batch_size`), returned on the CPU."""
     _check_model(model, "predict_logits")
+    dev = next(model.parameters()).device
+    batch_size = default_batch_size(dev) if batch_size is None else batch_size
     check_positive(batch_size, "batch_size", integer=True)
     x = check_images(x, "x", expected_shape=_input_shape(model))
-    dev = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = [model(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)]
@@ -69,7 +80,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> 
     return torch.cat(out) if out else torch.empty(0)
 
 
-def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     return predict_logits(model, x, batch_size).softmax(1)
 
 

@@ -96,6 +96,11 @@ def configure_determinism(deterministic: bool | None = None) -> bool:
     reproducibility). Returns the mode set. Idempotent and cheap; :func:`seed_everything` calls it."""
     det = deterministic_enabled() if deterministic is None else bool(deterministic)
     torch.use_deterministic_algorithms(det, warn_only=True)
+    # torch's deterministic mode also fills every torch.empty() with NaN (to expose reads of uninitialised
+    # memory); that costs ~10 % of a CPU training step here (benchmarks/determinism_overhead.py) and no
+    # torch kernel depends on it, so it stays off.
+    if hasattr(torch.utils, "deterministic"):
+        torch.utils.deterministic.fill_uninitialized_memory = False
     torch.backends.cudnn.deterministic = det
     torch.backends.cudnn.benchmark = not det
     return det

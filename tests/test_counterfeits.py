@@ -6,7 +6,9 @@ import torch
 from torch import nn
 
 from ccc_lib import build_classifier
+from ccc_lib import NotCached, InputError
 from ccc_lib import counterfeits as cf
+from ccc_lib.experiments import counterfeits as xcf
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +61,7 @@ def test_conditions_one_hot_and_soft():
 
 @pytest.mark.parametrize("c,h,n", [(1, 28, 10), (3, 32, 10), (1, 28, 3), (3, 32, 17)])
 def test_generator_shapes_and_range(c, h, n):
-    g = cf.VectorMatrixGenerator(num_classes=n, out_channels=c, image_size=h, nz=8, width=8)
+    g = cf.VectorMatrixGenerator(num_classes=n, out_channels=c, image_size=h, nz=8, channels=(8,))
     with torch.no_grad():
         x, cond = g.generate(torch.arange(n).repeat(2))
     assert x.shape == (2 * n, c, h, h) and cond.shape == (2 * n, n)
@@ -92,39 +94,57 @@ def test_loss_terms_definitions():
     labels = torch.tensor([0, 1])
     onehot = torch.nn.functional.one_hot(labels, 3).float()
     feats = torch.tensor([[1.0, 0.0], [0.0, 3.0]])              # orthogonal
-    imgs = torch.zeros(2, 1, 2, 2)
-    t = cf.loss_terms(logits, feats, imgs, onehot, labels, div_target=0.5)
+    t = cf.loss_terms(logits, feats, onehot, labels, div_target=0.5)
     assert math.isclose(float(t["kl"]), float(t["ce"]), rel_tol=1e-5)   # one-hot target: KL = CE
     assert abs(float(t["cos"])) < 1e-6 and abs(float(t["ortho"])) < 1e-6
     assert float(t["div"]) == 0.0                                        # different labels: no pair
     same = torch.tensor([0, 0])
-    t2 = cf.loss_terms(logits, torch.tensor([[1.0, 1.0], [2.0, 2.0]]), imgs, onehot, same, div_target=0.5)
+    t2 = cf.loss_terms(logits, torch.tensor([[1.0, 1.0], [2.0, 2.0]]), onehot, same, div_target=0.5)
     assert math.isclose(float(t2["cos"]), 1.0, rel_tol=1e-5)
     assert math.isclose(float(t2["ortho"]), 0.5, rel_tol=1e-5)         # two off-diagonal 1s of four
-    assert math.isclose(float(t2["div"]), 0.5, rel_tol=1e-5)           # identical images: full hinge
+    # features [1,1] and [2,2]: distance √2, RMS norm √5 → hinge 0.5 − √2/√5 < 0: silent
+    assert float(t2["div"]) == 0.0
+    t3 = cf.loss_terms(logits, torch.tensor([[1.0, 1.0], [1.0, 1.0]]), onehot, same, div_target=0.5)
+    assert math.isclose(float(t3["div"]), 0.5, rel_tol=1e-5)           # identical features: full hinge
+    big = cf.loss_terms(logits, 100 * torch.tensor([[1.0, 1.0], [2.0, 2.0]]), onehot, same, div_target=0.9)
+    assert math.isclose(float(big["div"]), 0.9 - math.sqrt(2 / 5), rel_tol=1e-4)   # scale-free
     soft = torch.tensor([[0.6, 0.2, 0.2], [0.2, 0.6, 0.2]])
-    t3 = cf.loss_terms(logits, feats, imgs, soft, labels)
-    assert float(t3["kl"]) != pytest.approx(float(t3["ce"]))
+    t4 = cf.loss_terms(logits, feats, soft, labels)
+    assert float(t4["kl"]) != pytest.approx(float(t4["ce"]))
+
+
+def test_div_term_pushes_features_apart():
+    feats = torch.randn(6, 4) * 0.01 + 1.0
+    feats.requires_grad_(True)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    t = cf.loss_terms(torch.zeros(6, 2), feats, torch.nn.functional.one_hot(labels, 2).float(), labels, 0.5)
+    t["div"].backward()
+    # a gradient step on div moves same-class features apart
+    f2 = feats.detach() - 0.5 * feats.grad
+    d0 = torch.cdist(feats.detach()[:3], feats.detach()[:3]).sum()
+    d1 = torch.cdist(f2[:3], f2[:3]).sum()
+    assert d1 > d0
 
 
 def test_feature_tap_on_foreign_and_own_models():
     own = _frozen(build_classifier(1, 28, 10))
-    logits, f = cf.FeatureTap(own)(torch.rand(3, 1, 28, 28))
-    assert logits.shape == (3, 10) and f.shape == (3, 256)
+    tap = cf.FeatureTap(own)
+    logits, f = tap(torch.rand(3, 1, 28, 28))
+    assert logits.shape == (3, 10) and f.shape == (3, 256) and "act_fc" in tap.kind
     tiny = _frozen(TinyNet())
     tap = cf.FeatureTap(tiny)
     logits, f = tap(torch.rand(3, 1, 28, 28))
-    assert tap.kind == "hook-last-linear" and f.shape == (3, 16)
+    assert tap.kind == "input of the last linear layer" and f.shape == (3, 16)
     tap.close()
     tap = cf.FeatureTap(tiny, layer="body.3")
     assert tap(torch.rand(2, 1, 28, 28))[1].shape == (2, 16)
-    with pytest.raises(KeyError):
+    with pytest.raises(InputError):
         cf.FeatureTap(tiny, layer="nope")
 
 
 def test_training_raises_confidence_and_logs_every_term():
     clf = _frozen(TinyNet())
-    g = cf.VectorMatrixGenerator(nz=8, width=8)
+    g = cf.VectorMatrixGenerator(nz=8, channels=(8,))
     s0 = cf.sample(g, clf, 10)
     info = cf.train_generator(g, clf, steps=40, batch_size=40, lr=5e-3, epsilon=0.5)
     assert set(cf.LOSS_TERMS) <= set(info["history"]) and len(info["history"]["ce"]) == 40
@@ -138,7 +158,7 @@ def test_training_raises_confidence_and_logs_every_term():
 
 def test_sample_contract():
     clf = _frozen(TinyNet(3, 32, 5))
-    g = cf.VectorMatrixGenerator(num_classes=5, out_channels=3, image_size=32, nz=8, width=8)
+    g = cf.VectorMatrixGenerator(num_classes=5, out_channels=3, image_size=32, nz=8, channels=(8,))
     s = cf.sample(g, clf, 4, seed=1)
     assert s["x"].shape == (20, 3, 32, 32) and s["y"].tolist() == sorted(list(range(5)) * 4)
     p = clf(s["x"]).softmax(1)
@@ -146,12 +166,14 @@ def test_sample_contract():
     assert torch.equal(s["pred"], p.argmax(1))
     s2 = cf.sample(g, clf, 4, seed=1)
     assert torch.equal(s["x"], s2["x"])                                   # seeded, eval mode
-    tab = cf.confidence_table(s)
+    tab = xcf.confidence_table(s)
     assert len(tab) == 5 and "share ≥ 0.99" in tab
+    s3 = cf.sample(g, clf, 4, seed=1, dropout=True)
+    assert not torch.equal(s["x"], s3["x"])                               # dropout active at sampling
 
 
 def test_get_generator_cache_keyed_by_classifier():
-    kw = dict(steps=3, batch_size=20, nz=8, width=8)
+    kw = dict(steps=3, batch_size=20, nz=8, channels=(8,))
     a, b = _frozen(TinyNet()), _frozen(TinyNet())
     ga, ia = cf.get_generator(a, "toy", "smoke", **kw)
     assert not ia["from_cache"] and len(ia["history"]["kl"]) == 3 and "train_seconds" in ia
@@ -167,3 +189,153 @@ def test_get_generator_cache_keyed_by_classifier():
         cf.get_generator(a, "toy", "smoke", alpha=-1.0, **kw)
     with pytest.raises(ValueError):
         cf.get_generator(a, "toy", "smoke", unknown_setting=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# variants, cache, 3×32×32, and the other chapters' entry point
+# ---------------------------------------------------------------------------------------------
+def test_variants_paper_loss_and_ours():
+    kw = dict(steps=2, batch_size=20, nz=8, channels=(8, 8, 8))
+    clf = _frozen(TinyNet())
+    gp, ip = cf.get_generator(clf, "toy", "smoke", variant="paper", **kw)
+    go, io = cf.get_generator(clf, "toy", "smoke", variant="ours", **kw)
+    assert ip["settings"]["epsilon"] == 0.0 and ip["history"]["div"] and io["settings"]["epsilon"] > 0
+    assert ip["path"] != io["path"]
+    # epsilon overrides are ignored by the paper's variant: it is the paper's loss by definition
+    gp2, ip2 = cf.get_generator(clf, "toy", "smoke", variant="paper", epsilon=5.0, **kw)
+    assert ip2["from_cache"] and ip2["path"] == ip["path"]
+    assert cf.sample_dropout("paper", ip["settings"]) == cf.settings("smoke")["sample_dropout"]
+    assert cf.sample_dropout("ours", io["settings"]) == cf.settings("smoke")["ours_sample_dropout"]
+
+
+@pytest.mark.parametrize("c,h,n", [(3, 32, 10), (1, 28, 4)])
+def test_get_generator_any_shape_and_class_count(c, h, n):
+    clf = _frozen(TinyNet(c, h, n))
+    g, info = cf.get_generator(clf, f"toy{c}{h}{n}", "full_dry")
+    assert g.output_shape == (c, h, h) and g.num_classes == n
+    assert info["settings"]["steps"] == cf.SETTINGS["full_dry"]["steps"]   # full's paths, full_dry's sizes
+    assert info["settings"]["nz"] == cf.SETTINGS["full"]["nz"]
+    s = cf.sample(g, clf, 3, dropout=True)
+    assert s["x"].shape == (3 * n, c, h, h)
+
+
+def test_confident_counterfeits_cache_only():
+    clf = _frozen(TinyNet())
+    with pytest.raises(NotCached):
+        cf.confident_counterfeits(clf, "toy", "smoke", 2)
+    cf.get_generator(clf, "toy", "full_dry")
+    out = cf.confident_counterfeits(clf, "toy", "full_dry", 3, threshold=0.0)
+    assert out["n_sampled"] == 30 and len(out["x"]) == int(((out["pred"] == out["y"])).sum()) and out["variant"] == "paper"
+    assert bool((out["pred"] == out["y"]).all())
+    with pytest.raises(NotCached):
+        cf.confident_counterfeits(clf, "toy", "full_dry", 3, variant="ours")
+
+
+class NoShape(nn.Module):
+    def forward(self, x):
+        return x.flatten(1)[:, :10]
+
+
+_G = dict(num_classes=10, nz=8, channels=(8,))
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda clf: cf.get_generator(NoShape(), "toy", "smoke"), "input_shape"),
+    (lambda clf: cf.get_generator("not a model", "toy", "smoke"), "nn.Module"),
+    (lambda clf: cf.get_generator(clf, "", "smoke"), "dataset"),
+    (lambda clf: cf.get_generator(clf, "toy", "smoke", variant="mine"), "variant"),
+    (lambda clf: cf.get_generator(clf, "toy", "smoke", mode="soft"), "mode"),
+    (lambda clf: cf.get_generator(clf, "toy", "nope"), "profile"),
+    (lambda clf: cf.get_generator(clf, "toy", "smoke", variant="ours", epsilon=-1.0), "epsilon"),
+    (lambda clf: cf.get_generator(clf, "toy", "smoke", steps_typo=3), "unknown setting"),
+    (lambda clf: cf.sample(cf.VectorMatrixGenerator(**_G), clf, 0), "n_per_class"),
+    (lambda clf: cf.sample(cf.VectorMatrixGenerator(**_G), clf, 2.5), "n_per_class"),
+    (lambda clf: cf.sample(cf.VectorMatrixGenerator(**_G, out_channels=3, image_size=32), clf, 2), "expects"),
+    (lambda clf: cf.sample("gen", clf, 2), "VectorMatrixGenerator"),
+    (lambda clf: cf.train_generator(cf.VectorMatrixGenerator(**_G), clf, steps=0), "steps"),
+    (lambda clf: cf.train_generator(cf.VectorMatrixGenerator(**_G), clf, steps=2, lr=-1.0), "lr"),
+    (lambda clf: cf.train_generator(cf.VectorMatrixGenerator(**_G), clf, steps=2, batch_size=0), "batch_size"),
+    (lambda clf: cf.train_generator(cf.VectorMatrixGenerator(**_G), clf, steps=2, alpha=float("inf")), "alpha"),
+    (lambda clf: cf.VectorMatrixGenerator(num_classes=1), "classes"),
+    (lambda clf: cf.VectorMatrixGenerator(image_size=27), "image_size"),
+    (lambda clf: cf.VectorMatrixGenerator(channels=(0, 4)), "channels"),
+    (lambda clf: cf.VectorMatrixGenerator(**_G).set_dropout(1.5), "dropout"),
+    (lambda clf: cf.confident_counterfeits(clf, "toy", "smoke", threshold=-0.1), "threshold"),
+    (lambda clf: cf.confident_counterfeits(clf, "toy", "smoke", threshold=1.5), "threshold"),
+    (lambda clf: xcf.diversity_stats(torch.rand(4, 1, 2, 2), torch.tensor([0, 1])), "labels"),
+])
+def test_entry_points_reject_bad_input(call, match):
+    clf = _frozen(TinyNet())
+    with pytest.raises(InputError, match=match):
+        call(clf)
+
+
+# ---------------------------------------------------------------------------------------------
+# experiment code
+# ---------------------------------------------------------------------------------------------
+def test_differ_table_generated_from_settings():
+    t = xcf.differ_table(cf.settings("smoke"))
+    assert t.loc["channels", "status"] == "differs" and t.loc["nz", "status"] == "same"
+    assert t.loc["alpha", "status"].startswith("not reported")
+    full = xcf.differ_table(cf.settings("full"))
+    assert full.loc["channels", "status"] == "same" and full.loc["lr", "status"] == "same"
+    changed = xcf.differ_table(cf.settings("full", nz=32))
+    assert changed.loc["nz", "status"] == "differs"
+
+
+def test_summarise_and_real_stats():
+    clf = _frozen(TinyNet())
+    x, y = torch.rand(40, 1, 28, 28), torch.arange(10).repeat(4)
+    real = xcf.real_stats(clf, torch.rand(30, 1, 28, 28), x, y)
+    assert real.pixel_diversity > 0 and real.feature_diversity > 0
+    g = cf.VectorMatrixGenerator(nz=8, channels=(8,))
+    s = cf.sample(g, clf, 3)
+    sm = xcf.summarise(clf, s, real, torch.rand(30, 1, 28, 28))
+    assert 0 <= sm.share_099 <= sm.predicted_as_intended + 1 and sm.nn_pixel_ratio > 0
+    assert sm.worst_class_mean_confidence <= sm.mean_confidence
+    assert "feature diversity / real" in sm.row()
+    # identical samples have no diversity
+    s["x"][:] = s["x"][0]
+    assert xcf.summarise(clf, s, real).pixel_diversity_ratio == 0.0
+
+
+def test_slider_values_include_setting():
+    s = cf.settings("smoke")
+    for knob in xcf.KNOBS:
+        vals = xcf.slider_values(knob, s)
+        assert float(s[knob]) in vals and vals == sorted(vals) and len(vals) >= 2
+
+
+def test_precomputed_sliders_cached_and_linked():
+    pytest.importorskip("ipywidgets")
+    clf = _frozen(TinyNet())
+    g, info = cf.get_generator(clf, "toy", "full_dry")
+    x, y = torch.rand(20, 1, 28, 28), torch.arange(10).repeat(2)
+    real = xcf.real_stats(clf, x, x, y)
+    classes = [str(i) for i in range(10)]
+    pts = xcf.precompute_sliders(g, info, clf, classes, real, knobs=("delta", "dropout"))
+    assert set(pts) == {"delta", "dropout"}
+    for knob, ps in pts.items():
+        assert [p.value for p in ps] == xcf.slider_values(knob, info["settings"])
+        assert all(p.png[:8] == b"\x89PNG\r\n\x1a\n" and not p.from_cache for p in ps)
+        assert len({p.png for p in ps}) == len(ps)                      # each value its own grid
+    again = xcf.precompute_sliders(g, info, clf, classes, real, knobs=("delta",))
+    assert all(p.from_cache for p in again["delta"])
+    assert [p.png for p in again["delta"]] == [p.png for p in pts["delta"]]
+    panel = xcf.slider_panel(pts, info["settings"])
+    boxes = panel.children
+    assert len(boxes) == 2 and all("ccc-precomputed" in b._dom_classes for b in boxes)
+    slider, stack = boxes[0].children
+    assert len(stack.children) == len(pts["delta"])
+    slider.index = len(pts["delta"]) - 1            # jslink is front-end only: the stack stays independent here
+    assert stack.selected_index is not None
+
+
+def test_modes_view():
+    clf = _frozen(TinyNet())
+    train_x, train_y = torch.rand(30, 1, 28, 28), torch.arange(10).repeat(3)
+    m = xcf.modes(clf, train_x, train_y, train_x, train_y)          # each image is its own neighbour
+    assert m.nn_label_agrees == 1.0 and m.distinct_neighbours == 1.0
+    same = train_x[:1].repeat(10, 1, 1, 1)
+    m1 = xcf.modes(clf, same, torch.zeros(10, dtype=torch.long), train_x, train_y)
+    assert m1.distinct_neighbours == pytest.approx(0.1) and m1.nn_label_agrees == 1.0

@@ -228,3 +228,33 @@ def test_activate_points_ccc_data_at_the_dry_folder(dry_root, monkeypatch):
     assert dryrun.activate("full_dry") == dry_root
     import os
     assert os.environ["CCC_DATA"] == str(dry_root)
+    with pytest.raises(RuntimeError, match="GENERATED files"):       # never read as real data
+        dryrun.activate("default")
+
+
+# --------------------------------------------------------------------------- natural images: explicit, loud
+
+def test_natural_images_are_real_skimage_functions():
+    from skimage import data as skdata
+    assert all(callable(getattr(skdata, n, None)) for n in D.NATURAL_IMAGES)
+    imgs = D.natural_images()
+    assert len(imgs) == len(D.NATURAL_IMAGES) and all(im.shape[0] == 3 and 0 <= im.min() and im.max() <= 1 for im in imgs)
+
+
+@pytest.mark.parametrize("how", ["absent", "broken"])
+def test_missing_natural_image_fails_naming_it(monkeypatch, how):
+    from skimage import data as skdata
+    if how == "absent":
+        monkeypatch.setattr(skdata, "coffee", None, raising=False)     # not a function of this install
+    else:
+        def broken():
+            raise FileNotFoundError("coffee.png not in this install")
+        monkeypatch.setattr(skdata, "coffee", broken)
+    with pytest.raises(DatasetUnavailable, match=r"lacks 1: coffee .*pip install"):
+        load_dataset("natural_patches", "test", n=5)
+
+
+def test_convert_images_keeps_the_device():
+    """Luminance weights are made on the images' device (a CUDA tensor must not meet a CPU one)."""
+    x = torch.rand(2, 3, 8, 8, device="meta")
+    assert convert_images(x, (1, 8, 8)).device.type == "meta"

@@ -27,26 +27,26 @@ def _disturb_rng():
 def test_smoke_classifier_trains_identically(tmp_path, monkeypatch):
     monkeypatch.setenv("CCC_CACHE", str(tmp_path / "a"))
     seed_everything(0)
-    m1, i1 = get_classifier("mnist5k", "smoke", seed=3)
+    m1, i1 = get_classifier("mnist5k", "smoke", seed=3, epochs=2)
     monkeypatch.setenv("CCC_CACHE", str(tmp_path / "b"))
     _disturb_rng()                                      # another history before the call: same weights
-    m2, i2 = get_classifier("mnist5k", "smoke", seed=3)
+    m2, i2 = get_classifier("mnist5k", "smoke", seed=3, epochs=2)
     assert i1["from_cache"] is False and i2["from_cache"] is False
     assert _states_equal(m1, m2)
     assert i1["epoch_losses"] == i2["epoch_losses"] and i1["test_accuracy"] == i2["test_accuracy"]
     monkeypatch.setenv("CCC_CACHE", str(tmp_path / "c"))
-    m3, _ = get_classifier("mnist5k", "smoke", seed=4)  # the check can fail: another seed differs
+    m3, _ = get_classifier("mnist5k", "smoke", seed=4, epochs=2)   # the check can fail: another seed differs
     assert not _states_equal(m1, m3)
 
 
 def test_retrain_after_corrupt_checkpoint_gives_the_same_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("CCC_CACHE", str(tmp_path))
-    m1, info = get_classifier("mnist5k", "smoke", seed=0)
+    m1, info = get_classifier("mnist5k", "smoke", seed=0, epochs=2)
     with open(info["path"], "r+b") as fh:               # damage it: a half-written or corrupted file
         fh.truncate(100)
     _disturb_rng()
     with pytest.warns(RuntimeWarning, match="unusable"):
-        m2, info2 = get_classifier("mnist5k", "smoke", seed=0)
+        m2, info2 = get_classifier("mnist5k", "smoke", seed=0, epochs=2)
     assert info2["from_cache"] is False and _states_equal(m1, m2)
 
 

@@ -179,3 +179,15 @@ def test_dry_run_flag_is_full_only(tmp_path):
     with pytest.raises(SystemExit, match="dry run of 'full'"):
         runner.main(["run", "0", "--profile", "smoke", "--dry-run", "--root", str(runner.REPO),
                      "--out", str(tmp_path)])
+
+
+def test_every_full_classifier_has_ood_sets():
+    from ccc_lib.profiles import get_profile
+    for name in ("full", "full_dry", "default", "smoke"):
+        P = get_profile(name)
+        for ds in P.classifier_datasets:
+            sets = P.ood_for(ds)
+            assert sets and ds not in sets
+    full = get_profile("full")
+    assert full.ood_for("mnist") == ("fashion_mnist", "cifar10", "svhn")          # NeuralFP's slides
+    assert full.ood_for("svhn") == ("mnist", "fashion_mnist", "cifar10", "noise")

@@ -1,0 +1,342 @@
+"""Chapter 1's experiments around the method of :mod:`ccc_lib.counterfeits`: what the chapter
+measures (confidence, distance to the training data, diversity in feature and pixel space), the
+paper-vs-ours comparison, the ablation, the "where we differ" table, the Figure-2 grids, and the
+precomputed loss-weight sliders of the static book."""
+from __future__ import annotations
+
+import copy
+import io
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import counterfeits as cf
+from ..cache import load_or_compute
+from ..checks import check_labels
+from ..metrics import nearest_neighbour_distance, pairwise_mean_distance
+
+__all__ = ["features", "diversity_stats", "feature_diversity", "RealStats", "real_stats", "Summary", "Modes", "modes",
+           "summarise", "confidence_table", "distance_stats", "ABLATION", "run_ablation", "differ_table",
+           "pick_grid", "show_grid", "grid_png", "KNOBS", "slider_values", "SliderPoint",
+           "precompute_sliders", "slider_panel"]
+
+
+# ----------------------------------------------------------------------------------------------
+# measurements
+# ----------------------------------------------------------------------------------------------
+@torch.no_grad()
+def features(classifier, x: torch.Tensor, batch: int = 1000, feature_layer=None) -> torch.Tensor:
+    """Penultimate features of ``x`` (CPU float), classifier in eval mode."""
+    tap = cf.FeatureTap(classifier, feature_layer)
+    dev = cf._device_of(classifier)
+    was = classifier.training
+    classifier.eval()
+    try:
+        return torch.cat([tap(x[i:i + batch].to(dev))[1].float().cpu() for i in range(0, len(x), batch)])
+    finally:
+        tap.close()
+        classifier.train(was)
+
+
+def diversity_stats(x: torch.Tensor, y: torch.Tensor, per_class: int | None = None, seed: int = 0) -> dict:
+    """Within-class mean pairwise Euclidean distance of the rows of ``x`` (images or features), per
+    class and averaged over classes; ``per_class`` caps the rows per class (a seeded subset)."""
+    y = check_labels(y, "y", n=len(x))
+    g = np.random.default_rng(seed)
+    out = {}
+    for c in np.unique(y.numpy()):
+        idx = np.flatnonzero(y.numpy() == c)
+        if per_class is not None and len(idx) > per_class:
+            idx = g.choice(idx, per_class, replace=False)
+        out[int(c)] = pairwise_mean_distance(x[idx])
+    return {"per_class": out, "mean": float(np.mean(list(out.values())))}
+
+
+def feature_diversity(classifier, x: torch.Tensor, y: torch.Tensor, per_class: int | None = 500,
+                      seed: int = 0, feature_layer=None) -> float:
+    """Within-class diversity in the classifier's penultimate feature space (averaged over classes):
+    diversity as the classifier sees it, blind to background pixel noise."""
+    return diversity_stats(features(classifier, x, feature_layer=feature_layer), y, per_class, seed)["mean"]
+
+
+@dataclass
+class RealStats:
+    """What real held-out images score on the chapter's statistics (the yardstick)."""
+    pixel_diversity: float
+    feature_diversity: float
+    median_nn_pixel: float
+    median_nn_feature: float
+
+
+def real_stats(classifier, train_x: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+               per_class: int = 500, seed: int = 0) -> RealStats:
+    """Diversity of real test images and their median NN distance to ``train_x`` (pixel, feature)."""
+    ftr, fte = features(classifier, train_x), features(classifier, test_x)
+    return RealStats(pixel_diversity=diversity_stats(test_x, test_y, per_class, seed)["mean"],
+                     feature_diversity=diversity_stats(fte, test_y, per_class, seed)["mean"],
+                     median_nn_pixel=float(np.median(nearest_neighbour_distance(test_x, train_x))),
+                     median_nn_feature=float(np.median(nearest_neighbour_distance(fte, ftr))))
+
+
+@dataclass
+class Summary:
+    """Headline numbers of one set of counterfeits (ratios are against :class:`RealStats`)."""
+    mean_confidence: float
+    worst_class_mean_confidence: float
+    share_099: float
+    worst_class_share_099: float
+    predicted_as_intended: float
+    feature_diversity_ratio: float
+    pixel_diversity_ratio: float
+    nn_pixel_ratio: float | None = None
+
+    LABELS = {"mean_confidence": "mean confidence", "worst_class_mean_confidence": "worst class: mean confidence",
+              "share_099": "share ≥ 0.99", "worst_class_share_099": "worst class: share ≥ 0.99",
+              "predicted_as_intended": "classified as intended",
+              "feature_diversity_ratio": "feature diversity / real", "pixel_diversity_ratio": "pixel diversity / real",
+              "nn_pixel_ratio": "median NN pixel distance / test's"}
+
+    def row(self) -> dict:
+        """Readable column names for tables."""
+        return {self.LABELS[k]: v for k, v in asdict(self).items() if v is not None}
+
+
+def summarise(classifier, s: dict, real: RealStats, train_x: torch.Tensor | None = None,
+              threshold: float = 0.99) -> Summary:
+    """The :class:`Summary` of :func:`ccc_lib.counterfeits.sample`'s output ``s``."""
+    conf, y = s["confidence"].numpy(), s["y"].numpy()
+    classes = np.unique(y)
+    nn_ratio = None
+    if train_x is not None:
+        nn_ratio = float(np.median(nearest_neighbour_distance(s["x"], train_x))) / real.median_nn_pixel
+    return Summary(
+        mean_confidence=float(conf.mean()),
+        worst_class_mean_confidence=min(float(conf[y == c].mean()) for c in classes),
+        share_099=float((conf >= threshold).mean()),
+        worst_class_share_099=min(float((conf[y == c] >= threshold).mean()) for c in classes),
+        predicted_as_intended=float((s["pred"] == s["y"]).float().mean()),
+        feature_diversity_ratio=feature_diversity(classifier, s["x"], s["y"]) / real.feature_diversity,
+        pixel_diversity_ratio=diversity_stats(s["x"], s["y"], 500)["mean"] / real.pixel_diversity,
+        nn_pixel_ratio=nn_ratio)
+
+
+def confidence_table(s: dict, classes=None, threshold: float = 0.99) -> pd.DataFrame:
+    """Per intended class: mean and minimum confidence, share ≥ ``threshold``, share classified as intended."""
+    y, conf, pred = s["y"].numpy(), s["confidence"].numpy(), s["pred"].numpy()
+    rows = []
+    for c in np.unique(y):
+        m = y == c
+        rows.append({"class": classes[c] if classes is not None else int(c), "n": int(m.sum()),
+                     "mean confidence": float(conf[m].mean()), "min confidence": float(conf[m].min()),
+                     f"share ≥ {threshold}": float((conf[m] >= threshold).mean()),
+                     "classified as intended": float((pred[m] == c).mean())})
+    return pd.DataFrame(rows).set_index("class")
+
+
+@dataclass
+class Modes:
+    """The nearest-neighbour class view, in the classifier's feature space: for each image, its nearest
+    training image. ``nn_label_agrees``: share whose neighbour has the intended label;
+    ``distinct_neighbours``: distinct neighbours per class over images per class (1: every image near
+    a different training image, i.e. many modes; near 0: one template)."""
+    nn_label_agrees: float
+    distinct_neighbours: float
+
+
+@torch.no_grad()
+def modes(classifier, x: torch.Tensor, y: torch.Tensor, train_x: torch.Tensor, train_y: torch.Tensor,
+          batch: int = 500) -> Modes:
+    """:class:`Modes` of images ``x`` with intended labels ``y`` against the training set."""
+    y, train_y = check_labels(y, "y", n=len(x)), check_labels(train_y, "train_y", n=len(train_x))
+    ftr, fx = features(classifier, train_x), features(classifier, x)
+    idx = torch.cat([torch.cdist(fx[i:i + batch], ftr).argmin(1) for i in range(0, len(fx), batch)])
+    distinct = [len(torch.unique(idx[y == c])) / int((y == c).sum()) for c in torch.unique(y)]
+    return Modes(nn_label_agrees=float((train_y[idx] == y).float().mean()),
+                 distinct_neighbours=float(np.mean(distinct)))
+
+
+def distance_stats(classifier, train_x: torch.Tensor, queries: dict, feature_layer=None) -> dict:
+    """Nearest-neighbour distance to ``train_x`` of each query set (name → images), in pixel space and
+    in the classifier's penultimate feature space: name → {"pixel": array, "feature": array}."""
+    ftrain = features(classifier, train_x, feature_layer=feature_layer)
+    return {name: {"pixel": nearest_neighbour_distance(q, train_x),
+                   "feature": nearest_neighbour_distance(features(classifier, q, feature_layer=feature_layer), ftrain)}
+            for name, q in queries.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# the ablation and the "where we differ" table
+# ----------------------------------------------------------------------------------------------
+#: name → (variant, mode, overrides); every row trains for the same ``ablation_steps``
+ABLATION = {
+    "paper's loss (α·KL + β·CE + γ·Cos + δ·Ortho)": ("paper", "counterfeit", {}),
+    "paper's loss − KL (α = 0)": ("paper", "counterfeit", {"alpha": 0.0}),
+    "paper's loss − CE (β = 0)": ("paper", "counterfeit", {"beta": 0.0}),
+    "paper's loss − Cosine (γ = 0)": ("paper", "counterfeit", {"gamma": 0.0}),
+    "paper's loss − Ortho (δ = 0)": ("paper", "counterfeit", {"delta": 0.0}),
+    "ours: paper's loss + ε·Div (features)": ("ours", "counterfeit", {}),
+    "inversion mode (soft conditioning)": ("paper", "inversion", {}),
+}
+
+
+def run_ablation(classifier, dataset: str, profile, real: RealStats, *, seed: int = 0, steps: int | None = None,
+                 n_per_class: int = 50, variants: dict | None = None, train_x: torch.Tensor | None = None,
+                 dropout: bool | None = None) -> tuple[pd.DataFrame, dict]:
+    """Train (or load) one generator per variant at ``steps`` steps (equal budgets) and summarise
+    each, sampled with dropout as the settings say. Returns the table and name → samples."""
+    s0 = cf.settings(profile)
+    steps = int(steps or s0["ablation_steps"])
+    dropout = s0["sample_dropout"] if dropout is None else dropout
+    rows, samples = [], {}
+    for name, (variant, mode, ov) in (variants or ABLATION).items():
+        gen, info = cf.get_generator(classifier, dataset, profile, variant=variant, mode=mode, seed=seed,
+                                     steps=steps, **ov)
+        s = cf.sample(gen, classifier, n_per_class, seed=seed + 1, dropout=dropout)
+        samples[name] = s
+        rows.append({"variant": name, **summarise(classifier, s, real, train_x).row(),
+                     "train s": info.get("train_seconds", float("nan")), "from cache": info["from_cache"]})
+    return pd.DataFrame(rows).set_index("variant"), samples
+
+
+def differ_table(s: dict) -> pd.DataFrame:
+    """"Where we differ from the paper", generated from the settings ``s``."""
+    def show(v):
+        return " / ".join(map(str, v)) if isinstance(v, (tuple, list)) else v
+    rows = [{**r, "paper / reference code": show(r["paper / reference code"]), "this run": show(r["this run"])}
+            for r in cf.differences_from_paper(s)]
+    return pd.DataFrame(rows).set_index("setting").rename(columns={"": "status"})
+
+
+# ----------------------------------------------------------------------------------------------
+# grids
+# ----------------------------------------------------------------------------------------------
+def pick_grid(s: dict, per_class: int, num_classes: int | None = None):
+    """The first ``per_class`` samples of each class, arranged row by row (one column per class)."""
+    y = s["y"].numpy()
+    n = num_classes or int(y.max()) + 1
+    idx = [np.flatnonzero(y == c)[:per_class] for c in range(n)]
+    order = [idx[c][r] for r in range(per_class) for c in range(n)]
+    return s["x"][order], [float(s["confidence"][i]) for i in order], [int(s["pred"][i]) for i in order]
+
+
+def show_grid(s: dict, classes, per_class: int = 3, title: str = "", size: float = 1.05):
+    """Figure-2 style grid: one column per intended class, the confidence above each image (red when
+    the classifier's label differs from the intended one or confidence < 0.99)."""
+    from ..plots import image_grid
+    n = len(classes)
+    x, conf, pred = pick_grid(s, per_class, n)
+    intended = [c for _ in range(per_class) for c in range(n)]
+    titles = [(f"{classes[c][:9]}\n{p:.4f}" if r == 0 else f"{p:.4f}")
+              for r in range(per_class) for c, p in zip(range(n), conf[r * n:(r + 1) * n])]
+    colors = ["black" if (pr == c and p >= 0.99) else "red" for pr, c, p in zip(pred, intended, conf)]
+    return image_grid(x, titles=titles, ncol=n, size=size, suptitle=title or None, title_colors=colors)
+
+
+def grid_png(s: dict, classes, per_class: int = 2, title: str = "", size: float = 0.8, dpi: int = 60) -> bytes:
+    """:func:`show_grid` rendered to PNG bytes (closed, not shown)."""
+    import matplotlib.pyplot as plt
+    fig = show_grid(s, classes, per_class, title, size)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------
+# precomputed sliders (the static book)
+# ----------------------------------------------------------------------------------------------
+#: knob → (label, candidate values); a profile takes ``slider_points`` of them plus its own setting
+KNOBS = {
+    "alpha": ("α (KL)", (0.0, 1.0, 4.0, 8.0, 16.0)),
+    "beta": ("β (CE)", (0.0, 1.0, 4.0, 8.0, 16.0)),
+    "gamma": ("γ (Cosine)", (0.0, 0.5, 2.0, 8.0, 32.0)),
+    "delta": ("δ (Ortho)", (0.0, 0.5, 2.0, 8.0, 32.0)),
+    "epsilon": ("ε (Div, ours)", (0.0, 1.0, 2.0, 4.0, 8.0)),
+    "dropout": ("dropout", (0.0, 0.1, 0.3, 0.5, 0.7)),
+}
+
+
+def slider_values(knob: str, s: dict) -> list:
+    """The values one knob's slider offers at settings ``s``: ``slider_points`` spread over the
+    candidates, plus the setting itself (sorted)."""
+    _, cand = KNOBS[knob]
+    idx = np.unique(np.round(np.linspace(0, len(cand) - 1, max(2, int(s["slider_points"])))).astype(int))
+    vals = {float(cand[i]) for i in idx} | {float(s[knob])}
+    return sorted(vals)
+
+
+@dataclass
+class SliderPoint:
+    knob: str
+    value: float
+    png: bytes
+    mean_confidence: float
+    share_099: float
+    feature_diversity_ratio: float
+    from_cache: bool
+
+    def html(self) -> str:
+        return (f"<b>{KNOBS[self.knob][0]} = {self.value:g}</b>: mean confidence {self.mean_confidence:.4f}, "
+                f"share ≥ 0.99 {self.share_099:.3f}, feature diversity / real {self.feature_diversity_ratio:.3f}")
+
+
+def _finetune_point(gen, info, classifier, classes, knob, value, s, real, seed):
+    g = copy.deepcopy(gen)
+    kw = {k: s[k] for k in ("batch_size", "lr", "alpha", "beta", "gamma", "delta", "epsilon", "div_target")}
+    if knob == "dropout":
+        g.set_dropout(value)
+    else:
+        kw[knob] = float(value)
+    cf.train_generator(g, classifier, steps=int(s["slider_steps"]), seed=seed, desc=f"slider {knob}={value:g}", **kw)
+    smp = cf.sample(g, classifier, int(s["slider_n"]), seed=seed + 2, dropout=bool(s["sample_dropout"]))
+    summ = summarise(classifier, smp, real)
+    png = grid_png(smp, classes, per_class=2)
+    return {"png": torch.frombuffer(bytearray(png), dtype=torch.uint8).clone(),
+            "meta": {"mean_confidence": summ.mean_confidence, "share_099": summ.share_099,
+                     "feature_diversity_ratio": summ.feature_diversity_ratio}}
+
+
+def precompute_sliders(gen, info: dict, classifier, classes, real: RealStats, *, seed: int = 0,
+                       knobs=tuple(KNOBS)) -> dict:
+    """For each knob and each of its :func:`slider_values`: fine-tune a copy of ``gen`` (trained with
+    ``info["settings"]``) for ``slider_steps`` steps with that one value changed, sample it, and keep
+    the grid (PNG) and numbers. Cached under the generator's fingerprint and the knob's value.
+    Returns knob → list of :class:`SliderPoint`."""
+    s = info["settings"]
+    out = {}
+    for knob in knobs:
+        pts = []
+        for v in slider_values(knob, s):
+            cfg = {"generator": cf.classifier_fingerprint(gen), "classifier": cf.classifier_fingerprint(classifier),
+                   "knob": knob, "value": v, "settings": {k: s[k] for k in sorted(s)}, "seed": seed,
+                   "real": asdict(real), "version": 1}
+            r = load_or_compute("ch1-slider", cfg, lambda: _finetune_point(gen, info, classifier, classes, knob,
+                                                                            v, s, real, seed))
+            pts.append(SliderPoint(knob, v, bytes(r["png"].numpy().tobytes()), r["meta"]["mean_confidence"],
+                                   r["meta"]["share_099"], r["meta"]["feature_diversity_ratio"], r["from_cache"]))
+        out[knob] = pts
+    return out
+
+
+def slider_panel(points: dict, settings: dict):
+    """The static-book panel: per knob a ``SelectionSlider`` jslinked to a ``Stack`` of
+    (grid image, numbers) children, one knob per row, each in a VBox of class ``ccc-precomputed``.
+    Pure widgets, so the saved widget state carries it into the HTML with no kernel."""
+    import ipywidgets as widgets
+    rows = []
+    for knob, pts in points.items():
+        label = KNOBS[knob][0]
+        opts = [(f"{p.value:g}", i) for i, p in enumerate(pts)]
+        start = next((i for i, p in enumerate(pts) if p.value == float(settings[knob])), 0)
+        slider = widgets.SelectionSlider(options=opts, value=start, description=label, continuous_update=True,
+                                         style={"description_width": "110px"},
+                                         layout=widgets.Layout(width="420px"))
+        stack = widgets.Stack([widgets.VBox([widgets.Image(value=p.png, format="png"), widgets.HTML(p.html())])
+                               for p in pts], selected_index=start)
+        widgets.jslink((slider, "index"), (stack, "selected_index"))
+        box = widgets.VBox([slider, stack])
+        box.add_class("ccc-precomputed")
+        rows.append(box)
+    return widgets.VBox(rows)
