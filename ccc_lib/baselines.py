@@ -216,3 +216,137 @@ def make_baselines(model, train, eps: float = 0.0014, temperature: float = 1000.
     maha = Mahalanobis(model).fit(train)
     return {"MSP": MSP(model), "Energy": Energy(model), "ODIN": ODIN(model, eps=eps, temperature=temperature),
             "Mahalanobis": maha, "Mahalanobis+perturbation": MahalanobisODIN(model, eps=eps, base=maha)}
+
+
+# =====================================================================================================
+# One-class baselines on feature vectors (chapter 3, Table 1 of Schmier et al. 2024): PyOD and deepOD
+# at their default hyper-parameters, as the paper runs them. (Section owned by chapter 3; appended.)
+# =====================================================================================================
+
+from .checks import InputError as _InputError, check_features as _check_features, check_fitted as _check_fitted  # noqa: E402
+
+#: PyOD's shallow detectors (and its DeepSVDD): name -> (module, class)
+PYOD_METHODS = {
+    "KNN": ("pyod.models.knn", "KNN"),
+    "KDE": ("pyod.models.kde", "KDE"),
+    "PCA": ("pyod.models.pca", "PCA"),
+    "COPOD": ("pyod.models.copod", "COPOD"),
+    "IForest": ("pyod.models.iforest", "IForest"),
+    "DeepSVDD": ("pyod.models.deep_svdd", "DeepSVDD"),
+}
+#: deepOD's deep tabular detectors, the paper's deep baselines; rows are named "<name> (deepOD)"
+DEEPOD_METHODS = {
+    "DeepSVDD": "DeepSVDD", "RCA": "RCA", "ICL": "ICL", "GOAD": "GOAD", "SLAD": "SLAD",
+}
+__all__ += ["PYOD_METHODS", "DEEPOD_METHODS", "PyODDetector", "DeepODDetector", "make_oneclass_baseline",
+            "ONECLASS_BASELINES"]
+
+
+class _FeatureDetector(Detector):
+    """Common input checks of the one-class baselines: N×D finite feature rows, fitted before use."""
+    est = None
+    dim: int | None = None
+    input_kind = "features"
+
+    def _fit_input(self, data) -> np.ndarray:
+        x = _check_features(data, f"{self.name}.fit data")
+        if len(x) < 2:
+            raise _InputError(f"{self.name}.fit data: {len(x)} row(s); a one-class detector needs at least 2")
+        self.dim = x.shape[1]
+        return to_numpy(x).astype(np.float64)
+
+    def _score_input(self, x) -> np.ndarray:
+        _check_fitted(self, "est", self.name)
+        return to_numpy(_check_features(x, f"{self.name}.score input", dim=self.dim)).astype(np.float64)
+
+
+class PyODDetector(_FeatureDetector):
+    """A PyOD detector (default hyper-parameters, as in the paper) behind the book's interface;
+    PyOD's ``decision_function`` is already higher = more outlying."""
+
+    def __init__(self, method: str, **kwargs):
+        if method not in PYOD_METHODS:
+            raise _InputError(f"unknown PyOD method {method!r}; known: {', '.join(PYOD_METHODS)}")
+        import importlib
+        mod, cls = PYOD_METHODS[method]
+        self.name = method
+        self.kwargs = kwargs
+        self._cls = getattr(importlib.import_module(mod), cls)
+
+    def fit(self, data, seed: int = 0) -> "PyODDetector":
+        x = self._fit_input(data)
+        kw = dict(self.kwargs)
+        if self.name == "IForest":
+            kw.setdefault("random_state", seed)
+        if self.name == "DeepSVDD":
+            kw.setdefault("n_features", x.shape[1])
+            kw.setdefault("random_state", seed)
+            kw.setdefault("verbose", 0)
+        self.est = self._cls(**kw).fit(x)
+        return self
+
+    def score(self, x, batch_size: int = 100_000) -> np.ndarray:
+        x = self._score_input(x)
+        if self.name == "COPOD":
+            # PyOD's COPOD recomputes its empirical CDFs on the training rows *concatenated with the
+            # rows being scored*: scoring 10,000 mostly-outlier test rows at once would let the test
+            # set define "normal". Scoring in chunks of ≤ 1 % of the training set keeps it one-class.
+            batch_size = max(1, len(self.est.X_train) // 100)
+        out = [self.est.decision_function(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        return np.asarray(np.concatenate(out), dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"PyODDetector({self.name!r})"
+
+
+class DeepODDetector(_FeatureDetector):
+    """A deepOD tabular detector (Xu et al.'s library; DeepSVDD, RCA, ICL, GOAD, SLAD) at its default
+    hyper-parameters, as the paper runs them; ``epochs`` overrides the default of 100 where a profile
+    needs it (the chapter says so). ``decision_function`` is higher = more outlying."""
+
+    def __init__(self, method: str, epochs: int | None = None, **kwargs):
+        if method not in DEEPOD_METHODS:
+            raise _InputError(f"unknown deepOD method {method!r}; known: {', '.join(DEEPOD_METHODS)}")
+        self.method = method
+        self.name = f"{method} (deepOD)"
+        self.epochs = epochs
+        self.kwargs = kwargs
+
+    def fit(self, data, seed: int = 0) -> "DeepODDetector":
+        x = self._fit_input(data).astype(np.float32)
+        try:
+            import deepod.models.tabular as tab
+        except ImportError as exc:       # pragma: no cover - depends on the install
+            raise ImportError("deepOD is not installed: pip install --no-deps deepod (its own pin asks for "
+                              "torch<1.13.1, which the book does not need)") from exc
+        kw = {"verbose": 0, "random_state": seed, "device": str(get_device()), **self.kwargs}
+        if self.epochs is not None:
+            kw["epochs"] = int(self.epochs)
+        import contextlib, io as _io
+        with contextlib.redirect_stdout(_io.StringIO()), contextlib.redirect_stderr(_io.StringIO()):
+            self.est = getattr(tab, DEEPOD_METHODS[self.method])(**kw)
+            self.est.fit(x)
+        return self
+
+    def score(self, x, batch_size: int = 100_000) -> np.ndarray:
+        x = self._score_input(x).astype(np.float32)
+        import contextlib, io as _io
+        with contextlib.redirect_stdout(_io.StringIO()), contextlib.redirect_stderr(_io.StringIO()):
+            s = np.concatenate([self.est.decision_function(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        return np.asarray(s, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"DeepODDetector({self.method!r}, epochs={self.epochs})"
+
+
+#: every one-class baseline row of chapter 3's Table 1, by its row name
+ONECLASS_BASELINES = tuple(PYOD_METHODS) + tuple(f"{m} (deepOD)" for m in DEEPOD_METHODS)
+
+
+def make_oneclass_baseline(name: str, deepod_epochs: int | None = None, **kw) -> Detector:
+    """A one-class baseline by its row name: a PyOD name ("KNN", ...) or "<method> (deepOD)"."""
+    if name.endswith(" (deepOD)"):
+        return DeepODDetector(name[:-len(" (deepOD)")], epochs=deepod_epochs, **kw)
+    if name in PYOD_METHODS:
+        return PyODDetector(name, **kw)
+    raise _InputError(f"unknown one-class baseline {name!r}; known: {', '.join(ONECLASS_BASELINES)}")

@@ -1,10 +1,14 @@
-"""Unit tests for chapter 3 (ccc_lib.iocn): invertibility, the score, the training loop's
-checks, the detectors' interface and the one-vs-rest plumbing — tiny sizes, CPU."""
+"""Unit tests for chapter 3 (ccc_lib.iocn, ccc_lib.experiments.iocn): invertibility, the score, the
+training loop's checks, input validation, the detectors' interface, the one-vs-rest plumbing, the
+decision rules, Table 2, Figure 3, the 1-D example, the hole and the stop-gradient ablation — tiny
+sizes, CPU."""
 import numpy as np
 import pytest
 import torch
 
-from ccc_lib import Detector, iocn
+from ccc_lib import Detector, InputError, NotFittedError, iocn
+from ccc_lib.baselines import make_oneclass_baseline
+from ccc_lib.experiments import iocn as E
 from ccc_lib.metrics import ood_metrics
 
 
@@ -88,13 +92,13 @@ def test_iocn_and_flow_learn_a_toy_problem():
         s_in, s_out = det.score(x_in), det.score(x_out)
         assert s_in.shape == (400,) and np.isfinite(s_in).all()
         assert ood_metrics(s_in, s_out)["auroc"] > 0.95, cls.name
-        assert iocn.reconstruction_error(det, x_out).max() < 1e-3
+        assert E.reconstruction_error(det, x_out).max() < 1e-3
     assert det.threshold is None
     iocn_det = iocn.IOCN(iocn.INNConfig(dim=4, n_blocks=3), iocn.TrainConfig(steps=80, batch_size=64, lr=2e-3),
                          standardise_divisor=3.0).fit(x_in)
     assert iocn_det.threshold == 0.0
     assert iocn_det.is_outlier(x_out).mean() > iocn_det.is_outlier(x_in).mean()
-    assert iocn.share_inside_cube(iocn_det, x_in) > 0.5
+    assert E.share_inside_cube(iocn_det, x_in) > 0.5
 
 
 def test_blow_up_is_reported_with_the_step_and_advice():
@@ -104,12 +108,16 @@ def test_blow_up_is_reported_with_the_step_and_advice():
         det.fit(x_in)
 
 
-def test_nan_data_is_reported():
+@pytest.mark.parametrize("cls", [iocn.IOCN, iocn.FlowDetector])
+def test_nan_data_is_an_input_error_naming_the_data(cls):
+    """Issue 17: a NaN in the training features is the data's fault, not the learning rate's."""
     x_in, _ = _blobs(200, 3)
     x_in[5, 1] = np.nan
-    det = iocn.FlowDetector(iocn.INNConfig(dim=3, n_blocks=2), iocn.TrainConfig(steps=50, batch_size=200))
-    with pytest.raises(iocn.INNTrainingError, match="step 1"):
+    det = cls(iocn.INNConfig(dim=3, n_blocks=2), iocn.TrainConfig(steps=50, batch_size=200))
+    with pytest.raises(InputError, match=r"data.*non-finite.*\[5\]") as exc:
         det.fit(x_in)
+    assert "learning rate" not in str(exc.value)
+    assert not isinstance(exc.value, iocn.INNTrainingError)
 
 
 def test_training_restores_torch_threads():
@@ -132,30 +140,24 @@ def test_cache_round_trip(tmp_path, monkeypatch):
     assert not c.meta["from_cache"]
 
 
-@pytest.mark.parametrize("method", ["KNN", "KDE", "PCA", "COPOD", "IForest"])
-def test_pyod_wrappers_are_detectors(method):
-    x_in, x_out = _blobs(300, 4)
-    det = iocn.make_baseline(method).fit(x_in)
-    assert isinstance(det, Detector)
-    s_in, s_out = det.score(x_in), det.score(torch.as_tensor(x_out))
-    assert ood_metrics(s_in, s_out)["auroc"] > 0.9            # higher = more outlying
-
-
 def test_one_class_split_uses_only_the_inlier_class():
     rng = np.random.default_rng(0)
-    feats = {"train": (rng.standard_normal((300, 10)).astype(np.float32), np.repeat(np.arange(3), 100)),
+    xtr = rng.standard_normal((300, 10)).astype(np.float32)
+    xtr[100:200] += 5.0                                   # class 1 lives elsewhere
+    feats = {"train": (xtr, np.repeat(np.arange(3), 100)),
              "test": (rng.standard_normal((90, 10)).astype(np.float32), np.repeat(np.arange(3), 30))}
-    sp = iocn.one_class_split(feats, 1, dim=4, n_train=50)
-    assert sp["train"].shape == (50, 4) and sp["test"].shape == (90, 4)
-    assert sp["is_out"].sum() == 60 and (sp["is_out"][30:60] == 0).all()
+    sp = E.one_class_split(feats, 1, dim=4, n_train=50)
+    assert sp.train.shape == (50, 4) and sp.test.shape == (90, 4)
+    assert sp.is_out.sum() == 60 and (sp.is_out[30:60] == 0).all()
+    assert np.allclose(sp.pca.mean_, 5.0, atol=0.5)       # fitted on class 1's rows only
 
 
 def test_toy_sets_and_boundary():
-    for name in ("moons", "circles", "two_gaussians"):
-        assert iocn.toy_2d(name, 100).shape == (100, 2)
-    S = iocn.settings("smoke", toy_steps=5, toy_n=64)
-    det, x = iocn.fit_toy("moons", S, cache=False)
-    b = iocn.decision_boundary(det, n=40)
+    for name in ("moons", "circles", "two_gaussians", "annulus"):
+        assert E.toy_2d(name, 100).shape == (100, 2)
+    S = E.settings("smoke", toy_steps=5, toy_n=64)
+    det, x = E.fit_toy("moons", S, cache=False)
+    b = E.decision_boundary(det, n=40)
     assert b.shape == (41, 2) and np.allclose(b[0], b[-1])
     with torch.no_grad():
         z, _ = det.model(torch.as_tensor(b))
@@ -163,11 +165,15 @@ def test_toy_sets_and_boundary():
 
 
 def test_settings_profiles():
-    for p in ("smoke", "default", "full"):
-        S = iocn.settings(p)
+    for p in ("smoke", "default", "full", "full_dry"):
+        S = E.settings(p)
         assert max(S["eval_at"]) == S["steps"] == S["flow_steps"]
+        assert max(S["oned_snapshots"]) == S["oned_steps"]
+        assert set(S["deepod_feature_sets"]) <= set(S["feature_sets"])
+    assert E.settings("full_dry")["dataset"] == "cifar10"           # full's code paths
+    assert E.settings("full_dry")["steps"] < E.settings("full")["steps"]
     with pytest.raises(ValueError):
-        iocn.settings("smoke", nonsense=1)
+        E.settings("smoke", nonsense=1)
 
 
 def test_pull_functions():
@@ -176,55 +182,189 @@ def test_pull_functions():
     assert torch.allclose(iocn.pull_f(z, "l2"), torch.tensor([5.25]))
     p = iocn.pull_f(z, "p8")
     assert 1.0 < p.item() < 2.0
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         iocn.pull_f(z, "median")
 
 
 def test_resnet18_encoder_shapes_without_download():
     """The `full` profile's CIFAR-10 encoder (weights=None: a random net, nothing downloaded)."""
-    enc = iocn.resnet18_encoder(weights=None)
+    enc = E.resnet18_encoder(weights=None)
     with torch.no_grad():
         f = enc(torch.rand(2, 3, 32, 32))
         g = enc(torch.rand(2, 1, 28, 28))          # grey images are repeated to three channels
     assert f.shape == (2, 512) and g.shape == (2, 512) and torch.isfinite(f).all()
 
 
-def test_full_profile_runs_the_papers_cifar10_protocol():
-    S = iocn.settings("full")
-    assert S["dataset"] == "cifar10" and S["feature_dim"] == 128
-    assert S["feature_sets"][0] == "resnet18_imagenet"
-    with pytest.raises(ValueError, match="unknown feature kind"):
-        iocn.fashion_features("moco", "smoke")
+def test_unknown_feature_kind_is_an_input_error():
+    with pytest.raises(InputError, match="unknown feature kind"):
+        E.fashion_features("moco", "smoke")
+
+
+def _fake_ovr(dets_per_class, test_scores, y_test, kind="pixels", names=("dark", "bright")):
+    res = E.OneVsRest(kind, list(names), tuple(sorted(test_scores[next(iter(test_scores))])), list(test_scores),
+                      y_test, E.calibration_mask(y_test))
+    res.scores = test_scores
+    res.detectors = dets_per_class
+    return res
 
 
 def test_score_counterfeits_uses_the_claimed_class_detectors():
     """Counterfeits claiming class c are scored by class c's detectors, through class c's PCA."""
     g = torch.Generator().manual_seed(0)
     train = {c: (0.2 + 0.6 * c) + 0.05 * torch.randn(200, 1, 4, 4, generator=g) for c in (0, 1)}
-    test = {c: (0.2 + 0.6 * c) + 0.05 * torch.randn(50, 1, 4, 4, generator=g) for c in (0, 1)}
-    res = {"feature_kind": "pixels", "classes": ["dark", "bright"], "pca": {}, "detectors": {"KNN": {}, "IOCN": {}},
-           "test_inlier_scores": {"KNN": {}, "IOCN": {}}}
-    S = iocn.settings("smoke")
+    test = torch.cat([(0.2 + 0.6 * c) + 0.05 * torch.randn(50, 1, 4, 4, generator=g) for c in (0, 1)])
+    y_test = np.repeat([0, 1], 50)
+    S = E.settings("smoke")
+    dets, scores, pcas = {"KNN": {}, "IOCN": {}}, {"KNN": {}, "IOCN": {}}, {}
     for c in (0, 1):
-        feats = {"train": (iocn.encode_images("pixels", train[c]), np.full(200, c)),
-                 "test": (iocn.encode_images("pixels", test[c]), np.full(50, c))}
-        sp = iocn.one_class_split(feats, c, dim=3)
-        res["pca"][c] = sp["pca"]
-        dets = {"KNN": iocn.make_baseline("KNN").fit(sp["train"]),
-                "IOCN": iocn.IOCN(iocn.INNConfig(dim=3, n_blocks=2), iocn.TrainConfig(steps=30, batch_size=64),
-                                  standardise_divisor=S["divisor"]).fit(sp["train"])}
-        for m, d in dets.items():
-            res["detectors"][m][c] = d
-            res["test_inlier_scores"][m][c] = d.score(sp["test"])
+        feats = {"train": (E.encode_images("pixels", train[c]), np.full(200, c)),
+                 "test": (E.encode_images("pixels", test), y_test)}
+        sp = E.one_class_split(feats, c, dim=3)
+        pcas[c] = sp.pca
+        for m, d in {"KNN": make_oneclass_baseline("KNN").fit(sp.train),
+                     "IOCN": iocn.IOCN(iocn.INNConfig(dim=3, n_blocks=2), iocn.TrainConfig(steps=30, batch_size=64),
+                                       standardise_divisor=S["divisor"]).fit(sp.train)}.items():
+            dets[m][c] = d
+            scores[m][c] = d.score(sp.test)
+    res = _fake_ovr(dets, scores, y_test)
+    res.pca = pcas
     # "bright" counterfeits that claim to be dark, and in-class images that claim their own class
-    x = torch.cat([0.8 + 0.05 * torch.randn(30, 1, 4, 4, generator=g), test[1][:10]])
+    x = torch.cat([0.8 + 0.05 * torch.randn(30, 1, 4, 4, generator=g), test[50:60]])
     labels = np.array([0] * 30 + [1] * 10)
-    t = iocn.score_counterfeits(res, x, labels, alpha=0.05).set_index(["method", "class"])
+    t = E.score_counterfeits(res, x, labels, alpha=0.05).set_index(["method", "class"])
     assert t.loc[("KNN", "dark"), "counterfeits"] == 30 and t.loc[("KNN", "bright"), "counterfeits"] == 10
     assert t.loc[("KNN", "dark"), "AUROC (test inliers vs counterfeits)"] > 0.95
     assert t.loc[("KNN", "dark"), "flagged at 5% false alarms"] > 0.9
     assert t.loc[("KNN", "bright"), "AUROC (test inliers vs counterfeits)"] < 0.9     # these are inliers
     assert t.loc[("IOCN", "dark"), "outside the cube: counterfeits"] > 0.9
     assert np.isnan(t.loc[("KNN", "dark")].get("outside the cube: counterfeits", np.nan))
-    empty = iocn.score_counterfeits(res, x[:0], labels[:0])
-    assert empty.empty
+    assert E.score_counterfeits(res, x[:0], labels[:0]).empty
+
+
+def test_decision_rates_confusion_and_extremes():
+    """Calibrated thresholds are set on the calibration half and measured on the other half; the
+    paper's cube rule is reported for the IOCN only; Table 2 and Figure 3 read the right rows."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 400)
+    # class-c detector: its inliers score N(0, 1), class j scores N(j - c + ..., 1): ordered difficulty
+    scores = {"IOCN": {c: rng.standard_normal(len(y)) + 3.0 * (y != c) * (1 + (y - c) % 3) - 0.5 for c in range(3)},
+              "KNN": {c: rng.standard_normal(len(y)) for c in range(3)}}           # useless detector
+    res = _fake_ovr({"IOCN": {}, "KNN": {}}, scores, y, names=("a", "b", "c"))
+    d = E.decision_rates(res, alpha=0.1).set_index(["method", "rule"])
+    cal = d.loc[("IOCN", "calibrated on held-out inliers (10%)")]
+    assert abs(cal["false alarms (held-out inliers)"] - 0.1) < 0.05
+    assert cal["detection (held-out outliers)"] > 0.9
+    cube = d.loc[("IOCN", "the paper's rule: outside the cube (s > 0)")]
+    assert 0.2 < cube["false alarms (held-out inliers)"] < 0.45             # P(N(-0.5, 1) > 0) ≈ 0.31
+    knn = d.loc[("KNN", "calibrated on held-out inliers (10%)")]
+    assert abs(knn["detection (held-out outliers)"] - 0.1) < 0.05          # chance level
+    assert ("KNN", "the paper's rule: outside the cube (s > 0)") not in d.index
+    M = E.confusion_auroc(res, "IOCN")
+    assert M.shape == (3, 3) and np.isnan(np.diag(M.values)).all()
+    assert M.loc["a", "c"] > M.loc["a", "b"] > 0.9                          # farther class, easier
+    ex = E.extreme_examples(res, 1, k=4)
+    s = scores["IOCN"][1]
+    assert (y[ex["TP"]] == 1).all() and (y[ex["FN"]] == 1).all() and (y[ex["FP"]] != 1).all()
+    assert s[ex["TP"]].max() <= s[ex["FN"]].min() and s[ex["FP"]].max() <= s[ex["TN"]].min()
+    assert s[ex["TP"][0]] == s[y == 1].min() and s[ex["TN"][0]] == s[y != 1].max()
+
+
+def test_one_d_map_is_invertible_and_algorithm_1_moves_it_towards_uniform():
+    m = E.Monotone1D()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    u = torch.linspace(-4, 4, 101)
+    assert (m(u)[1:] > m(u)[:-1]).all()                                  # strictly increasing
+    assert (m.inverse(m(u)) - u).abs().max() < 1e-4
+    S = E.settings("smoke")
+    run = E.train_1d(S)
+    assert sorted(run.snapshots) == sorted(S["oned_snapshots"])
+    m.load_state_dict(run.snapshots[max(run.snapshots)])
+    with torch.no_grad():
+        z = m(torch.as_tensor(run.data))
+    m.load_state_dict(run.snapshots[0])
+    with torch.no_grad():
+        z0 = m(torch.as_tensor(run.data))
+    inside = lambda v: float((v.abs() < 1).float().mean())  # noqa: E731
+    assert inside(z) > inside(z0) + 0.3                                  # pulled into [-1, 1]
+
+
+def test_hole_points_land_inside_the_cube():
+    """The simply-connected limitation: the IOCN cannot cut the annulus' hole out."""
+    h = E.hole_study(E.settings("smoke"), cache=False)
+    assert h.inside_hole > h.inside_far + 0.5
+    assert h.inside_far < 0.1
+
+
+def test_stop_gradient_ablation_collapses_without_it():
+    rng = np.random.default_rng(0)
+    feats = {"train": (rng.standard_normal((400, 6)).astype(np.float32), np.repeat([0, 1], 200)),
+             "test": (rng.standard_normal((200, 6)).astype(np.float32), np.repeat([0, 1], 100))}
+    feats["train"][0][200:] += 3; feats["test"][0][100:] += 3
+    sp = E.one_class_split(feats, 0, dim=4)
+    S = E.settings("smoke", ablation_steps=200)
+    with_sg, without = E.stopgrad_ablation(sp, S)
+    assert with_sg.stop_gradient and not without.stop_gradient
+    assert with_sg.curve and with_sg.steps_done == 200
+    # without the stop-gradient only the pull acts: codes shrink and the outliers move inside too
+    assert without.diverged or without.code_size < 0.5 * with_sg.code_size
+    assert without.diverged or without.inside_test_out > with_sg.inside_test_out
+
+
+# ------------------------------------------------------------------ input validation (issue 17)
+
+def _fitted(cls=iocn.IOCN, d=3):
+    x, _ = _blobs(100, d)
+    return cls(iocn.INNConfig(dim=d, n_blocks=2), iocn.TrainConfig(steps=3, batch_size=32)).fit(x)
+
+
+_NAN = np.ones((5, 3), np.float32); _NAN[2, 0] = np.nan
+_INF = np.ones((5, 3), np.float32); _INF[0, 2] = np.inf
+
+
+@pytest.mark.parametrize("cls", [iocn.IOCN, iocn.FlowDetector])
+@pytest.mark.parametrize("bad,match", [
+    (_NAN, "non-finite"), (_INF, "non-finite"), (np.ones((0, 3), np.float32), "no rows"),
+    (np.ones((5, 4), np.float32), "4 features per row but the model was fitted on 3"),
+    (np.ones((2, 1, 3), np.float32), "expected N×D"), ("text", "expected a torch.Tensor"),
+])
+@pytest.mark.parametrize("entry", ["score", "is_outlier", "latent"])
+def test_inn_detectors_reject_bad_input(cls, bad, match, entry):
+    det = _fitted(cls)
+    if entry == "is_outlier" and cls is iocn.FlowDetector:
+        with pytest.raises(NotImplementedError, match="no decision rule"):
+            det.is_outlier(np.ones((2, 3), np.float32))
+        return
+    with pytest.raises(InputError, match=match):
+        getattr(det, entry)(bad)
+
+
+@pytest.mark.parametrize("cls,entry", [(iocn.IOCN, "score"), (iocn.IOCN, "is_outlier"), (iocn.IOCN, "latent"),
+                                       (iocn.FlowDetector, "score"), (iocn.FlowDetector, "latent")])
+def test_inn_detectors_must_be_fitted(cls, entry):
+    det = cls(iocn.INNConfig(dim=3, n_blocks=2))
+    with pytest.raises(NotFittedError, match="fit"):
+        getattr(det, entry)(np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"train": {"steps": 0}}, "steps"), ({"train": {"lr": -1.0}}, "lr"), ({"train": {"batch_size": 0}}, "batch_size"),
+    ({"standardise_divisor": 0.0}, "standardise_divisor"),
+])
+def test_inn_detectors_reject_bad_settings(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        iocn.IOCN(iocn.INNConfig(dim=3, n_blocks=2), **kwargs)
+
+
+@pytest.mark.parametrize("bad,match", [(np.ones((1, 3), np.float32), "at least 2"),
+                                       (np.ones((10, 4), np.float32), "4 features per row"),
+                                       (np.ones(10, np.float32), "expected N×D")])
+def test_inn_fit_rejects_bad_training_data(bad, match):
+    with pytest.raises(InputError, match=match):
+        iocn.IOCN(iocn.INNConfig(dim=3, n_blocks=2), iocn.TrainConfig(steps=2)).fit(bad)
+
+
+def test_one_dimensional_inn_is_refused_with_the_fix():
+    with pytest.raises(InputError, match="pad"):
+        iocn.INNModel(iocn.INNConfig(dim=1))
