@@ -1,0 +1,1 @@
+"""Per-chapter experiment code: protocols, tables, sweeps (the method modules hold the papers' methods)."""
