@@ -41,7 +41,7 @@ from .models import CNNConfig, PaperCNN
 from .train import get_classifier, predict_logits
 from .utils import cpu_threads, get_device, set_seed
 
-__all__ = ["GRAY_METHODS", "SHADOW_DATA", "make_splits", "train_model", "art_classifier", "GrayData", "gray_miface",
+__all__ = ["ShadowSynthesisError", "GRAY_METHODS", "SHADOW_DATA", "make_splits", "train_model", "art_classifier", "GrayData", "gray_miface",
            "gray_adam", "gray_generator", "gray_data", "MembershipAttacks", "synthetic_shadow_records",
            "DriftDecision", "drift_decision", "DriftReport", "detect_drift", "check_model"]
 
@@ -51,6 +51,14 @@ SHADOW_DATA = ("synthetic", "real")
 #: the inversion settings :func:`gray_data` reads (the chapter's SETTINGS hold them per profile)
 GRAY_DEFAULTS = {"miface_max_iter": 100, "miface_lr": 1.0, "miface_window": 50, "miface_threshold": 0.99,
                  "adam_steps": 100, "adam_lr": 0.05, "adam_noise": 0.05, "generator_overrides": {}}
+
+
+class ShadowSynthesisError(RuntimeError):
+    """ART's hill climbing could not synthesise enough shadow records from random examples."""
+
+    def __init__(self, message: str, n_records: int, failures):
+        super().__init__(message)
+        self.n_records, self.failures = int(n_records), list(failures)
 
 
 def check_model(model, name: str = "model") -> PaperCNN:
@@ -250,51 +258,79 @@ def gray_data(model: PaperCNN, method: str, n_per_class: int, S: dict | None = N
 
 # --------------------------------------------------------------------------- steps 5-6: membership inference
 
+@torch.no_grad()
 def synthetic_shadow_records(target: PaperCNN, n_per_class: int, *, min_confidence: float = 0.4,
-                             max_iterations: int = 40, max_retries: int = 6, seed: int = 0):
-    """Shadow training data "created by feeding random examples [to] the model": ART's hill-climbing
-    synthesis of Shokri et al. (2017) (``ShadowModels._hill_climbing_synthesis``, the core of
-    ``generate_synthetic_shadow_dataset``): start from a uniformly random image, re-draw a random set
-    of pixels, keep the change when the target's probability of the class does not drop, accept the
-    record once that probability exceeds ``min_confidence``. ART's default record functions index
-    images wrongly (they treat ``input_shape`` as one axis), so the same algorithm is fed flat pixel
-    records here; where ART's ``generate_synthetic_shadow_dataset`` would raise on the first record
-    that fails ``max_retries`` times, a failed record is counted and left out.
+                             max_iterations: int = 40, max_rejections: int = 3, max_retries: int = 6,
+                             seed: int = 0):
+    """Shadow training data "created by feeding random examples [to] the model": the hill-climbing
+    synthesis of Shokri et al. (2017) exactly as ART's ``ShadowModels.generate_synthetic_shadow_dataset``
+    runs it (``_hill_climbing_synthesis``, ART's defaults), batched over all records instead of one
+    record at a time. Per record of target class c: start from a uniformly random image; each step,
+    query the target; if p(c) did not drop, keep the record as the best one and accept it when
+    p(c) > ``min_confidence``, c is the arg-max and a uniform draw falls below p(c); after more than
+    ``max_rejections`` drops in a row halve the number k of pixels re-drawn (k starts at half the
+    pixels); re-draw k random pixels of the best record uniformly. A record not accepted within
+    ``max_iterations`` steps restarts from a new random image, up to ``max_retries`` times; ART would
+    then raise for the whole data set, here the record is counted as failed and left out.
 
-    Returns ``(x, y, failures)``: images N×C×H×W, labels, failed records per class (an array)."""
-    from art.attacks.inference.membership_inference import ShadowModels
+    Returns ``(x, y, failures)``: images N×C×H×W in [0, 1], labels, failed records per class."""
     check_model(target, "target")
     check_positive(n_per_class, "n_per_class", integer=True)
-    est = art_classifier(target, flat=True)
-    shape, d = tuple(target.input_shape), int(np.prod(target.input_shape))
-    rng = np.random.default_rng(seed)
-    sm = ShadowModels.__new__(ShadowModels)      # only its synthesis routine is used (no shadow models)
-    sm._rng, sm._input_shape = rng, (d,)
+    check_fraction(min_confidence, "min_confidence", open_interval=False)
+    dev = next(target.parameters()).device
+    g = torch.Generator(device=dev).manual_seed(int(seed))
+    k_cls, shape = target.num_classes, tuple(target.input_shape)
+    d = int(np.prod(shape))
+    y = torch.arange(k_cls, device=dev).repeat_interleave(int(n_per_class))
+    n = len(y)
 
-    def record():
-        return rng.random(d).astype(np.float32)
+    def rand(*size):
+        return torch.rand(*size, generator=g, device=dev)
 
-    def randomize(r, k):
-        r = r.copy()
-        idx = rng.choice(d, size=int(k), replace=False)
-        r[idx] = rng.random(len(idx))
-        return r
-
-    xs, ys, failures = [], [], np.zeros(target.num_classes, int)
-    with cpu_threads(1):
-        for c in range(target.num_classes):
-            for _ in range(int(n_per_class)):
-                for attempt in range(int(max_retries)):
-                    try:
-                        xs.append(sm._hill_climbing_synthesis(est, c, min_confidence, None, max_iterations,
-                                                              random_record_fn=record, randomize_features_fn=randomize))
-                        ys.append(c)
-                        break
-                    except RuntimeError:
-                        if attempt == max_retries - 1:
-                            failures[c] += 1
-    x = torch.as_tensor(np.array(xs, np.float32)).reshape(-1, *shape)
-    return x, torch.as_tensor(np.array(ys, np.int64)), failures
+    x = rand(n, d)
+    best_x, best_conf = x.clone(), torch.zeros(n, device=dev)
+    k = torch.full((n,), d // 2, device=dev, dtype=torch.long)
+    rejections = torch.zeros(n, device=dev, dtype=torch.long)
+    steps = torch.zeros(n, device=dev, dtype=torch.long)
+    tries = torch.zeros(n, device=dev, dtype=torch.long)
+    accepted = torch.zeros(n, device=dev, dtype=torch.bool)
+    failed = torch.zeros(n, device=dev, dtype=torch.bool)
+    target.eval()
+    while True:
+        active = ~(accepted | failed)
+        if not bool(active.any()):
+            break
+        p = target(x.reshape(n, *shape)).softmax(1)
+        conf = p.gather(1, y[:, None])[:, 0]
+        better = active & (conf >= best_conf)
+        accept = better & (conf > min_confidence) & (p.argmax(1) == y) & (rand(n) < conf)
+        accepted |= accept
+        keep = better & ~accept
+        best_x[keep], best_conf[keep], rejections[keep] = x[keep], conf[keep], 0
+        worse = active & ~better
+        rejections[worse] += 1
+        shrink = worse & (rejections > max_rejections)
+        k[shrink] = torch.clamp((k[shrink] + 1) // 2, min=1)
+        rejections[shrink] = 0
+        steps[active] += 1
+        # a record out of steps restarts from a new random image, or fails after max_retries tries
+        out = active & ~accept & (steps >= max_iterations)
+        tries[out] += 1
+        failed |= out & (tries >= max_retries)
+        restart = out & ~failed
+        if bool(restart.any()):
+            fresh = rand(n, d)
+            best_x[restart], x[restart] = fresh[restart], fresh[restart]
+            best_conf[restart], k[restart], rejections[restart], steps[restart] = 0.0, d // 2, 0, 0
+        # next candidate: k random pixels of the best record re-drawn (records just accepted keep x)
+        go = ~(accepted | failed) & ~restart
+        noise = rand(n, d)
+        kth = noise.sort(1).values.gather(1, (k - 1).clamp(min=0)[:, None])
+        mask = (noise <= kth) & go[:, None]
+        x = torch.where(go[:, None], best_x, x)
+        x = torch.where(mask, rand(n, d), x)
+    failures = torch.bincount(y[failed], minlength=k_cls).cpu().numpy()
+    return x[accepted].reshape(-1, *shape).cpu(), y[accepted].cpu(), failures
 
 
 class MembershipAttacks:
@@ -339,10 +375,11 @@ class MembershipAttacks:
                                                       min_confidence=synthetic_min_confidence,
                                                       max_iterations=synthetic_max_iterations)
                 self.shadow_info["synthesis_failures_per_class"] = fail.tolist()
+                self.shadow_info["n_synthesised"] = len(x)
                 if len(x) < 4:
-                    raise RuntimeError(f"ART's hill climbing synthesised only {len(x)} shadow records from random "
-                                       f"examples (failures per class {fail.tolist()}); raise "
-                                       "synthetic_max_iterations or use shadow='real'")
+                    raise ShadowSynthesisError(f"ART's hill climbing synthesised only {len(x)} shadow records from "
+                                               f"random examples (failures per class {fail.tolist()}); raise "
+                                               "synthetic_max_iterations or use shadow='real'", len(x), fail.tolist())
             self.black_box = self._fit_black_box(x, y, int(n_shadow), int(shadow_epochs), attack_model, seed)
 
     def _fit_black_box(self, x, y, n_shadow, shadow_epochs, attack_model, seed):
@@ -428,15 +465,17 @@ def drift_decision(score: float, control_scores, *, margin: float = 0.1, alpha: 
 
     ``control_scores`` are the drift scores of n no-drift production models (another split of the
     base model's distribution) — or one number, the base gray data's score (the slides' rule, n = 0).
-    With mean m and standard deviation s of the controls, a new no-drift score falls, under a normal
-    model, within the one-sided prediction interval ``m - t_{1-α, n-1} · s · sqrt(1 + 1/n)``. Drift iff
+    With mean m and standard deviation s of n controls, a new no-drift score lies above the one-sided
+    prediction interval ``m - t_{1-α, n-1} · s · sqrt(1 + 1/n)`` with probability 1 - α (normal model).
+    ``margin`` is the smallest drop ever called drift (when the controls agree exactly, s = 0), so the
+    scale of the null is ``σ = max(s · sqrt(1 + 1/n), margin / t_{1-α, n-1})`` and
 
-        score < m - max(margin, t_{1-α, n-1} · s · sqrt(1 + 1/n)),
+        drift  ⇔  score < m - t_{1-α, n-1} · σ = m - max(margin, t_{1-α, n-1} · s · sqrt(1 + 1/n))
+               ⇔  p_value = P(T_{n-1} ≤ (score - m) / σ) < α.
 
-    and ``p_value`` = P(T_{n-1} ≤ (score - m) / (s · sqrt(1 + 1/n))) (with s = 0: 0 below m, else 1).
-    ``margin`` is the smallest drop called drift when the controls agree exactly. A class is flagged
-    when its production score is ≤ ``class_threshold`` and (with ``control_per_class``) below the
-    controls' mean for that class by more than ``margin``."""
+    With one control (or the slides' rule) there is no spread: drift iff ``score < m - margin``,
+    ``p_value`` NaN. A class is flagged when its production score is ≤ ``class_threshold`` and (with
+    ``control_per_class``) below the controls' mean for that class by more than ``margin``."""
     from scipy import stats
     check_fraction(score, "score", open_interval=False)
     check_positive(margin, "margin", allow_zero=True)
@@ -450,9 +489,10 @@ def drift_decision(score: float, control_scores, *, margin: float = 0.1, alpha: 
     m = float(ctrl.mean())
     s = float(ctrl.std(ddof=1)) if n >= 2 else 0.0
     if n >= 2:
-        scale = s * math.sqrt(1 + 1 / n)
-        half = float(stats.t.ppf(1 - alpha, n - 1) * scale)
-        p = float(stats.t.cdf((score - m) / scale, n - 1)) if s > 0 else float(score >= m)
+        t = float(stats.t.ppf(1 - alpha, n - 1))
+        half = t * s * math.sqrt(1 + 1 / n)
+        sigma = max(s * math.sqrt(1 + 1 / n), margin / t)
+        p = float(stats.t.cdf((score - m) / sigma, n - 1)) if sigma > 0 else float(score >= m)
     else:
         half, p = 0.0, float("nan")
     threshold = m - max(margin, half)

@@ -219,7 +219,7 @@ def build_attacks(base_model: PaperCNN, attack_data: TensorData, S: dict, seed: 
     """The rule-based attack and the black-box attack with shadow models built the slides' way
     (synthetic records from random examples) and ours (real images). Returns ``({name: (attacks,
     which)}, {name: error})`` — a black-box attack whose shadow data could not be synthesised is
-    left out and its error returned (the chapter reports it)."""
+    left out and its :class:`~ccc_lib.drift.ShadowSynthesisError` returned (the chapter reports it)."""
     out, errors = {}, {}
     kw = dict(n_shadow=S["n_shadow"], shadow_epochs=S["shadow_epochs"], attack_model=S["attack_model"], seed=seed)
     real = D.MembershipAttacks(base_model, attack_data, shadow="real", **kw)
@@ -229,8 +229,8 @@ def build_attacks(base_model: PaperCNN, attack_data: TensorData, S: dict, seed: 
                                   synthetic_min_confidence=S["synthetic_min_confidence"],
                                   synthetic_max_iterations=S["synthetic_max_iterations"], **kw)
         out["black-box, synthetic shadows"] = (syn, "black")
-    except RuntimeError as exc:
-        errors["black-box, synthetic shadows"] = str(exc)
+    except D.ShadowSynthesisError as exc:
+        errors["black-box, synthetic shadows"] = exc
     out["black-box, real shadows"] = (real, "black")
     return out, errors
 
