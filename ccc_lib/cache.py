@@ -4,23 +4,46 @@ A checkpoint is keyed by a hash of everything that determines the trained weight
 dict the caller gives: model config, dataset, profile, seed, ...). Files hold the state_dict,
 the key and a small metadata dict; they are written atomically and read with
 ``torch.load(weights_only=True)``. A corrupt or mismatching file is reported and rebuilt,
-never a crash."""
+never a crash.
+
+Interrupted and concurrent runs
+-------------------------------
+* A checkpoint appears only complete (written to a temporary file, fsynced, renamed), so a run killed
+  while training or writing leaves either no file or the whole file: the rerun resumes from every
+  checkpoint already written and trains the rest.
+* Building is *claimed* with an exclusive ``fcntl.flock`` on ``<checkpoint>.lock``: when two processes
+  (two chapters running side by side on one cache) ask for the same missing checkpoint, one trains and
+  the other waits, then loads what the first wrote; nothing is trained twice or half-read. A lock held
+  by a process that dies is released by the OS, so a killed run never blocks the next one. Waiting
+  longer than ``CCC_LOCK_TIMEOUT`` seconds (default 6 h) raises :class:`CacheLockTimeout` naming the
+  lock file and the process holding it.
+* Training runs inside :func:`ccc_lib.utils.rng_isolated`: the random stream the caller sees afterwards
+  is the same whether the checkpoint was trained or loaded, so a warm, cold or half-filled cache gives
+  the same numbers downstream."""
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import os
+import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
-from .utils import atomic_write_bytes, cache_dir
+from .utils import atomic_write_bytes, cache_dir, rng_isolated
+
+try:
+    import fcntl
+except ImportError:                   # Windows: no advisory locks; concurrent runs may both train
+    fcntl = None
 
 __all__ = ["config_hash", "checkpoint_path", "load_or_train", "load_or_compute", "fingerprint", "NotCached",
-           "CACHE_VERSION"]
+           "CacheLockTimeout", "build_lock", "CACHE_VERSION"]
 
 #: bump to invalidate every checkpoint when training code changes meaning
 CACHE_VERSION = 1
@@ -30,17 +53,118 @@ class NotCached(LookupError):
     """``load_or_train(..., cache_only=True)`` found no usable checkpoint (and trained nothing)."""
 
 
+class CacheLockTimeout(TimeoutError):
+    """Another process held a checkpoint's build lock for longer than the timeout."""
+
+
+def _lock_timeout(timeout: float | None) -> float:
+    if timeout is not None:
+        return float(timeout)
+    env = os.environ.get("CCC_LOCK_TIMEOUT", "")
+    try:
+        return float(env) if env else 6 * 3600.0
+    except ValueError:
+        raise ValueError(f"CCC_LOCK_TIMEOUT={env!r} is not a number of seconds") from None
+
+
+@contextmanager
+def build_lock(path: Path, timeout: float | None = None, poll: float = 0.2):
+    """Hold the exclusive build claim on ``path`` (a ``flock`` on ``<path>.lock``) for the block.
+    Waits for another holder, saying so once; raises :class:`CacheLockTimeout` after ``timeout`` seconds
+    (default ``CCC_LOCK_TIMEOUT`` or 6 h). Released on exit, and by the OS if the process dies."""
+    path = Path(path)
+    if fcntl is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_name(path.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        limit, t0, told = _lock_timeout(timeout), time.monotonic(), False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _lock_holder(lock)
+                waited = time.monotonic() - t0
+                if waited >= limit:
+                    raise CacheLockTimeout(
+                        f"waited {waited:.0f} s for {lock} (held by {holder}); if that process is still "
+                        f"training, let it finish or raise CCC_LOCK_TIMEOUT; if it hangs, stop it — its lock "
+                        f"goes with it") from None
+                if not told:
+                    print(f"[cache] {path.name} is being built by {holder}; waiting for it", flush=True)
+                    told = True
+                time.sleep(poll)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):     # left by a writer that was killed
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+        yield
+    finally:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+
+def _lock_holder(lock: Path) -> str:
+    try:
+        return lock.read_text().strip() or "another process"
+    except OSError:
+        return "another process"
+
+
+def _stable(o):
+    """JSON stand-in for a config value JSON cannot write: tensors, arrays and modules by their
+    :func:`fingerprint` (never their truncated repr), dataclasses as dicts, NumPy scalars as numbers,
+    paths as text. An object whose text is its memory address would give a new key every run: refused."""
+    import dataclasses
+    import numpy as np
+    if isinstance(o, (torch.Tensor, np.ndarray, nn.Module)):
+        return f"fingerprint:{fingerprint(o)}"
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return dataclasses.asdict(o)
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o, key=str)
+    text = str(o)
+    if " at 0x" in text:
+        raise TypeError(f"cache key: {type(o).__name__} has no stable text ({text}); put its settings in the "
+                        f"config (a dict, a dataclass) or its numbers via fingerprint(...)")
+    return text
+
+
 def config_hash(config: dict) -> str:
-    blob = json.dumps({"v": CACHE_VERSION, **config}, sort_keys=True, default=str)
+    """Short SHA-256 of a config dict (plus :data:`CACHE_VERSION`); see :func:`_stable` for values
+    that are not plain JSON."""
+    if not isinstance(config, dict):
+        from .checks import InputError
+        raise InputError(f"cache config must be a dict of what determines the result, got {type(config).__name__}")
+    blob = json.dumps({"v": CACHE_VERSION, **config}, sort_keys=True, default=_stable)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+_KIND = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
 def checkpoint_path(kind: str, config: dict, root=None) -> Path:
+    if not isinstance(kind, str) or not _KIND.match(kind) or ".." in kind:
+        from .checks import InputError
+        raise InputError(f"cache kind {kind!r} must be a plain file-name stem (letters, digits, _ . + -), "
+                         f"e.g. 'classifier-mnist'")
     root = Path(root) if root is not None else cache_dir() / "checkpoints"
     return root / f"{kind}-{config_hash(config)}.pt"
 
 
-def _try_load(path: Path, module: nn.Module, key: str):
+def _try_load(path: Path, module: nn.Module, key: str, quiet: bool = False):
+    """The checkpoint's metadata after loading it into ``module``; None if absent or unusable (with a
+    warning, unless ``quiet``: the caller then retries under the build lock, which warns)."""
     if not path.exists():
         return None
     try:
@@ -51,33 +175,44 @@ def _try_load(path: Path, module: nn.Module, key: str):
         meta = json.loads(blob.get("meta", "{}"))
         return meta
     except Exception as exc:      # corrupt, truncated, wrong architecture, ...
-        warnings.warn(f"checkpoint {path} is unusable ({type(exc).__name__}: {exc}); rebuilding it.",
-                      RuntimeWarning, stacklevel=3)
+        if not quiet:
+            warnings.warn(f"checkpoint {path} is unusable ({type(exc).__name__}: {exc}); rebuilding it.",
+                          RuntimeWarning, stacklevel=3)
         return None
 
 
 def load_or_train(module: nn.Module, kind: str, config: dict, train_fn: Callable[[nn.Module], dict],
-                  *, root=None, force: bool = False, cache_only: bool = False) -> dict:
+                  *, root=None, force: bool = False, cache_only: bool = False,
+                  lock_timeout: float | None = None) -> dict:
     """Fill ``module`` from the cache, or call ``train_fn(module)`` and cache the result.
 
     ``train_fn`` trains the module in place and returns a JSON-serialisable dict of metadata
     (losses, timings, ...). Returns that metadata with ``from_cache`` and ``path`` added.
     With ``cache_only=True`` a missing or unusable checkpoint raises :class:`NotCached` instead
-    of training (for a chapter that reuses what another chapter trains)."""
+    of training (for a chapter that reuses what another chapter trains). Concurrent callers are
+    serialised per checkpoint (see the module docstring); ``train_fn`` runs on its own random stream."""
     path = checkpoint_path(kind, config, root)
     key = config_hash(config)
     if not force:
-        meta = _try_load(path, module, key)
+        meta = _try_load(path, module, key, quiet=True)
         if meta is not None:
             return {**meta, "from_cache": True, "path": str(path)}
     if cache_only:
+        if path.exists():
+            _try_load(path, module, key)            # say why the file is unusable
         raise NotCached(f"no usable {kind!r} checkpoint at {path}")
-    meta = train_fn(module) or {}
-    state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-    buf = io.BytesIO()
-    torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True, default=str),
-                "state_dict": state, "meta": json.dumps(meta, default=_jsonable)}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    with build_lock(path, lock_timeout):
+        if not force:                               # built by another process while we waited?
+            meta = _try_load(path, module, key)
+            if meta is not None:
+                return {**meta, "from_cache": True, "path": str(path)}
+        with rng_isolated():
+            meta = train_fn(module) or {}
+        state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
+        buf = io.BytesIO()
+        torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True, default=str),
+                    "state_dict": state, "meta": json.dumps(meta, default=_jsonable)}, buf)
+        atomic_write_bytes(path, buf.getvalue())
     return {**meta, "from_cache": False, "path": str(path)}
 
 
@@ -107,53 +242,77 @@ def fingerprint(obj) -> str:
             for v in o:
                 feed(v)
         elif isinstance(o, torch.Tensor):
-            t = o.detach().cpu().contiguous()
+            t = o.detach()
+            if t.is_sparse:
+                t = t.to_dense()
+            t = t.cpu().contiguous()
             h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         elif isinstance(o, np.ndarray):
             a = np.ascontiguousarray(o)
+            if a.dtype == object:
+                raise TypeError("fingerprint: an object array has no stable bytes; convert it to numbers first")
             h.update(f"{a.dtype}{a.shape}".encode())
             h.update(a.tobytes())
         else:
-            h.update(json.dumps(o, sort_keys=True, default=str).encode())
+            h.update(json.dumps(o, sort_keys=True, default=_stable).encode())
 
     feed(obj)
     return h.hexdigest()[:16]
 
 
 def load_or_compute(kind: str, config: dict, compute_fn: Callable[[], dict], *, root=None,
-                    force: bool = False, cache_only: bool = False) -> dict:
+                    force: bool = False, cache_only: bool = False, lock_timeout: float | None = None) -> dict:
     """The cache for tensor artefacts (gray data, features, score arrays): ``compute_fn()`` returns a
     dict of tensors (and JSON-serialisable extras under ``"meta"``); it is stored atomically under
     ``kind`` and a hash of ``config`` and read back with ``weights_only=True``. A corrupt or
     mismatching file is reported and recomputed. Returns the dict with ``from_cache`` added.
-    Put model identities in ``config`` with :func:`fingerprint`."""
+    Put model identities in ``config`` with :func:`fingerprint`. Concurrent callers are serialised
+    per artefact and ``compute_fn`` runs on its own random stream, as in :func:`load_or_train`."""
     path = checkpoint_path(kind, config, root)
     key = config_hash(config)
-    if not force and path.exists():
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(blob, dict) or blob.get("key") != key:
-                raise ValueError("key mismatch (the file belongs to another configuration)")
-            out = dict(blob["tensors"])
-            out["meta"] = json.loads(blob.get("meta", "{}"))
-            out["from_cache"] = True
+    if not force:
+        out = _try_load_tensors(path, key, quiet=True)
+        if out is not None:
             return out
-        except Exception as exc:
-            warnings.warn(f"cached artefact {path} is unusable ({type(exc).__name__}: {exc}); recomputing it.",
-                          RuntimeWarning, stacklevel=2)
     if cache_only:
+        if path.exists():
+            _try_load_tensors(path, key)
         raise NotCached(f"no usable {kind!r} artefact at {path}")
-    result = dict(compute_fn())
-    meta = result.pop("meta", {})
-    tensors = {}
-    for k, v in result.items():
-        if not isinstance(v, torch.Tensor):
-            raise TypeError(f"load_or_compute({kind!r}): compute_fn returned {k}={type(v).__name__}; return "
-                            "tensors, and JSON-serialisable extras under 'meta'")
-        tensors[k] = v.detach().cpu().contiguous()
-    buf = io.BytesIO()
-    torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True, default=str),
-                "tensors": tensors, "meta": json.dumps(meta, default=_jsonable)}, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    with build_lock(path, lock_timeout):
+        if not force:
+            out = _try_load_tensors(path, key)
+            if out is not None:
+                return out
+        with rng_isolated():
+            result = dict(compute_fn())
+        meta = result.pop("meta", {})
+        tensors = {}
+        for k, v in result.items():
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"load_or_compute({kind!r}): compute_fn returned {k}={type(v).__name__}; return "
+                                "tensors, and JSON-serialisable extras under 'meta'")
+            tensors[k] = v.detach().cpu().contiguous()
+        buf = io.BytesIO()
+        torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True, default=str),
+                    "tensors": tensors, "meta": json.dumps(meta, default=_jsonable)}, buf)
+        atomic_write_bytes(path, buf.getvalue())
     return {**tensors, "meta": meta, "from_cache": False}
+
+
+def _try_load_tensors(path: Path, key: str, quiet: bool = False):
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(blob, dict) or blob.get("key") != key:
+            raise ValueError("key mismatch (the file belongs to another configuration)")
+        out = dict(blob["tensors"])
+        out["meta"] = json.loads(blob.get("meta", "{}"))
+        out["from_cache"] = True
+        return out
+    except Exception as exc:
+        if not quiet:
+            warnings.warn(f"cached artefact {path} is unusable ({type(exc).__name__}: {exc}); recomputing it.",
+                          RuntimeWarning, stacklevel=3)
+        return None

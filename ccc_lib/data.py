@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .utils import data_root
 
-__all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "DATASETS", "DEBIAN_FASHION_DIR",
+__all__ = ["TensorData", "DatasetUnavailable", "load_dataset", "DATASETS", "DEBIAN_FASHION_DIR", "NATURAL_IMAGES", "natural_images",
            "convert_images"]
 
 DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -75,6 +75,9 @@ class TensorData:
 
     def loader(self, batch_size: int = 128, shuffle: bool = False, seed: int = 0, **kw) -> DataLoader:
         g = torch.Generator().manual_seed(seed)
+        from .utils import get_device
+        if get_device().type == "cuda":
+            kw.setdefault("pin_memory", True)       # page-locked batches: faster, asynchronous copies to the GPU
         return DataLoader(TensorDataset(self.x, self.y), batch_size=batch_size, shuffle=shuffle,
                           generator=g if shuffle else None, **kw)
 
@@ -141,13 +144,51 @@ def _offline_hint(name: str, root: Path) -> str:
     }
     return (f"dataset {name!r} is not under {root} and could not be downloaded. "
             f"Run with download=True on a machine with internet access (the 'full' profile does), "
-            f"or copy the files there (set CCC_DATA to choose the folder). {hints.get(name, '')}")
+            f"or copy the files there (set CCC_DATA to choose the folder). {hints.get(name, '')} "
+            f"(For the dry run of 'full' on generated files: python -m ccc_lib run --profile full_dry.)")
+
+
+def _dry_classes(root: Path):
+    """torchvision's SVHN and CIFAR-10 classes for a dry-run folder (:mod:`ccc_lib.dryrun`): subclasses
+    whose md5 tables are the dry-run manifest's sums of the generated files instead of the real files'
+    (torchvision's own integrity checks then run unchanged on them). Nothing is patched."""
+    import torchvision.datasets as tvd
+    from . import dryrun
+
+    base = "cifar-10-batches-py"
+
+    class DryRunCIFAR10(tvd.CIFAR10):
+        train_list = [[f"data_batch_{i}", dryrun.file_md5(root, f"{base}/data_batch_{i}")] for i in range(1, 6)]
+        test_list = [["test_batch", dryrun.file_md5(root, f"{base}/test_batch")]]
+        meta = {"filename": "batches.meta", "key": "label_names",
+                "md5": dryrun.file_md5(root, f"{base}/batches.meta")}
+        url = None            # generated files: nothing to download
+
+        def download(self):
+            raise RuntimeError("dry-run files are generated, not downloaded")
+
+    class DryRunSVHN(tvd.SVHN):
+        split_list = {s: [None, f"{s}_32x32.mat", dryrun.file_md5(root, f"SVHN/{s}_32x32.mat")]
+                      for s in ("train", "test")}
+
+        def download(self):
+            raise RuntimeError("dry-run files are generated, not downloaded")
+
+    return DryRunCIFAR10, DryRunSVHN
 
 
 def _torchvision(name: str, split: str, root: Path, download: bool) -> TensorData:
     import torchvision.datasets as tvd
+    from . import dryrun
 
     train = split == "train"
+    dry = dryrun.is_dry_root(root)
+    if dry:
+        ds = _torchvision_dry(name, split, root)
+        names = dryrun.read_manifest(root)["sets"].get(name, {}).get("class_names")
+        if names:
+            ds.classes = list(names)
+        return ds
     try:
         if name == "mnist":
             ds = tvd.MNIST(root, train=train, download=download)
@@ -172,6 +213,34 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> TensorDat
         raise
     except OSError as exc:   # URLError, socket errors, ...
         raise DatasetUnavailable(_offline_hint(name, root) + f" (download failed: {exc})") from exc
+    raise KeyError(name)
+
+
+def _torchvision_dry(name: str, split: str, root: Path) -> TensorData:
+    """The generated files of a dry-run folder, read by torchvision's classes (no download, no
+    Debian staging); a missing file raises :class:`DatasetUnavailable` naming the fix."""
+    import torchvision.datasets as tvd
+    train = split == "train"
+    try:
+        if name == "mnist":
+            ds = tvd.MNIST(root, train=train)
+            return _from_uint8(ds.data, name, split, MNIST_CLASSES, ds.targets)
+        if name == "fashion_mnist":
+            ds = tvd.FashionMNIST(root, train=train)
+            return _from_uint8(ds.data, name, split, FASHION_CLASSES, ds.targets)
+        if name == "emnist":
+            ds = tvd.EMNIST(root, split="balanced", train=train)
+            return _from_uint8(ds.data.transpose(1, 2), name, split, list(ds.classes), ds.targets)
+        cifar_cls, svhn_cls = _dry_classes(root)
+        if name == "svhn":
+            ds = svhn_cls(root / "SVHN", split="train" if train else "test")
+            return _from_uint8(ds.data, name, split, MNIST_CLASSES, ds.labels)
+        if name == "cifar10":
+            ds = cifar_cls(root, train=train)
+            return _from_uint8(ds.data, name, split, CIFAR10_CLASSES, ds.targets)
+    except RuntimeError as exc:
+        raise DatasetUnavailable(f"dry-run folder {root} lacks {name!r} ({exc}); delete the folder and run "
+                                 "'python -m ccc_lib run --profile full_dry' to write it again") from exc
     raise KeyError(name)
 
 
@@ -219,31 +288,47 @@ def _digits(split: str) -> TensorData:
     return TensorData(x, torch.as_tensor(d.target[idx], dtype=torch.long), MNIST_CLASSES, "digits", split)
 
 
+#: the photographs ``natural_patches`` crops: exactly these ``skimage.data`` functions, all bundled with
+#: scikit-image (no download). A missing one is an error naming it, never a silently smaller set.
 NATURAL_IMAGES = ("astronaut", "camera", "coffee", "chelsea", "rocket", "hubble_deep_field",
                   "immunohistochemistry", "moon", "page", "coins", "text", "grass", "gravel", "brick",
-                  "retina", "cat", "colorwheel", "motorcycle_left", "motorcycle_right")
+                  "retina", "cat", "colorwheel")
 
 
-def _natural_patches(split: str, n: int, shape, seed: int) -> TensorData:
-    from skimage import data as skdata
-    imgs = []
+def natural_images() -> list:
+    """The photographs of :data:`NATURAL_IMAGES` as 3×H×W float tensors in [0, 1], in that order;
+    :class:`DatasetUnavailable` names any that this scikit-image install lacks or cannot load."""
+    try:
+        from skimage import data as skdata
+    except ImportError as exc:
+        raise DatasetUnavailable("'natural_patches' needs scikit-image: pip install 'scikit-image>=0.21'") from exc
+    imgs, missing = [], []
     for nm in NATURAL_IMAGES:
         fn = getattr(skdata, nm, None)
-        if fn is None:
+        if not callable(fn):
+            missing.append(f"{nm} (no skimage.data.{nm})")
             continue
         try:
             im = np.asarray(fn(), dtype=np.float32)
-        except Exception:          # an image whose file is missing from this scikit-image install
+        except Exception as exc:          # its file is missing from this install
+            missing.append(f"{nm} ({type(exc).__name__}: {exc})")
             continue
-        if isinstance(im, tuple):
-            im = im[0]
         if im.ndim == 2:
             im = np.repeat(im[..., None], 3, axis=-1)
         im = im[..., :3]
         im = im / (255.0 if im.max() > 1.0 else 1.0)
         imgs.append(torch.as_tensor(im).permute(2, 0, 1))
-    if not imgs:
-        raise DatasetUnavailable("'natural_patches' needs scikit-image's bundled images: pip install scikit-image")
+    if missing:
+        import skimage
+        raise DatasetUnavailable(
+            f"'natural_patches' crops {len(NATURAL_IMAGES)} photographs bundled with scikit-image; this install "
+            f"(scikit-image {skimage.__version__}) lacks {len(missing)}: {'; '.join(missing)}. Fix: "
+            "pip install --force-reinstall 'scikit-image>=0.21' (the images ship in the wheel).")
+    return imgs
+
+
+def _natural_patches(split: str, n: int, shape, seed: int) -> TensorData:
+    imgs = natural_images()
     # train and test crops come from disjoint halves of each photo (left vs right)
     rng = np.random.default_rng(seed + (0 if split == "train" else 1_000_003))
     c, h, w = shape

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,8 @@ import pandas as pd
 from .utils import atomic_write_json, cache_dir
 
 __all__ = ["glue", "glue_range", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware",
-           "reproduction_summary", "counterfeit_detection"]
+           "reproduction_summary", "run_problems", "verdict_figure", "CounterfeitRow", "LOOKS_AT",
+           "counterfeit_rows", "counterfeit_detection"]
 
 
 def glue(name: str, value, display: bool = False):
@@ -80,55 +82,176 @@ def paper_vs_ours(rows: list[dict], glue_as: str | None = None) -> pd.DataFrame:
     return df
 
 
+#: columns of the claims table of the report (one row per claim of every chapter)
+CLAIM_COLUMNS = ["chapter", "key", "claim", "paper", "ours", "bound", "holds", "asserted at", "due"]
+CHAPTER_COLUMNS = ["chapter", "profile", "status", "device", "cpu cores", "run time (s)", "claims judged",
+                   "hold", "do not hold", "due here", "failed here"]
+
+
+def _claim_rows(blob: dict) -> list[dict]:
+    """A chapter's claim records: Claims' top-level ``claims`` list; files written before Claims
+    (``metrics.paper_vs_ours`` rows with claim/paper/ours/holds) are read as rows without a bound."""
+    if "claims" in blob:
+        return list(blob["claims"])
+    return [{"key": r.get("claim"), "claim": r.get("claim"), "paper": r.get("paper"), "ours": r.get("ours"),
+             "bound": "", "holds": r.get("holds"), "asserted at": "", "due": False}
+            for r in blob.get("metrics", {}).get("paper_vs_ours", [])]
+
+
 def reproduction_summary(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """From ``load_metrics()``: one row per chapter (profile, device, run time, claims held) and
-    one row per claim of every chapter's "paper vs ours" table."""
+    """From ``load_metrics()``: one row per chapter (profile, status, device, run time, claims judged /
+    held / failed, due at its profile / failed among those) and one row per claim of every chapter
+    (key, claim, paper, ours, bound, holds, asserted at, due). ``holds`` is None for a number shown,
+    not judged; such rows are not counted as claims."""
     chapters, claims = [], []
     for stem, blob in metrics.items():
-        rows = blob.get("metrics", {}).get("paper_vs_ours", [])
+        rows = _claim_rows(blob)
         hw = blob.get("hardware", {})
-        checked = [r for r in rows if r.get("holds") is not None]     # None: a number shown, not a claim
-        held = sum(bool(r["holds"]) for r in checked)
-        chapters.append({"chapter": stem, "profile": blob.get("profile"),
+        judged = [r for r in rows if r.get("holds") is not None]
+        held = sum(bool(r["holds"]) for r in judged)
+        due = [r for r in judged if r.get("due")]
+        chapters.append({"chapter": stem, "profile": blob.get("profile"), "status": blob.get("status"),
                          "device": hw.get("gpu") or hw.get("device"), "cpu cores": hw.get("cpu_count"),
-                         "run time (s)": blob.get("run_seconds"), "claims": len(checked), "hold": held,
-                         "do not hold": len(checked) - held})
+                         "run time (s)": blob.get("run_seconds"), "claims judged": len(judged), "hold": held,
+                         "do not hold": len(judged) - held, "due here": len(due),
+                         "failed here": sum(not r["holds"] for r in due)})
         for r in rows:
-            claims.append({"chapter": stem, **{k: r.get(k) for k in ("claim", "paper", "ours", "holds")}})
-    cols = ["chapter", "profile", "device", "cpu cores", "run time (s)", "claims", "hold", "do not hold"]
-    return (pd.DataFrame(chapters, columns=cols).set_index("chapter"),
-            pd.DataFrame(claims, columns=["chapter", "claim", "paper", "ours", "holds"]))
+            claims.append({"chapter": stem, **{k: r.get(k) for k in CLAIM_COLUMNS[1:]}})
+    return (pd.DataFrame(chapters, columns=CHAPTER_COLUMNS).set_index("chapter"),
+            pd.DataFrame(claims, columns=CLAIM_COLUMNS))
 
 
-#: what each of chapter 2's detectors looks at (the rest of chapter 2's are NeuralFP variants)
-_CONFIDENCE_SCORES = ("MSP", "Energy", "ODIN")
+def run_problems(metrics: dict, profile: str, expected) -> pd.DataFrame:
+    """What a reader must see first: every expected chapter that is missing, failed, ran at another
+    profile than ``profile``, is a dry run (when this run is not), or has claims due that failed.
+    One row per problem (chapter, problem, detail); empty when there is none."""
+    from .profiles import get_profile
+    dry_here = bool(get_profile(profile).dry_run)
+    rows = []
+    for stem in expected:
+        blob = metrics.get(stem)
+        if blob is None:
+            rows.append({"chapter": stem, "problem": "missing",
+                         "detail": "no metrics file: the chapter did not run in this build"})
+            continue
+        if blob.get("profile") != profile:
+            rows.append({"chapter": stem, "problem": "other profile",
+                         "detail": f"ran at {blob.get('profile')!r}, this report at {profile!r}"})
+        if bool(blob.get("dry_run")) and not dry_here:
+            rows.append({"chapter": stem, "problem": "dry run", "detail": "generated files, not results"})
+        status = blob.get("status")
+        if status not in ("ok", "claims_ok"):
+            cell = blob.get("failed_cell") or {}
+            where = f" at cell {cell.get('index')} ({cell.get('source', '')})" if cell else ""
+            err = (blob.get("error") or "").splitlines()
+            rows.append({"chapter": stem, "problem": "failed" if status in ("failed", "claims_failed") else
+                         f"status {status!r}", "detail": f"{err[0] if err else ''}{where}".strip()})
+        bad = blob.get("failed_claims") or []
+        if bad:
+            rows.append({"chapter": stem, "problem": "claims failed", "detail": ", ".join(bad)})
+    return pd.DataFrame(rows, columns=["chapter", "problem", "detail"])
+
+
+def verdict_figure(claims: pd.DataFrame, ax=None, title: str | None = None):
+    """Every chapter's claims as one row of squares: held (asserted here), held (recorded only), failed
+    (asserted here), failed (recorded only), shown (not judged). Returns the figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    kinds = {"held, asserted here": "#1a9850", "held, recorded only": "#a6d96a",
+             "failed, asserted here": "#d73027", "failed, recorded only": "#fdae61", "shown, not judged": "#d9d9d9"}
+
+    def kind(r) -> str:
+        if r["holds"] is None or (isinstance(r["holds"], float) and pd.isna(r["holds"])):
+            return "shown, not judged"
+        return f"{'held' if r['holds'] else 'failed'}, {'asserted here' if r['due'] else 'recorded only'}"
+    chapters = list(dict.fromkeys(claims["chapter"]))
+    width = max([int((claims["chapter"] == c).sum()) for c in chapters] + [1])
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(min(2.5 + 0.32 * width, 12), 0.45 * len(chapters) + 1.3))
+    fig = ax.figure
+    for i, ch in enumerate(chapters):
+        rows = claims[claims["chapter"] == ch]
+        for j, (_, r) in enumerate(rows.iterrows()):
+            ax.add_patch(plt.Rectangle((j, -i - 0.4), 0.85, 0.8, color=kinds[kind(r)]))
+    ax.set_xlim(-0.2, width); ax.set_ylim(-len(chapters) + 0.4, 0.6)
+    ax.set_yticks([-i for i in range(len(chapters))], chapters)
+    ax.set_xticks([]); ax.set_xlabel("claims, in the order each chapter declares them")
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    present = dict.fromkeys(kind(r) for _, r in claims.iterrows())
+    ax.legend([Patch(color=kinds[k]) for k in present], list(present), loc="upper center",
+              bbox_to_anchor=(0.5, -0.12), ncol=min(len(present), 3), fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- cross-chapter counterfeit rows
+
+#: what a detector looks at, in the order the report shows them
+LOOKS_AT = ("confidence", "features", "layers", "one-class model")
+LOOKS_AT_TEXT = {"confidence": "the classifier's confidence", "features": "the classifier's features",
+                 "layers": "the classifier's layers (fingerprints)",
+                 "one-class model": "a one-class model of the claimed class"}
+
+
+@dataclass
+class CounterfeitRow:
+    """One detector scored on chapter 1's confident counterfeits; chapters 2 and 3 write a list of
+    these (as dicts, ``dataclasses.asdict``) under their metrics key ``"counterfeit_rows"``.
+
+    classifier    : the classifier whose counterfeits were scored (e.g. "fashion_mnist")
+    chapter       : the chapter that scored them (2 or 3)
+    detector      : the detector's display name (e.g. "ODIN (T, ε tuned on validation)", "IOCN (pixels)")
+    looks_at      : one of :data:`LOOKS_AT` — "confidence" (MSP, ODIN, Energy), "features" (Mahalanobis),
+                    "layers" (NeuralFP), "one-class model" (IOCN, FLOW, PyOD per claimed class)
+    auroc         : AUROC, in-distribution test images vs counterfeits (counterfeits positive), in [0, 1]
+    flagged_share : share of counterfeits flagged at the threshold that flags ``alpha`` of the test images
+    n_counterfeits: number of counterfeits scored
+    alpha         : the false-alarm budget of ``flagged_share`` (e.g. 0.05)"""
+    classifier: str
+    chapter: int
+    detector: str
+    looks_at: str
+    auroc: float
+    flagged_share: float
+    n_counterfeits: int
+    alpha: float
+
+    def __post_init__(self):
+        if self.looks_at not in LOOKS_AT:
+            raise ValueError(f"looks_at must be one of {LOOKS_AT}, not {self.looks_at!r}")
+        for name in ("auroc", "flagged_share", "alpha"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and (v != v or 0.0 <= v <= 1.0)):
+                raise ValueError(f"{name} must be a number in [0, 1] (or NaN), not {v!r}")
+
+
+COUNTERFEIT_COLUMNS = ["classifier", "chapter", "detector", "looks at", "counterfeits", "AUROC", "flagged",
+                       "false-alarm budget"]
+
+
+def counterfeit_rows(metrics: dict) -> list[CounterfeitRow]:
+    """Every chapter's ``metrics["counterfeit_rows"]`` from ``load_metrics()``, validated."""
+    out = []
+    for stem, blob in metrics.items():
+        for i, r in enumerate(blob.get("metrics", {}).get("counterfeit_rows", []) or []):
+            try:
+                out.append(CounterfeitRow(**r))
+            except TypeError as exc:
+                raise ValueError(f"{stem}: counterfeit_rows[{i}] does not follow report.CounterfeitRow "
+                                 f"({exc}); fields: {list(CounterfeitRow.__dataclass_fields__)}") from exc
+    return out
 
 
 def counterfeit_detection(metrics: dict) -> pd.DataFrame:
-    """Which detectors catch chapter 1's confident counterfeits, from ``load_metrics()``: chapter 2's
-    rows (the classifier's confidence and its inside, all test images vs all counterfeits) and
-    chapter 3's (one-class models of the class a counterfeit claims, class by class). One row per
-    (classifier, detector) with the AUROC and the share flagged at the chapter's false-alarm budget."""
-    cols = ["classifier", "chapter", "detector", "looks at", "counterfeits", "AUROC", "flagged", "false-alarm budget"]
-    rows = []
-    m2 = metrics.get("02_neuralfp", {}).get("metrics", {})
-    for r in m2.get("counterfeits", []):
-        names = dict.fromkeys(k.rsplit(": ", 1)[0] for k in r if k.endswith((": AUROC", ": flagged")))
-        for d in names:
-            looks = ("the classifier's confidence" if d.split(" ")[0] in _CONFIDENCE_SCORES
-                     else "the classifier's features" if d.startswith("Mahalanobis")
-                     else "the classifier's layers (fingerprints)")
-            rows.append({"classifier": r["model"], "chapter": 2, "detector": d, "looks at": looks,
-                         "counterfeits": r.get("confidence ≥ 0.99"), "AUROC": r.get(f"{d}: AUROC"),
-                         "flagged": r.get(f"{d}: flagged"), "false-alarm budget": m2.get("counterfeits_alpha")})
-    c3 = metrics.get("03_iocn", {}).get("metrics", {}).get("counterfeits", {})
-    for r in c3.get("per_method", []):
-        rows.append({"classifier": c3["dataset"], "chapter": 3, "detector": f"{r['method']} ({r['features']})",
-                     "looks at": "a one-class model of the claimed class", "counterfeits": r["counterfeits"],
-                     "AUROC": r["mean AUROC over classes"], "flagged": r[f"flagged at {c3['alpha']:.0%} false alarms"],
-                     "false-alarm budget": c3["alpha"]})
-    order = {k: i for i, k in enumerate(("the classifier's confidence", "the classifier's features",
-                                         "the classifier's layers (fingerprints)"))}
-    df = pd.DataFrame(rows, columns=cols)
-    rank = df["looks at"].map(lambda k: order.get(k, len(order)))
-    return df.assign(_rank=rank).sort_values(["chapter", "_rank"], kind="stable").drop(columns="_rank").reset_index(drop=True)
+    """Which detectors catch chapter 1's confident counterfeits: the structured rows chapters 2 and 3
+    wrote (:class:`CounterfeitRow`), one per (classifier, detector), ordered by chapter and by what
+    the detector looks at."""
+    rows = [{"classifier": r.classifier, "chapter": r.chapter, "detector": r.detector,
+             "looks at": LOOKS_AT_TEXT[r.looks_at], "counterfeits": r.n_counterfeits, "AUROC": r.auroc,
+             "flagged": r.flagged_share, "false-alarm budget": r.alpha,
+             "_rank": LOOKS_AT.index(r.looks_at)} for r in counterfeit_rows(metrics)]
+    df = pd.DataFrame(rows, columns=COUNTERFEIT_COLUMNS + ["_rank"])
+    return df.sort_values(["chapter", "_rank"], kind="stable").drop(columns="_rank").reset_index(drop=True)

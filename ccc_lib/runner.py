@@ -15,10 +15,6 @@ from pathlib import Path
 
 from .profiles import PROFILES, get_profile
 
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIR = REPO / "notebooks"
-DEFAULT_OUT = REPO / "book" / "executed"
-
 CHAPTERS = {
     "0": "00_classifiers", "1": "01_counterfeits", "2": "02_neuralfp", "3": "03_iocn", "4": "04_drift",
     "5": "05_report",
@@ -26,10 +22,39 @@ CHAPTERS = {
 _NAMES = {v.split("_", 1)[1]: k for k, v in CHAPTERS.items()}
 
 
-def resolve_chapters(names) -> list[str]:
+def find_root(explicit=None) -> Path:
+    """The project root (the folder holding ``notebooks/`` and ``_config.yml``): ``explicit`` (the
+    ``--root`` option), else ``CCC_ROOT``, else the working directory or the nearest parent that is one,
+    else the checkout this package was imported from (an editable install). The console script thus
+    works from a plain ``pip install`` run inside a clone."""
+    def ok(d: Path) -> bool:
+        return (d / "notebooks").is_dir() and (d / "_config.yml").is_file()
+    if explicit or os.environ.get("CCC_ROOT"):
+        d = Path(explicit or os.environ["CCC_ROOT"]).expanduser().resolve()
+        if not ok(d):
+            raise SystemExit(f"error: {d} is not the book's project root (no notebooks/ and _config.yml there)")
+        return d
+    cwd = Path.cwd().resolve()
+    for d in (cwd, *cwd.parents):
+        if ok(d):
+            return d
+    pkg = Path(__file__).resolve().parent.parent
+    if ok(pkg):
+        return pkg
+    raise SystemExit("error: run this from the book's clone (a folder with notebooks/ and _config.yml) "
+                     "or pass --root PATH")
+
+
+REPO = Path(__file__).resolve().parent.parent        # kept for callers of the old constants
+NOTEBOOK_DIR = REPO / "notebooks"
+DEFAULT_OUT = REPO / "book" / "executed"
+
+
+def resolve_chapters(names, notebook_dir: Path | None = None) -> list[str]:
     """Chapter numbers or names ('0', 'classifiers', '01_counterfeits', 'all') → notebook stems."""
+    notebook_dir = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
     if not names or "all" in names:
-        return [v for _, v in sorted(CHAPTERS.items()) if (NOTEBOOK_DIR / f"{v}.ipynb").exists()]
+        return [v for _, v in sorted(CHAPTERS.items()) if (notebook_dir / f"{v}.ipynb").exists()]
     out = []
     for n in names:
         key = str(n).lower().removesuffix(".ipynb")
@@ -46,25 +71,91 @@ def resolve_chapters(names) -> list[str]:
     return out
 
 
+BANNERS = {
+    "dry_run": ("warning", "DRY RUN on generated files — not results",
+                "This page was executed at profile `{profile}`: the code paths of `full` on small files "
+                "*generated* in the real datasets' formats (see `ccc_lib.dryrun`), with every size and step "
+                "count shrunk. Every number, table and figure below only shows that the code runs; none is "
+                "a result, and the datasets named are stand-ins."),
+    "smoke": ("note", "Smoke run: tiny sizes, not the book's results",
+              "This page was executed at profile `smoke` (the CI check: tiny subsets, few epochs). Its "
+              "numbers show that the code runs; the book's results are those of the `default` profile."),
+}
+
+
+def banner_kind(profile: str) -> str | None:
+    prof = get_profile(profile)
+    return "dry_run" if prof.dry_run else "smoke" if prof.name == "smoke" else None
+
+
+def mark_executed(path: Path, profile: str) -> None:
+    """Record the profile in the executed notebook's metadata (``ccc.profile``, ``ccc.dry_run``), hide
+    the parameters cells (the set-up cell prints the profile) and, for a dry run or a smoke run, put a
+    visible banner right under the page title."""
+    import nbformat
+    from nbformat.v4 import new_markdown_cell
+    prof = get_profile(profile)
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.setdefault("ccc", {})
+    meta.update(profile=prof.name, scale=prof.scale, dry_run=bool(prof.dry_run))
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    kind = banner_kind(prof.name)
+    if kind and not any(c.metadata.get("ccc", {}).get("banner") for c in nb.cells):
+        style, title, body = BANNERS[kind]
+        text = f"```{{{style}}}\n**{title}.** {body.format(profile=prof.name)}\n```"
+        cell = new_markdown_cell(text, metadata={"ccc": {"banner": kind}})
+        at = next((i + 1 for i, c in enumerate(nb.cells)
+                   if c.cell_type == "markdown" and c.source.lstrip().startswith("# ")), 0)
+        nb.cells.insert(at, cell)
+    nbformat.write(nb, path)
+
+
+def _failing_cell(path: Path, index) -> tuple[int | None, str]:
+    """Name the failing cell: ``(its index in the SOURCE notebook, its first source line)``, from
+    the executed copy whose indices papermill reports (it holds papermill's injected-parameters cell;
+    papermill's error banner, added on top after the failure, is skipped)."""
+    try:
+        import nbformat
+        nb = nbformat.read(path, as_version=4)
+        cells = [c for c in nb.cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
+        cell = cells[int(index)]
+        injected = sum("injected-parameters" in c.metadata.get("tags", []) for c in cells[:int(index)])
+        src = cell.source.strip().splitlines()
+        return int(index) - injected, (src[0][:100] if src else "")
+    except Exception:            # the name is a courtesy; papermill's index is reported anyway
+        return None, ""
+
+
 def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | None = None,
-                 notebook_dir: Path = NOTEBOOK_DIR) -> dict:
+                 notebook_dir: Path | None = None) -> dict:
+    """Execute one chapter. Its metrics file is removed first, so whatever is there afterwards was
+    written by this run (Claims records each claim as it is declared); a failed chapter's file gets
+    ``status: failed`` and the error (written fresh when the notebook recorded nothing)."""
     import papermill as pm
 
-    notebook_dir = Path(notebook_dir)
+    notebook_dir = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
     src = notebook_dir / f"{stem}.ipynb"
+    out_dir = Path(out_dir)
+    metrics_dir = out_dir / "metrics"
+    mpath = metrics_dir / f"{stem}.json"
     if not src.exists():
         return {"chapter": stem, "status": "missing", "error": f"{src} does not exist"}
     out_dir.mkdir(parents=True, exist_ok=True)
-    dst = out_dir / f"{stem}.ipynb"
-    metrics_dir = out_dir / "metrics"
     metrics_dir.mkdir(parents=True, exist_ok=True)
+    mpath.unlink(missing_ok=True)                 # never stamp an older run's file
+    dst = out_dir / f"{stem}.ipynb"
     os.environ["CCC_METRICS_DIR"] = str(metrics_dir)
     os.environ.setdefault("CCC_PROGRESS", "off")
+    from . import dryrun
+    dryrun.activate(profile)                      # dry run: CCC_DATA -> the generated files
     t0 = time.perf_counter()
     result = {"chapter": stem, "profile": profile, "output": str(dst)}
     try:
         pm.execute_notebook(str(src), str(dst), parameters={"profile": profile, **(extra_params or {})},
-                            kernel_name="python3", cwd=str(notebook_dir), progress_bar=True,
+                            kernel_name="python3", cwd=str(notebook_dir), progress_bar=False,
                             log_output=False)
         result["status"] = "ok"
     except pm.PapermillExecutionError as exc:
@@ -73,29 +164,41 @@ def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | No
     except Exception as exc:        # kernel died, bad notebook, ...
         result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    if "cell_index" in result:
+        result["source_cell"], result["cell"] = _failing_cell(dst, result["cell_index"])
     if dst.exists():
-        _hide_parameter_cells(dst)
-    mpath = metrics_dir / f"{stem}.json"
+        mark_executed(dst, profile)
+    _finish_metrics(mpath, stem, profile, result)
+    return result
+
+
+def _finish_metrics(mpath: Path, stem: str, profile: str, result: dict) -> None:
+    from .utils import atomic_write_json
+    data = {}
     if mpath.exists():
         try:
             data = json.loads(mpath.read_text())
         except json.JSONDecodeError:
-            data = {}
-        data.update(run_seconds=result["seconds"], status=result["status"])
-        from .utils import atomic_write_json
-        atomic_write_json(mpath, data)
-    return result
-
-
-def _hide_parameter_cells(path: Path) -> None:
-    """The parameters cells are for papermill; in the book the set-up cell prints the profile."""
-    import nbformat
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        tags = cell.metadata.setdefault("tags", [])
-        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
-            tags.append("remove-cell")
-    nbformat.write(nb, path)
+            data = {"note": "the notebook's metrics file was unreadable"}
+    prof = get_profile(profile)
+    data.setdefault("chapter", stem)
+    data.setdefault("profile", prof.name)
+    data.setdefault("claims", [])
+    data.setdefault("failed_claims", [])
+    data.setdefault("metrics", {})
+    data.setdefault("dry_run", bool(prof.dry_run))
+    if result["status"] != "ok":
+        data["claims_status"] = data.get("status")          # what Claims had got to ("running", ...)
+        data["status"] = "failed"
+        data["error"] = result.get("error")
+        if "cell_index" in result:
+            data["failed_cell"] = {"index": result.get("source_cell"), "source": result.get("cell", ""),
+                                   "notebook": f"notebooks/{stem}.ipynb"}
+    else:
+        data["claims_status"] = data.get("status")
+        data["status"] = "ok"
+    data["run_seconds"] = result["seconds"]
+    atomic_write_json(mpath, data)
 
 
 def repository_url(explicit: str | None = None) -> str | None:
@@ -119,43 +222,123 @@ def repository_url(explicit: str | None = None) -> str | None:
     return f"https://github.com/{m.group(1)}" if m else None
 
 
-def stage_book(executed: Path, staging: Path, repo_url: str | None = None) -> Path:
+def stage_book(executed: Path, staging: Path, repo_url: str | None = None, root: Path | None = None) -> Path:
     """Lay out the book's sources for Jupyter Book: the configuration, ``book/`` and the *executed*
     notebooks under ``notebooks/``, so that page names (and the launch buttons, which open
     ``notebooks/<chapter>.ipynb`` in the repository) match the sources. ``repo_url`` replaces
     ``repository.url`` in the staged configuration."""
     import shutil
     import yaml
+    root = Path(root) if root is not None else REPO
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     for name in ("_config.yml", "_toc.yml"):
-        shutil.copy(REPO / name, staging / name)
+        shutil.copy(root / name, staging / name)
     if repo_url:
         cfg = yaml.safe_load((staging / "_config.yml").read_text())
         cfg.setdefault("repository", {})["url"] = repo_url
         (staging / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-    shutil.copytree(REPO / "book", staging / "book", ignore=shutil.ignore_patterns("executed"))
+    shutil.copytree(root / "book", staging / "book", ignore=shutil.ignore_patterns("executed"))
     (staging / "notebooks").mkdir()
     for nb in sorted(Path(executed).glob("*.ipynb")):
         shutil.copy(nb, staging / "notebooks" / nb.name)
     return staging
 
 
+def executed_profile(path: Path) -> dict:
+    """``{"profile", "dry_run"}`` of an executed notebook: the runner's ``ccc`` metadata, else
+    papermill's parameters (a notebook executed by papermill directly)."""
+    import nbformat
+    nb = nbformat.read(path, as_version=4)
+    meta = dict(nb.metadata.get("ccc", {}))
+    if "profile" not in meta:
+        prof = nb.metadata.get("papermill", {}).get("parameters", {}).get("profile")
+        meta["profile"] = prof
+        if prof:
+            try:
+                meta["dry_run"] = bool(get_profile(prof).dry_run)
+            except ValueError:
+                pass
+    meta.setdefault("dry_run", False)
+    return meta
+
+
+def check_executed(executed: Path, chapters=None) -> tuple[list[str], list[str]]:
+    """What stands between the executed notebooks and a book: ``(errors, notes)``. Errors: a
+    chapter missing, a dry run (generated files: never a book), a chapter whose run failed (its
+    metrics file says ``status: failed``), chapters run at different profiles. Notes: a smoke book
+    (allowed; every page carries the smoke banner)."""
+    executed = Path(executed)
+    chapters = list(CHAPTERS.values()) if chapters is None else list(chapters)
+    errors, notes, profiles = [], [], {}
+    for stem in chapters:
+        nb = executed / f"{stem}.ipynb"
+        if not nb.exists():
+            errors.append(f"{stem}: no executed notebook in {executed} (run: python -m ccc_lib run {stem})")
+            continue
+        meta = executed_profile(nb)
+        profiles[stem] = meta.get("profile")
+        if meta.get("dry_run"):
+            errors.append(f"{stem}: executed at '{meta.get('profile')}', a DRY RUN on generated files — "
+                          "not results; the book refuses it (run a real profile: default, or full on a GPU)")
+        mfile = executed / "metrics" / f"{stem}.json"
+        if mfile.exists():
+            try:
+                m = json.loads(mfile.read_text())
+            except json.JSONDecodeError:
+                m = {"status": "unreadable metrics file"}
+            if m.get("status") not in ("ok",):
+                cell = m.get("failed_cell", {})
+                where = f" at cell {cell.get('index')} ({cell.get('source', '')!r})" if cell else ""
+                failed = ", ".join(m.get("failed_claims", []))
+                errors.append(f"{stem}: status {m.get('status')!r}{where}: {m.get('error', '')}"
+                              + (f"; failed claims: {failed}" if failed else ""))
+    distinct = {p for p in profiles.values() if p}
+    if len(distinct) > 1:
+        errors.append("chapters ran at different profiles: "
+                      + ", ".join(f"{k}={v}" for k, v in profiles.items()))
+    if "smoke" in distinct:
+        notes.append("smoke book: every page says it is a smoke run (tiny sizes, not the book's results)")
+    return errors, notes
+
+
+def cmd_check(args) -> int:
+    root = find_root(args.root)
+    executed = Path(args.executed) if args.executed else root / "book" / "executed"
+    notebook_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
+    chapters = resolve_chapters(args.chapters or ["all"], notebook_dir)      # those with a source notebook
+    errors, notes = check_executed(executed, chapters)
+    for n in notes:
+        print(f"note: {n}")
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    if not errors:
+        print(f"executed notebooks in {executed}: all chapters ran")
+    return 1 if errors else 0
+
+
 def cmd_book(args) -> int:
-    import subprocess
-    executed = Path(args.executed)
-    found = sorted(p.stem for p in executed.glob("*.ipynb"))
-    missing = [stem for stem in CHAPTERS.values() if stem not in found and (NOTEBOOK_DIR / f"{stem}.ipynb").exists()]
-    if missing:
-        print(f"error: no executed notebook for {', '.join(missing)} in {executed}; "
-              f"run: python -m ccc_lib run {' '.join(missing)}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    url = repository_url(args.repo_url)
-    staging = stage_book(executed, out / "_build" / "src", url)
-    print(f"repository buttons point to {url or 'repository.url of _config.yml'}", flush=True)
     import shutil
+    import subprocess
+    root = find_root(args.root)
+    executed = Path(args.executed) if args.executed else root / "book" / "executed"
+    wanted = [stem for stem in CHAPTERS.values() if (root / "notebooks" / f"{stem}.ipynb").exists()]
+    errors, notes = check_executed(executed, wanted)
+    dry = [e for e in errors if "DRY RUN" in e]
+    missing = [e for e in errors if "no executed notebook" in e]
+    if dry or missing:
+        for e in dry + missing:
+            print(f"error: {e}", file=sys.stderr)
+        return 2
+    for e in errors:        # failed chapters are still built (their pages show the failure); the exit says so
+        print(f"warning: {e}", file=sys.stderr)
+    for n in notes:
+        print(f"note: {n}")
+    out = Path(args.out) if args.out else root
+    url = repository_url(args.repo_url)
+    staging = stage_book(executed, out / "_build" / "src", url, root=root)
+    print(f"repository buttons point to {url or 'repository.url of _config.yml'}", flush=True)
     shutil.rmtree(out / "_build" / "html", ignore_errors=True)      # no stale pages from older builds
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(staging), "--path-output", str(out),
@@ -180,46 +363,85 @@ def load_parameters(path) -> dict:
 
 
 def cmd_run(args) -> int:
+    root = find_root(args.root)
+    notebook_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
     params = load_parameters(args.parameters) if args.parameters else {}
     profile = get_profile(args.profile or params.pop("profile", None)).name
     params.pop("profile", None)
-    chapters = resolve_chapters(args.chapters)
-    out = Path(args.out)
+    if args.dry_run:
+        if get_profile(profile).scale != "full":
+            raise SystemExit(f"error: --dry-run is the dry run of 'full' (profile full_dry), not of {profile!r}")
+        profile = "full_dry"
+    prof = get_profile(profile)
+    chapters = resolve_chapters(args.chapters, notebook_dir)
+    out = Path(args.out) if args.out else root / "book" / "executed"
+    if prof.dry_run:
+        from . import dryrun
+        data = dryrun.activate(prof)
+        print(f"DRY RUN of 'full' on generated files — not results. {dryrun.summary(data)}", flush=True)
+    elif prof.download and not args.skip_fetch_check:
+        from . import fetch
+        missing = fetch.missing_for(prof)
+        if missing:
+            print(fetch.missing_report(missing, prof.name), file=sys.stderr)
+            return 3
     print(f"running {len(chapters)} notebook(s) on profile '{profile}' into {out}", flush=True)
     results = []
     for stem in chapters:
         print(f"\n=== {stem} ({profile}) ===", flush=True)
-        r = run_notebook(stem, profile, out, extra_params=params)
+        r = run_notebook(stem, profile, out, extra_params=params, notebook_dir=notebook_dir)
         results.append(r)
         if r["status"] == "ok":
             print(f"ok in {r['seconds']} s -> {r['output']}", flush=True)
         else:
-            where = f" at cell {r['cell_index']} (execution count {r.get('exec_count')})" if "cell_index" in r else ""
-            print(f"FAILED{where}: {r.get('error')}\n  partial notebook kept: {r.get('output')}", flush=True)
+            where = (f" at cell {r.get('source_cell')} of notebooks/{stem}.ipynb ({r.get('cell', '')!r})"
+                     if "cell_index" in r else "")
+            print(f"FAILED: chapter {stem}{where}: {r.get('error')}\n  partial notebook kept: "
+                  f"{r.get('output')}", flush=True)
     from .utils import atomic_write_json
     atomic_write_json(out / "run_summary.json", {"profile": profile, "results": results})
     failed = [r["chapter"] for r in results if r["status"] != "ok"]
-    print(f"\n{len(results) - len(failed)} ok, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
+    print("\nper chapter: " + ", ".join(f"{r['chapter']} {r['status']} {r.get('seconds', '-')} s" for r in results))
+    print(f"{len(results) - len(failed)} ok, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ccc_lib", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
+    root_help = ("the book's project root (default: $CCC_ROOT, else the working directory or a parent of it "
+                 "holding notebooks/ and _config.yml)")
     r = sub.add_parser("run", help="execute chapters with papermill")
     r.add_argument("chapters", nargs="*", help="chapter numbers or names (default: all)")
     r.add_argument("--profile", default=None,
                    help=f"one of {', '.join(PROFILES)} (default: $CCC_PROFILE or 'default')")
-    r.add_argument("--out", default=str(DEFAULT_OUT), help="where executed notebooks go")
+    r.add_argument("--dry-run", action="store_true",
+                   help="with --profile full: the dry run of full on generated files (= --profile full_dry)")
+    r.add_argument("--out", default=None, help="where executed notebooks go (default: ROOT/book/executed)")
+    r.add_argument("--notebooks", default=None, help="folder of source notebooks (default: ROOT/notebooks)")
+    r.add_argument("--root", default=None, help=root_help)
     r.add_argument("--parameters", default=None, metavar="YAML",
                    help="papermill parameters for every chapter (a YAML mapping; its 'profile' is used "
                         "unless --profile is given), e.g. scripts/full_gpu.yaml")
-    b = sub.add_parser("book", help="build the HTML book from executed notebooks")
-    b.add_argument("--executed", default=str(DEFAULT_OUT), help="folder of executed notebooks")
-    b.add_argument("--out", default=str(REPO), help="the HTML goes to OUT/_build/html")
+    r.add_argument("--skip-fetch-check", action="store_true",
+                   help="at a downloading profile (full), do not stop when files are missing up front")
+    b = sub.add_parser("book", help="build the HTML book from executed notebooks (never from a dry run)")
+    b.add_argument("--executed", default=None, help="folder of executed notebooks (default: ROOT/book/executed)")
+    b.add_argument("--out", default=None, help="the HTML goes to OUT/_build/html (default: ROOT)")
+    b.add_argument("--root", default=None, help=root_help)
     b.add_argument("--repo-url", default=None,
                    help="GitHub URL for the launch/repository/issue buttons (default: $CCC_REPO_URL, "
                         "$GITHUB_REPOSITORY, the origin remote, else _config.yml)")
+    c = sub.add_parser("check", help="exit non-zero when an executed chapter failed, is missing, is a dry "
+                                     "run or ran at another profile")
+    c.add_argument("chapters", nargs="*", help="chapters to check (default: all)")
+    c.add_argument("--executed", default=None, help="folder of executed notebooks (default: ROOT/book/executed)")
+    c.add_argument("--root", default=None, help=root_help)
+    c.add_argument("--notebooks", default=None, help="folder of source notebooks (default: ROOT/notebooks)")
+    f = sub.add_parser("fetch", help="download every dataset and weight file a profile needs (for offline GPU nodes)")
+    f.add_argument("--profile", default="full", help="the profile whose files to fetch (default: full)")
+    f.add_argument("--check", action="store_true", help="only list what is missing (no download)")
+    f.add_argument("--timeout", type=float, default=30.0, help="seconds per network attempt")
     sub.add_parser("profiles", help="list the run profiles")
     args = ap.parse_args(argv)
     if args.cmd == "profiles":
@@ -228,9 +450,14 @@ def main(argv=None) -> int:
         return 0
     if args.cmd == "book":
         return cmd_book(args)
+    if args.cmd == "check":
+        return cmd_check(args)
+    if args.cmd == "fetch":
+        from . import fetch
+        return fetch.cmd_fetch(args)
     try:
         return cmd_run(args)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:       # bad profile, CCC_DATA on generated files, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,5 +1,31 @@
-"""Small shared helpers: the one place that picks the device, sets seeds,
-draws progress bars, and writes files atomically."""
+"""Small shared helpers: the one place that picks the device, sets seeds and the deterministic
+settings, draws progress bars, and writes files atomically.
+
+Determinism (what :func:`seed_everything` guarantees)
+----------------------------------------------------
+One call seeds Python's ``random``, NumPy's global generator and torch (CPU and every CUDA device) and
+switches torch to deterministic algorithms (``torch.use_deterministic_algorithms(True, warn_only=True)``,
+``cudnn.deterministic = True``, ``cudnn.benchmark = False``). DataLoaders built with
+:func:`seeded_loader` draw their shuffling from their own seeded generator and seed each worker
+(:func:`seed_worker`), so the order does not depend on what ran before. The checkpoint cache runs every
+training function inside :func:`rng_isolated`, so the random stream a chapter sees afterwards is the same
+whether a checkpoint was trained or loaded (a warm, cold or half-filled cache gives the same numbers).
+
+On the CPU this makes a rerun bit-identical on the same machine and torch build (tested in
+``tests/test_determinism.py``). What is NOT guaranteed:
+
+* across machines, CPU instruction sets (AVX2 vs AVX-512 kernels), thread counts and torch/MKL/oneDNN
+  versions: floating-point sums are reduced in a different order;
+* on CUDA, ops that have no deterministic kernel and only *warn* (``warn_only=True``): atomics in the
+  backward of ``scatter_add``/``index_add``/``index_put(accumulate=True)``, ``F.interpolate``/
+  ``upsample`` backward, ``nn.AdaptiveAvgPool2d`` backward, ``ctc_loss``, ``histc``, ``bincount`` with
+  weights, ``embedding_bag`` backward, ...; cuBLAS reductions are deterministic only with
+  ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (set here before CUDA starts, unless already set);
+* on CUDA with ``CCC_DETERMINISTIC=0`` (faster): cuDNN then benchmarks and picks convolution algorithms
+  per run (``cudnn.benchmark = True``), which changes the last bits of every conv result;
+* CPU vs CUDA results never agree bit for bit (different kernels); the book's claims carry bounds that
+  allow for that.
+"""
 from __future__ import annotations
 
 import json
@@ -13,33 +39,130 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["get_device", "set_seed", "progress", "cache_dir", "data_root",
+__all__ = ["get_device", "set_seed", "seed_everything", "configure_determinism", "deterministic_enabled",
+           "rng_isolated", "seed_worker", "seeded_loader", "loader_options", "progress", "cache_dir", "data_root",
            "atomic_write_bytes", "atomic_write_json", "to_numpy", "cpu_threads"]
+
+
+# cuBLAS reads this when CUDA initialises: it must be in the environment before the first CUDA call.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+_DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
 @lru_cache(maxsize=1)
 def get_device() -> torch.device:
-    """The device every chapter uses: ``CCC_DEVICE`` if set, else cuda, else mps, else cpu."""
-    wanted = os.environ.get("CCC_DEVICE")
+    """The device every chapter uses: ``CCC_DEVICE`` if set (``cpu``, ``cuda``, ``cuda:1``, ``mps``),
+    else cuda, else mps, else cpu. An unknown or unavailable ``CCC_DEVICE`` is an error naming the fix."""
+    wanted = os.environ.get("CCC_DEVICE", "").strip()
     if wanted:
-        dev = torch.device(wanted)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"CCC_DEVICE={wanted!r} but CUDA is not available; unset CCC_DEVICE or set it to 'cpu'.")
+        try:
+            dev = torch.device(wanted)
+        except (RuntimeError, ValueError):
+            raise RuntimeError(f"CCC_DEVICE={wanted!r} is not a device; use one of {', '.join(_DEVICE_TYPES)} "
+                               f"(or cuda:N), or unset it to pick automatically") from None
+        if dev.type not in _DEVICE_TYPES:
+            raise RuntimeError(f"CCC_DEVICE={wanted!r}: device type {dev.type!r} is not supported; use one of "
+                               f"{', '.join(_DEVICE_TYPES)}, or unset it")
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise RuntimeError(f"CCC_DEVICE={wanted!r} but CUDA is not available; unset CCC_DEVICE or set it to 'cpu'.")
+            if dev.index is not None and dev.index >= torch.cuda.device_count():
+                raise RuntimeError(f"CCC_DEVICE={wanted!r} but only {torch.cuda.device_count()} CUDA device(s) "
+                                   f"are visible; use cuda:0..cuda:{torch.cuda.device_count() - 1}")
+        if dev.type == "mps" and not _mps_available():
+            raise RuntimeError(f"CCC_DEVICE={wanted!r} but MPS is not available; unset CCC_DEVICE or set it to 'cpu'.")
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if _mps_available():
         return torch.device("mps")
     return torch.device("cpu")
 
 
-def set_seed(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices) at once."""
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def deterministic_enabled() -> bool:
+    """Deterministic algorithms on (the default) unless ``CCC_DETERMINISTIC`` is 0/false/no/off."""
+    return os.environ.get("CCC_DETERMINISTIC", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def configure_determinism(deterministic: bool | None = None) -> bool:
+    """Switch torch to deterministic algorithms (default, see the module docstring) or, with
+    ``deterministic=False`` / ``CCC_DETERMINISTIC=0``, to the fastest ones (``cudnn.benchmark = True``
+    on CUDA: the right choice for long GPU runs of fixed-size batches, at the cost of bitwise
+    reproducibility). Returns the mode set. Idempotent and cheap; :func:`seed_everything` calls it."""
+    det = deterministic_enabled() if deterministic is None else bool(deterministic)
+    torch.use_deterministic_algorithms(det, warn_only=True)
+    torch.backends.cudnn.deterministic = det
+    torch.backends.cudnn.benchmark = not det
+    return det
+
+
+def seed_everything(seed: int, deterministic: bool | None = None) -> None:
+    """Seed Python, NumPy and torch (all devices) at once and set the deterministic settings
+    (:func:`configure_determinism`). Every seeded entry point of the book goes through here."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        from .checks import InputError
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+    configure_determinism(deterministic)
+
+
+#: the historical name, kept: same function
+set_seed = seed_everything
+
+
+@contextmanager
+def rng_isolated():
+    """Run the enclosed code on its own random stream: Python's, NumPy's and torch's (CPU and CUDA)
+    generator states are saved and restored afterwards, so code after the block sees the same random
+    numbers whether or not the block ran (the cache trains inside this)."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices, enabled=True):
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def seed_worker(worker_id: int) -> None:
+    """``worker_init_fn`` for DataLoaders: seed NumPy and Python in each worker from torch's
+    per-worker seed (which the loader's generator determines)."""
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def loader_options(device: torch.device | None = None) -> dict:
+    """DataLoader options for the device: on CUDA pinned memory and ``CCC_WORKERS`` worker processes
+    (default: min(4, CPU count)) kept alive between epochs so host-to-device copies overlap compute;
+    on the CPU none (the data are in-memory tensors: workers would only add pickling)."""
+    dev = device or get_device()
+    if dev.type != "cuda":
+        return {"num_workers": 0, "pin_memory": False}
+    env = os.environ.get("CCC_WORKERS")
+    n = int(env) if env not in (None, "") else min(4, os.cpu_count() or 1)
+    return {"num_workers": n, "pin_memory": True, "persistent_workers": n > 0}
+
+
+def seeded_loader(dataset, batch_size: int, *, shuffle: bool, seed: int, device: torch.device | None = None,
+                  drop_last: bool = False):
+    """A DataLoader whose order depends only on ``seed`` (its own generator, seeded workers), with
+    :func:`loader_options` for the device."""
+    from torch.utils.data import DataLoader
+    g = torch.Generator().manual_seed(int(seed))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last,
+                      worker_init_fn=seed_worker, **loader_options(device))
 
 
 def progress(iterable=None, **kwargs):
@@ -81,11 +204,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())        # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:

@@ -1,109 +1,232 @@
-"""Browser test of the rendered book, as a reader sees it, with networking disabled.
+"""Browser test of the rendered book, as a reader sees it, offline, in a real browser (Playwright
+driving Debian's Chromium).
 
-    .venv/bin/python scripts/browser_test.py            # run the notebooks on `smoke`, build, check
-    .venv/bin/python scripts/browser_test.py --html _build/html   # only check an already built site
+    python scripts/browser_test.py                 # run every chapter on `smoke`, build the book, check it
+    python scripts/browser_test.py --html DIR      # only check an already built site (e.g. _build/html)
+    python scripts/browser_test.py --selftest      # check a tiny hand-made book with a precomputed panel
 
-Builds the book from smoke-executed notebooks in a scratch copy (the default book in book/executed/ is
-left alone), then opens every page in headless Chromium with all host names unresolvable (so nothing
-can come from a CDN) and checks: the page is not empty; chapter pages show numbered, captioned figures and every figure is
-non-blank; no Python traceback or raw LaTeX is visible; equations were typeset by MathJax; saved widget
-states were rendered. Screenshots go to <site>/../screenshots/. Exit status 1 on any failure."""
+Without ``--html`` it runs the chapters on ``smoke`` with the runner into a scratch folder, vendors the
+front-end assets (``scripts/vendor_assets.sh``) and builds the book from there (``book/executed`` is left
+alone). Every page is opened in headless Chromium at 1300 px with the network cut off: any request that is
+not to a local file or localhost is aborted *and* reported, and so is any local file that is missing
+(e.g. widget fonts). Checks per page: not empty; no Python traceback or raw LaTeX visible; equations
+typeset by MathJax; saved widget states rendered; no horizontal scrolling of the page (wide tables must
+scroll inside their own box); on chapter pages numbered, captioned, non-blank figures. On chapter 1's
+page every ``.ccc-precomputed`` panel (a slider and a stack whose visible child shows an ``<img>`` and an
+HTML block with numbers) is driven: focus the slider's handle, press ArrowRight, and the visible image and
+numbers must change — and chapter 1 must have at least one such panel. Screenshots of every page go to
+``<site>/../screenshots/``. Prints its time; exit status 1 on any failure.
+
+Playwright comes from PyPI (``pip install playwright``); its own browser download is not needed: the
+script launches ``chromium`` from the system (``apt-get install chromium``)."""
 from __future__ import annotations
 
 import argparse
-import html.parser
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--host-resolver-rules=MAP * ~NOTFOUND",      # no network: every host name fails
-                "--virtual-time-budget=8000", "--run-all-compositor-stages-before-draw"]
+VIEWPORT = {"width": 1300, "height": 900}
+#: the chapter whose page must carry precomputed slider panels
+PANEL_PAGE = "01_counterfeits"
+SKIP_PAGES = {"genindex.html", "search.html", "index.html"}
 
 
+# ------------------------------------------------------------------ set-up
 def chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)
         if path:
             return path
-    if shutil.which("apt-get"):
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env)
         if shutil.which("chromium"):
             return shutil.which("chromium")
-    sys.exit("Chromium is needed: apt-get install chromium")
+    sys.exit("Chromium is needed: apt-get install chromium (Debian) — Playwright drives the system's browser")
 
 
-def build_smoke_site(workdir: Path) -> Path:
-    """Run every chapter on `smoke` into a scratch folder and build the book from it."""
-    py = sys.executable
-    env = {**os.environ, "CCC_PROGRESS": "off"}
+def vendor_assets() -> None:
+    subprocess.run([str(REPO / "scripts" / "vendor_assets.sh")], check=True)
+
+
+def build_smoke_site(workdir: Path) -> tuple[Path, list[str]]:
+    """Run every chapter on `smoke` with the runner into ``workdir/executed`` and build the book there."""
+    sys.path.insert(0, str(REPO))
+    from ccc_lib import runner
+    os.environ.setdefault("CCC_PROGRESS", "off")
     executed = workdir / "executed"
-    run = subprocess.run([py, "-m", "ccc_lib", "run", "all", "--profile", "smoke", "--out", str(executed)], env=env)
-    if run.returncode:
-        print("WARNING: some chapters failed on smoke; checking the pages anyway")
-    subprocess.run([py, "-m", "ccc_lib", "book", "--executed", str(executed), "--out", str(workdir)],
-                   check=True, stdout=subprocess.DEVNULL)
+    problems = []
+    if runner.main(["run", "all", "--profile", "smoke", "--out", str(executed)]):
+        import json
+        summary = json.loads((executed / "run_summary.json").read_text())
+        problems += [f"chapter {r['chapter']} failed on smoke: {r.get('error')}" for r in summary["results"]
+                     if r["status"] != "ok"]
+    vendor_assets()
+    rc = runner.main(["book", "--executed", str(executed), "--out", str(workdir)])
+    if rc:
+        problems.append(f"the book build failed (exit status {rc})")
+    return workdir / "_build" / "html", problems
+
+
+# ------------------------------------------------------------------ the tiny self-test book
+SELFTEST_NB = r'''
+import base64, io
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+from IPython.display import display
+
+def png(k):
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.imshow(np.random.default_rng(k).random((8, 8)), cmap="gray"); ax.axis("off")
+    buf = io.BytesIO(); fig.savefig(buf, format="png"); plt.close(fig)
+    return buf.getvalue()
+
+values = ["0.0", "0.5", "1.0", "2.0"]
+children = [widgets.VBox([widgets.Image(value=png(k), format="png"),
+                          widgets.HTML(f"<b>mean confidence</b> {0.5 + 0.1 * k:.3f}, <b>share ≥ 0.99</b> {0.1 * k:.2f}")])
+            for k in range(len(values))]
+stack = widgets.Stack(children, selected_index=0)
+slider = widgets.SelectionSlider(options=values, value=values[0], description="α")
+if LINKED:
+    widgets.jslink((slider, "index"), (stack, "selected_index"))
+panel = widgets.VBox([slider, stack])
+panel.add_class("ccc-precomputed")
+display(panel)
+'''
+
+
+def build_selftest_site(workdir: Path, linked: bool = True) -> Path:
+    """A one-page book (the repository's Sphinx settings) with one precomputed slider panel and a figure.
+    ``linked=False`` leaves the slider unlinked from the stack: the check must then fail."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    import yaml
+    src = workdir / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "notebooks").mkdir(parents=True)
+    shutil.copytree(REPO / "book", src / "book", ignore=shutil.ignore_patterns("executed"))
+    cfg = yaml.safe_load((REPO / "_config.yml").read_text())
+    cfg["title"] = "browser self-test"
+    cfg.pop("bibtex_bibfiles", None)
+    (src / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    (src / "_toc.yml").write_text("format: jb-book\nroot: notebooks/01_counterfeits\n")
+    long_text = " ".join(["A paragraph of prose so that the page is not empty."] * 12)
+    fig = ("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\n"
+           "ax.plot([0, 1, 2], [0, 1, 4]); ax.set_title('a figure'); plt.show()")
+    wide = ("import pandas as pd\npd.DataFrame([[0.123456] * 30], columns=[f'a_rather_long_column_name_{i}' "
+            "for i in range(30)])")
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Self-test page\n\n" + long_text + "\n\nInline math $\\alpha + \\beta$ and\n\n"
+                          "$$\\mathcal{L} = \\alpha \\, \\mathcal{L}_1 + \\beta \\, \\mathcal{L}_2$$"),
+        new_code_cell(f"LINKED = {linked}\n" + SELFTEST_NB),
+        new_markdown_cell("```{glue:figure} selftest_fig\n:name: fig-selftest\n\nA numbered, captioned figure.\n```"),
+        new_code_cell("%matplotlib inline\nfrom myst_nb import glue\n" + fig.replace("plt.show()", "glue('selftest_fig', fig, display=False)")),
+        new_code_cell(wide),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(src)}}).execute()
+    nbformat.write(nb, src / "notebooks" / "01_counterfeits.ipynb")
+    vendor_assets()
+    shutil.rmtree(workdir / "_build" / "html", ignore_errors=True)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output", str(workdir),
+                    "--builder", "html"], check=True, stdout=subprocess.DEVNULL)
     return workdir / "_build" / "html"
 
 
-class Page(html.parser.HTMLParser):
-    """Visible text of the main article, its images, and markers of typeset math and widgets."""
+# ------------------------------------------------------------------ checks in the browser
+PAGE_FACTS_JS = r"""() => {
+  const main = document.querySelector('main') || document.querySelector('.bd-article') || document.body;
+  const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  return {
+    text: main.innerText || '',
+    images: Array.from(main.querySelectorAll('img')).filter(visible).map(i => ({src: i.getAttribute('src') || '',
+             w: i.naturalWidth, h: i.naturalHeight})),
+    mathjax: document.querySelectorAll('mjx-container').length,
+    rawMath: main.querySelectorAll('.math').length,
+    widgetStates: document.querySelectorAll('script[type^="application/vnd.jupyter.widget-view"]').length,
+    widgets: document.querySelectorAll('.jupyter-widgets, .widget-box, .widget-slider, .widget-html').length,
+    figNumbers: main.querySelectorAll('figure .caption-number, div.figure .caption-number').length,
+    pageWidth: document.documentElement.scrollWidth, viewWidth: window.innerWidth,
+    // tables/code wider than the article must sit in a box that scrolls sideways, not run off the edge
+    offEdge: (() => {
+      const right = main.getBoundingClientRect().right + 2;
+      const scrolls = el => { for (let a = el; a && a !== main; a = a.parentElement) {
+          const s = getComputedStyle(a).overflowX;
+          if ((s === 'auto' || s === 'scroll' || s === 'hidden') && a.getBoundingClientRect().right <= right) return true;
+        } return false; };
+      return Array.from(main.querySelectorAll('table, pre')).filter(e => visible(e)
+          && e.getBoundingClientRect().right > right && !scrolls(e))
+        .map(e => e.tagName.toLowerCase() + ' ' + (e.innerText || '').slice(0, 40).replace(/\s+/g, ' '));
+    })(),
+  };
+}"""
 
-    SKIP = {"script", "style", "noscript", "template"}
+PANEL_STATE_JS = r"""(panel) => {
+  const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  const imgs = Array.from(panel.querySelectorAll('img')).filter(visible);
+  const html = Array.from(panel.querySelectorAll('.widget-html')).filter(visible);
+  return {img: imgs.length ? imgs[0].getAttribute('src') : null,
+          text: html.map(h => h.innerText).join(' | ')};
+}"""
 
-    def __init__(self):
-        super().__init__()
-        self.text, self.images, self.stack = [], [], []
-        self.in_main = 0
-        self.mathjax = self.widgets = self.widget_states = self.raw_math = self.fig_numbers = 0
 
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        cls = a.get("class", "") or ""
-        if tag == "main" or "bd-article" in cls:
-            self.in_main += 1
-        if tag.startswith("mjx-container"):
-            self.mathjax += 1
-        if "widget-" in cls or "jupyter-widgets" in cls:
-            self.widgets += 1
-        if tag == "script" and a.get("type", "").startswith("application/vnd.jupyter.widget-view"):
-            self.widget_states += 1
-        if "caption-number" in cls.split() and self.in_main and "figure" in self.stack:
-            self.fig_numbers += 1
-        if tag == "img" and self.in_main:
-            self.images.append(a.get("src", ""))
-        if cls and ("math" in cls.split()):
-            self.raw_math += 1
-        self.stack.append(tag)
+def _wait_rendered(page, timeout_ms: int = 20000) -> None:
+    """Until MathJax has typeset and saved widgets are rendered (or the page has neither)."""
+    page.wait_for_function("""() => {
+        const math = document.querySelectorAll('.math').length;
+        const mj = !math || document.querySelectorAll('mjx-container').length > 0;
+        const states = document.querySelectorAll('script[type^="application/vnd.jupyter.widget-view"]').length;
+        const w = !states || document.querySelectorAll('.jupyter-widgets, .widget-box, .widget-slider').length > 0;
+        return mj && w;
+    }""", timeout=timeout_ms)
 
-    def handle_endtag(self, tag):
-        while self.stack:
-            t = self.stack.pop()
-            if t == tag:
+
+def drive_panels(page, required: bool) -> tuple[list[str], list[str]]:
+    """Move every precomputed panel's slider one step; (problems, log lines)."""
+    problems, log = [], []
+    panels = page.locator(".ccc-precomputed")
+    n = panels.count()
+    if n == 0:
+        if required:
+            problems.append("no .ccc-precomputed slider panel (chapter 1 must precompute what its sliders show)")
+        return problems, log
+    for i in range(n):
+        panel = panels.nth(i)
+        panel.scroll_into_view_if_needed()
+        before = panel.evaluate(PANEL_STATE_JS)
+        handle = panel.locator(".noUi-handle, .ui-slider-handle, input[type=range]").first
+        if handle.count() == 0:
+            problems.append(f"panel {i + 1}: no slider handle")
+            continue
+        if not before["img"] or not re.search(r"\d", before["text"] or ""):
+            problems.append(f"panel {i + 1}: the visible child shows no image and numbers ({before})")
+            continue
+        handle.focus()
+        page.keyboard.press("ArrowRight")
+        after = before
+        for _ in range(50):
+            page.wait_for_timeout(100)
+            after = panel.evaluate(PANEL_STATE_JS)
+            if after["img"] != before["img"] and after["text"] != before["text"]:
                 break
-
-    def handle_data(self, data):
-        if self.in_main and not (set(self.stack) & self.SKIP):
-            self.text.append(data)
-
-
-def dump_dom(chrome: str, url: str, profile_dir: str) -> str:
-    out = subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={profile_dir}", "--dump-dom", url],
-                         capture_output=True, text=True, timeout=120)
-    return out.stdout
-
-
-def screenshot(chrome: str, url: str, path: Path, profile_dir: str) -> None:
-    subprocess.run([chrome, *CHROME_FLAGS, f"--user-data-dir={profile_dir}", "--window-size=1280,2200",
-                    f"--screenshot={path}", url], capture_output=True, timeout=120)
+        if after["img"] == before["img"]:
+            problems.append(f"panel {i + 1}: moving the slider did not change the image")
+        if after["text"] == before["text"]:
+            problems.append(f"panel {i + 1}: moving the slider did not change the numbers ({before['text']!r})")
+        log.append(f"panel {i + 1}: {before['text'][:60]!r} -> {after['text'][:60]!r}")
+    return problems, log
 
 
 def image_is_blank(path: Path) -> bool:
@@ -113,70 +236,126 @@ def image_is_blank(path: Path) -> bool:
     return a.std() < 2.0
 
 
-def check_site(site: Path, shots: Path) -> list[str]:
-    chrome = chromium()
+def check_site(site: Path, shots: Path, panel_page: str = PANEL_PAGE) -> list[str]:
+    from playwright.sync_api import sync_playwright
+    site = site.resolve()
     shots.mkdir(parents=True, exist_ok=True)
-    profile_dir = tempfile.mkdtemp(prefix="chromium-")
-    pages = sorted(p for p in site.rglob("*.html")
-                   if p.name not in ("genindex.html", "search.html", "index.html") and "_static" not in p.parts)
-    problems = []
-    for page in pages:
-        rel = page.relative_to(site)
-        url = page.resolve().as_uri()
-        dom = dump_dom(chrome, url, profile_dir)
-        p = Page()
-        p.feed(dom)
-        text = re.sub(r"\s+", " ", " ".join(p.text))
-        name = str(rel)
-        found = []
-        if len(text) < 300:
-            found.append(f"almost empty ({len(text)} characters of text)")
-        if "Traceback (most recent call last)" in text or re.search(r"\b\w+Error: ", text):
-            found.append("a Python traceback / error is visible")
-        raw = re.findall(r"(\$\$|\\begin\{|\\frac|\\mathbb|\\alpha|\\tau)", text)
-        if raw:
-            found.append(f"raw LaTeX visible: {sorted(set(raw))}")
-        if p.raw_math and not p.mathjax:
-            found.append(f"{p.raw_math} math elements but MathJax typeset none (offline MathJax missing?)")
-        if p.widget_states and not p.widgets:
-            found.append("saved widget states but no rendered widget (html-manager missing?)")
-        if name.startswith("notebooks/"):
-            imgs = [i for i in p.images if "_images/" in i]
-            if not imgs:
-                found.append("a chapter page without figures")
-            if not p.fig_numbers:
-                found.append("no numbered, captioned figure")
-            for src in imgs:
-                f = (page.parent / src).resolve()
-                if not f.exists():
-                    found.append(f"missing image {src}")
-                elif f.suffix.lower() == ".png" and image_is_blank(f):
-                    found.append(f"blank image {src}")
-        shot = shots / (name.replace("/", "__").replace(".html", ".png"))
-        screenshot(chrome, url, shot, profile_dir)
-        status = "ok" if not found else "FAIL"
-        print(f"{status:4s} {name}: {len(text)} chars, {len(p.images)} images, {p.fig_numbers} numbered figures, math {p.mathjax}, "
-              f"widgets {p.widgets}/{p.widget_states} saved; screenshot {shot.name}")
-        problems += [f"{name}: {f}" for f in found]
-    shutil.rmtree(profile_dir, ignore_errors=True)
+    pages = sorted(p for p in site.rglob("*.html") if p.name not in SKIP_PAGES and "_static" not in p.parts
+                   and "_sources" not in p.parts)
+    if not pages:
+        return [f"no pages in {site}"]
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium(), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        ctx = browser.new_context(viewport=VIEWPORT, service_workers="block")
+        for page_path in pages:
+            name = str(page_path.relative_to(site))
+            found, outside, failed = [], [], []
+
+            def route(r, outside=outside):
+                url = r.request.url
+                if url.startswith(("file:", "data:", "blob:", "about:")) or \
+                        re.match(r"https?://(localhost|127\.0\.0\.1)(:\d+)?/", url):
+                    r.continue_()
+                else:
+                    outside.append(url)
+                    r.abort()
+
+            page = ctx.new_page()
+            page.route("**/*", route)
+            page.on("requestfailed", lambda req, failed=failed, outside=outside:
+                    None if req.url in outside else failed.append(f"{req.url} ({req.failure})"))
+            page.on("response", lambda resp, failed=failed:
+                    failed.append(f"{resp.url} (HTTP {resp.status})") if resp.status >= 400 else None)
+            page.goto(page_path.as_uri(), wait_until="load")
+            try:
+                _wait_rendered(page)
+            except Exception:
+                pass                          # reported by the checks below
+            page.wait_for_timeout(300)
+            f = page.evaluate(PAGE_FACTS_JS)
+            text = re.sub(r"\s+", " ", f["text"])
+            if len(text) < 300:
+                found.append(f"almost empty ({len(text)} characters of text)")
+            if "Traceback (most recent call last)" in text or re.search(r"\b\w+Error: ", text):
+                found.append("a Python traceback / error is visible")
+            raw = re.findall(r"(\$\$|\\begin\{|\\frac|\\mathbb|\\alpha|\\tau)", text)
+            if raw:
+                found.append(f"raw LaTeX visible: {sorted(set(raw))}")
+            if f["rawMath"] and not f["mathjax"]:
+                found.append(f"{f['rawMath']} math elements but MathJax typeset none (offline MathJax missing?)")
+            if f["widgetStates"] and not f["widgets"]:
+                found.append("saved widget states but no rendered widget (html-manager missing?)")
+            if f["pageWidth"] > f["viewWidth"] + 2:
+                found.append(f"the page scrolls sideways ({f['pageWidth']} px wide at {f['viewWidth']} px)")
+            if f["offEdge"]:
+                found.append(f"{len(f['offEdge'])} table(s)/code block(s) run off the right edge without a "
+                             f"scrolling box: {f['offEdge'][:3]}")
+            panel_log = []
+            if page_path.stem == panel_page or f"/{panel_page}" in name:
+                pp, panel_log = drive_panels(page, required=True)
+                found += pp
+            elif page.locator(".ccc-precomputed").count():
+                pp, panel_log = drive_panels(page, required=False)
+                found += pp
+            if name.startswith("notebooks/"):
+                imgs = [i for i in f["images"] if "_images/" in i["src"]]
+                if not imgs:
+                    found.append("a chapter page without figures")
+                if not f["figNumbers"]:
+                    found.append("no numbered, captioned figure")
+                for im in imgs:
+                    file = (page_path.parent / im["src"]).resolve()
+                    if not file.exists():
+                        found.append(f"missing image {im['src']}")
+                    elif file.suffix.lower() == ".png" and image_is_blank(file):
+                        found.append(f"blank image {im['src']}")
+            shot = shots / (name.replace("/", "__").replace(".html", ".png"))
+            page.screenshot(path=str(shot), full_page=True)
+            if outside:
+                found.append(f"{len(outside)} request(s) outside the site (blocked): {sorted(set(outside))[:5]}")
+            if failed:
+                found.append(f"{len(failed)} failed local request(s): {sorted(set(failed))[:5]}")
+            status = "ok" if not found else "FAIL"
+            print(f"{status:4s} {name}: {len(text)} chars, {len(f['images'])} images, {f['figNumbers']} numbered "
+                  f"figures, math {f['mathjax']}, widgets {f['widgets']}/{f['widgetStates']} saved; "
+                  f"screenshot {shot.name}", flush=True)
+            for line in panel_log:
+                print(f"     {line}")
+            problems += [f"{name}: {x}" for x in found]
+            page.close()
+        browser.close()
     return problems
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--html", help="check this built site instead of building one from smoke runs")
+    ap.add_argument("--selftest", action="store_true",
+                    help="build and check a tiny hand-made book with one precomputed slider panel")
+    ap.add_argument("--unlinked", action="store_true",
+                    help="with --selftest: leave the slider unlinked (the panel check must fail)")
     ap.add_argument("--keep", help="folder for the scratch build (default: a temporary one)")
-    args = ap.parse_args()
-    subprocess.run([str(REPO / "scripts" / "vendor_assets.sh")], check=True)
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    problems: list[str] = []
     if args.html:
+        vendor_assets()
         site = Path(args.html)
     else:
         work = Path(args.keep or tempfile.mkdtemp(prefix="ccc-book-"))
         work.mkdir(parents=True, exist_ok=True)
-        site = build_smoke_site(work)
+        if args.selftest:
+            site = build_selftest_site(work, linked=not args.unlinked)
+        else:
+            site, problems = build_smoke_site(work)
+    t_build = time.perf_counter() - t0
     shots = site.parent / "screenshots"
-    problems = check_site(site, shots)
-    print(f"\nscreenshots: {shots}")
+    problems += check_site(site, shots)
+    t_all = time.perf_counter() - t0
+    print(f"\nscreenshots: {shots} ({len(list(shots.glob('*.png')))} files)")
+    print(f"browser test time: {t_all:.1f} s (build {t_build:.1f} s, browser checks {t_all - t_build:.1f} s)")
     if problems:
         print(f"{len(problems)} problem(s):")
         for pr in problems:

@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # Build the book: set up (idempotent), execute every chapter with papermill on a profile
-# (default: `default`, or $CCC_PROFILE / first argument), then build the HTML with Jupyter Book.
+# (default: `default`, or $CCC_PROFILE / first argument), build the HTML with Jupyter Book, and exit
+# non-zero when a chapter failed, is missing or ran at another profile (`python -m ccc_lib check`;
+# a failed chapter's page shows its partial notebook). A dry run (full_dry) is never built into a book.
+# For tests and CI: CCC_SKIP_SETUP=1 uses the environment as it is, CCC_NO_HTML=1 runs and checks
+# without building HTML, CCC_NOTEBOOKS=DIR takes the source notebooks from DIR, CCC_EXECUTED=DIR
+# writes the executed notebooks there, CCC_PYTHON names the interpreter.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh || exit 1
-VENV=${CCC_VENV:-.venv}
+if [ -z "${CCC_SKIP_SETUP:-}" ]; then scripts/setup.sh || exit 1; fi
+PY=${CCC_PYTHON:-${CCC_VENV:-.venv}/bin/python}
 PROFILE=${1:-${CCC_PROFILE:-default}}
+EXECUTED=${CCC_EXECUTED:-book/executed}
+nb=()
+if [ -n "${CCC_NOTEBOOKS:-}" ]; then nb=(--notebooks "$CCC_NOTEBOOKS"); fi
 status=0
-"$VENV/bin/python" -m ccc_lib run all --profile "$PROFILE" || status=$?
-scripts/vendor_assets.sh || exit 1
-"$VENV/bin/python" -m ccc_lib book || exit 1
-[ $status -ne 0 ] && echo "WARNING: some chapters failed (see above); their pages show the partial notebooks."
+"$PY" -m ccc_lib run all --root "$PWD" --profile "$PROFILE" --out "$EXECUTED" "${nb[@]}" || status=$?
+if [ -z "${CCC_NO_HTML:-}" ]; then
+  scripts/vendor_assets.sh || exit 1
+  "$PY" -m ccc_lib book --root "$PWD" --executed "$EXECUTED" || exit 1
+fi
+"$PY" -m ccc_lib check --root "$PWD" --executed "$EXECUTED" "${nb[@]}" || status=1
+if [ $status -ne 0 ]; then
+  echo "FAILED: some chapters failed, are missing or ran at another profile (see above); exit $status" >&2
+fi
 exit $status

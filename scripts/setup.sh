@@ -6,12 +6,18 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${CCC_VENV:-.venv}
 
-# 1. Offline data: Fashion-MNIST from Debian (the `default` profile needs no download).
-if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2>&1; then
+# 1. Debian packages: Fashion-MNIST (the `default` profile needs no download) and Chromium (the browser
+#    test). `apt-get update` runs first, once, only when something is missing (a fresh machine).
+if command -v apt-get >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "[setup] installing Debian's dataset-fashion-mnist"
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq dataset-fashion-mnist >/dev/null \
-    || echo "[setup] WARNING: could not install dataset-fashion-mnist; Fashion-MNIST will need download=True"
+  pkgs=()
+  [ -d /usr/share/datasets/fashion-mnist ] || pkgs+=(dataset-fashion-mnist)
+  command -v chromium >/dev/null 2>&1 || pkgs+=(chromium)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    echo "[setup] installing Debian packages: ${pkgs[*]}"
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null; } \
+      || echo "[setup] WARNING: could not install ${pkgs[*]}; Fashion-MNIST would need download=True and the browser test Chromium"
+  fi
 fi
 
 # 2. Python environment.
@@ -27,7 +33,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # torch first, within the range pyproject.toml allows (a local build where the machine provides one)
   "$VENV/bin/python" -m pip install -q "torch>=2.1,<=2.14.1" "torchvision>=0.16,<=0.29.1" 2>&1 | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -m pip install -q -e ".[dev,book]" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -c "import ccc_lib, torch, torchvision, FrEIA, pytorch_ood, pyod, art, papermill, nbval, jupyter_book" \
+  "$VENV/bin/python" -c "import ccc_lib, torch, torchvision, FrEIA, pytorch_ood, pyod, art, papermill, nbval, jupyter_book, playwright" \
     || { echo "[setup] ERROR: the environment is incomplete (see pip's output above)"; exit 1; }
   echo "$want" > "$stamp"
 fi

@@ -108,6 +108,71 @@ def test_cache_file_loads_with_weights_only():
     assert set(blob) >= {"key", "state_dict", "meta"}
 
 
+def test_fingerprint_edge_cases():
+    assert C.fingerprint(torch.tensor(1.0)) != C.fingerprint(torch.tensor(2.0))          # 0-d tensors
+    x = torch.rand(3, 4)
+    assert C.fingerprint(x.t()) == C.fingerprint(x.t().contiguous())                      # layout-free
+    assert C.fingerprint(torch.zeros(2)) != C.fingerprint(torch.zeros(2, dtype=torch.float64))
+    assert C.fingerprint(torch.nn.Linear(2, 2).requires_grad_(False)) is not None
+    m = torch.nn.Linear(2, 2)
+    assert C.fingerprint(m) == C.fingerprint({k: v.clone() for k, v in m.state_dict().items()})
+
+    class Opaque:
+        pass
+
+    with pytest.raises(TypeError, match="no stable text"):
+        C.fingerprint({"a": Opaque()})
+    with pytest.raises(TypeError, match="no stable text"):
+        C.config_hash({"a": Opaque()})
+
+
+def test_config_hash_uses_fingerprints_not_truncated_reprs():
+    a, b = torch.zeros(5000), torch.zeros(5000)
+    b[2500] = 1.0                                   # str(a) == str(b): torch truncates long reprs
+    assert str(a) == str(b)
+    assert C.config_hash({"x": a}) != C.config_hash({"x": b})
+    assert C.config_hash({"x": a}) == C.config_hash({"x": a.clone()})
+    from ccc_lib.models import CNNConfig
+    assert C.config_hash({"m": CNNConfig()}) == C.config_hash({"m": CNNConfig()})       # dataclasses by value
+
+
+@pytest.mark.parametrize("kind", ["../escape", "a/b", "", ".hidden", None])
+def test_cache_kind_must_be_a_file_stem(kind):
+    from ccc_lib.checks import InputError
+    with pytest.raises(InputError, match="file-name stem"):
+        C.checkpoint_path(kind, {})
+
+
+def test_load_or_compute_roundtrip_and_corrupt(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(4.0), "meta": {"n": 4}}
+
+    a = C.load_or_compute("feat", {"k": 1}, compute, root=tmp_path)
+    b = C.load_or_compute("feat", {"k": 1}, compute, root=tmp_path)
+    assert a["from_cache"] is False and b["from_cache"] is True and len(calls) == 1
+    assert torch.equal(a["x"], b["x"]) and b["meta"] == {"n": 4}
+    path = C.checkpoint_path("feat", {"k": 1}, tmp_path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(RuntimeWarning, match="unusable"):
+        c = C.load_or_compute("feat", {"k": 1}, compute, root=tmp_path)
+    assert c["from_cache"] is False and len(calls) == 2
+    with pytest.raises(C.NotCached):
+        C.load_or_compute("feat", {"k": 2}, compute, root=tmp_path, cache_only=True)
+    with pytest.raises(TypeError, match="return tensors"):
+        C.load_or_compute("feat", {"k": 3}, lambda: {"x": [1, 2]}, root=tmp_path)
+
+
+def test_cache_files_get_the_usual_permissions(tmp_path):
+    meta = C.load_or_train(_tiny(), "perm", {"p": 1}, lambda m: {}, root=tmp_path)
+    mode = os.stat(meta["path"]).st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask, f"checkpoint mode {oct(mode)}, not the umask's {oct(0o666 & ~umask)} (mkstemp's 0600?)"
+
+
 # ------------------------------------------------------------------ training
 def test_train_and_get_classifier_on_digits():
     from ccc_lib.data import load_dataset
@@ -166,9 +231,80 @@ def test_detector_interface():
     assert det.is_outlier(x_out).all() and not det.is_outlier(x_in).any()
 
 
-def test_device_override(monkeypatch):
+# ------------------------------------------------------------------ device choice (CUDA mocked)
+@pytest.fixture
+def fresh_device(monkeypatch):
+    """get_device() recomputed under the test's environment and mocks, and restored afterwards."""
     from ccc_lib.utils import get_device
+    monkeypatch.delenv("CCC_DEVICE", raising=False)
     get_device.cache_clear()
+    yield get_device
+    get_device.cache_clear()
+
+
+def _fake_cuda(monkeypatch, available=True, count=1):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count if available else 0)
+
+
+def test_device_auto_prefers_cuda(fresh_device, monkeypatch):
+    _fake_cuda(monkeypatch, True)
+    assert fresh_device().type == "cuda"
+    fresh_device.cache_clear()
+    _fake_cuda(monkeypatch, False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert fresh_device().type == "cpu"
+
+
+def test_device_override(fresh_device, monkeypatch):
+    """CCC_DEVICE=cpu wins over an available GPU (without the override this machine would say cuda)."""
+    _fake_cuda(monkeypatch, True)
     monkeypatch.setenv("CCC_DEVICE", "cpu")
-    assert get_device().type == "cpu"
-    get_device.cache_clear()
+    assert fresh_device().type == "cpu"
+    fresh_device.cache_clear()
+    monkeypatch.setenv("CCC_DEVICE", "cuda:0")
+    assert fresh_device() == torch.device("cuda:0")
+
+
+@pytest.mark.parametrize("value,available,count,match", [
+    ("cuda", False, 0, "CUDA is not available"),
+    ("cuda:3", True, 1, "only 1 CUDA device"),
+    ("gpu", True, 1, "not a device"),
+    ("xla", True, 1, "not supported"),
+])
+def test_device_override_errors_name_the_fix(fresh_device, monkeypatch, value, available, count, match):
+    _fake_cuda(monkeypatch, available, count)
+    monkeypatch.setenv("CCC_DEVICE", value)
+    with pytest.raises(RuntimeError, match=match) as ei:
+        fresh_device()
+    assert "unset" in str(ei.value) or "use" in str(ei.value)
+
+
+def test_loader_options_per_device(monkeypatch):
+    from ccc_lib.utils import loader_options
+    assert loader_options(torch.device("cpu")) == {"num_workers": 0, "pin_memory": False}
+    monkeypatch.setenv("CCC_WORKERS", "3")
+    cuda = loader_options(torch.device("cuda"))
+    assert cuda == {"num_workers": 3, "pin_memory": True, "persistent_workers": True}
+    monkeypatch.setenv("CCC_WORKERS", "0")
+    assert loader_options(torch.device("cuda"))["persistent_workers"] is False
+
+
+def test_seeded_loader_order_depends_only_on_its_seed():
+    from torch.utils.data import TensorDataset
+    from ccc_lib.utils import seeded_loader
+    ds = TensorDataset(torch.arange(50))
+    order = lambda seed: torch.cat([b[0] for b in seeded_loader(ds, 8, shuffle=True, seed=seed,
+                                                                 device=torch.device("cpu"))])
+    a = order(1)
+    torch.rand(10)                                    # global RNG use in between changes nothing
+    assert torch.equal(a, order(1)) and not torch.equal(a, order(2))
+    assert sorted(a.tolist()) == list(range(50))
+
+
+def test_predict_batch_size_follows_the_device(monkeypatch):
+    from ccc_lib import train as T
+    assert T.default_batch_size(torch.device("cpu")) == 512
+    assert T.default_batch_size(torch.device("cuda")) == 4096
+    monkeypatch.setenv("CCC_EVAL_BATCH", "64")
+    assert T.default_batch_size(torch.device("cuda")) == 64

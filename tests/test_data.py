@@ -157,3 +157,98 @@ def test_subset_and_convert():
     assert convert_images(torch.rand(2, 1, 28, 28), (3, 32, 32)).shape == (2, 3, 32, 32)
     with pytest.raises(ValueError):
         TensorData(torch.rand(3, 28, 28), torch.zeros(3, dtype=torch.long), [], "bad", "test")
+
+
+# --------------------------------------------------------------------------- the dry run's generated files
+
+@pytest.fixture(scope="module")
+def dry_root(tmp_path_factory):
+    from ccc_lib import dryrun
+    return dryrun.ensure_dry_data(tmp_path_factory.mktemp("dry") / "data")
+
+
+@pytest.mark.parametrize("name, shape, classes", [
+    ("mnist", (1, 28, 28), 10), ("fashion_mnist", (1, 28, 28), 10), ("emnist", (1, 28, 28), 47),
+    ("svhn", (3, 32, 32), 10), ("cifar10", (3, 32, 32), 10)])
+def test_dry_run_files_read_by_torchvision(dry_root, name, shape, classes):
+    from ccc_lib import dryrun
+    spec = dryrun.DRY_SETS[name]
+    for split, per in (("train", spec.train_per_class), ("test", spec.test_per_class)):
+        ds = load_dataset(name, split, root=dry_root)
+        assert ds.shape == shape and ds.num_classes == classes and len(ds) == classes * per
+        assert ds.y.bincount(minlength=classes).tolist() == [per] * classes
+        assert all(c.startswith("generated") for c in ds.classes)        # never named as the real set
+        # the files hold exactly what the generator made (format round trip, incl. EMNIST's transpose)
+        x, y = dryrun.generate_images(spec, split)
+        assert torch.equal(ds.y, torch.as_tensor(y))
+        assert torch.allclose(ds.x, torch.as_tensor(x).float() / 255)
+
+
+def test_dry_run_classes_are_learnable(dry_root):
+    """A nearest-class-mean rule fitted on the train files beats chance by far on the test files."""
+    tr, te = load_dataset("cifar10", "train", root=dry_root), load_dataset("cifar10", "test", root=dry_root)
+    means = torch.stack([tr.x[tr.y == k].mean(0).flatten() for k in range(10)])
+    pred = torch.cdist(te.x.flatten(1), means).argmin(1)
+    assert (pred == te.y).float().mean() > 0.5
+
+
+def test_dry_run_checksums_come_from_the_manifest(dry_root, tmp_path):
+    """The SVHN/CIFAR-10 md5 checks run (torchvision's, against the manifest): a changed file is refused."""
+    import shutil
+    from ccc_lib import dryrun
+    man = dryrun.read_manifest(dry_root)
+    assert man["version"] == dryrun.GENERATOR_VERSION and "not those datasets" in man["note"]
+    assert {"SVHN/test_32x32.mat", "cifar-10-batches-py/test_batch", "MNIST/raw/train-images-idx3-ubyte",
+            "EMNIST/raw/emnist-balanced-test-labels-idx1-ubyte"} <= set(man["files"])
+    copy = tmp_path / "copy"
+    shutil.copytree(dry_root, copy)
+    with open(copy / "SVHN" / "test_32x32.mat", "ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(DatasetUnavailable, match="dry-run folder"):
+        load_dataset("svhn", "test", root=copy)
+    # the real classes are untouched: the dry folder's files fail torchvision's table of the real sums
+    import torchvision.datasets as tvd
+    with pytest.raises(RuntimeError, match="not found or corrupted"):
+        tvd.CIFAR10(dry_root, train=False)
+
+
+def test_dry_run_folder_is_never_written_over_real_data(tmp_path):
+    from ccc_lib import dryrun
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "something").write_text("x")
+    with pytest.raises(RuntimeError, match="refusing"):
+        dryrun.ensure_dry_data(tmp_path / "real")
+
+
+def test_activate_points_ccc_data_at_the_dry_folder(dry_root, monkeypatch):
+    from ccc_lib import dryrun
+    monkeypatch.setenv("CCC_DRY_DATA", str(dry_root))
+    monkeypatch.setenv("CCC_DATA", "/nonexistent-real-data")
+    assert dryrun.activate("default") is None
+    assert dryrun.activate("full_dry") == dry_root
+    import os
+    assert os.environ["CCC_DATA"] == str(dry_root)
+    with pytest.raises(RuntimeError, match="GENERATED files"):       # never read as real data
+        dryrun.activate("default")
+
+
+# --------------------------------------------------------------------------- natural images: explicit, loud
+
+def test_natural_images_are_real_skimage_functions():
+    from skimage import data as skdata
+    assert all(callable(getattr(skdata, n, None)) for n in D.NATURAL_IMAGES)
+    imgs = D.natural_images()
+    assert len(imgs) == len(D.NATURAL_IMAGES) and all(im.shape[0] == 3 and 0 <= im.min() and im.max() <= 1 for im in imgs)
+
+
+@pytest.mark.parametrize("how", ["absent", "broken"])
+def test_missing_natural_image_fails_naming_it(monkeypatch, how):
+    from skimage import data as skdata
+    if how == "absent":
+        monkeypatch.setattr(skdata, "coffee", None, raising=False)     # not a function of this install
+    else:
+        def broken():
+            raise FileNotFoundError("coffee.png not in this install")
+        monkeypatch.setattr(skdata, "coffee", broken)
+    with pytest.raises(DatasetUnavailable, match=r"lacks 1: coffee .*pip install"):
+        load_dataset("natural_patches", "test", n=5)

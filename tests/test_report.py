@@ -14,36 +14,99 @@ def _write(tmp_path, monkeypatch, chapters: dict):
     return report.load_metrics()
 
 
-def test_reproduction_summary_counts_only_checked_claims(tmp_path, monkeypatch):
-    m = _write(tmp_path, monkeypatch, {
-        "01_a": {"paper_vs_ours": [{"claim": "x", "paper": 1, "ours": 1, "holds": True},
-                                   {"claim": "y", "paper": 1, "ours": 0, "holds": False},
-                                   {"claim": "z", "paper": 96.5, "ours": 89.2, "holds": None}]},
-        "02_b": {"paper_vs_ours": []}})
-    chapters, claims = report.reproduction_summary(m)
-    assert chapters.loc["01_a", ["claims", "hold", "do not hold"]].tolist() == [2, 1, 1]
-    assert chapters.loc["01_a", "profile"] == "smoke" and chapters.loc["02_b", "claims"] == 0
-    assert len(claims) == 3 and claims["holds"].isna().sum() == 1
+def _claims_file(tmp_path, monkeypatch, stem, profile, checks, status_fail=False):
+    """A chapter's metrics file written by Claims itself (the mechanism every chapter uses)."""
+    from ccc_lib.claims import Claims
+    monkeypatch.setenv("CCC_METRICS_DIR", str(tmp_path))
+    C = Claims(stem, profile)
+    for key, ours, op, bound, at in checks:
+        if op is None:
+            C.report(key, key, ours)
+        else:
+            C.check(key, key, ours, op, bound, assert_at=at)
+    try:
+        C.finish(counterfeit_rows=[])
+    except AssertionError:
+        assert status_fail
+    return C
 
 
-def test_counterfeit_detection_merges_chapters_2_and_3(tmp_path, monkeypatch):
+def test_reproduction_summary_reads_claims_records(tmp_path, monkeypatch):
+    _claims_file(tmp_path, monkeypatch, "01_a", "smoke", [
+        ("x", 1.0, ">=", 0.5, ("smoke",)), ("y", 0.1, ">=", 0.5, ("default",)), ("z", 89.2, None, None, ())])
+    _claims_file(tmp_path, monkeypatch, "02_b", "smoke", [("w", 0.1, ">=", 0.5, ("smoke",))], status_fail=True)
+    chapters, claims = report.reproduction_summary(report.load_metrics())
+    assert chapters.loc["01_a", ["claims judged", "hold", "do not hold", "due here", "failed here"]].tolist() == [2, 1, 1, 1, 0]
+    assert chapters.loc["01_a", "status"] == "claims_ok" and chapters.loc["02_b", "status"] == "claims_failed"
+    assert chapters.loc["02_b", "failed here"] == 1
+    assert len(claims) == 4 and claims["holds"].isna().sum() == 1
+    row = claims.set_index("key").loc["y"]
+    assert row["bound"] == "≥ 0.5 (ours)" and row["asserted at"] == "default" and not row["due"]
+
+
+def test_reproduction_summary_reads_pre_claims_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("CCC_METRICS_DIR", str(tmp_path))
+    report.save_metrics("01_old", "smoke", {"paper_vs_ours": [{"claim": "x", "paper": 1, "ours": 1, "holds": True}]})
+    chapters, claims = report.reproduction_summary(report.load_metrics())
+    assert chapters.loc["01_old", "claims judged"] == 1 and claims.loc[0, "claim"] == "x"
+
+
+def test_run_problems_names_missing_failed_and_other_profile(tmp_path, monkeypatch):
+    _claims_file(tmp_path, monkeypatch, "00_ok", "default", [("x", 1.0, ">=", 0.5, ("default",))])
+    _claims_file(tmp_path, monkeypatch, "01_smoke", "smoke", [("x", 1.0, ">=", 0.5, ("default",))])
+    _claims_file(tmp_path, monkeypatch, "02_bad", "default", [("q", 0.1, ">=", 0.5, ("default",))], status_fail=True)
+    m = report.load_metrics()
+    p = report.run_problems(m, "default", ["00_ok", "01_smoke", "02_bad", "03_gone"])
+    got = {(r.chapter, r.problem) for r in p.itertuples()}
+    assert got == {("01_smoke", "other profile"), ("02_bad", "failed"), ("02_bad", "claims failed"),
+                   ("03_gone", "missing")}
+    assert "q" in p.set_index("problem").loc["claims failed", "detail"]
+    assert report.run_problems(m, "default", ["00_ok"]).empty
+
+
+def test_verdict_figure_one_row_per_chapter(tmp_path, monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    _claims_file(tmp_path, monkeypatch, "00_a", "smoke", [("x", 1.0, ">=", 0.5, ("smoke",)), ("z", 3, None, None, ())])
+    _claims_file(tmp_path, monkeypatch, "01_b", "smoke", [("y", 0.1, ">=", 0.5, ("default",))])
+    _, claims = report.reproduction_summary(report.load_metrics())
+    fig = report.verdict_figure(claims)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["00_a", "01_b"]
+    assert len(ax.patches) == 3
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {
+        "held, asserted here", "shown, not judged", "failed, recorded only"}
+
+
+def _row(**kw):
+    base = dict(classifier="fashion_mnist", chapter=2, detector="MSP", looks_at="confidence", auroc=0.2,
+                flagged_share=0.0, n_counterfeits=100, alpha=0.05)
+    return {**base, **kw}
+
+
+def test_counterfeit_detection_reads_structured_rows(tmp_path, monkeypatch):
     m = _write(tmp_path, monkeypatch, {
-        "02_neuralfp": {"counterfeits_alpha": 0.05, "counterfeits": [
-            {"model": "fashion_mnist", "counterfeits": 100, "confidence ≥ 0.99": 98,
-             "MSP: flagged": 0.0, "MSP: AUROC": 0.2, "Mahalanobis (ε=0): flagged": 0.9,
-             "Mahalanobis (ε=0): AUROC": 0.97, "NeuralFP (one-out, max |z|): flagged": 1.0,
-             "NeuralFP (one-out, max |z|): AUROC": 0.99}]},
-        "03_iocn": {"counterfeits": {"dataset": "fashion_mnist", "alpha": 0.05, "n": 98, "per_method": [
-            {"features": "pixels", "method": "IOCN", "counterfeits": 98, "mean AUROC over classes": 0.95,
-             "flagged at 5% false alarms": 0.75}], "iocn_cube": {}}}})
-    t = report.counterfeit_detection(m).set_index("detector")
-    assert len(t) == 4 and set(t["chapter"]) == {2, 3}
+        "02_neuralfp": {"counterfeit_rows": [
+            _row(detector="NeuralFP (one-out)", looks_at="layers", auroc=0.99, flagged_share=1.0),
+            _row(), _row(detector="Mahalanobis", looks_at="features", auroc=0.97, flagged_share=0.9)]},
+        "03_iocn": {"counterfeit_rows": [_row(chapter=3, detector="IOCN (pixels)", looks_at="one-class model",
+                                              auroc=0.95, flagged_share=0.75, n_counterfeits=98)]}})
+    t = report.counterfeit_detection(m)
+    assert t["detector"].tolist() == ["MSP", "Mahalanobis", "NeuralFP (one-out)", "IOCN (pixels)"]
+    t = t.set_index("detector")
     assert t.loc["MSP", "looks at"] == "the classifier's confidence" and t.loc["MSP", "AUROC"] == 0.2
-    assert t.loc["Mahalanobis (ε=0)", "looks at"] == "the classifier's features"
-    assert t.loc["NeuralFP (one-out, max |z|)", "looks at"].endswith("(fingerprints)")
     assert t.loc["IOCN (pixels)", "flagged"] == 0.75 and t.loc["IOCN (pixels)", "counterfeits"] == 98
     assert math.isclose(t.loc["MSP", "false-alarm budget"], 0.05)
     assert report.counterfeit_detection({}).empty                        # no chapter ran: an empty table
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"looks_at": "pixels"}, "looks_at"), ({"auroc": 1.5}, "auroc"), ({"flagged_share": "high"}, "flagged_share"),
+    ({"extra": 1}, "CounterfeitRow"), ({"chapter": None, "classifier": None, "auroc": -0.1}, "auroc")])
+def test_counterfeit_rows_are_validated(bad, match):
+    row = _row(**bad)
+    with pytest.raises(ValueError, match=match):
+        report.counterfeit_rows({"02_x": {"metrics": {"counterfeit_rows": [row]}}})
 
 
 def test_cache_only_never_trains(tmp_path):

@@ -72,3 +72,110 @@ def test_parameters_file(tmp_path):
         runner.load_parameters(f)
     with pytest.raises(SystemExit, match="not found"):
         runner.load_parameters(tmp_path / "missing.yaml")
+
+
+# --------------------------------------------------------------------------- a failing claim, end to end
+
+_CHAPTER = '''from ccc_lib import get_profile
+from ccc_lib.claims import Claims
+P = get_profile(profile)
+C = Claims("{stem}", P)
+C.check("acc", "tiny: test accuracy", {ours}, ">=", 0.9, assert_at=("smoke",))
+C.report("n", "images", 10)
+C.finish(payload={{"x": 1}})
+print("finished")'''
+
+
+def _chapter_nb(path, stem, ours):
+    from nbformat.v4 import new_markdown_cell
+    params = new_code_cell("profile = None", metadata={"tags": ["parameters"]})
+    _nb(path / f"{stem}.ipynb", [new_markdown_cell(f"# {stem}"), params,
+                                 new_code_cell(_CHAPTER.format(stem=stem, ours=ours)),
+                                 new_code_cell("print('after the claims')")])
+
+
+def test_failing_claim_end_to_end(tmp_path, monkeypatch):
+    """A chapter whose asserted claim fails: the notebook fails, its metrics file records the failed claim
+    with its numbers, the report shows it, and build_book.sh's logic exits non-zero; a passing chapter
+    beside it stays ok."""
+    import os
+    import subprocess
+    import sys
+
+    from ccc_lib import report
+    src = tmp_path / "nb"
+    src.mkdir()
+    _chapter_nb(src, "00_classifiers", ours=0.5)        # fails: 0.5 < 0.9, asserted at smoke
+    _chapter_nb(src, "01_counterfeits", ours=0.95)      # holds
+    out = tmp_path / "executed"
+    (out / "metrics").mkdir(parents=True)
+    stale = {"chapter": "00_classifiers", "profile": "smoke", "status": "claims_ok", "claims": [
+        {"key": "acc", "claim": "old", "holds": True, "due": True}], "failed_claims": []}
+    (out / "metrics" / "00_classifiers.json").write_text(json.dumps(stale))     # an older run's file
+    repo = runner.REPO
+    env = {**os.environ, "CCC_SKIP_SETUP": "1", "CCC_NO_HTML": "1", "CCC_NOTEBOOKS": str(src),
+           "CCC_EXECUTED": str(out), "CCC_PYTHON": sys.executable, "PYTHONPATH": str(repo)}
+    env.pop("CCC_METRICS_DIR", None)
+    proc = subprocess.run(["bash", str(repo / "scripts" / "build_book.sh"), "smoke"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log
+    assert "FAILED: chapter 00_classifiers at cell 2 of notebooks/00_classifiers.ipynb" in log, log
+    # the notebook failed at the claims cell: the cell after it never ran
+    nb = nbformat.read(out / "00_classifiers.ipynb", as_version=4)
+    assert not any("after the claims" in "".join(o.get("text", "")) for c in nb.cells for o in c.get("outputs", []))
+    # its metrics file is this run's, records the failed claim with its numbers, and says failed
+    m = json.loads((out / "metrics" / "00_classifiers.json").read_text())
+    assert m["status"] == "failed" and m["failed_claims"] == ["acc"] and m["claims_status"] == "claims_failed"
+    acc = {c["key"]: c for c in m["claims"]}["acc"]
+    assert acc["ours"] == 0.5 and acc["holds"] is False and acc["due"] and acc["bound"] == "≥ 0.9 (ours)"
+    assert m["failed_cell"]["index"] == 2 and "ClaimsFailed" in m["error"] and m["metrics"] == {"payload": {"x": 1}}
+    ok = json.loads((out / "metrics" / "01_counterfeits.json").read_text())
+    assert ok["status"] == "ok" and ok["failed_claims"] == []
+    # the report shows the failure
+    metrics = report.load_metrics(out / "metrics")
+    chapters, claims = report.reproduction_summary(metrics)
+    assert chapters.loc["00_classifiers", "failed here"] == 1 and chapters.loc["01_counterfeits", "failed here"] == 0
+    problems = report.run_problems(metrics, "smoke", ["00_classifiers", "01_counterfeits"])
+    assert set(problems["chapter"]) == {"00_classifiers"}
+    assert set(problems["problem"]) == {"failed", "claims failed"}
+    # the check alone: non-zero for the failed chapter, zero for the passing one
+    errors, _ = runner.check_executed(out, ["00_classifiers", "01_counterfeits"])
+    assert len(errors) == 1 and errors[0].startswith("00_classifiers: status 'failed'")
+    assert runner.main(["check", "01_counterfeits", "--executed", str(out), "--root", str(repo)]) == 0
+    assert runner.main(["check", "--executed", str(out), "--root", str(repo), "--notebooks", str(src)]) == 1
+
+
+def test_dry_run_banner_and_book_refusal(tmp_path, monkeypatch, capsys):
+    """A dry-run page carries the banner under its title, its metadata says dry run, and `book` refuses."""
+    from nbformat.v4 import new_markdown_cell
+    nb = tmp_path / "00_classifiers.ipynb"
+    _nb(nb.parent / "x.ipynb", [])
+    _nb(nb, [new_markdown_cell("# Title\ntext"), new_code_cell("profile = 'full_dry'", metadata={"tags": ["parameters"]})])
+    runner.mark_executed(nb, "full_dry")
+    runner.mark_executed(nb, "full_dry")                   # idempotent: one banner
+    cells = nbformat.read(nb, as_version=4).cells
+    assert cells[0].source.startswith("# Title") and "DRY RUN on generated files — not results" in cells[1].source
+    assert sum("DRY RUN" in c.source for c in cells) == 1 and "remove-cell" in cells[2].metadata["tags"]
+    assert runner.executed_profile(nb) == {"profile": "full_dry", "scale": "full", "dry_run": True}
+    errors, _ = runner.check_executed(tmp_path, ["00_classifiers"])
+    assert any("DRY RUN" in e for e in errors)
+    assert runner.main(["book", "--executed", str(tmp_path), "--root", str(runner.REPO)]) == 2
+    assert "refuses" in capsys.readouterr().err
+
+
+def test_project_root_from_cwd_or_option(tmp_path, monkeypatch):
+    (tmp_path / "proj" / "notebooks" / "sub").mkdir(parents=True)
+    (tmp_path / "proj" / "_config.yml").write_text("title: x\n")
+    monkeypatch.delenv("CCC_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path / "proj" / "notebooks" / "sub")
+    assert runner.find_root() == (tmp_path / "proj").resolve()
+    assert runner.find_root(tmp_path / "proj") == (tmp_path / "proj").resolve()
+    with pytest.raises(SystemExit, match="not the book's project root"):
+        runner.find_root(tmp_path)
+
+
+def test_dry_run_flag_is_full_only(tmp_path):
+    with pytest.raises(SystemExit, match="dry run of 'full'"):
+        runner.main(["run", "0", "--profile", "smoke", "--dry-run", "--root", str(runner.REPO),
+                     "--out", str(tmp_path)])

@@ -1,0 +1,33 @@
+"""The browser test's own checks, on a tiny hand-made book (the whole smoke book is checked by
+``scripts/browser_test.py`` without arguments): a precomputed slider panel whose slider is linked to
+its stack passes (image and numbers change, no request leaves the machine, fonts found); the same panel
+with the link missing fails. Needs Playwright (PyPI) and Debian's Chromium."""
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+pytest.importorskip("playwright", reason="pip install playwright (the browser test drives Chromium with it)")
+if not shutil.which("chromium"):
+    pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+def _run(tmp_path, *extra):
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "browser_test.py"), "--selftest",
+                           "--keep", str(tmp_path), *extra], capture_output=True, text=True, timeout=600, cwd=REPO)
+
+
+def test_browser_checks_move_a_precomputed_slider(tmp_path):
+    r = _run(tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "panel 1:" in r.stdout and "all pages pass" in r.stdout and "browser test time" in r.stdout
+    assert list((tmp_path / "_build" / "screenshots").glob("*.png"))
+
+
+def test_browser_checks_fail_when_the_slider_moves_nothing(tmp_path):
+    r = _run(tmp_path, "--unlinked")
+    assert r.returncode == 1
+    assert "did not change the image" in r.stdout and "did not change the numbers" in r.stdout
