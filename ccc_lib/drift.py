@@ -247,9 +247,7 @@ def gray_data(model: PaperCNN, method: str, n_per_class: int, S: dict | None = N
     if not cache:
         d = compute()
         return _finish(model, d["x"], d["y"], method, from_cache=False)
-    # 1-D views: the core fingerprint cannot view 0-d integer buffers (BatchNorm's num_batches_tracked)
-    ident = fingerprint({k: v.reshape(-1) for k, v in model.state_dict().items()})
-    config = {"model": ident, "method": method, "n": int(n_per_class),
+    config = {"model": fingerprint(model), "method": method, "n": int(n_per_class),
               "seed": int(seed) if method == "adam" else 0,
               "settings": {k: S[k] for k in sorted(S) if k.startswith(method)}, "version": 2}
     d = load_or_compute(f"drift-gray-{method}", config, compute)

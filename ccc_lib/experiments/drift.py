@@ -66,7 +66,7 @@ SETTINGS = {
              "control_seeds": (1, 2, 3, 4, 5, 6), "drift_seeds": (1, 2, 3), "headline_seeds": 3,
              "n_per_class": 50, "miface_max_iter": 1000, "adam_steps": 500, "n_shadow": 3, "shadow_epochs": 10,
              "mmd_permutations": 500, "n_input_test": 1000},
-    "full_dry": {"n_base": {"*": 120}, "n_prod": {"*": 120}, "n_attack": 150, "epochs": {"*": 1},
+    "full_dry": {"n_base": {"*": 120}, "n_prod": {"*": 120}, "n_attack": 1000, "epochs": {"*": 1},
                  "control_seeds": (1, 2), "drift_seeds": (1,), "headline_seeds": 2,
                  "n_per_class": 1, "miface_max_iter": 5, "adam_steps": 5, "n_shadow": 1, "shadow_epochs": 1,
                  "n_synthetic_per_class": 1, "synthetic_min_confidence": 0.0, "synthetic_max_iterations": 10,
