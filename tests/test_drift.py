@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ccc_lib import InputError, NotFittedError, TensorData, build_classifier, train_classifier
+from ccc_lib import InputError, TensorData, build_classifier, train_classifier
 from ccc_lib import drift as D
 from ccc_lib.experiments import drift as X
 from ccc_lib.metrics import ks_test, mmd_test

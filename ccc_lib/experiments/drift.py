@@ -4,7 +4,7 @@ each over several seeds), the scoring of every (model, gray-data method, attack)
 the reproduction of the slides' Table 2 and the standard input-drift tests beside it."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -17,11 +17,10 @@ from ..metrics import ks_test, mmd_test
 from ..models import PaperCNN
 from ..profiles import Profile, chapter_settings
 from ..train import profile_data
-from ..utils import get_device
 
 __all__ = ["SETTINGS", "CLAIM_BOUNDS", "SLIDES_TABLE1", "SLIDES_TABLE2", "DRIFT_KINDS", "settings", "per_dataset",
            "affected_classes", "apply_drift", "model_tag", "portions", "get_model", "Production",
-           "production_models", "build_attacks", "Score", "score_productions", "add_decisions", "headline_table",
+           "production_models", "build_attacks", "Score", "score_productions", "add_decisions", "frame", "headline_table",
            "InputTest", "input_drift_test"]
 
 DRIFT_KINDS = ("none", "swap", "rotate", "new")
@@ -209,11 +208,6 @@ def production_models(dataset: str, profile, S: dict) -> list[Production]:
 
 
 # --------------------------------------------------------------------------- attacks and scores
-
-#: the attacks of the chapter: (name, which, shadow data)
-ATTACKS = (("rule-based", "rule", None), ("black-box, synthetic shadows", "black", "synthetic"),
-           ("black-box, real shadows", "black", "real"))
-
 
 def build_attacks(base_model: PaperCNN, attack_data: TensorData, S: dict, seed: int = 0) -> tuple[dict, dict]:
     """The rule-based attack and the black-box attack with shadow models built the slides' way
