@@ -73,3 +73,45 @@ def nearest_neighbour_distance(query, reference, batch: int = 1024) -> np.ndarra
     r = torch.as_tensor(to_numpy(reference), dtype=torch.float32).flatten(1)
     out = [torch.cdist(q[i:i + batch], r).min(1).values for i in range(0, len(q), batch)]
     return torch.cat(out).numpy() if out else np.empty(0)
+
+
+# --------------------------------------------------------------------------- two-sample tests (chapter 4)
+
+def _rbf_mmd2(k, n: int):
+    kxx, kyy, kxy = k[:n, :n], k[n:, n:], k[:n, n:]
+    m = k.shape[0] - n
+    return ((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+            - 2 * kxy.mean())
+
+
+def mmd_test(a, b, n_permutations: int = 200, seed: int = 0) -> dict:
+    """Two-sample test: unbiased MMD² with an RBF kernel (median-heuristic bandwidth) and a
+    permutation p-value (Gretton et al. 2012). ``a``, ``b``: N×D and M×D samples."""
+    import torch
+    a = torch.as_tensor(np.asarray(a), dtype=torch.float64).flatten(1)
+    b = torch.as_tensor(np.asarray(b), dtype=torch.float64).flatten(1)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"mmd_test needs at least 2 samples on each side, got {len(a)} and {len(b)}")
+    z = torch.cat([a, b])
+    d2 = torch.cdist(z, z).pow(2)
+    pos = d2[d2 > 0]
+    bw = pos.median() if len(pos) else torch.tensor(1.0, dtype=torch.float64)
+    k = torch.exp(-d2 / bw)
+    n = len(a)
+    stat = float(_rbf_mmd2(k, n))
+    g = torch.Generator().manual_seed(int(seed))
+    null = []
+    for _ in range(int(n_permutations)):
+        p = torch.randperm(len(z), generator=g)
+        null.append(float(_rbf_mmd2(k[p][:, p], n)))
+    pval = (1 + sum(v >= stat for v in null)) / (1 + len(null))
+    return {"mmd2": stat, "p_value": float(pval)}
+
+
+def ks_test(a, b) -> dict:
+    """Two-sample Kolmogorov-Smirnov test per feature, Bonferroni-corrected (smallest p × #features)."""
+    from scipy.stats import ks_2samp
+    a, b = np.asarray(a, float).reshape(len(a), -1), np.asarray(b, float).reshape(len(b), -1)
+    ps = np.array([ks_2samp(a[:, j], b[:, j]).pvalue if np.ptp(np.r_[a[:, j], b[:, j]]) > 0 else 1.0
+                   for j in range(a.shape[1])])
+    return {"p_value": float(min(1.0, ps.min() * len(ps))), "n_features": int(len(ps))}

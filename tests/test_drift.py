@@ -1,14 +1,18 @@
-"""Unit tests of chapter 4 (drift via gray data): tiny sizes, CPU, real assertions."""
+"""Unit tests of chapter 4 (drift via gray data): tiny sizes, CPU, assertions that can fail."""
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from ccc_lib import TensorData, build_classifier, train_classifier
+from ccc_lib import InputError, TensorData, build_classifier, train_classifier
 from ccc_lib import drift as D
+from ccc_lib.experiments import drift as X
+from ccc_lib.metrics import ks_test, mmd_test
 
 
 def _toy(n_per_class=12, seed=0, classes=10):
-    """Separable toy images: class c lights up a 4-pixel-wide vertical band at column 2c+... ."""
+    """Separable toy images: class c lights up a vertical band (and odd classes a top bar)."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(classes).repeat_interleave(n_per_class)
     x = 0.1 * torch.rand(len(y), 1, 16, 16, generator=g)
@@ -20,61 +24,131 @@ def _toy(n_per_class=12, seed=0, classes=10):
     return TensorData(x, y, [str(c) for c in range(classes)], "toy", "train")
 
 
+def _noise(n, seed, classes=10):
+    """Random images with random labels: nothing to generalise, only to memorise."""
+    g = torch.Generator().manual_seed(seed)
+    return TensorData(torch.rand(n, 1, 16, 16, generator=g), torch.randint(0, classes, (n,), generator=g),
+                      [str(c) for c in range(classes)], "noise", "train")
+
+
+def _frozen(m):
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m.eval()
+
+
+class _Swapped(torch.nn.Module):
+    """A production model whose concepts of classes 3 and 5 are exchanged (outputs swapped)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m, self.input_shape, self.num_classes = m, m.input_shape, m.num_classes
+        perm = list(range(m.num_classes))
+        perm[3], perm[5] = 5, 3
+        self.register_buffer("perm", torch.tensor(perm))
+
+    def forward(self, x):
+        return self.m(x)[:, self.perm]
+
+
 @pytest.fixture(scope="module")
 def toy_model():
     torch.manual_seed(0)
     data = _toy(20)
     m = build_classifier(1, 16, 10, widths=(8, 8, 8), fc=16)
     train_classifier(m, data, epochs=8, batch_size=32, seed=0)
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m.eval(), data
+    return _frozen(m), data
 
 
-def test_settings_profiles_and_overrides():
-    for prof in ("smoke", "default", "full"):
-        s = D.settings(prof)
-        assert s["margin"] > 0 and 0 < s["class_threshold"] < 1
-        assert set(s["gray_methods"]) <= set(D.GRAY_METHODS)
-    assert D.settings("smoke", margin=0.2)["margin"] == 0.2
+@pytest.fixture(scope="module")
+def overfit_model():
+    """A target that memorised 60 random-label noise images (its members)."""
+    members = _noise(60, seed=1)
+    m = build_classifier(1, 16, 10, widths=(8, 8, 8), fc=64, conv_dropout=0.0, fc_dropout=0.0)
+    train_classifier(m, members, epochs=150, batch_size=60, lr=3e-3, seed=0)
+    return _frozen(m), members
+
+
+# --------------------------------------------------------------------------- settings
+
+def test_settings_profiles_overrides_and_bounds():
+    for prof in ("smoke", "default", "full", "full_dry"):
+        s = X.settings(prof)
+        assert s["margin"] > 0 and 0 < s["class_threshold"] < 1 and 0 < s["alpha"] < 1
+        assert s["headline_method"] == "miface" and set(s["variant_methods"]) <= set(D.GRAY_METHODS)
+        assert set(s["drift_kinds"]) <= set(X.DRIFT_KINDS) and "none" not in s["drift_kinds"]
+    assert X.settings("default")["control_seeds"].__len__() >= 5     # the brief's ≥ 5 no-drift seeds
+    assert X.settings("full")["datasets"] == ("cifar10", "emnist")
+    dry, full = X.settings("full_dry"), X.settings("full")
+    assert dry["datasets"] == full["datasets"] and dry["n_per_class"] < full["n_per_class"]
+    assert X.settings("smoke", margin=0.2)["margin"] == 0.2
     with pytest.raises(ValueError):
-        D.settings("smoke", not_a_setting=1)
+        X.settings("smoke", not_a_setting=1)
+    assert set(X.CLAIM_BOUNDS) == {"smoke", "default", "full"}
 
+
+def test_affected_classes_generic_in_class_count():
+    assert X.affected_classes("none", 47) == ()
+    assert X.affected_classes("swap", 47) == (3, 5)
+    assert X.affected_classes("rotate", 47) == tuple(range(23))
+    assert X.affected_classes("new", 47) == (45, 46)
+    with pytest.raises(InputError):
+        X.affected_classes("melt", 10)
+
+
+# --------------------------------------------------------------------------- steps 1-2
 
 def test_make_splits_disjoint_and_stratified():
     data = _toy(30)
     base, prod = D.make_splits(data, 100, 100, seed=3)
     assert len(base) == len(prod) == 100
     assert np.bincount(base.y.numpy()).tolist() == [10] * 10
-    # disjoint: no image in both portions
-    xb, xp = base.x.flatten(1), prod.x.flatten(1)
-    assert torch.cdist(xb, xp).min() > 0
-    with pytest.raises(ValueError):
+    assert torch.cdist(base.x.flatten(1), prod.x.flatten(1)).min() > 0       # no image in both portions
+    with pytest.raises(InputError):
         D.make_splits(data, 200, 200)
+    with pytest.raises(InputError):
+        D.make_splits(data, 0, 10)
 
 
-def test_apply_drift_swap_rotate_none_and_severity():
+def test_apply_drift_swap_rotate_new_none_and_severity():
     data = _toy(20)
-    none = D.apply_drift(data, "none")
+    none = X.apply_drift(data, "none")
     assert torch.equal(none.x, data.x) and torch.equal(none.y, data.y)
-    sw = D.apply_drift(data, "swap", 1.0)
-    a, b = D.affected_classes("swap", 10)
+    sw = X.apply_drift(data, "swap", 1.0)
+    a, b = X.affected_classes("swap", 10)
     assert (sw.y[data.y == a] == b).all() and (sw.y[data.y == b] == a).all()
     other = ~((data.y == a) | (data.y == b))
     assert torch.equal(sw.y[other], data.y[other]) and torch.equal(sw.x, data.x)
-    half = D.apply_drift(data, "swap", 0.5, seed=1)
+    half = X.apply_drift(data, "swap", 0.5, seed=1)
     assert int((half.y[data.y == a] == b).sum()) == 10
-    rot = D.apply_drift(data, "rotate", 1.0)
-    for c in D.affected_classes("rotate", 10):
+    rot = X.apply_drift(data, "rotate", 1.0)
+    for c in X.affected_classes("rotate", 10):
         m = data.y == c
         assert torch.equal(rot.x[m], torch.rot90(data.x[m], 1, dims=(2, 3)))
     m = data.y == 9
     assert torch.equal(rot.x[m], data.x[m]) and torch.equal(rot.y, data.y)
-    with pytest.raises(ValueError):
-        D.apply_drift(data, "melt")
-    with pytest.raises(ValueError):
-        D.apply_drift(data, "swap", 1.5)
+    src = _noise(100, seed=4)
+    new = X.apply_drift(data, "new", 1.0, new_images=src)
+    for c in X.affected_classes("new", 10):
+        m = data.y == c
+        assert not torch.equal(new.x[m], data.x[m])
+        # every new image is an image of the source set
+        assert (new.x[m].flatten(1)[:, None] == src.x.flatten(1)[None]).all(-1).any(1).all()
+    assert torch.equal(new.x[data.y == 0], data.x[data.y == 0]) and torch.equal(new.y, data.y)
 
+
+@pytest.mark.parametrize("kw, match", [
+    ({"kind": "melt"}, "kind"),
+    ({"kind": "swap", "severity": 1.5}, "severity"),
+    ({"kind": "new"}, "new_images"),
+    ({"kind": "new", "new_images": TensorData(torch.rand(20, 3, 8, 8), torch.arange(20) % 10, list("0123456789"), "rgb", "train")}, "shape"),
+])
+def test_apply_drift_rejects_bad_input(kw, match):
+    with pytest.raises(InputError, match=match):
+        X.apply_drift(_toy(4), **kw)
+
+
+# --------------------------------------------------------------------------- steps 3-4
 
 def test_gray_adam_is_classified_as_intended_and_seeded(toy_model):
     m, _ = toy_model
@@ -82,7 +156,7 @@ def test_gray_adam_is_classified_as_intended_and_seeded(toy_model):
     g2 = D.gray_adam(m, 2, steps=30, lr=0.1, seed=0)
     assert g1.x.shape == (20, 1, 16, 16) and g1.x.min() >= 0 and g1.x.max() <= 1
     assert torch.equal(g1.x, g2.x)
-    assert round(g1.own_accuracy * len(g1.x)) >= 18      # at least 18 of the 20 samples (counted, not a float compare)
+    assert round(g1.own_accuracy * len(g1.x)) >= 18      # at least 18 of the 20 samples
 
 
 def test_gray_miface_grey_start_identical_per_class(toy_model):
@@ -93,65 +167,183 @@ def test_gray_miface_grey_start_identical_per_class(toy_model):
     assert g.y.tolist() == sum([[c] * 3 for c in range(10)], [])
 
 
-def test_rule_based_attack_equals_agreement_and_decision(toy_model):
+def test_gray_data_cached_under_the_model_fingerprint(toy_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    m, _ = toy_model
+    S = {"adam_steps": 10, "adam_lr": 0.1}
+    g1 = D.gray_data(m, "adam", 1, S, seed=0)
+    files = list((tmp_path / "checkpoints").glob("drift-gray-adam-*.pt"))
+    assert len(files) == 1 and not g1.info["from_cache"]
+    g2 = D.gray_data(m, "adam", 1, S, seed=0)
+    assert torch.equal(g1.x, g2.x) and g2.info["from_cache"]
+    D.gray_data(m, "adam", 1, S, seed=1)                     # another seed: another entry
+    assert len(list((tmp_path / "checkpoints").glob("drift-gray-adam-*.pt"))) == 2
+
+
+@pytest.mark.parametrize("args, kw, match", [
+    (("adam", 2), {}, None),
+    (("melt", 2), {}, "method"),
+    (("adam", 0), {}, "n_per_class"),
+    (("generator", 2), {}, "dataset"),
+])
+def test_gray_data_validation(toy_model, args, kw, match, tmp_path, monkeypatch):
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    m, _ = toy_model
+    if match is None:
+        assert len(D.gray_data(m, *args, {"adam_steps": 2}, **kw)) == 20
+    else:
+        with pytest.raises(InputError, match=match):
+            D.gray_data(m, *args, **kw)
+    with pytest.raises(InputError, match="Module"):
+        D.gray_data("not a model", "adam", 1)
+
+
+# --------------------------------------------------------------------------- steps 5-6
+
+def test_rule_based_attack_equals_agreement(toy_model):
     m, data = toy_model
     att = D.MembershipAttacks(m)
     pred = m(data.x).argmax(1)
-    s = att.score(D.GrayData(data.x, data.y, "real"), "rule")
-    assert s["score"] == pytest.approx(float((pred == data.y).float().mean()))
-    # relabel class 0 as 1: its per-class rule-based score drops to the share predicted as 1
+    s, pc = att.score(D.GrayData(data.x, data.y, "real"), "rule")
+    assert s == pytest.approx(float((pred == data.y).float().mean()))
     y2 = data.y.clone(); y2[data.y == 0] = 1; y2[data.y == 1] = 0
-    s2 = att.score(D.GrayData(data.x, y2, "swapped"), "rule")
-    assert s2["per_class"][0] <= 0.1 and s2["per_class"][5] == pytest.approx(s["per_class"][5])
-    dec = D.drift_decision(s2["score"], reference=s["score"], margin=0.1, per_class=s2["per_class"])
-    assert dec["drift"] and {0, 1} <= set(dec["flagged_classes"])
-    assert not D.drift_decision(0.95, 1.0, 0.1)["drift"]
-    with pytest.raises(ValueError):       # ART needs every class present
-        att.infer(data.x[:5], data.y[:5])
+    s2, pc2 = att.score(D.GrayData(data.x, y2, "swapped"), "rule")
+    assert pc2[0] <= 0.1 and pc2[5] == pytest.approx(pc[5]) and s2 < s
+    # a few records of a few classes are fine (labels are one-hot encoded over all classes)
+    assert att.infer(data.x[:5], data.y[:5]).shape == (5,)
 
 
-def test_black_box_attack_with_shadow_models(toy_model):
+def test_attacks_tell_members_of_an_overfit_target(overfit_model):
+    """The test that can fail: an overfit target's members get a higher member rate than non-members."""
+    m, members = overfit_model
+    nonmembers = _noise(60, seed=2)
+    att = D.MembershipAttacks(m)
+    mem, non = att.member_rates(members, nonmembers, "rule")
+    assert mem >= 0.9 and non <= 0.4 and mem - non >= 0.5
+
+
+def test_black_box_attack_with_real_and_synthetic_shadows(toy_model):
     m, data = toy_model
-    att = D.MembershipAttacks(m, _toy(8, seed=5), n_shadow=1, shadow_epochs=1, seed=0)
+    att = D.MembershipAttacks(m, _toy(8, seed=5), n_shadow=1, shadow_epochs=1, attack_model="nn", seed=0)
     out = att.infer(data.x, data.y, "black")
     assert out.shape == (len(data),) and set(np.unique(out)) <= {0, 1}
-    chk = att.real_member_check(data, _toy(10, seed=7), n=50)
-    assert 0 <= chk["black"]["balanced_accuracy"] <= 1 and "rule" in chk
+    assert att.shadow == "real" and att.shadow_info["n_records"] == 80
+    x, y, fail = D.synthetic_shadow_records(m, 2, max_iterations=40, seed=0)
+    assert len(x) == len(y) == 20 - int(fail.sum()) and x.shape[1:] == (1, 16, 16)
+    assert len(x) == 0 or (x.min() >= 0 and x.max() <= 1 and (m(x).softmax(1).gather(1, y[:, None]) > 0.4).all())
 
 
-def test_detect_drift_report(toy_model):
+@pytest.mark.parametrize("call, match", [
+    (lambda m, d: D.MembershipAttacks(m, shadow="real"), "attack_data"),
+    (lambda m, d: D.MembershipAttacks(m, d, shadow="bogus"), "shadow"),
+    (lambda m, d: D.MembershipAttacks(m, TensorData(d.x[:30], d.y[:30], d.classes, "x", "y")), "all 10 classes"),
+    (lambda m, d: D.MembershipAttacks(m).infer(torch.rand(4, 3, 16, 16), torch.zeros(4)), "expects"),
+    (lambda m, d: D.MembershipAttacks(m).infer(torch.full((4, 1, 16, 16), float("nan")), torch.zeros(4)), "non-finite"),
+    (lambda m, d: D.MembershipAttacks(m).infer(d.x[:4], torch.tensor([0, 1, 2, 10])), "classes"),
+    (lambda m, d: D.MembershipAttacks(m).infer(d.x[:4], d.y[:3]), "labels for"),
+    (lambda m, d: D.MembershipAttacks(m).infer(d.x[:4] * 255, d.y[:4]), "255"),
+    (lambda m, d: D.MembershipAttacks(m).infer(d.x[:4], d.y[:4], "black"), "no black-box"),
+])
+def test_attack_validation(toy_model, call, match):
     m, data = toy_model
-    S = D.settings("smoke", adam_steps=20, adam_lr=0.1)
-    rep = D.detect_drift(m, m, method="adam", settings_=S, n_per_class=2, reference=None)
-    assert set(rep.production_score) == {"rule"}
-    assert rep.decision["rule"]["threshold"] == pytest.approx(rep.base_score["rule"] - S["margin"])
-    assert not rep.drift           # the same model twice: no drift
-    d = rep.to_dict()
-    assert len(d["per_class"]["rule"]) == 10
+    with pytest.raises(InputError, match=match):
+        call(m, data)
 
+
+# --------------------------------------------------------------------------- step 7
+
+@pytest.mark.parametrize("score, controls, drift, p", [
+    (0.95, [1.0, 1.0, 1.0], False, None),                # controls agree: the margin decides
+    (0.85, [1.0, 1.0, 1.0], True, None),
+    (0.80, [0.9, 0.8, 1.0, 0.85, 0.95], False, None),    # within the controls' spread
+    (0.30, [0.9, 0.8, 1.0, 0.85, 0.95], True, None),
+    (0.85, 1.0, True, float("nan")),                     # the slides' rule: one reference, no p-value
+])
+def test_drift_decision_table(score, controls, drift, p):
+    d = D.drift_decision(score, controls, margin=0.1, alpha=0.05)
+    assert d.drift is drift and d.score == score
+    assert d.n_controls == (0 if np.ndim(controls) == 0 else len(controls))
+    assert d.threshold <= d.reference - 0.1 + 1e-12
+    if p is None:
+        assert 0 < d.p_value < 1 and ((d.p_value < 0.05) == drift)
+    elif math.isnan(p):
+        assert math.isnan(d.p_value)
+    else:
+        assert d.p_value == p
+
+
+def test_drift_decision_prediction_interval_and_classes():
+    from scipy import stats
+    ctrl = np.array([0.9, 0.8, 1.0, 0.85, 0.95])
+    d = D.drift_decision(0.5, ctrl, margin=0.0, alpha=0.05)
+    half = stats.t.ppf(0.95, 4) * ctrl.std(ddof=1) * math.sqrt(1 + 1 / 5)
+    assert d.threshold == pytest.approx(ctrl.mean() - half)
+    pc = [1.0, 1.0, 0.2, 1.0, 0.0]
+    d = D.drift_decision(0.64, [1.0, 1.0], per_class=pc, control_per_class=[[1.0, 1.0, 1.0, 1.0, 0.05], [1.0, 1.0, 1.0, 1.0, 0.05]])
+    assert d.flagged_classes == (2,)                       # class 4 is low in the controls too
+    assert D.drift_decision(0.64, 1.0, per_class=pc).flagged_classes == (2, 4)
+
+
+@pytest.mark.parametrize("score, controls, kw, match", [
+    (1.5, [1.0], {}, "score"),
+    (0.5, [], {}, "control_scores"),
+    (0.5, [float("nan"), 1.0], {}, "control_scores"),
+    (0.5, [1.2], {}, "control_scores"),
+    (0.5, [1.0], {"alpha": 0.0}, "alpha"),
+    (0.5, [1.0], {"margin": -1}, "margin"),
+    (0.5, [1.0], {"class_threshold": 2}, "class_threshold"),
+])
+def test_drift_decision_validation(score, controls, kw, match):
+    with pytest.raises(InputError, match=match):
+        D.drift_decision(score, controls, **kw)
+
+
+def test_detect_drift_same_model_no_drift_and_swapped_model_drifts(toy_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    m, data = toy_model
+    S = {"adam_steps": 40, "adam_lr": 0.1}
+    rep = D.detect_drift(m, m, controls=[m] * 4, method="adam", n_per_class=4, gray_settings=S)
+    assert set(rep.production_score) == {"rule"} and not rep.drift
+    assert rep.decision["rule"].n_controls == 4 and len(rep.to_dict()["per_class"]["rule"]) == 10
+    rep2 = D.detect_drift(m, _Swapped(m), controls=[m] * 4, method="adam", n_per_class=4, gray_settings=S)
+    flagged = set(rep2.decision["rule"].flagged_classes)
+    assert rep2.drift and {3, 5} <= flagged and len(flagged) <= 4
+    assert rep2.decision["rule"].p_value < 0.05 < rep.decision["rule"].p_value
+    slides = D.detect_drift(m, m, method="adam", n_per_class=2, gray_settings=S)
+    assert slides.decision["rule"].n_controls == 0 and math.isnan(slides.decision["rule"].p_value)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda m: dict(base_model="x", production_model=m), "Module"),
+    (lambda m: dict(base_model=m, production_model=build_classifier(1, 28, 10)), "input shape"),
+    (lambda m: dict(base_model=m, production_model=m, controls=[build_classifier(1, 16, 5)]), "controls"),
+    (lambda m: dict(base_model=m, production_model=m, method="melt"), "method"),
+    (lambda m: dict(base_model=m, production_model=m, n_per_class=0), "n_per_class"),
+    (lambda m: dict(base_model=m, production_model=m, attacks=D.MembershipAttacks(build_classifier(1, 16, 10))),
+     "base_model"),
+    (lambda m: dict(base_model=m, production_model=m, margin=-0.1, controls=[m]), "margin"),
+])
+def test_detect_drift_validation(toy_model, make, match, tmp_path, monkeypatch):
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    m, _ = toy_model
+    with pytest.raises(InputError, match=match):
+        D.detect_drift(**make(m), gray_settings={"adam_steps": 2})
+
+
+# --------------------------------------------------------------------------- input-drift tests
 
 def test_mmd_and_ks_tests():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(60, 5)), rng.normal(size=(60, 5))
     c = rng.normal(loc=1.0, size=(60, 5))
-    assert D.mmd_test(a, b, 50)["p_value"] > 0.05
-    assert D.mmd_test(a, c, 50)["p_value"] < 0.05
-    assert D.ks_test(a, c)["p_value"] < 0.05 and D.ks_test(a, b)["p_value"] > 0.05
+    assert mmd_test(a, b, 50)["p_value"] > 0.05
+    assert mmd_test(a, c, 50)["p_value"] < 0.05
+    assert ks_test(a, c)["p_value"] < 0.05 and ks_test(a, b)["p_value"] > 0.05
 
 
 def test_input_drift_test_sees_rotation_not_swap(toy_model):
     m, _ = toy_model
     ref, prod = _toy(15, seed=1), _toy(15, seed=2)
-    sw = D.input_drift_test(m, ref, D.apply_drift(prod, "swap"), n=100, n_permutations=50)
-    rot = D.input_drift_test(m, ref, D.apply_drift(prod, "rotate"), n=100, n_permutations=50)
-    assert not sw["mmd_drift"] and rot["mmd_drift"]
-
-
-def test_cached_gray_data_roundtrip(toy_model, tmp_path, monkeypatch):
-    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
-    m, _ = toy_model
-    S = D.settings("smoke", adam_steps=10, adam_lr=0.1)
-    g1 = D.cached_gray_data(m, "adam", 1, S, seed=0, dataset="toy", profile="smoke", tag="t")
-    assert len(list((tmp_path / "drift-gray").glob("adam-*.pt"))) == 1
-    g2 = D.cached_gray_data(m, "adam", 1, S, seed=0, dataset="toy", profile="smoke", tag="t")
-    assert torch.equal(g1.x, g2.x) and g2.info.get("from_cache")
+    sw = X.input_drift_test(m, ref, X.apply_drift(prod, "swap"), n=100, n_permutations=50)
+    rot = X.input_drift_test(m, ref, X.apply_drift(prod, "rotate"), n=100, n_permutations=50)
+    assert not sw.mmd_drift and rot.mmd_drift

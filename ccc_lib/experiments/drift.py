@@ -1,0 +1,354 @@
+"""Chapter 4's experiment around the method of :mod:`ccc_lib.drift`: settings and claim bounds per
+profile, the injected drifts (ours), the production models (no-drift controls and drifted models,
+each over several seeds), the scoring of every (model, gray-data method, attack), the decisions,
+the reproduction of the slides' Table 2 and the standard input-drift tests beside it."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import drift as D
+from ..checks import InputError, check_choice, check_fraction
+from ..data import TensorData
+from ..metrics import ks_test, mmd_test
+from ..models import PaperCNN
+from ..profiles import Profile, chapter_settings
+from ..train import profile_data
+
+__all__ = ["SETTINGS", "CLAIM_BOUNDS", "SLIDES_TABLE1", "SLIDES_TABLE2", "DRIFT_KINDS", "settings", "per_dataset",
+           "affected_classes", "apply_drift", "model_tag", "portions", "get_model", "Production",
+           "production_models", "build_attacks", "Score", "score_productions", "add_decisions", "frame", "headline_table",
+           "InputTest", "input_drift_test"]
+
+DRIFT_KINDS = ("none", "swap", "rotate", "new")
+
+#: the slides' numbers ("results averaged from three experiments")
+SLIDES_TABLE1 = {"cifar10": (0.5738, 0.5969), "emnist": (0.8200, 0.8246)}     # base, production test accuracy
+SLIDES_TABLE2 = {"cifar10": {"rule": (1.0, 0.6666), "black": (1.0, 0.3611)},   # base gray, production gray
+                 "emnist": {"rule": (1.0, 0.5352), "black": (0.9516, 0.1713)}}
+
+_COMMON = {
+    **D.GRAY_DEFAULTS,
+    "headline_method": "miface",          # the slides' inversion
+    "variant_methods": ("adam", "generator"),
+    "decision_method": "adam",            # gray data of the decision experiment (many samples per class)
+    "margin": 0.10, "alpha": 0.05, "class_threshold": 0.5,
+    "attack_model": "nn",                 # ART's default attack model
+    "n_shadow": 3, "shadow_epochs": 5,
+    "n_synthetic_per_class": 10, "synthetic_min_confidence": 0.4, "synthetic_max_iterations": 40,
+    "drift_kinds": ("swap", "rotate", "new"), "severity": 1.0,
+    "new_source": {"mnist5k": "fashion_mnist", "fashion_mnist": "mnist5k", "cifar10": "svhn", "emnist": "fashion_mnist",
+                   "mnist": "fashion_mnist", "*": "fashion_mnist"},
+    "mmd_permutations": 200, "n_input_test": 300,
+}
+
+SETTINGS = {
+    "smoke": {**_COMMON,
+              "datasets": ("mnist5k",),
+              "n_base": {"*": 1000}, "n_prod": {"*": 1000}, "n_attack": 300, "epochs": {"*": 6},
+              "control_seeds": (1, 2), "drift_seeds": (1,), "headline_seeds": 2,
+              "n_per_class": 4, "miface_max_iter": 30, "adam_steps": 40, "n_shadow": 2, "shadow_epochs": 2,
+              "n_synthetic_per_class": 4, "mmd_permutations": 50, "n_input_test": 100,
+              "generator_overrides": {"steps": 60}},
+    "default": {**_COMMON,
+                "datasets": ("mnist5k", "fashion_mnist"),
+                "n_base": {"*": 2000}, "n_prod": {"*": 2000}, "n_attack": 1000,
+                "epochs": {"*": 4},
+                "control_seeds": (1, 2, 3, 4, 5), "drift_seeds": (1, 2, 3), "headline_seeds": 3,
+                "n_per_class": 20, "adam_steps": 60, "generator_overrides": {"steps": 200, "batch_size": 60}},
+    "full": {**_COMMON,
+             "datasets": ("cifar10", "emnist"),
+             "n_base": {"*": 20000}, "n_prod": {"*": 20000}, "n_attack": 5000, "epochs": {"cifar10": 30, "*": 10},
+             "control_seeds": (1, 2, 3, 4, 5, 6), "drift_seeds": (1, 2, 3), "headline_seeds": 3,
+             "n_per_class": 50, "miface_max_iter": 1000, "adam_steps": 500, "n_shadow": 3, "shadow_epochs": 10,
+             "mmd_permutations": 500, "n_input_test": 1000},
+    "full_dry": {"n_base": {"*": 120}, "n_prod": {"*": 120}, "n_attack": 1000, "epochs": {"*": 1},
+                 "control_seeds": (1, 2), "drift_seeds": (1,), "headline_seeds": 2,
+                 "n_per_class": 1, "miface_max_iter": 5, "adam_steps": 5, "n_shadow": 1, "shadow_epochs": 1,
+                 "n_synthetic_per_class": 1, "synthetic_min_confidence": 0.0, "synthetic_max_iterations": 10,
+                 "mmd_permutations": 20, "n_input_test": 50, "generator_overrides": {"steps": 3, "batch_size": 47}},
+}
+
+#: per-profile bounds of the chapter's claims (set before the run; see the notebook's claims section)
+CLAIM_BOUNDS = {
+    "smoke": {"own_gray": 0.9, "false_alarms": 0, "member_balanced_accuracy": 0.6, "min_synthetic_records": 4},
+    "default": {"own_gray": 0.9, "false_alarms": 0, "member_balanced_accuracy": 0.6, "min_synthetic_records": 4},
+    "full": {"own_gray": 0.9, "false_alarms": 0, "member_balanced_accuracy": 0.6, "min_synthetic_records": 4},
+}
+
+
+def settings(profile: str | Profile | None = None, **overrides) -> dict:
+    return chapter_settings(SETTINGS, profile, **overrides)
+
+
+def per_dataset(value, dataset: str):
+    """Settings given per dataset (``{"mnist5k": 2000, "*": 600}``) or as one value."""
+    if isinstance(value, dict):
+        return value.get(dataset, value.get("*"))
+    return value
+
+
+# --------------------------------------------------------------------------- injected drifts (ours)
+
+def affected_classes(kind: str, num_classes: int = 10) -> tuple[int, ...]:
+    """The classes a drift of ``kind`` changes: ``swap`` exchanges the 4th and 6th class (3↔5),
+    ``rotate`` turns the first half of the classes by 90°, ``new`` replaces the last two classes'
+    images by images of another dataset."""
+    check_choice(kind, "kind", DRIFT_KINDS)
+    if kind == "none":
+        return ()
+    if kind == "swap":
+        return (3, 5) if num_classes > 5 else (0, 1)
+    if kind == "rotate":
+        return tuple(range(max(1, num_classes // 2)))
+    return (num_classes - 2, num_classes - 1)
+
+
+def apply_drift(data: TensorData, kind: str = "none", severity: float = 1.0, seed: int = 0,
+                new_images: TensorData | None = None) -> TensorData:
+    """The production portion with a drift of ``kind`` on :func:`affected_classes`; ``severity`` ∈
+    [0, 1] is the share of those classes' images that drift (seeded choice). ``swap``: labels of the
+    pair exchanged (the concept moves, the images do not); ``rotate``: images turned by 90° (labels
+    kept); ``new``: images replaced by images of ``new_images`` (another dataset of the same shape;
+    class c gets images of its class c mod its class count) — data the base model never saw."""
+    check_choice(kind, "kind", DRIFT_KINDS)
+    check_fraction(severity, "severity", open_interval=False)
+    if kind == "new":
+        if new_images is None:
+            raise InputError("apply_drift(kind='new') needs new_images= (images of another dataset, same shape)")
+        if tuple(new_images.shape) != tuple(data.shape):
+            raise InputError(f"new_images have shape {tuple(new_images.shape)}, the portion {tuple(data.shape)}; "
+                             "convert them with new_images.to_shape(...)")
+    x, y = data.x.clone(), data.y.clone()
+    classes = affected_classes(kind, data.num_classes)
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        idx = np.flatnonzero(data.y.numpy() == c)
+        k = int(round(severity * len(idx)))
+        pick = torch.as_tensor(np.sort(rng.choice(idx, size=k, replace=False)), dtype=torch.long)
+        if len(pick) == 0:
+            continue
+        if kind == "swap":
+            a, b = classes
+            y[pick] = b if c == a else a
+        elif kind == "rotate":
+            x[pick] = torch.rot90(data.x[pick], 1, dims=(2, 3))
+        else:
+            src = np.flatnonzero(new_images.y.numpy() == c % new_images.num_classes)
+            if len(src) == 0:
+                raise InputError(f"new_images hold no image of class {c % new_images.num_classes}")
+            x[pick] = new_images.x[torch.as_tensor(rng.choice(src, size=len(pick), replace=len(src) < len(pick)))]
+    tag = "none" if kind == "none" else f"{kind}{severity:g}"
+    return TensorData(x, y, data.classes, data.name, f"production-{tag}")
+
+
+# --------------------------------------------------------------------------- models
+
+def model_tag(role: str, n: int, kind: str = "none", severity: float = 0.0) -> str:
+    """The cache tag naming a portion: ``drift-base-n2000`` or ``drift-prod-n2000-swap1``."""
+    return f"drift-base-n{n}" if role == "base" else f"drift-prod-n{n}-{kind}{severity:g}"
+
+
+def portions(dataset: str, profile, S: dict) -> tuple[TensorData, TensorData]:
+    """Steps 1-2's data: the base and production portions of ``dataset``'s training set."""
+    train = profile_data(dataset, "train", profile)
+    return D.make_splits(train, per_dataset(S["n_base"], dataset), per_dataset(S["n_prod"], dataset), seed=0)
+
+
+def _new_images(dataset: str, profile, S: dict, like: TensorData) -> TensorData:
+    src = per_dataset(S["new_source"], dataset)
+    return profile_data(src, "train", profile, shape=tuple(like.shape))
+
+
+def get_model(dataset: str, profile, S: dict, role: str = "production", kind: str = "none",
+              severity: float = 1.0, seed: int = 0):
+    """Step 1 (``role="base"``) or 2 (a production model with a drift of ``kind``; its random choices
+    and training use ``seed``): ``(model, info, training portion)``."""
+    base, prod = portions(dataset, profile, S)
+    if role == "base":
+        data, tag = base, model_tag("base", len(base))
+    else:
+        severity = 0.0 if kind == "none" else severity
+        new = _new_images(dataset, profile, S, prod) if kind == "new" else None
+        data = apply_drift(prod, kind, severity, seed=seed, new_images=new)
+        tag = model_tag("production", len(prod), kind, severity) + (f"-{new.name}" if new is not None else "")
+    model, info = D.train_model(dataset, data, profile, tag=tag, seed=seed, epochs=per_dataset(S["epochs"], dataset))
+    return model, info, data
+
+
+@dataclass
+class Production:
+    """One production model of the experiment."""
+    name: str
+    kind: str
+    severity: float
+    seed: int
+    model: PaperCNN
+    data: TensorData
+    test_accuracy: float
+
+    @property
+    def tag(self) -> str:
+        return f"{self.kind}{self.severity:g}-s{self.seed}"
+
+
+def production_models(dataset: str, profile, S: dict) -> list[Production]:
+    """The no-drift controls (one per control seed: another split's model, the slides' production
+    model) and the injected drifts (each kind over the drift seeds)."""
+    specs = [(f"no drift, seed {sd}", "none", 0.0, sd) for sd in S["control_seeds"]]
+    specs += [(f"{k}, seed {sd}", k, float(S["severity"]), sd) for k in S["drift_kinds"] for sd in S["drift_seeds"]]
+    out = []
+    for name, kind, sev, sd in specs:
+        m, info, data = get_model(dataset, profile, S, "production", kind, sev, sd)
+        out.append(Production(name, kind, float(sev), int(sd), m, data, float(info["test_accuracy"])))
+    return out
+
+
+# --------------------------------------------------------------------------- attacks and scores
+
+def build_attacks(base_model: PaperCNN, attack_data: TensorData, S: dict, seed: int = 0) -> tuple[dict, dict]:
+    """The rule-based attack and the black-box attack with shadow models built the slides' way
+    (synthetic records from random examples) and ours (real images). Returns ``({name: (attacks,
+    which)}, {name: error})`` — a black-box attack whose shadow data could not be synthesised is
+    left out and its :class:`~ccc_lib.drift.ShadowSynthesisError` returned (the chapter reports it)."""
+    out, errors = {}, {}
+    kw = dict(n_shadow=S["n_shadow"], shadow_epochs=S["shadow_epochs"], attack_model=S["attack_model"], seed=seed)
+    real = D.MembershipAttacks(base_model, attack_data, shadow="real", **kw)
+    out["rule-based"] = (real, "rule")
+    try:
+        syn = D.MembershipAttacks(base_model, shadow="synthetic", n_synthetic_per_class=S["n_synthetic_per_class"],
+                                  synthetic_min_confidence=S["synthetic_min_confidence"],
+                                  synthetic_max_iterations=S["synthetic_max_iterations"], **kw)
+        out["black-box, synthetic shadows"] = (syn, "black")
+    except D.ShadowSynthesisError as exc:
+        errors["black-box, synthetic shadows"] = exc
+    out["black-box, real shadows"] = (real, "black")
+    return out, errors
+
+
+@dataclass
+class Score:
+    """One (production model, gray-data method, attack) of the experiment, and step 7's decision."""
+    dataset: str
+    method: str
+    attack: str
+    production: str
+    kind: str
+    severity: float
+    seed: int
+    base_score: float            # the attack's score on the base model's own gray data
+    prod_score: float            # ... on the production model's gray data
+    per_class: list
+    own_accuracy: float          # production model on its own gray data
+    affected: tuple = ()
+    # filled by add_decisions
+    drift: bool | None = None
+    reference: float = float("nan")
+    spread: float = float("nan")
+    threshold: float = float("nan")
+    p_value: float = float("nan")
+    n_controls: int = 0
+    flagged: tuple = ()
+    slides_rule_drift: bool | None = None
+
+    @property
+    def classes_exact(self) -> bool:
+        return set(self.flagged) == set(self.affected)
+
+
+def score_productions(attacks: dict, base_model: PaperCNN, prods: list[Production], method: str, S: dict, *,
+                      dataset: str, profile) -> tuple[list[Score], dict]:
+    """Steps 3-6 for every production model with one gray-data method and every attack in
+    ``attacks``. The gray-data seed is 0 for the base model and 1 + the training seed for a
+    production model (each model has its own generator). Returns the scores and the gray data."""
+    n = int(S["n_per_class"])
+    nb = per_dataset(S["n_base"], dataset)
+    grays = {"base": D.gray_data(base_model, method, n, S, seed=0, dataset=dataset, profile=profile,
+                                 tag=f"{dataset}-{model_tag('base', nb)}-s0")}
+    base = {a: att.score(grays["base"], w)[0] for a, (att, w) in attacks.items()}
+    out = []
+    for p in prods:
+        g = D.gray_data(p.model, method, n, S, seed=1 + p.seed, dataset=dataset, profile=profile,
+                        tag=f"{dataset}-{model_tag('production', len(p.data), p.kind, p.severity)}-s{p.seed}")
+        grays[p.name] = g
+        for a, (att, w) in attacks.items():
+            s, pc = att.score(g, w)
+            out.append(Score(dataset, method, a, p.name, p.kind, p.severity, p.seed, base[a], s, pc.tolist(),
+                             g.own_accuracy, affected_classes(p.kind, base_model.num_classes)))
+    return out, grays
+
+
+def add_decisions(scores: list[Score], S: dict) -> list[Score]:
+    """Step 7 for every score: the reference is the no-drift controls of the same dataset, method
+    and attack — leaving the row's own model out when it is a control, so that a control's alarm is
+    a genuine false alarm. ``slides_rule_drift`` is the slides' rule beside it (reference = the base
+    gray data's score, same margin)."""
+    out = []
+    for r in scores:
+        ctrl = [c for c in scores if c.kind == "none" and (c.dataset, c.method, c.attack) == (r.dataset, r.method, r.attack)
+                and c.production != r.production]
+        d = D.drift_decision(r.prod_score, [c.prod_score for c in ctrl], margin=S["margin"], alpha=S["alpha"],
+                             per_class=r.per_class, control_per_class=[c.per_class for c in ctrl],
+                             class_threshold=S["class_threshold"])
+        slides = D.drift_decision(r.prod_score, r.base_score, margin=S["margin"])
+        out.append(replace(r, drift=d.drift, reference=d.reference, spread=d.spread, threshold=d.threshold,
+                           p_value=d.p_value, n_controls=d.n_controls, flagged=d.flagged_classes,
+                           slides_rule_drift=slides.drift))
+    return out
+
+
+def frame(scores: list[Score]) -> pd.DataFrame:
+    """The scores as a table (one row per score; ``classes_exact`` added)."""
+    df = pd.DataFrame([asdict(s) for s in scores])
+    if len(df):
+        df["classes_exact"] = [s.classes_exact for s in scores]
+    return df
+
+
+def headline_table(df: pd.DataFrame, seeds: int) -> pd.DataFrame:
+    """The slides' Table 2 for our runs: per dataset, gray-data method and attack, the mean ± standard
+    deviation over the first ``seeds`` no-drift production models (another split, as in the slides)
+    of the base-gray and the production-gray scores, and how often the slides' rule called drift."""
+    rows = []
+    ctrl = df[df.kind == "none"]
+    for (ds, method, attack), g in ctrl.groupby(["dataset", "method", "attack"], sort=False):
+        g = g.sort_values("seed").head(seeds)
+        rows.append({"dataset": ds, "gray data": method, "attack": attack, "seeds": len(g),
+                     "base gray": g.base_score.mean(), "base gray sd": g.base_score.std(ddof=1) if len(g) > 1 else 0.0,
+                     "production gray": g.prod_score.mean(),
+                     "production gray sd": g.prod_score.std(ddof=1) if len(g) > 1 else 0.0,
+                     "slides' rule: drift": int(g.slides_rule_drift.sum())})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the standard input-drift tests
+
+@dataclass
+class InputTest:
+    mmd2: float
+    mmd_p: float
+    ks_p: float
+    mmd_drift: bool
+    ks_drift: bool
+
+
+@torch.no_grad()
+def _features(model: PaperCNN, x: torch.Tensor, batch_size: int = 512) -> np.ndarray:
+    dev = next(model.parameters()).device
+    return torch.cat([model.features(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]).numpy()
+
+
+def input_drift_test(base_model: PaperCNN, reference: TensorData, production: TensorData, *, n: int = 300,
+                     n_permutations: int = 200, alpha: float = 0.05, seed: int = 0) -> InputTest:
+    """Does the production *input* distribution differ from the reference one? An MMD permutation
+    test and Bonferroni-corrected KS tests on the base model's penultimate features of ``n`` images
+    from each (labels are not used)."""
+    D.check_model(base_model, "base_model")
+    r, p = reference.subset(n, seed), production.subset(n, seed + 1)
+    fa, fb = _features(base_model, r.x), _features(base_model, p.x)
+    mmd = mmd_test(fa, fb, n_permutations, seed)
+    ks = ks_test(fa, fb)
+    return InputTest(mmd["mmd2"], mmd["p_value"], ks["p_value"], mmd["p_value"] < alpha, ks["p_value"] < alpha)
