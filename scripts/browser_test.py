@@ -119,6 +119,7 @@ def build_selftest_site(workdir: Path, linked: bool = True) -> Path:
     if src.exists():
         shutil.rmtree(src)
     (src / "notebooks").mkdir(parents=True)
+    vendor_assets()                        # before the copy: the site serves book/_static/vendor
     shutil.copytree(REPO / "book", src / "book", ignore=shutil.ignore_patterns("executed"))
     cfg = yaml.safe_load((REPO / "_config.yml").read_text())
     cfg["title"] = "browser self-test"
@@ -141,7 +142,6 @@ def build_selftest_site(workdir: Path, linked: bool = True) -> Path:
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(src)}}).execute()
     nbformat.write(nb, src / "notebooks" / "01_counterfeits.ipynb")
-    vendor_assets()
     shutil.rmtree(workdir / "_build" / "html", ignore_errors=True)
     jb = Path(sys.executable).with_name("jupyter-book")
     subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output", str(workdir),
