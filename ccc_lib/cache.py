@@ -162,15 +162,21 @@ def checkpoint_path(kind: str, config: dict, root=None) -> Path:
     return root / f"{kind}-{config_hash(config)}.pt"
 
 
+def _read_blob(path: Path, key: str) -> dict:
+    """A cache file's contents, checked to belong to ``key`` (raises on a corrupt or foreign file)."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(blob, dict) or blob.get("key") != key:
+        raise ValueError("key mismatch (the file belongs to another configuration)")
+    return blob
+
+
 def _try_load(path: Path, module: nn.Module, key: str, quiet: bool = False):
     """The checkpoint's metadata after loading it into ``module``; None if absent or unusable (with a
     warning, unless ``quiet``: the caller then retries under the build lock, which warns)."""
     if not path.exists():
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("key") != key:
-            raise ValueError("key mismatch (the file belongs to another configuration)")
+        blob = _read_blob(path, key)
         module.load_state_dict(blob["state_dict"], strict=True)
         meta = json.loads(blob.get("meta", "{}"))
         return meta
@@ -304,9 +310,7 @@ def _try_load_tensors(path: Path, key: str, quiet: bool = False):
     if not path.exists():
         return None
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(blob, dict) or blob.get("key") != key:
-            raise ValueError("key mismatch (the file belongs to another configuration)")
+        blob = _read_blob(path, key)
         out = dict(blob["tensors"])
         out["meta"] = json.loads(blob.get("meta", "{}"))
         out["from_cache"] = True
