@@ -46,7 +46,7 @@ from .utils import get_device, progress, set_seed
 __all__ = ["SETTINGS", "CLAIM_BOUNDS", "PAPER", "VARIANTS", "MODES", "LOSS_TERMS", "settings",
            "GeneratorConfig", "VectorMatrixGenerator", "hot_matrix", "draw_conditions", "FeatureTap",
            "loss_terms", "validate_weights", "train_generator", "get_generator", "sample",
-           "confident_counterfeits", "classifier_fingerprint", "differences_from_paper", "sample_dropout",
+           "confident_counterfeits", "differences_from_paper", "sample_dropout",
            "generator_settings", "train_step", "GOAL"]
 
 LOSS_TERMS = ("kl", "ce", "cos", "ortho", "div")
@@ -295,13 +295,6 @@ class FeatureTap:
             self._handle = None
 
 
-def classifier_fingerprint(model: nn.Module) -> str:
-    """A classifier's identity in the generator cache key (:func:`ccc_lib.cache.fingerprint` of its
-    state_dict, 0-d entries such as BatchNorm's step counter reshaped to 1-d: kept so that the keys
-    of generators cached before the core fingerprinted 0-d tensors stay valid)."""
-    return fingerprint({k: v.reshape(-1) for k, v in model.state_dict().items()})
-
-
 # ----------------------------------------------------------------------------------------------
 # the loss (paper §3.3, plus our ε·Div)
 # ----------------------------------------------------------------------------------------------
@@ -479,7 +472,7 @@ def get_generator(classifier: nn.Module, dataset: str, profile: str | Profile | 
                           dropout=float(s["dropout"]), mode=mode)
     train_kw = {k: s[k] for k in _TRAIN_KEYS}
     key = {"generator": cfg.to_dict(), "train": train_kw, "dataset": dataset, "tag": tag, "seed": seed,
-           "classifier": classifier_fingerprint(classifier), "feature_layer": feature_layer, "version": 2}
+           "classifier": fingerprint(classifier), "feature_layer": feature_layer, "version": 2}
     set_seed(seed)
     gen = VectorMatrixGenerator(cfg).to(_device_of(classifier))
     meta = load_or_train(gen, f"generator-{dataset}-{mode}", key,

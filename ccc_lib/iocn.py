@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cache import load_or_train
+from .cache import fingerprint, load_or_train
 from .checks import InputError, check_features, check_fitted, check_positive
 from .detectors import Detector
 from .utils import cpu_threads, get_device, progress, set_seed, to_numpy
@@ -343,7 +343,7 @@ class _INNDetector(Detector):
         train_fn = lambda m: train_inn(m, x, self.train_cfg, eval_fn=eval_fn, desc=desc)  # noqa: E731
         if self.cache_tag:
             key = {"tag": self.cache_tag, "inn": cfg.to_dict(), "train": self.train_cfg.to_dict(),
-                   "divisor": self.divisor, "n": len(x), "fingerprint": _fingerprint(x)}
+                   "divisor": self.divisor, "n": len(x), "fingerprint": fingerprint(torch.as_tensor(x, dtype=torch.float32))}
             self.meta = load_or_train(model, f"iocn-{self.objective}", key, train_fn)
         else:
             self.meta = {**train_fn(model), "from_cache": False}
@@ -379,11 +379,6 @@ class _INNDetector(Detector):
             raise NotImplementedError(f"{self.name} defines no decision rule; use score() and pick a threshold "
                                       f"(e.g. a quantile of the scores of held-out inliers)")
         return self.score(x) > self.threshold
-
-
-def _fingerprint(x: torch.Tensor) -> str:
-    import hashlib
-    return hashlib.sha256(np.ascontiguousarray(to_numpy(x), dtype=np.float32).tobytes()).hexdigest()[:16]
 
 
 class IOCN(_INNDetector):

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .. import counterfeits as cf
-from ..cache import load_or_compute
+from ..cache import fingerprint, load_or_compute
 from ..checks import check_labels
 from ..metrics import nearest_neighbour_distance, pairwise_mean_distance
 
@@ -309,7 +309,7 @@ def precompute_sliders(gen, info: dict, classifier, classes, real: RealStats, *,
     for knob in knobs:
         pts = []
         for v in slider_values(knob, s):
-            cfg = {"generator": cf.classifier_fingerprint(gen), "classifier": cf.classifier_fingerprint(classifier),
+            cfg = {"generator": fingerprint(gen), "classifier": fingerprint(classifier),
                    "knob": knob, "value": v, "settings": {k: s[k] for k in sorted(s)}, "seed": seed,
                    "real": asdict(real), "version": 1}
             r = load_or_compute("ch1-slider", cfg, lambda: _finetune_point(gen, info, classifier, classes, knob,

@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from ..baselines import make_oneclass_baseline
-from ..cache import load_or_compute
+from ..cache import fingerprint, load_or_compute
 from ..checks import InputError, check_choice, check_features, check_fraction
-from ..iocn import IOCN, FlowDetector, INNConfig, TrainConfig, _fingerprint, iocn_score, pull_f
+from ..iocn import IOCN, FlowDetector, INNConfig, TrainConfig, iocn_score, pull_f
 from ..metrics import ood_metrics
 from ..profiles import Profile, chapter_settings, get_profile
 from ..utils import cpu_threads, get_device, set_seed, to_numpy
@@ -312,7 +312,7 @@ def _deepod_scores(name: str, sp: Split, S: dict, seed: int, cache: bool) -> tup
         out = compute()
         return out["scores"].numpy(), False, out["meta"]["seconds"]
     key = {"method": name, "epochs": epochs, "kw": kw, "seed": seed,
-           "train": _fingerprint(torch.as_tensor(sp.train)), "test": _fingerprint(torch.as_tensor(sp.test))}
+           "train": fingerprint(torch.as_tensor(sp.train)), "test": fingerprint(torch.as_tensor(sp.test))}
     out = load_or_compute("iocn-deepod-scores", key, compute)
     return out["scores"].numpy(), bool(out["from_cache"]), float(out["meta"].get("seconds", float("nan")))
 
