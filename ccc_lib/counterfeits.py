@@ -15,7 +15,8 @@ The paper's loss (§3.3) is
 F the batch's penultimate features of f. :data:`VARIANTS` names the two generators the book uses:
 ``"paper"`` is exactly that loss (ε = 0); ``"ours"`` adds one term, ε·Div, a within-class hinge on
 the *feature-space* distance (see :func:`loss_terms`), against the collapse to one template per
-class. The architecture follows the public reference implementation as far as it is known
+class; its ε and τ are chosen per classifier on a validation split of the training images
+(:data:`SELECTION`, :func:`ours_choice`), never on the test set. The architecture follows the public reference implementation as far as it is known
 (:data:`PAPER`); where a profile scales it down, :func:`differences_from_paper` lists each change.
 
 Public API (what chapters 2-4 and the report call):
