@@ -15,7 +15,8 @@ The paper's loss (§3.3) is
 F the batch's penultimate features of f. :data:`VARIANTS` names the two generators the book uses:
 ``"paper"`` is exactly that loss (ε = 0); ``"ours"`` adds one term, ε·Div, a within-class hinge on
 the *feature-space* distance (see :func:`loss_terms`), against the collapse to one template per
-class. The architecture follows the public reference implementation as far as it is known
+class; its ε and τ are chosen per classifier on a validation split of the training images
+(:data:`SELECTION`, :func:`ours_choice`), never on the test set. The architecture follows the public reference implementation as far as it is known
 (:data:`PAPER`); where a profile scales it down, :func:`differences_from_paper` lists each change.
 
 Public API (what chapters 2-4 and the report call):
@@ -47,7 +48,8 @@ __all__ = ["SETTINGS", "CLAIM_BOUNDS", "PAPER", "VARIANTS", "MODES", "LOSS_TERMS
            "GeneratorConfig", "VectorMatrixGenerator", "hot_matrix", "draw_conditions", "FeatureTap",
            "loss_terms", "validate_weights", "train_generator", "get_generator", "sample",
            "confident_counterfeits", "differences_from_paper", "sample_dropout",
-           "generator_settings", "train_step", "GOAL"]
+           "generator_settings", "train_step", "GOAL", "SELECTION", "selection_settings", "ARCH_SETTINGS", "arch_settings", "selection_config",
+           "ours_choice"]
 
 LOSS_TERMS = ("kl", "ce", "cos", "ortho", "div")
 MODES = ("counterfeit", "inversion")
@@ -91,6 +93,22 @@ CLAIM_BOUNDS = {
 #: our goal for our variant (not the paper's): feature diversity ≥ 0.70 of real, ≥ 99 % at ≥ 0.99
 GOAL = dict(feature_diversity_ratio=0.70, share_at_099=0.99)
 
+#: how our variant's ε and τ (``epsilon``, ``div_target``) are chosen, per profile, on a validation
+#: split of the training images (never the test set): the candidate grid, the training steps of every
+#: candidate (equal for all), samples per class, and validation images.
+#: The rule (:func:`ccc_lib.experiments.counterfeits.select_ours`): the largest feature diversity among
+#: candidates whose worst-class share at ≥ 0.99 is ≥ ``min_worst_share``; if none qualifies, the
+#: highest worst-class share. The paper's generator has no parameter chosen this way (α..δ are fixed).
+SELECTION = {
+    "smoke": dict(epsilons=(0.5, 2.0), taus=(0.5,), steps=30, n_per_class=10, n_validation=500,
+                  min_worst_share=0.99),
+    "default": dict(epsilons=(0.5, 1.0, 2.0, 4.0), taus=(0.5, 0.7), steps=200, n_per_class=50,
+                    n_validation=2000, min_worst_share=0.99),
+    "full": dict(epsilons=(0.5, 1.0, 2.0, 4.0), taus=(0.5, 0.7), steps=1000, n_per_class=100,
+                 n_validation=5000, min_worst_share=0.99),
+    "full_dry": dict(epsilons=(0.5, 2.0), taus=(0.5,), steps=2, n_per_class=3, n_validation=100),
+}
+
 
 def settings(profile: str | Profile | None = None, **overrides) -> dict:
     """The chapter's settings at ``profile`` with ``overrides`` applied (unknown keys raise)."""
@@ -98,6 +116,53 @@ def settings(profile: str | Profile | None = None, **overrides) -> dict:
         return chapter_settings(SETTINGS, _profile(profile), **overrides)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
+
+
+#: the other classifier architectures (:mod:`ccc_lib.models`) attacked with the chapter's settings
+#: unchanged, and on how many of the profile's datasets (None: all)
+ARCH_SETTINGS = {
+    "smoke": dict(architectures=("mlp",), arch_datasets=1),
+    "default": dict(architectures=("mlp", "rescnn"), arch_datasets=1),
+    "full": dict(architectures=("mlp", "rescnn"), arch_datasets=None),
+}
+
+
+def arch_settings(profile: str | Profile | None = None) -> dict:
+    """Which other architectures, on how many datasets, at ``profile`` (:data:`ARCH_SETTINGS`)."""
+    try:
+        return chapter_settings(ARCH_SETTINGS, _profile(profile))
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def selection_settings(profile: str | Profile | None = None, **overrides) -> dict:
+    """The selection grid and budget of our variant's ε, τ at ``profile`` (:data:`SELECTION`)."""
+    try:
+        return chapter_settings(SELECTION, _profile(profile), **overrides)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def selection_config(classifier: nn.Module, dataset: str, profile: str | Profile | None = None,
+                     seed: int = 0) -> dict:
+    """The cache key of our variant's (ε, τ) selection for ``classifier`` on ``dataset``: the
+    classifier's fingerprint, the grid and budget, and every other training setting."""
+    s = settings(profile)
+    return {"classifier": fingerprint(classifier), "dataset": dataset, "seed": seed,
+            "selection": {k: list(v) if isinstance(v, tuple) else v for k, v in selection_settings(profile).items()},
+            "train": {k: s[k] for k in _TRAIN_KEYS if k not in ("steps", "epsilon", "div_target")},
+            "generator": {k: list(s[k]) if k == "channels" else s[k] for k in ("nz", "channels", "dropout")},
+            "sample_dropout": bool(s["ours_sample_dropout"]), "version": 1}
+
+
+def ours_choice(classifier: nn.Module, dataset: str, profile: str | Profile | None = None, seed: int = 0) -> dict:
+    """Our variant's chosen ``{"epsilon": ..., "div_target": ...}`` for ``classifier`` on ``dataset``,
+    from the selection chapter 1 ran on validation data (cached); raises
+    :class:`ccc_lib.cache.NotCached` if it has not run at this profile."""
+    from .cache import load_or_compute
+    out = load_or_compute("ch1-ours-selection", selection_config(classifier, dataset, profile, seed),
+                          None, cache_only=True)
+    return {"epsilon": float(out["meta"]["epsilon"]), "div_target": float(out["meta"]["div_target"])}
 
 
 def _profile(profile) -> Profile:
@@ -560,12 +625,14 @@ def confident_counterfeits(classifier: nn.Module, dataset: str, profile: str | P
                            variant: str = "paper") -> dict:
     """Chapter 1's counterfeits of ``classifier`` for the other chapters' detectors to score:
     ``n_per_class`` images per class from the *cached* generator of ``variant`` ("paper": the
-    headline; "ours"), sampled as the chapter samples (dropout on when the settings say so);
+    headline; "ours", at the ε and τ chapter 1 chose on validation data, :func:`ours_choice`),
+    sampled as the chapter samples (dropout on when the settings say so);
     raises :class:`ccc_lib.cache.NotCached` if chapter 1 has not trained it at this profile. Keeps
     those the classifier labels as intended with confidence ≥ ``threshold``. Returns :func:`sample`'s
     dict restricted to the kept images, plus ``n_sampled``, ``variant`` and ``info``."""
     check_fraction(threshold, "threshold", open_interval=False)
-    gen, info = get_generator(classifier, dataset, profile, variant=variant, seed=seed, cache_only=True)
+    chosen = ours_choice(classifier, dataset, profile, seed) if variant == "ours" else {}
+    gen, info = get_generator(classifier, dataset, profile, variant=variant, seed=seed, cache_only=True, **chosen)
     s = sample(gen, classifier, n_per_class, seed=seed, dropout=sample_dropout(variant, info["settings"]))
     keep = (s["confidence"] >= threshold) & (s["pred"] == s["y"])
     out = {k: v[keep] for k, v in s.items()}

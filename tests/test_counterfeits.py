@@ -339,3 +339,74 @@ def test_modes_view():
     same = train_x[:1].repeat(10, 1, 1, 1)
     m1 = xcf.modes(clf, same, torch.zeros(10, dtype=torch.long), train_x, train_y)
     assert m1.distinct_neighbours == pytest.approx(0.1) and m1.nn_label_agrees == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# our variant's ε, τ chosen on validation data; other architectures
+# ---------------------------------------------------------------------------------------------
+def _cand(eps, tau, worst, div):
+    return xcf.Candidate(epsilon=eps, div_target=tau, mean_confidence=0.9, share_099=worst, worst_class_share_099=worst,
+                         feature_diversity_ratio=div)
+
+
+@pytest.mark.parametrize("cands,expect,any_ok", [
+    # the most diverse among those meeting the worst-class rule, not the most diverse overall
+    ([_cand(0.5, 0.5, 1.0, 0.6), _cand(1.0, 0.5, 0.995, 0.7), _cand(4.0, 0.7, 0.9, 0.9)], (1.0, 0.5), True),
+    # none qualifies: the highest worst-class share
+    ([_cand(0.5, 0.5, 0.95, 0.6), _cand(2.0, 0.7, 0.98, 0.5), _cand(4.0, 0.7, 0.5, 0.9)], (2.0, 0.7), False),
+])
+def test_selection_rule(cands, expect, any_ok):
+    best, ok = xcf._select(cands, 0.99)
+    assert (best.epsilon, best.div_target) == expect and ok is any_ok
+    assert [c.chosen for c in cands].count(True) == 1
+    assert [c.qualifies for c in cands] == [c.worst_class_share_099 >= 0.99 for c in cands]
+
+
+def test_select_ours_cached_and_read_by_other_chapters():
+    clf = _frozen(TinyNet())
+    val_x, val_y = torch.rand(40, 1, 28, 28), torch.arange(10).repeat(4)
+    sel = xcf.select_ours(clf, "toy", "full_dry", val_x, val_y)
+    grid = cf.selection_settings("full_dry")
+    assert len(sel.candidates) == len(grid["epsilons"]) * len(grid["taus"])
+    assert (sel.epsilon, sel.div_target) in {(c.epsilon, c.div_target) for c in sel.candidates}
+    assert sel.table()["chosen"].sum() == 1 and "worst-class" in sel.rule
+    assert cf.ours_choice(clf, "toy", "full_dry") == sel.overrides()
+    sel2 = xcf.select_ours(clf, "toy", "full_dry", val_x, val_y)                # from the cache
+    assert sel2.overrides() == sel.overrides()
+    with pytest.raises(NotCached):                                              # selection done, generator not
+        cf.confident_counterfeits(clf, "toy", "full_dry", 3, variant="ours")
+    cf.get_generator(clf, "toy", "full_dry", variant="ours", **sel.overrides())
+    out = cf.confident_counterfeits(clf, "toy", "full_dry", 3, variant="ours", threshold=0.0)
+    assert out["info"]["settings"]["epsilon"] == sel.epsilon and out["info"]["settings"]["div_target"] == sel.div_target
+    with pytest.raises(NotCached):                                              # another classifier: not selected
+        cf.ours_choice(_frozen(TinyNet()), "toy", "full_dry")
+
+
+def test_validation_split_comes_from_training_images():
+    from ccc_lib.data import TensorData
+    train = TensorData(torch.rand(100, 1, 28, 28), torch.arange(10).repeat(10), [str(i) for i in range(10)], "toy", "train")
+    val = xcf.validation_split(train, 30)
+    assert len(val) == 30 and val.split == "train" and sorted(val.y.tolist()) == sorted(list(range(10)) * 3)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "rescnn"])
+def test_architecture_rows_same_settings(arch):
+    from ccc_lib.data import TensorData
+    from ccc_lib.models import build_model
+    clf = _frozen(build_model(arch, 1, 28, 10))
+    test = TensorData(torch.rand(60, 1, 28, 28), torch.arange(10).repeat(6), [str(i) for i in range(10)], "toy", "test")
+    rows = xcf.architecture_rows(arch, clf, "toy", "full_dry", test, {"epsilon": 2.0, "div_target": 0.7},
+                                 n_per_class=3, accuracy=0.5)
+    assert [r["generator"] for r in rows] == ["paper's generator", "ours: + ε·Div"]
+    for r in rows:
+        assert r["architecture"] == arch and 0 <= r["worst class: share ≥ 0.99"] <= 1
+        assert r["feature diversity / real"] > 0 and r["pixel diversity / real"] > 0
+
+
+def test_arch_and_selection_settings_per_profile():
+    for prof in ("smoke", "default", "full", "full_dry"):
+        a, s = cf.arch_settings(prof), cf.selection_settings(prof)
+        assert set(a["architectures"]) <= set(xcf.ARCHITECTURES) and s["steps"] >= 1
+    assert cf.selection_settings("full_dry")["steps"] < cf.selection_settings("full")["steps"]
+    with pytest.raises(InputError):
+        cf.selection_settings("nope")

@@ -20,7 +20,8 @@ from ..metrics import nearest_neighbour_distance, pairwise_mean_distance
 __all__ = ["features", "diversity_stats", "feature_diversity", "RealStats", "real_stats", "Summary", "Modes", "modes",
            "summarise", "confidence_table", "distance_stats", "ABLATION", "run_ablation", "differ_table",
            "pick_grid", "show_grid", "grid_png", "KNOBS", "slider_values", "SliderPoint",
-           "precompute_sliders", "slider_panel"]
+           "precompute_sliders", "slider_panel", "Candidate", "Selection", "validation_split", "select_ours",
+           "ARCHITECTURES", "other_classifier", "architecture_rows"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -183,14 +184,18 @@ ABLATION = {
 
 def run_ablation(classifier, dataset: str, profile, real: RealStats, *, seed: int = 0, steps: int | None = None,
                  n_per_class: int = 50, variants: dict | None = None, train_x: torch.Tensor | None = None,
-                 dropout: bool | None = None) -> tuple[pd.DataFrame, dict]:
+                 dropout: bool | None = None, ours_overrides: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Train (or load) one generator per variant at ``steps`` steps (equal budgets) and summarise
-    each, sampled with dropout as the settings say. Returns the table and name → samples."""
+    each, sampled with dropout as the settings say (the paper's ``sample_dropout`` for every row, so
+    the rows differ only in the loss). ``ours_overrides`` (ε and τ chosen on validation data) apply to
+    the rows of our variant. Returns the table and name → samples."""
     s0 = cf.settings(profile)
     steps = int(steps or s0["ablation_steps"])
     dropout = s0["sample_dropout"] if dropout is None else dropout
     rows, samples = [], {}
     for name, (variant, mode, ov) in (variants or ABLATION).items():
+        if variant == "ours":
+            ov = {**(ours_overrides or {}), **ov}
         gen, info = cf.get_generator(classifier, dataset, profile, variant=variant, mode=mode, seed=seed,
                                      steps=steps, **ov)
         s = cf.sample(gen, classifier, n_per_class, seed=seed + 1, dropout=dropout)
@@ -207,6 +212,167 @@ def differ_table(s: dict) -> pd.DataFrame:
     rows = [{**r, "paper / reference code": show(r["paper / reference code"]), "this run": show(r["this run"])}
             for r in cf.differences_from_paper(s)]
     return pd.DataFrame(rows).set_index("setting").rename(columns={"": "status"})
+
+
+# ----------------------------------------------------------------------------------------------
+# our variant's ε and τ, chosen on validation data
+# ----------------------------------------------------------------------------------------------
+def validation_split(train, n: int, seed: int = 0):
+    """The validation images of the selection: a stratified, seeded subset of ``n`` *training*
+    images (a :class:`ccc_lib.data.TensorData`); the test set is never looked at."""
+    return train.subset(min(int(n), len(train)), seed=seed + 101)
+
+
+@dataclass
+class Candidate:
+    """One (ε, τ) of the grid, trained for the selection's steps and measured on validation data."""
+    epsilon: float
+    div_target: float
+    mean_confidence: float
+    share_099: float
+    worst_class_share_099: float
+    feature_diversity_ratio: float
+    qualifies: bool = False
+    chosen: bool = False
+
+
+@dataclass
+class Selection:
+    """The chosen ε, τ, the rule that chose them, and every candidate."""
+    epsilon: float
+    div_target: float
+    rule: str
+    any_qualified: bool
+    candidates: list
+
+    def overrides(self) -> dict:
+        return {"epsilon": self.epsilon, "div_target": self.div_target}
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"ε": c.epsilon, "τ": c.div_target, "mean confidence": c.mean_confidence,
+                              "share ≥ 0.99": c.share_099, "worst class: share ≥ 0.99": c.worst_class_share_099,
+                              "feature diversity / real (validation)": c.feature_diversity_ratio,
+                              "qualifies": c.qualifies, "chosen": c.chosen} for c in self.candidates])
+
+
+def _rule_text(min_worst: float) -> str:
+    return (f"the largest feature diversity (against the validation images) among candidates whose worst-class "
+            f"share at confidence ≥ 0.99 is ≥ {min_worst}; if none qualifies, the highest worst-class share")
+
+
+def _select(cands: list, min_worst: float) -> tuple:
+    ok = [c for c in cands if c.worst_class_share_099 >= min_worst]
+    best = (max(ok, key=lambda c: (c.feature_diversity_ratio, c.worst_class_share_099)) if ok else
+            max(cands, key=lambda c: (c.worst_class_share_099, c.share_099, c.feature_diversity_ratio)))
+    for c in cands:
+        c.qualifies = c.worst_class_share_099 >= min_worst
+        c.chosen = c is best
+    return best, bool(ok)
+
+
+def select_ours(classifier, dataset: str, profile, val_x: torch.Tensor, val_y: torch.Tensor, *,
+                seed: int = 0) -> Selection:
+    """Choose our variant's ε (``epsilon``) and τ (``div_target``) on validation data: every candidate of
+    :data:`ccc_lib.counterfeits.SELECTION`'s grid trains from scratch for the same ``steps`` (cached
+    per candidate), samples ``n_per_class`` per class as ours samples (its dropout setting), and is
+    measured against the validation images' feature diversity; then the rule of :func:`_rule_text`.
+    The result is cached under :func:`ccc_lib.counterfeits.selection_config` (what
+    :func:`ccc_lib.counterfeits.ours_choice` reads for the other chapters)."""
+    check_labels(val_y, "val_y", n=len(val_x))
+    sel = cf.selection_settings(profile)
+    s = cf.settings(profile)
+    drop = cf.sample_dropout("ours", s)
+    min_worst = float(sel.get("min_worst_share", cf.GOAL["share_at_099"]))
+
+    def compute():
+        real_fd = feature_diversity(classifier, val_x, val_y, seed=seed)
+        cands = []
+        for eps in sel["epsilons"]:
+            for tau in sel["taus"]:
+                gen, _ = cf.get_generator(classifier, dataset, profile, variant="ours", seed=seed, tag="selection",
+                                          steps=int(sel["steps"]), epsilon=float(eps), div_target=float(tau))
+                smp = cf.sample(gen, classifier, int(sel["n_per_class"]), seed=seed + 7, dropout=drop)
+                conf, y = smp["confidence"].numpy(), smp["y"].numpy()
+                cands.append(Candidate(
+                    epsilon=float(eps), div_target=float(tau), mean_confidence=float(conf.mean()),
+                    share_099=float((conf >= 0.99).mean()),
+                    worst_class_share_099=min(float((conf[y == c] >= 0.99).mean()) for c in np.unique(y)),
+                    feature_diversity_ratio=feature_diversity(classifier, smp["x"], smp["y"], seed=seed) / real_fd))
+        best, ok = _select(cands, min_worst)
+        return {"meta": {"epsilon": best.epsilon, "div_target": best.div_target, "any_qualified": ok,
+                         "candidates": [asdict(c) for c in cands]}}
+
+    out = load_or_compute("ch1-ours-selection", cf.selection_config(classifier, dataset, profile, seed), compute)
+    m = out["meta"]
+    return Selection(epsilon=float(m["epsilon"]), div_target=float(m["div_target"]), rule=_rule_text(min_worst),
+                     any_qualified=bool(m["any_qualified"]), candidates=[Candidate(**c) for c in m["candidates"]])
+
+
+# ----------------------------------------------------------------------------------------------
+# other classifier architectures, the same generator settings
+# ----------------------------------------------------------------------------------------------
+#: architecture name → what :func:`ccc_lib.models.build_model` builds (the papers' CNN is chapter 0's)
+ARCHITECTURES = ("mlp", "rescnn")
+
+
+def other_classifier(arch: str, dataset: str, profile, *, seed: int = 0, train_data=None, test_data=None):
+    """A classifier of architecture ``arch`` (:data:`ARCHITECTURES`) trained on ``dataset`` as chapter
+    0 trains the papers' CNN (:func:`ccc_lib.train.train_classifier`: the profile's epochs and batch,
+    Adam 1e-3, seeded), cached by :func:`ccc_lib.cache.load_or_train`. Returns ``(model, test accuracy,
+    info)``; the model is frozen, in eval mode, on the device."""
+    from ..checks import check_choice
+    from ..models import build_model
+    from ..profiles import get_profile
+    from ..train import accuracy_of, profile_data, train_classifier
+    from ..utils import get_device, rng_isolated, seed_everything
+    from ..cache import load_or_train
+    check_choice(arch, "arch", ARCHITECTURES)
+    prof = get_profile(profile)
+    train = train_data if train_data is not None else profile_data(dataset, "train", prof)
+    test = test_data if test_data is not None else profile_data(dataset, "test", prof)
+    c, h, _ = train.shape
+    with rng_isolated():
+        seed_everything(seed)
+        model = build_model(arch, in_channels=c, image_size=h, num_classes=train.num_classes)
+    ep = prof.epochs_for(dataset)
+    key = {"model": model.config.to_dict(), "arch": arch, "dataset": dataset, "profile": prof.name,
+           "train_limit": prof.train_limit, "epochs": ep, "seed": seed, "lr": 1e-3,
+           "batch_size": prof.batch_size, "init": "seeded"}
+    info = load_or_train(model, f"classifier-{arch}-{dataset}", key,
+                         lambda m: train_classifier(m, train, epochs=ep, batch_size=prof.batch_size, seed=seed,
+                                                    desc=f"{dataset} {arch}"))
+    model.to(get_device()).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, accuracy_of(model, test), info
+
+
+def architecture_rows(arch: str, classifier, dataset: str, profile, test, ours_overrides: dict, *,
+                      seed: int = 0, n_per_class: int | None = None, accuracy: float | None = None) -> list:
+    """The paper's generator and ours (with ``ours_overrides``, the ε and τ chosen for the papers' CNN:
+    no retuning) trained with the chapter's settings against ``classifier``, each sampled as the
+    chapter samples it and measured against real ``test`` images in that classifier's feature space.
+    One row per generator (readable column names)."""
+    s = cf.settings(profile)
+    n = int(n_per_class or s["n_per_class"])
+    tsub = test.subset(min(len(test), n * test.num_classes), seed=seed)
+    fte = features(classifier, tsub.x)
+    real = RealStats(pixel_diversity=diversity_stats(tsub.x, tsub.y, 500, seed)["mean"],
+                     feature_diversity=diversity_stats(fte, tsub.y, 500, seed)["mean"],
+                     median_nn_pixel=float("nan"), median_nn_feature=float("nan"))
+    rows = []
+    for v in cf.VARIANTS:
+        ov = ours_overrides if v == "ours" else {}
+        gen, info = cf.get_generator(classifier, dataset, profile, variant=v, seed=seed, tag=f"arch-{arch}", **ov)
+        smp = cf.sample(gen, classifier, n, seed=seed + 1, dropout=cf.sample_dropout(v, s))
+        sm = summarise(classifier, smp, real)
+        rows.append({"architecture": arch, "dataset": dataset, "test accuracy": accuracy,
+                     "generator": "paper's generator" if v == "paper" else "ours: + ε·Div",
+                     "mean confidence": sm.mean_confidence, "worst class: share ≥ 0.99": sm.worst_class_share_099,
+                     "share ≥ 0.99": sm.share_099, "feature diversity / real": sm.feature_diversity_ratio,
+                     "pixel diversity / real": sm.pixel_diversity_ratio,
+                     "train s": info.get("train_seconds", float("nan")), "from cache": info["from_cache"]})
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
