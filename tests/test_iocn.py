@@ -368,3 +368,38 @@ def test_inn_fit_rejects_bad_training_data(bad, match):
 def test_one_dimensional_inn_is_refused_with_the_fix():
     with pytest.raises(InputError, match="pad"):
         iocn.INNModel(iocn.INNConfig(dim=1))
+
+
+def test_deepod_budget_one_rule_for_every_row():
+    """Every deepOD row sees the same reduced budget; at default every paper row (GOAD included) runs."""
+    S = E.settings("default")
+    assert set(S["deepod"]) == {"DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"}
+    b = E.deepod_budget(S)
+    assert isinstance(b["epochs"], int) and b["n_train"] is not None and b["n_train"] <= S["n_train"]
+    full = E.deepod_budget(E.settings("full"))
+    assert full["epochs"] is None and full["n_train"] is None                  # deepOD's defaults at full
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    sub = E.deepod_train_rows(x, 5, seed=0)
+    assert sub.shape == (5, 2) and set(map(tuple, sub)) <= set(map(tuple, x))
+    assert np.array_equal(sub, E.deepod_train_rows(x, 5, seed=0))              # seeded
+    assert E.deepod_train_rows(x, None) is x and E.deepod_train_rows(x, 50) is x
+
+
+def test_baseline_scores_are_cached_and_refit_lazily(tmp_path, monkeypatch):
+    """A warm rebuild reads a PyOD row's test scores from the cache; the row is fitted again only when
+    something else (the counterfeits) asks it to score, and then scores the same."""
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    x_in, x_out = _blobs(120, 3)
+    key = {"method": "KNN", "seed": 0, "unit": "test"}
+    calls = []
+
+    def fit_score():
+        calls.append(1)
+        return make_oneclass_baseline("KNN").fit(x_in).score(x_out)
+    a, cached_a, _ = E._scores_cached("iocn-pyod-scores", key, fit_score, cache=True)
+    b, cached_b, _ = E._scores_cached("iocn-pyod-scores", key, fit_score, cache=True)
+    assert (cached_a, cached_b, len(calls)) == (False, True, 1)
+    np.testing.assert_allclose(a, b)
+    lazy = E.LazyBaseline("KNN", x_in, seed=0)
+    assert lazy.det is None
+    np.testing.assert_allclose(lazy.score(x_out), a)
