@@ -278,7 +278,7 @@ def test_one_d_map_is_invertible_and_algorithm_1_moves_it_towards_uniform():
     assert (m(u)[1:] > m(u)[:-1]).all()                                  # strictly increasing
     assert (m.inverse(m(u)) - u).abs().max() < 1e-4
     S = E.settings("smoke")
-    run = E.train_1d(S)
+    run = E.train_1d(S, cache=False)
     assert sorted(run.snapshots) == sorted(S["oned_snapshots"])
     m.load_state_dict(run.snapshots[max(run.snapshots)])
     with torch.no_grad():
@@ -304,7 +304,7 @@ def test_stop_gradient_ablation_collapses_without_it():
     feats["train"][0][200:] += 3; feats["test"][0][100:] += 3
     sp = E.one_class_split(feats, 0, dim=4)
     S = E.settings("smoke", ablation_steps=200)
-    with_sg, without = E.stopgrad_ablation(sp, S)
+    with_sg, without = E.stopgrad_ablation(sp, S, cache=False)
     assert with_sg.stop_gradient and not without.stop_gradient
     assert with_sg.curve and with_sg.steps_done == 200
     # without the stop-gradient only the pull acts: codes shrink and the outliers move inside too
@@ -403,3 +403,23 @@ def test_baseline_scores_are_cached_and_refit_lazily(tmp_path, monkeypatch):
     lazy = E.LazyBaseline("KNN", x_in, seed=0)
     assert lazy.det is None
     np.testing.assert_allclose(lazy.score(x_out), a)
+
+
+def test_1d_run_and_ablation_round_trip_through_the_cache(tmp_path, monkeypatch):
+    """A warm rebuild reads Figure 2's snapshots and the stop-gradient ablation from the cache, with the
+    same numbers as the run that computed them."""
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    S = E.settings("smoke", oned_n=100, oned_steps=10, oned_snapshots=(0, 5, 10), ablation_steps=8)
+    a, b = E.train_1d(S), E.train_1d(S)
+    assert sorted(a.snapshots) == sorted(b.snapshots) == [0, 5, 10] and a.loss == b.loss
+    for st in a.snapshots:
+        for k, v in a.snapshots[st].items():
+            assert torch.equal(v, b.snapshots[st][k])
+    np.testing.assert_array_equal(a.data, b.data)
+    rng = np.random.default_rng(0)
+    feats = {"train": (rng.standard_normal((100, 4)).astype(np.float32), np.repeat([0, 1], 50)),
+             "test": (rng.standard_normal((40, 4)).astype(np.float32), np.repeat([0, 1], 20))}
+    sp = E.one_class_split(feats, 0, dim=3)
+    r1, r2 = E.stopgrad_ablation(sp, S), E.stopgrad_ablation(sp, S)
+    assert [vars(r) for r in r1] == [vars(r) for r in r2]
+    assert len(list((tmp_path / "checkpoints").glob("iocn-stopgrad-ablation-*.pt"))) == 1

@@ -718,12 +718,25 @@ class AblationRun:
     curve: list = field(default_factory=list)   # [{step, auroc, code_size, inside_train}]
 
 
-def stopgrad_ablation(sp: Split, S: dict, seed: int = 0, steps: int | None = None) -> list:
+def stopgrad_ablation(sp: Split, S: dict, seed: int = 0, steps: int | None = None, cache: bool = True) -> list:
     """Train the IOCN of one split with and without Algorithm 1's stop-gradient (same seed, data,
     settings). Without it INN(INN⁻¹(z)) = z, the push term has no gradient, and only the pull acts:
-    the codes of the data shrink towards the origin (collapse). Returns two :class:`AblationRun`."""
-    from ..iocn import INNTrainingError
+    the codes of the data shrink towards the origin (collapse). Returns two :class:`AblationRun`; with
+    ``cache`` their numbers are stored under the settings and a fingerprint of the split (a warm
+    rebuild does not retrain)."""
     steps = steps or S["ablation_steps"]
+    if not cache:
+        return _stopgrad_ablation(sp, S, seed, steps)
+    key = {"v": 1, "steps": steps, "seed": seed, **{k: S[k] for k in ("lr", "batch_size", "noise", "n_blocks", "clamp", "divisor")},
+           "train": fingerprint(torch.as_tensor(sp.train)), "test": fingerprint(torch.as_tensor(sp.test)),
+           "is_out": fingerprint(np.asarray(sp.is_out))}
+    out = load_or_compute("iocn-stopgrad-ablation", key,
+                          lambda: {"meta": {"runs": [vars(r) for r in _stopgrad_ablation(sp, S, seed, steps)]}})
+    return [AblationRun(**r) for r in out["meta"]["runs"]]
+
+
+def _stopgrad_ablation(sp: Split, S: dict, seed: int, steps: int) -> list:
+    from ..iocn import INNTrainingError
     eval_at = tuple(sorted({max(1, steps // 4), max(1, steps // 2), steps}))
     y = sp.is_out
     out = []
@@ -807,9 +820,31 @@ class OneDRun:
     model: Monotone1D
 
 
-def train_1d(S: dict, seed: int = 0, lr: float = 3e-2, batch_size: int = 256) -> OneDRun:
+def train_1d(S: dict, seed: int = 0, lr: float = 3e-2, batch_size: int = 256, cache: bool = True) -> OneDRun:
     """Algorithm 1 in one dimension (f(z) = |z|): pull |f(x)| down on data, push |f(stopgrad(f⁻¹(z)))|
-    up for z ~ U[-1, 1]; snapshots of the map at the steps ``S["oned_snapshots"]``."""
+    up for z ~ U[-1, 1]; snapshots of the map at the steps ``S["oned_snapshots"]`` (with ``cache``,
+    stored under these settings: a warm rebuild does not retrain)."""
+    if not cache:
+        return _train_1d(S, seed, lr, batch_size)
+    key = {"v": 1, "n": S["oned_n"], "steps": S["oned_steps"], "snapshots": list(S["oned_snapshots"]), "seed": seed,
+           "lr": lr, "batch_size": batch_size}
+
+    def compute():
+        run = _train_1d(S, seed, lr, batch_size)
+        t = {f"s{step}.{k}": v for step, sd in run.snapshots.items() for k, v in sd.items()}
+        return {**t, "data": torch.as_tensor(run.data), "meta": {"loss": run.loss}}
+    out = load_or_compute("iocn-1d", key, compute)
+    snaps = {}
+    for name, v in out.items():
+        if name.startswith("s") and "." in name:
+            step, k = name[1:].split(".", 1)
+            snaps.setdefault(int(step), {})[k] = v
+    model = Monotone1D()
+    model.load_state_dict(snaps[max(snaps)])
+    return OneDRun(out["data"].numpy(), dict(sorted(snaps.items())), list(out["meta"]["loss"]), model)
+
+
+def _train_1d(S: dict, seed: int, lr: float, batch_size: int) -> OneDRun:
     set_seed(seed)
     x = torch.as_tensor(toy_1d(S["oned_n"], seed))
     model = Monotone1D()
