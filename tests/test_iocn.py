@@ -423,3 +423,17 @@ def test_1d_run_and_ablation_round_trip_through_the_cache(tmp_path, monkeypatch)
     r1, r2 = E.stopgrad_ablation(sp, S), E.stopgrad_ablation(sp, S)
     assert [vars(r) for r in r1] == [vars(r) for r in r2]
     assert len(list((tmp_path / "checkpoints").glob("iocn-stopgrad-ablation-*.pt"))) == 1
+
+
+def test_study_choice_picks_a_cheap_configuration_where_iocn_wins():
+    def row(axis, value, gap, secs):
+        return {"axis": axis, "value": value, "iocn_minus_flow": gap,
+                "IOCN": {"train_seconds": secs}, "FLOW": {"train_seconds": secs}}
+    study = {"rows": [row("base", None, -0.02, 10.0), row("steps", 1000, 0.01, 33.0), row("steps", 100, 0.005, 3.0),
+                      row("lr", 0.003, 0.002, 10.0), row("clamp", 2.0, -0.01, 10.0)]}
+    ch = E.study_choice(study)
+    assert (ch.axis, ch.value, ch.iocn_minus_flow) == ("steps", 100, 0.005)       # 1000 steps costs too much
+    assert ch.overrides == {"steps": 100, "flow_steps": 100, "eval_at": (25, 50, 100)} and ch.seconds_ratio == 0.3
+    assert E.study_choice(study, max_time_ratio=4.0).value == 1000
+    study["rows"] = [r for r in study["rows"] if r["iocn_minus_flow"] < 0]
+    assert E.study_choice(study) is None

