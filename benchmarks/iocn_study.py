@@ -40,14 +40,12 @@ AXES = {
 
 def configurations(base: dict, axes: list) -> list:
     """The base settings, then one configuration per (axis, value) that differs from the base."""
+    from ccc_lib.experiments.iocn import study_overrides
     out = [("base", None, {})]
     for ax in axes:
         for v in AXES[ax]:
             if base.get(ax) != v:
-                ov = {ax: v}
-                if ax == "steps":
-                    ov.update(flow_steps=v, eval_at=tuple(s for s in (v // 4, v // 2, v) if s > 0))
-                out.append((ax, v, ov))
+                out.append((ax, v, study_overrides(ax, v)))
     return out
 
 
@@ -77,6 +75,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--axes", default=",".join(AXES), help=f"comma-separated subset of {list(AXES)}")
     ap.add_argument("--out", default=None, help="write the results here as JSON")
+    ap.add_argument("--merge", action="store_true",
+                    help="add this run's rows to those already in --out (same profile, classes and seeds); the "
+                         "base configuration is then not rerun if --out has it")
     args = ap.parse_args(argv)
 
     from ccc_lib import get_device, get_profile
@@ -91,8 +92,18 @@ def main(argv=None) -> int:
         ap.error(f"unknown axes {bad}; choose from {list(AXES)}")
     command = "python benchmarks/iocn_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(f"profile {P.name}, device {get_device()}, classes {classes}, seeds {seeds}", flush=True)
+    previous = None
+    if args.merge and args.out and __import__("pathlib").Path(args.out).exists():
+        previous = json.loads(open(args.out).read())
+        if (previous["profile"], previous["classes"], previous["seeds"]) != (P.name, classes, seeds):
+            ap.error(f"--merge: {args.out} holds profile {previous['profile']}, classes {previous['classes']}, "
+                     f"seeds {previous['seeds']}; this run has {P.name}, {classes}, {seeds}")
+    done = {(r["axis"], r["value"]) for r in previous["rows"]} if previous else set()
     rows, t0 = [], time.perf_counter()
     for axis, value, ov in configurations(base, axes):
+        if (axis, value) in done:
+            print(f"{axis} {value}: already in {args.out}, not rerun", flush=True)
+            continue
         S = {**base, **ov}
         per_seed = [run_one(S, P, classes, s) for s in seeds]
         row = {"axis": axis, "value": value, "settings": {k: S[k] for k in ("feature_dim", "n_train", "steps", "clamp",
@@ -111,11 +122,22 @@ def main(argv=None) -> int:
               f"[{row['FLOW']['min_auroc']:.4f}, {row['FLOW']['max_auroc']:.4f}]  IOCN {row['IOCN']['mean_auroc']:.4f} "
               f"[{row['IOCN']['min_auroc']:.4f}, {row['IOCN']['max_auroc']:.4f}]  IOCN−FLOW {row['iocn_minus_flow']:+.4f}  "
               f"goal met in {row['goal_met_seeds']}/{len(seeds)} seeds", flush=True)
+    wall = time.perf_counter() - t0
+    for r in rows:
+        r["command"] = command
     out = {"command": command, "profile": P.name, "classes": classes, "seeds": seeds, "device": str(get_device()),
-           "wall_seconds": time.perf_counter() - t0, "rows": rows}
+           "wall_seconds": wall, "rows": rows}
+    if previous:
+        for r in previous["rows"]:
+            r.setdefault("command", previous["command"])
+        runs = previous.get("runs") or [{"command": previous["command"], "wall_seconds": previous["wall_seconds"]}]
+        out = {**out, "command": "; ".join([x["command"] for x in runs] + [command]),
+               "wall_seconds": previous["wall_seconds"] + wall, "rows": previous["rows"] + rows,
+               "runs": runs + [{"command": command, "wall_seconds": wall}]}
+    rows = out["rows"]
     n_ge = sum(r["iocn_minus_flow"] >= 0 for r in rows)
     print(f"IOCN ≥ FLOW (mean over seeds) in {n_ge} of {len(rows)} configurations; "
-          f"wall-clock {out['wall_seconds']:.0f} s")
+          f"wall-clock {wall:.0f} s this run")
     if args.out:
         from ccc_lib.utils import atomic_write_json
         atomic_write_json(args.out, out)

@@ -331,12 +331,35 @@ class DeepODDetector(_FeatureDetector):
     def score(self, x, batch_size: int = 100_000) -> np.ndarray:
         x = self._score_input(x).astype(np.float32)
         import contextlib, io as _io
+        if self.method == "GOAD" and not getattr(self.est, "_ccc_fast_inference", False):
+            import types
+            self.est.inference_forward = types.MethodType(_goad_inference_forward, self.est)
+            self.est._ccc_fast_inference = True
         with contextlib.redirect_stdout(_io.StringIO()), contextlib.redirect_stderr(_io.StringIO()):
             s = np.concatenate([self.est.decision_function(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
         return np.asarray(s, dtype=np.float64)
 
     def __repr__(self) -> str:
         return f"DeepODDetector({self.method!r}, epochs={self.epochs})"
+
+
+def _goad_inference_forward(self, batch_x, net, criterion):
+    """deepOD's ``GOAD.inference_forward`` with the same score computed without its (batch × 256 × 256 ×
+    hidden) intermediate: the squared distances of every transformed row's representation to every
+    transformation's mean, ‖r_i − m_j‖², come from one matrix product (in float64, then cast back to
+    float32 as deepOD computes them), which makes scoring the test set several times faster. The rest
+    — the ``eps`` floor, the log-softmax over transformations and the sum of the diagonal's negative —
+    is deepOD's; ``tests/test_baselines_oneclass.py`` checks the scores against deepOD's own."""
+    batch_data = batch_x.float().to(self.device)
+    batch_rep, _ = net(batch_data)
+    batch_rep = batch_rep.permute(0, 2, 1)                          # (batch, n_trans, hidden)
+    r = batch_rep.double()
+    m = self.rep_means[0].double()                                  # (n_trans, hidden)
+    diffs = ((r ** 2).sum(-1, keepdim=True) + (m ** 2).sum(-1) - 2 * r @ m.t()).clamp_min(0).float()
+    diffs = torch.max(diffs, self.eps * torch.ones_like(diffs))
+    logp_sz = torch.nn.functional.log_softmax(-diffs, dim=2)
+    s = -torch.diagonal(logp_sz, 0, 1, 2).sum(1)
+    return batch_rep, s
 
 
 #: every one-class baseline row of chapter 3's Table 1, by its row name

@@ -86,3 +86,21 @@ def test_score_before_fit(name):
 def test_unknown_baseline(name):
     with pytest.raises(InputError, match="unknown"):
         make_oneclass_baseline(name)
+
+
+def test_goad_fast_scores_match_deepods_own():
+    """GOAD's test scores through the book's faster distance computation equal deepOD's own."""
+    rng = np.random.default_rng(0)
+    x_in = rng.standard_normal((80, 4)).astype(np.float32)
+    x_te = np.r_[rng.standard_normal((30, 4)), rng.standard_normal((30, 4)) + 3].astype(np.float32)
+    det = make_oneclass_baseline("GOAD (deepOD)", deepod_epochs=1, n_trans=16).fit(x_in)
+    import copy
+    ref_est = copy.deepcopy(det.est)
+    torch.manual_seed(0)
+    fast = det.score(x_te)
+    assert det.est._ccc_fast_inference
+    torch.manual_seed(0)                                # same shuffle of the training rows' means
+    ref = np.asarray(ref_est.decision_function(x_te), dtype=np.float64)     # deepOD's own inference_forward
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=2e-5)
+    a = lambda s: ood_metrics(s[:30], s[30:])["auroc"]  # noqa: E731
+    assert abs(a(fast) - a(ref)) < 0.01

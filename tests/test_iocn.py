@@ -278,7 +278,7 @@ def test_one_d_map_is_invertible_and_algorithm_1_moves_it_towards_uniform():
     assert (m(u)[1:] > m(u)[:-1]).all()                                  # strictly increasing
     assert (m.inverse(m(u)) - u).abs().max() < 1e-4
     S = E.settings("smoke")
-    run = E.train_1d(S)
+    run = E.train_1d(S, cache=False)
     assert sorted(run.snapshots) == sorted(S["oned_snapshots"])
     m.load_state_dict(run.snapshots[max(run.snapshots)])
     with torch.no_grad():
@@ -304,7 +304,7 @@ def test_stop_gradient_ablation_collapses_without_it():
     feats["train"][0][200:] += 3; feats["test"][0][100:] += 3
     sp = E.one_class_split(feats, 0, dim=4)
     S = E.settings("smoke", ablation_steps=200)
-    with_sg, without = E.stopgrad_ablation(sp, S)
+    with_sg, without = E.stopgrad_ablation(sp, S, cache=False)
     assert with_sg.stop_gradient and not without.stop_gradient
     assert with_sg.curve and with_sg.steps_done == 200
     # without the stop-gradient only the pull acts: codes shrink and the outliers move inside too
@@ -368,3 +368,72 @@ def test_inn_fit_rejects_bad_training_data(bad, match):
 def test_one_dimensional_inn_is_refused_with_the_fix():
     with pytest.raises(InputError, match="pad"):
         iocn.INNModel(iocn.INNConfig(dim=1))
+
+
+def test_deepod_budget_one_rule_for_every_row():
+    """Every deepOD row sees the same reduced budget; at default every paper row (GOAD included) runs."""
+    S = E.settings("default")
+    assert set(S["deepod"]) == {"DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"}
+    b = E.deepod_budget(S)
+    assert isinstance(b["epochs"], int) and b["n_train"] is not None and b["n_train"] <= S["n_train"]
+    full = E.deepod_budget(E.settings("full"))
+    assert full["epochs"] is None and full["n_train"] is None                  # deepOD's defaults at full
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    sub = E.deepod_train_rows(x, 5, seed=0)
+    assert sub.shape == (5, 2) and set(map(tuple, sub)) <= set(map(tuple, x))
+    assert np.array_equal(sub, E.deepod_train_rows(x, 5, seed=0))              # seeded
+    assert E.deepod_train_rows(x, None) is x and E.deepod_train_rows(x, 50) is x
+
+
+def test_baseline_scores_are_cached_and_refit_lazily(tmp_path, monkeypatch):
+    """A warm rebuild reads a PyOD row's test scores from the cache; the row is fitted again only when
+    something else (the counterfeits) asks it to score, and then scores the same."""
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    x_in, x_out = _blobs(120, 3)
+    key = {"method": "KNN", "seed": 0, "unit": "test"}
+    calls = []
+
+    def fit_score():
+        calls.append(1)
+        return make_oneclass_baseline("KNN").fit(x_in).score(x_out)
+    a, cached_a, _ = E._scores_cached("iocn-pyod-scores", key, fit_score, cache=True)
+    b, cached_b, _ = E._scores_cached("iocn-pyod-scores", key, fit_score, cache=True)
+    assert (cached_a, cached_b, len(calls)) == (False, True, 1)
+    np.testing.assert_allclose(a, b)
+    lazy = E.LazyBaseline("KNN", x_in, seed=0)
+    assert lazy.det is None
+    np.testing.assert_allclose(lazy.score(x_out), a)
+
+
+def test_1d_run_and_ablation_round_trip_through_the_cache(tmp_path, monkeypatch):
+    """A warm rebuild reads Figure 2's snapshots and the stop-gradient ablation from the cache, with the
+    same numbers as the run that computed them."""
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    S = E.settings("smoke", oned_n=100, oned_steps=10, oned_snapshots=(0, 5, 10), ablation_steps=8)
+    a, b = E.train_1d(S), E.train_1d(S)
+    assert sorted(a.snapshots) == sorted(b.snapshots) == [0, 5, 10] and a.loss == b.loss
+    for st in a.snapshots:
+        for k, v in a.snapshots[st].items():
+            assert torch.equal(v, b.snapshots[st][k])
+    np.testing.assert_array_equal(a.data, b.data)
+    rng = np.random.default_rng(0)
+    feats = {"train": (rng.standard_normal((100, 4)).astype(np.float32), np.repeat([0, 1], 50)),
+             "test": (rng.standard_normal((40, 4)).astype(np.float32), np.repeat([0, 1], 20))}
+    sp = E.one_class_split(feats, 0, dim=3)
+    r1, r2 = E.stopgrad_ablation(sp, S), E.stopgrad_ablation(sp, S)
+    assert [vars(r) for r in r1] == [vars(r) for r in r2]
+    assert len(list((tmp_path / "checkpoints").glob("iocn-stopgrad-ablation-*.pt"))) == 1
+
+
+def test_study_choice_picks_a_cheap_configuration_where_iocn_wins():
+    def row(axis, value, gap, secs):
+        return {"axis": axis, "value": value, "iocn_minus_flow": gap,
+                "IOCN": {"train_seconds": secs}, "FLOW": {"train_seconds": secs}}
+    study = {"rows": [row("base", None, -0.02, 10.0), row("steps", 1000, 0.01, 33.0), row("steps", 100, 0.005, 3.0),
+                      row("lr", 0.003, 0.002, 10.0), row("clamp", 2.0, -0.01, 10.0)]}
+    ch = E.study_choice(study)
+    assert (ch.axis, ch.value, ch.iocn_minus_flow) == ("steps", 100, 0.005)       # 1000 steps costs too much
+    assert ch.overrides == {"steps": 100, "flow_steps": 100, "eval_at": (25, 50, 100)} and ch.seconds_ratio == 0.3
+    assert E.study_choice(study, max_time_ratio=4.0).value == 1000
+    study["rows"] = [r for r in study["rows"] if r["iocn_minus_flow"] < 0]
+    assert E.study_choice(study) is None

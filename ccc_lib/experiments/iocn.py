@@ -35,8 +35,9 @@ SETTINGS = {
     # cosine decay, gradient-norm clipping 1.0, batch 128 (+128 cube samples for IOCN), Gaussian
     # noise of std `noise` added to each training batch of both INN methods. Inputs are standardised
     # per feature and divided by `divisor` (3: most training points start inside the cube).
-    # deepOD: `deepod` lists the deepOD rows, `deepod_epochs`/`deepod_epoch_steps` their budget
-    # (None = deepOD's defaults: 100 epochs, whole epochs), `deepod_feature_sets` the blocks they run on.
+    # deepOD: `deepod` lists the deepOD rows, `deepod_epochs`/`deepod_epoch_steps`/`deepod_n_train` their
+    # budget (None = deepOD's defaults: 100 epochs, whole epochs, all training inliers), applied alike to
+    # every deepOD row; `deepod_feature_sets` the blocks they run on. Their test scores are cached.
     "smoke": {
         "dataset": "fashion_mnist",
         "classes": (0, 1, 7),          # three Fashion-MNIST classes as inliers (T-shirt, Trouser, Sneaker)
@@ -62,11 +63,12 @@ SETTINGS = {
         "feature_dim": 16,
         "feature_sets": ("cnn_mnist5k", "pixels"),
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest"),
-        # GOAD trains on 256 transformed copies of every row: one epoch of 2,000 rows took minutes on
-        # this CPU, so it runs at `full` only. The others with fewer epochs than deepOD's 100 (per method,
-        # so that each fits in a few seconds per class here; ICL is the slowest per epoch).
-        "deepod": ("DeepSVDD", "RCA", "ICL", "SLAD"),
-        "deepod_epochs": {"DeepSVDD": 10, "RCA": 5, "ICL": 1, "SLAD": 5}, "deepod_epoch_steps": None,
+        # One reduced budget for every deepOD row (deepOD's default is 100 epochs on all rows): GOAD
+        # trains on 256 transformed copies of every row (one epoch of 500 rows ≈ 15 s here, and scoring
+        # the 10,000 test rows ≈ 1 min per class, whatever the budget), so every row gets 2 epochs on a
+        # random 500 of the class's training images. Computed once; later builds read the cached scores.
+        "deepod": ("DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"),
+        "deepod_epochs": 2, "deepod_epoch_steps": None, "deepod_n_train": 500,
         "deepod_feature_sets": ("cnn_mnist5k",),
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 128,
         "steps": 300, "flow_steps": 300, "eval_at": (50, 100, 200, 300),
@@ -163,10 +165,27 @@ def fashion_features(kind: str, profile: str | Profile | None = None, batch_size
     for split in ("train", "test"):
         data = profile_data(dataset, split, prof)
         out["classes"] = list(data.classes)
-        out[split] = (encode_images(kind, data, prof, batch_size), data.y.numpy())
+        out[split] = (_cached_encoding(kind, data, prof, batch_size), data.y.numpy())
     out["image_shape"] = tuple(data.shape)
     _FEATURE_MEMO[key] = out
     return out
+
+
+def _cached_encoding(kind: str, data, prof: Profile, batch_size: int) -> np.ndarray:
+    """:func:`encode_images` of a whole split, through the tensor cache for the learned encoders (keyed by
+    the encoder's identity and a fingerprint of the images), so a warm rebuild does not re-encode the
+    training set; the pixels are the data themselves and are not cached."""
+    if kind == "pixels":
+        return encode_images(kind, data, prof, batch_size)
+    if kind == "cnn_mnist5k":
+        from ..train import get_classifier
+        encoder = fingerprint(get_classifier("mnist5k", prof)[0])
+    else:
+        encoder = f"resnet18-{'random' if prof.dry_run else 'imagenet'}-{64 if prof.dry_run else 224}"
+    key = {"kind": kind, "encoder": encoder, "images": fingerprint(data.x), "profile": prof.name}
+    out = load_or_compute("iocn-features", key,
+                          lambda: {"x": torch.as_tensor(encode_images(kind, data, prof, batch_size))})
+    return out["x"].numpy()
 
 
 def encode_images(kind: str, data, profile: str | Profile | None = None, batch_size: int = 1024) -> np.ndarray:
@@ -287,34 +306,68 @@ class OneVsRest:
     pca: dict = field(default_factory=dict)         # class -> PCA
     inside_train: dict = field(default_factory=dict)  # class -> IOCN share of training inliers inside
     recon: dict = field(default_factory=dict)       # class -> max reconstruction error (IOCN)
-    deepod_epochs: object = None
+    deepod_budget: dict = field(default_factory=dict)   # see deepod_budget()
 
     def mean_auroc(self) -> dict:
         return {m: float(np.mean(list(v.values()))) for m, v in self.auroc.items()}
 
 
-def _deepod_scores(name: str, sp: Split, S: dict, seed: int, cache: bool) -> tuple[np.ndarray, bool, float]:
-    """Fit a deepOD row on ``sp.train`` and score ``sp.test``; the scores are cached (keyed by the
-    method, its budget and a fingerprint of the data), so a warm rebuild does not retrain."""
-    kw = {}
-    epochs = S.get("deepod_epochs")
-    if isinstance(epochs, dict):
-        epochs = epochs[name[:-len(" (deepOD)")]]
-    if S.get("deepod_epoch_steps"):
-        kw["epoch_steps"] = int(S["deepod_epoch_steps"])
+def deepod_budget(S: dict) -> dict:
+    """The deepOD rows' budget at this profile: ``epochs`` (None = deepOD's default of 100; an int or a
+    per-method dict), ``epoch_steps`` (None = whole epochs) and ``n_train`` (None = all the training
+    inliers the other rows see; else a random subsample of that many, the same rule for every row)."""
+    return {"epochs": S.get("deepod_epochs"), "epoch_steps": S.get("deepod_epoch_steps"),
+            "n_train": S.get("deepod_n_train")}
 
+
+def deepod_train_rows(train: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
+    """The training rows a deepOD row sees: all of ``train``, or a seeded random subsample of ``n``."""
+    if n is None or n >= len(train):
+        return train
+    return train[np.sort(np.random.default_rng(seed + 4242).choice(len(train), int(n), replace=False))]
+
+
+def _scores_cached(kind: str, key: dict, fit_score, cache: bool) -> tuple[np.ndarray, bool, float]:
+    """``fit_score()`` (fit a baseline, score the test set) through the tensor cache under ``key``;
+    returns ``(scores, from_cache, seconds it took when computed)``."""
     def compute():
         t0 = time.perf_counter()
-        det = make_oneclass_baseline(name, deepod_epochs=epochs, **kw).fit(sp.train, seed=seed)
-        s = det.score(sp.test)
-        return {"scores": torch.as_tensor(s), "meta": {"seconds": time.perf_counter() - t0}}
-    if not cache:
-        out = compute()
-        return out["scores"].numpy(), False, out["meta"]["seconds"]
-    key = {"method": name, "epochs": epochs, "kw": kw, "seed": seed,
-           "train": fingerprint(torch.as_tensor(sp.train)), "test": fingerprint(torch.as_tensor(sp.test))}
-    out = load_or_compute("iocn-deepod-scores", key, compute)
+        s = fit_score()
+        return {"scores": torch.as_tensor(np.asarray(s, dtype=np.float64)), "meta": {"seconds": time.perf_counter() - t0}}
+    out = load_or_compute(kind, key, compute) if cache else {**compute(), "from_cache": False}
     return out["scores"].numpy(), bool(out["from_cache"]), float(out["meta"].get("seconds", float("nan")))
+
+
+def _deepod_scores(name: str, sp: Split, S: dict, seed: int, cache: bool) -> tuple[np.ndarray, bool, float]:
+    """Fit a deepOD row on ``sp.train`` (or the subsample :func:`deepod_budget` names) and score
+    ``sp.test``; the scores are cached (keyed by the method, its budget and a fingerprint of the
+    data), so a warm rebuild does not retrain."""
+    kw = {}
+    b = deepod_budget(S)
+    epochs = b["epochs"]
+    if isinstance(epochs, dict):
+        epochs = epochs[name[:-len(" (deepOD)")]]
+    if b["epoch_steps"]:
+        kw["epoch_steps"] = int(b["epoch_steps"])
+    train = deepod_train_rows(sp.train, b["n_train"], seed)
+    key = {"method": name, "epochs": epochs, "kw": kw, "seed": seed,
+           "train": fingerprint(torch.as_tensor(train)), "test": fingerprint(torch.as_tensor(sp.test))}
+    return _scores_cached("iocn-deepod-scores", key,
+                          lambda: make_oneclass_baseline(name, deepod_epochs=epochs, **kw).fit(train, seed=seed).score(sp.test),
+                          cache)
+
+
+class LazyBaseline:
+    """A PyOD row whose test scores came from the cache: fitted (on the same rows, with the same seed)
+    only if something else asks it to score, e.g. chapter 1's counterfeits."""
+
+    def __init__(self, name: str, train: np.ndarray, seed: int):
+        self.name, self.train, self.seed, self.det = name, train, seed, None
+
+    def score(self, x) -> np.ndarray:
+        if self.det is None:
+            self.det = make_oneclass_baseline(self.name).fit(self.train, seed=self.seed)
+        return self.det.score(x)
 
 
 def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None, methods=None,
@@ -333,7 +386,7 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
         methods += ["FLOW", "IOCN"]
     y_test = feats["test"][1]
     res = OneVsRest(feature_kind, feats["classes"], tuple(S["classes"]), list(methods), y_test,
-                    calibration_mask(y_test, seed), deepod_epochs=S.get("deepod_epochs"))
+                    calibration_mask(y_test, seed), deepod_budget=deepod_budget(S))
     for m in methods:
         for d in (res.auroc, res.scores, res.detectors, res.from_cache, res.fit_seconds):
             d[m] = {}
@@ -371,8 +424,10 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
             elif m.endswith(" (deepOD)"):
                 s, cached, _ = _deepod_scores(m, sp, S, seed, cache)
             else:
-                det = make_oneclass_baseline(m).fit(sp.train, seed=seed)
-                s = det.score(sp.test)
+                key = {"method": m, "seed": seed, "train": fingerprint(torch.as_tensor(sp.train)),
+                       "test": fingerprint(torch.as_tensor(sp.test))}
+                det = LazyBaseline(m, sp.train, seed)
+                s, cached, _ = _scores_cached("iocn-pyod-scores", key, lambda: det.score(sp.test), cache)
             res.fit_seconds[m][c] = time.perf_counter() - t0
             res.auroc[m][c] = ood_metrics(s[y == 0], s[y == 1])["auroc"]
             res.scores[m][c] = s
@@ -479,6 +534,44 @@ def time_to_reach(budget, method: str, target: float):
     if hit.empty:
         return None
     return float(hit["train seconds (sum over classes)"].iloc[0])
+
+
+# --------------------------------------------------------------------------- the study (benchmarks/iocn_study.py)
+
+def study_overrides(axis: str, value) -> dict:
+    """The settings that the study's configuration ``axis = value`` changes (for ``steps`` both INNs'
+    budgets and their evaluation points)."""
+    ov = {axis: value}
+    if axis == "steps":
+        ov.update(flow_steps=value, eval_at=tuple(s for s in (value // 4, value // 2, value) if s > 0))
+    return ov
+
+
+@dataclass
+class StudyChoice:
+    """A configuration of the study under which the IOCN is at least as good as the FLOW and that costs
+    no more training time than the chapter's settings: the chapter then runs it as a labelled setting."""
+    axis: str
+    value: object
+    overrides: dict
+    iocn_minus_flow: float
+    seconds_ratio: float        # (IOCN + FLOW training seconds) of the configuration / of the base
+
+
+def study_choice(study: dict, max_time_ratio: float = 1.0) -> StudyChoice | None:
+    """From the study's results (its JSON), the configuration with the largest IOCN − FLOW among those
+    with IOCN ≥ FLOW (mean over seeds) whose training time is at most ``max_time_ratio`` × the base's;
+    None if there is none. The study scores the test set, so a row run with this setting is chosen on
+    test data for both INNs alike (the chapter labels it so)."""
+    rows = study["rows"]
+    base = next(r for r in rows if r["axis"] == "base")
+    cost = lambda r: r["IOCN"]["train_seconds"] + r["FLOW"]["train_seconds"]  # noqa: E731
+    ok = [r for r in rows if r["axis"] != "base" and r["iocn_minus_flow"] >= 0 and cost(r) <= max_time_ratio * cost(base)]
+    if not ok:
+        return None
+    r = max(ok, key=lambda r: r["iocn_minus_flow"])
+    return StudyChoice(r["axis"], r["value"], study_overrides(r["axis"], r["value"]), float(r["iocn_minus_flow"]),
+                       cost(r) / cost(base))
 
 
 # --------------------------------------------------------------------------- diagnostics
@@ -663,12 +756,25 @@ class AblationRun:
     curve: list = field(default_factory=list)   # [{step, auroc, code_size, inside_train}]
 
 
-def stopgrad_ablation(sp: Split, S: dict, seed: int = 0, steps: int | None = None) -> list:
+def stopgrad_ablation(sp: Split, S: dict, seed: int = 0, steps: int | None = None, cache: bool = True) -> list:
     """Train the IOCN of one split with and without Algorithm 1's stop-gradient (same seed, data,
     settings). Without it INN(INN⁻¹(z)) = z, the push term has no gradient, and only the pull acts:
-    the codes of the data shrink towards the origin (collapse). Returns two :class:`AblationRun`."""
-    from ..iocn import INNTrainingError
+    the codes of the data shrink towards the origin (collapse). Returns two :class:`AblationRun`; with
+    ``cache`` their numbers are stored under the settings and a fingerprint of the split (a warm
+    rebuild does not retrain)."""
     steps = steps or S["ablation_steps"]
+    if not cache:
+        return _stopgrad_ablation(sp, S, seed, steps)
+    key = {"v": 1, "steps": steps, "seed": seed, **{k: S[k] for k in ("lr", "batch_size", "noise", "n_blocks", "clamp", "divisor")},
+           "train": fingerprint(torch.as_tensor(sp.train)), "test": fingerprint(torch.as_tensor(sp.test)),
+           "is_out": fingerprint(np.asarray(sp.is_out))}
+    out = load_or_compute("iocn-stopgrad-ablation", key,
+                          lambda: {"meta": {"runs": [vars(r) for r in _stopgrad_ablation(sp, S, seed, steps)]}})
+    return [AblationRun(**r) for r in out["meta"]["runs"]]
+
+
+def _stopgrad_ablation(sp: Split, S: dict, seed: int, steps: int) -> list:
+    from ..iocn import INNTrainingError
     eval_at = tuple(sorted({max(1, steps // 4), max(1, steps // 2), steps}))
     y = sp.is_out
     out = []
@@ -752,9 +858,31 @@ class OneDRun:
     model: Monotone1D
 
 
-def train_1d(S: dict, seed: int = 0, lr: float = 3e-2, batch_size: int = 256) -> OneDRun:
+def train_1d(S: dict, seed: int = 0, lr: float = 3e-2, batch_size: int = 256, cache: bool = True) -> OneDRun:
     """Algorithm 1 in one dimension (f(z) = |z|): pull |f(x)| down on data, push |f(stopgrad(f⁻¹(z)))|
-    up for z ~ U[-1, 1]; snapshots of the map at the steps ``S["oned_snapshots"]``."""
+    up for z ~ U[-1, 1]; snapshots of the map at the steps ``S["oned_snapshots"]`` (with ``cache``,
+    stored under these settings: a warm rebuild does not retrain)."""
+    if not cache:
+        return _train_1d(S, seed, lr, batch_size)
+    key = {"v": 1, "n": S["oned_n"], "steps": S["oned_steps"], "snapshots": list(S["oned_snapshots"]), "seed": seed,
+           "lr": lr, "batch_size": batch_size}
+
+    def compute():
+        run = _train_1d(S, seed, lr, batch_size)
+        t = {f"s{step}.{k}": v for step, sd in run.snapshots.items() for k, v in sd.items()}
+        return {**t, "data": torch.as_tensor(run.data), "meta": {"loss": run.loss}}
+    out = load_or_compute("iocn-1d", key, compute)
+    snaps = {}
+    for name, v in out.items():
+        if name.startswith("s") and "." in name:
+            step, k = name[1:].split(".", 1)
+            snaps.setdefault(int(step), {})[k] = v
+    model = Monotone1D()
+    model.load_state_dict(snaps[max(snaps)])
+    return OneDRun(out["data"].numpy(), dict(sorted(snaps.items())), list(out["meta"]["loss"]), model)
+
+
+def _train_1d(S: dict, seed: int, lr: float, batch_size: int) -> OneDRun:
     set_seed(seed)
     x = torch.as_tensor(toy_1d(S["oned_n"], seed))
     model = Monotone1D()
