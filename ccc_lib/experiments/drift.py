@@ -20,8 +20,8 @@ from ..train import profile_data
 
 __all__ = ["SETTINGS", "CLAIM_BOUNDS", "SLIDES_TABLE1", "SLIDES_TABLE2", "DRIFT_KINDS", "settings", "per_dataset",
            "affected_classes", "apply_drift", "model_tag", "portions", "get_model", "Production",
-           "production_models", "build_attacks", "Score", "score_productions", "add_decisions", "frame", "headline_table",
-           "InputTest", "input_drift_test"]
+           "production_models", "build_attacks", "Score", "score_productions", "margin_rule_classes", "add_decisions",
+           "frame", "headline_table", "InputTest", "input_drift_test"]
 
 DRIFT_KINDS = ("none", "swap", "rotate", "new")
 
@@ -35,7 +35,8 @@ _COMMON = {
     "headline_method": "miface",          # the slides' inversion
     "variant_methods": ("adam", "generator"),
     "decision_method": "adam",            # gray data of the decision experiment (many samples per class)
-    "margin": 0.10, "alpha": 0.05, "class_threshold": 0.5,
+    "margin": 0.10, "alpha": 0.05, "correction": "holm",
+    "class_threshold": 0.5,               # the previous class rule's cut (margin_rule_classes), shown beside
     "attack_model": "nn",                 # ART's default attack model
     "n_shadow": 3, "shadow_epochs": 5,
     "n_synthetic_per_class": 10, "synthetic_min_confidence": 0.4, "synthetic_max_iterations": 40,
@@ -252,11 +253,17 @@ class Score:
     p_value: float = float("nan")
     n_controls: int = 0
     flagged: tuple = ()
+    class_p: tuple = ()          # per class: Holm-corrected p-value (drift_decision)
+    flagged_margin_rule: tuple = ()   # the previous class rule, for comparison (margin_rule_classes)
     slides_rule_drift: bool | None = None
 
     @property
     def classes_exact(self) -> bool:
         return set(self.flagged) == set(self.affected)
+
+    @property
+    def classes_exact_margin_rule(self) -> bool:
+        return set(self.flagged_margin_rule) == set(self.affected)
 
 
 def score_productions(attacks: dict, base_model: PaperCNN, prods: list[Production], method: str, S: dict, *,
@@ -281,21 +288,40 @@ def score_productions(attacks: dict, base_model: PaperCNN, prods: list[Productio
     return out, grays
 
 
+def margin_rule_classes(per_class, control_per_class, margin: float, class_threshold: float = 0.5) -> tuple:
+    """The chapter's previous class rule, kept only to compare with :func:`~ccc_lib.drift.drift_decision`'s
+    per-class test: class c is flagged when its score is ≤ ``class_threshold`` and below the controls'
+    mean for c by more than ``margin`` — no spread per class, no correction for testing K classes,
+    and independent of the model-level decision."""
+    check_fraction(class_threshold, "class_threshold", open_interval=False)
+    pc = np.asarray(per_class, float)
+    cpc = np.atleast_2d(np.asarray(control_per_class, float))
+    if pc.ndim != 1 or cpc.shape[1:] != pc.shape:
+        raise InputError(f"per_class (K,) and control_per_class (n, K) disagree: {pc.shape} vs {cpc.shape}")
+    with np.errstate(invalid="ignore"):
+        low = (pc <= class_threshold) & (pc < np.nanmean(cpc, 0) - margin)
+    return tuple(int(c) for c in np.flatnonzero(low))
+
+
 def add_decisions(scores: list[Score], S: dict) -> list[Score]:
     """Step 7 for every score: the reference is the no-drift controls of the same dataset, method
     and attack — leaving the row's own model out when it is a control, so that a control's alarm is
-    a genuine false alarm. ``slides_rule_drift`` is the slides' rule beside it (reference = the base
-    gray data's score, same margin)."""
+    a genuine false alarm; the classes by the per-class test of ``drift_decision`` (Holm-corrected)
+    and, beside it, by the previous rule (:func:`margin_rule_classes`). ``slides_rule_drift`` is the
+    slides' rule beside it (reference = the base gray data's score, same margin)."""
     out = []
     for r in scores:
         ctrl = [c for c in scores if c.kind == "none" and (c.dataset, c.method, c.attack) == (r.dataset, r.method, r.attack)
                 and c.production != r.production]
         d = D.drift_decision(r.prod_score, [c.prod_score for c in ctrl], margin=S["margin"], alpha=S["alpha"],
                              per_class=r.per_class, control_per_class=[c.per_class for c in ctrl],
-                             class_threshold=S["class_threshold"])
+                             correction=S["correction"])
+        old = margin_rule_classes(r.per_class, [c.per_class for c in ctrl], S["margin"], S["class_threshold"]) \
+            if ctrl else ()
         slides = D.drift_decision(r.prod_score, r.base_score, margin=S["margin"])
         out.append(replace(r, drift=d.drift, reference=d.reference, spread=d.spread, threshold=d.threshold,
                            p_value=d.p_value, n_controls=d.n_controls, flagged=d.flagged_classes,
+                           class_p=d.class_p_corrected, flagged_margin_rule=old,
                            slides_rule_drift=slides.drift))
     return out
 
@@ -305,6 +331,7 @@ def frame(scores: list[Score]) -> pd.DataFrame:
     df = pd.DataFrame([asdict(s) for s in scores])
     if len(df):
         df["classes_exact"] = [s.classes_exact for s in scores]
+        df["classes_exact_margin_rule"] = [s.classes_exact_margin_rule for s in scores]
     return df
 
 
