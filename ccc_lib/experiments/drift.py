@@ -21,7 +21,7 @@ from ..train import profile_data
 __all__ = ["SETTINGS", "CLAIM_BOUNDS", "SLIDES_TABLE1", "SLIDES_TABLE2", "DRIFT_KINDS", "settings", "per_dataset",
            "affected_classes", "apply_drift", "model_tag", "portions", "get_model", "Production",
            "production_models", "build_attacks", "Score", "score_productions", "margin_rule_classes", "add_decisions",
-           "frame", "headline_table", "InputTest", "input_drift_test"]
+           "frame", "headline_table", "InputTest", "input_drift_test", "ClassAccuracy", "class_accuracy", "accuracy_changes"]
 
 DRIFT_KINDS = ("none", "swap", "rotate", "new")
 
@@ -44,6 +44,7 @@ _COMMON = {
     "new_source": {"mnist5k": "fashion_mnist", "fashion_mnist": "mnist5k", "cifar10": "svhn", "emnist": "fashion_mnist",
                    "mnist": "fashion_mnist", "*": "fashion_mnist"},
     "mmd_permutations": 200, "n_input_test": 300,
+    "n_accuracy_test": 3000,              # test images for the per-class recall / precision of every model
 }
 
 SETTINGS = {
@@ -52,7 +53,7 @@ SETTINGS = {
               "n_base": {"*": 1000}, "n_prod": {"*": 1000}, "n_attack": 300, "epochs": {"*": 6},
               "control_seeds": (1, 2), "drift_seeds": (1,), "headline_seeds": 2,
               "n_per_class": 4, "miface_max_iter": 30, "adam_steps": 40, "n_shadow": 2, "shadow_epochs": 2,
-              "n_synthetic_per_class": 4, "mmd_permutations": 50, "n_input_test": 100,
+              "n_synthetic_per_class": 4, "mmd_permutations": 50, "n_input_test": 100, "n_accuracy_test": 500,
               "generator_overrides": {"steps": 60}},
     "default": {**_COMMON,
                 "datasets": ("mnist5k", "fashion_mnist"),
@@ -70,7 +71,7 @@ SETTINGS = {
                  "control_seeds": (1, 2), "drift_seeds": (1,), "headline_seeds": 2,
                  "n_per_class": 1, "miface_max_iter": 5, "adam_steps": 5, "n_shadow": 1, "shadow_epochs": 1,
                  "n_synthetic_per_class": 1, "synthetic_min_confidence": 0.0, "synthetic_max_iterations": 10,
-                 "mmd_permutations": 20, "n_input_test": 50, "generator_overrides": {"steps": 3, "batch_size": 47}},
+                 "mmd_permutations": 20, "n_input_test": 50, "n_accuracy_test": 200, "generator_overrides": {"steps": 3, "batch_size": 47}},
 }
 
 #: per-profile bounds of the chapter's claims (set before the run; see the notebook's claims section)
@@ -379,3 +380,61 @@ def input_drift_test(base_model: PaperCNN, reference: TensorData, production: Te
     mmd = mmd_test(fa, fb, n_permutations, seed)
     ks = ks_test(fa, fb)
     return InputTest(mmd["mmd2"], mmd["p_value"], ks["p_value"], mmd["p_value"] < alpha, ks["p_value"] < alpha)
+
+
+# --------------------------------------------------------------------------- beyond the drifted classes
+
+@dataclass
+class ClassAccuracy:
+    """One production model's per-class behaviour on the untouched test set, beside the no-drift
+    controls: did the model's idea of a class change — also of a class whose data were not touched?"""
+    dataset: str
+    production: str
+    kind: str
+    seed: int
+    recall: list                 # per class c: share of the test images of c predicted c
+    precision: list              # per class c: share of the test images predicted c that are c (NaN: none)
+    recall_fell: tuple = ()      # classes whose recall fell below the controls' (Holm over 2K tests)
+    precision_fell: tuple = ()   # ... whose precision fell
+
+    @property
+    def changed(self) -> tuple:
+        """Classes whose recall or precision on the test set fell beyond the controls' spread."""
+        return tuple(sorted(set(self.recall_fell) | set(self.precision_fell)))
+
+
+def class_accuracy(model: PaperCNN, test: TensorData) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class recall and precision of ``model`` on ``test``."""
+    from ..train import predict_logits
+    D.check_model(model)
+    pred = predict_logits(model, test.x).argmax(1).numpy()
+    y, k = test.y.numpy(), model.num_classes
+    recall = np.array([(pred[y == c] == c).mean() if (y == c).any() else np.nan for c in range(k)])
+    precision = np.array([(y[pred == c] == c).mean() if (pred == c).any() else np.nan for c in range(k)])
+    return recall, precision
+
+
+def accuracy_changes(prods: list[Production], test: TensorData, S: dict) -> list[ClassAccuracy]:
+    """Per production model, the classes whose test recall or precision fell: each class's value
+    against the no-drift controls' values for that class (the row's own model left out), by the
+    per-class test of step 7 (:func:`~ccc_lib.drift.class_p_values`, same margin and α), Holm over
+    the 2K tests of a model (recall and precision of K classes). A control with fewer than 2 other
+    controls is not tested (nothing fell)."""
+    if sum(p.kind == "none" for p in prods) < 2:
+        raise InputError("accuracy_changes needs ≥ 2 no-drift controls among the production models")
+    acc = {p.name: class_accuracy(p.model, test) for p in prods}
+    out = []
+    for p in prods:
+        ctrl = [q.name for q in prods if q.kind == "none" and q.name != p.name]
+        rec, prec = acc[p.name]
+        k = len(rec)
+        if len(ctrl) < 2:
+            out.append(ClassAccuracy(test.name, p.name, p.kind, p.seed, rec.tolist(), prec.tolist()))
+            continue
+        raw = np.concatenate([D.class_p_values(v, [acc[c][i] for c in ctrl], margin=S["margin"], alpha=S["alpha"])[0]
+                              for i, v in enumerate((rec, prec))])
+        fell = np.nan_to_num(D.holm(raw, S["correction"]), nan=1.0) < S["alpha"]
+        out.append(ClassAccuracy(test.name, p.name, p.kind, p.seed,
+                                 rec.tolist(), prec.tolist(), tuple(int(c) for c in np.flatnonzero(fell[:k])),
+                                 tuple(int(c) for c in np.flatnonzero(fell[k:]))))
+    return out
