@@ -18,7 +18,8 @@ tables — lives in :mod:`ccc_lib.experiments.drift`):
      or, our variant, on real images.
 7.   "If production drift accuracy score ≪ base drift accuracy score, then concept drift confirmed":
      :func:`drift_decision` makes "≪" a test against no-drift control scores (a prediction interval,
-     with a p-value); :func:`detect_drift` runs steps 3-7 for two trained models.
+     with a p-value) and, per class, the same test on the class's own controls with a Holm correction
+     across classes; :func:`detect_drift` runs steps 3-7 for two trained models.
 
 The drift score of a set of gray data is the share of its records that the attack calls "member"
 of the base model's training data (overall and per intended class).
@@ -43,7 +44,7 @@ from .utils import cpu_threads, get_device, set_seed
 
 __all__ = ["ShadowSynthesisError", "GRAY_METHODS", "SHADOW_DATA", "make_splits", "train_model", "art_classifier", "GrayData", "gray_miface",
            "gray_adam", "gray_generator", "gray_data", "MembershipAttacks", "synthetic_shadow_records",
-           "DriftDecision", "drift_decision", "DriftReport", "detect_drift", "check_model"]
+           "DriftDecision", "holm", "class_p_values", "drift_decision", "DriftReport", "detect_drift", "check_model"]
 
 GRAY_METHODS = ("miface", "adam", "generator")
 SHADOW_DATA = ("synthetic", "real")
@@ -443,7 +444,7 @@ class MembershipAttacks:
 
 @dataclass
 class DriftDecision:
-    """Step 7's verdict for one attack, with its uncertainty."""
+    """Step 7's verdict for one attack, with its uncertainty, and the classes it flags."""
     drift: bool
     score: float                 # production drift score
     reference: float             # mean no-drift control score (or the base gray score: the slides' rule)
@@ -451,15 +452,52 @@ class DriftDecision:
     n_controls: int              # 0 = the slides' rule (base gray data as the reference)
     threshold: float             # drift iff score < threshold
     p_value: float               # P(a no-drift score ≤ this score) under the controls' prediction interval
-    flagged_classes: tuple = ()  # classes whose score fell (see drift_decision)
+    flagged_classes: tuple = ()  # classes whose corrected p-value is < α (only when ``drift``)
+    class_p_values: tuple = ()   # per class: the same p-value from the class's own controls, uncorrected
+    class_p_corrected: tuple = ()  # ... after the Holm (or Bonferroni) correction across classes
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def _interval_p(score: float, ctrl: np.ndarray, margin: float, alpha: float) -> tuple[float, float, float, float]:
+    """``(m, s, half, p)`` for one score against n ≥ 2 control scores: their mean and standard
+    deviation, the prediction interval's half-width ``t_{1-α, n-1} · s · sqrt(1 + 1/n)`` and the
+    one-sided p-value with the margin floor on the null's scale (see :func:`drift_decision`)."""
+    from scipy import stats
+    n = len(ctrl)
+    m, s = float(ctrl.mean()), float(ctrl.std(ddof=1))
+    t = float(stats.t.ppf(1 - alpha, n - 1))
+    half = t * s * math.sqrt(1 + 1 / n)
+    sigma = max(s * math.sqrt(1 + 1 / n), margin / t)
+    p = float(stats.t.cdf((score - m) / sigma, n - 1)) if sigma > 0 else float(score >= m)
+    return m, s, half, p
+
+
+def holm(p_values, method: str = "holm") -> np.ndarray:
+    """Family-wise corrected p-values over the finite entries of ``p_values`` (NaN stays NaN, and
+    does not count in the family of k tests). Bonferroni: ``min(1, k · p_i)``. Holm (step-down):
+    with the p-values sorted ``p_(1) ≤ … ≤ p_(k)``, ``p̃_(i) = max_{j ≤ i} min(1, (k - j + 1) · p_(j))``
+    — never larger than Bonferroni's, same family-wise error rate."""
+    check_choice(method, "method", ("holm", "bonferroni"))
+    p = np.asarray(p_values, float).ravel()
+    ok = np.isfinite(p)
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise InputError(f"p_values must lie in [0, 1] (NaN for a missing test), got {p_values!r}")
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(ok)
+    k = len(idx)
+    if method == "bonferroni":
+        out[idx] = np.minimum(1.0, k * p[idx])
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    out[order] = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * p[order]))
+    return out
+
+
 def drift_decision(score: float, control_scores, *, margin: float = 0.1, alpha: float = 0.05, per_class=None,
-                   control_per_class=None, class_threshold: float = 0.5) -> DriftDecision:
-    """Step 7: "production drift score ≪ base drift score", made a test.
+                   control_per_class=None, correction: str = "holm") -> DriftDecision:
+    """Step 7: "production drift score ≪ base drift score", made a test — for the model, then per class.
 
     ``control_scores`` are the drift scores of n no-drift production models (another split of the
     base model's distribution) — or one number, the base gray data's score (the slides' rule, n = 0).
@@ -472,37 +510,93 @@ def drift_decision(score: float, control_scores, *, margin: float = 0.1, alpha: 
                ⇔  p_value = P(T_{n-1} ≤ (score - m) / σ) < α.
 
     With one control (or the slides' rule) there is no spread: drift iff ``score < m - margin``,
-    ``p_value`` NaN. A class is flagged when its production score is ≤ ``class_threshold`` and (with
-    ``control_per_class``) below the controls' mean for that class by more than ``margin``."""
-    from scipy import stats
+    ``p_value`` NaN.
+
+    **Classes.** ``per_class`` (K production scores) and ``control_per_class`` (n × K, the same
+    controls' per-class scores) give each class c the same test on its own controls: ``m_c``, ``s_c``,
+    ``σ_c = max(s_c · sqrt(1 + 1/n), margin / t_{1-α, n-1})``, ``p_c = P(T_{n-1} ≤ (score_c - m_c) / σ_c)``;
+    the K p-values are corrected for testing K classes at once (:func:`holm`, or Bonferroni), and
+    class c is flagged iff its corrected ``p̃_c < α`` — and only when the model-level decision says
+    drift. A class without records (NaN) gets no test. Needs ≥ 2 controls: with fewer no class is
+    flagged and the class p-values are NaN."""
     check_fraction(score, "score", open_interval=False)
     check_positive(margin, "margin", allow_zero=True)
     check_fraction(alpha, "alpha")
-    check_fraction(class_threshold, "class_threshold", open_interval=False)
+    check_choice(correction, "correction", ("holm", "bonferroni"))
     ctrl = np.atleast_1d(np.asarray(control_scores, float))
-    if ctrl.size == 0 or not np.isfinite(ctrl).all() or (ctrl < 0).any() or (ctrl > 1).any():
+    if ctrl.ndim != 1 or ctrl.size == 0 or not np.isfinite(ctrl).all() or (ctrl < 0).any() or (ctrl > 1).any():
         raise InputError(f"control_scores must be one or more drift scores in [0, 1], got {control_scores!r}")
     slides_rule = np.ndim(control_scores) == 0
     n = 0 if slides_rule else len(ctrl)
-    m = float(ctrl.mean())
-    s = float(ctrl.std(ddof=1)) if n >= 2 else 0.0
+    pc, cpc = _class_inputs(per_class, control_per_class, n)
     if n >= 2:
-        t = float(stats.t.ppf(1 - alpha, n - 1))
-        half = t * s * math.sqrt(1 + 1 / n)
-        sigma = max(s * math.sqrt(1 + 1 / n), margin / t)
-        p = float(stats.t.cdf((score - m) / sigma, n - 1)) if sigma > 0 else float(score >= m)
+        m, s, half, p = _interval_p(score, ctrl, margin, alpha)
     else:
-        half, p = 0.0, float("nan")
+        m, s, half, p = float(ctrl.mean()), 0.0, 0.0, float("nan")
     threshold = m - max(margin, half)
-    flagged = ()
-    if per_class is not None:
-        pc = np.asarray(per_class, float)
-        low = pc <= class_threshold
+    drift = bool(score < threshold)
+    flagged, p_cls, p_adj = (), (), ()
+    if pc is not None:
+        raw, adj = _class_p(pc, cpc, margin, alpha, correction)
+        if drift:
+            flagged = tuple(int(c) for c in np.flatnonzero(np.nan_to_num(adj, nan=1.0) < alpha))
+        p_cls, p_adj = tuple(float(v) for v in raw), tuple(float(v) for v in adj)
+    return DriftDecision(drift, float(score), m, s, n, float(threshold), p, flagged, p_cls, p_adj)
+
+
+def _class_p(pc: np.ndarray, cpc: np.ndarray | None, margin: float, alpha: float, correction: str):
+    raw = np.full(len(pc), np.nan)
+    if cpc is not None:
+        for c in range(len(pc)):
+            col = cpc[:, c]
+            if np.isfinite(pc[c]) and np.isfinite(col).all():
+                raw[c] = _interval_p(pc[c], col, margin, alpha)[3]
+    return raw, holm(raw, correction)
+
+
+def class_p_values(per_class, control_per_class, *, margin: float = 0.1, alpha: float = 0.05,
+                   correction: str = "holm") -> tuple[np.ndarray, np.ndarray]:
+    """The per-class half of :func:`drift_decision` on its own, for any per-class quantity in [0, 1]
+    (a drift score, a per-class accuracy): ``(p, p̃)``, each class's one-sided prediction-interval
+    p-value against its n ≥ 2 controls (same margin floor) and the p-values corrected across
+    classes (:func:`holm`). "Class c fell" at level α iff ``p̃_c < α``."""
+    check_positive(margin, "margin", allow_zero=True)
+    check_fraction(alpha, "alpha")
+    check_choice(correction, "correction", ("holm", "bonferroni"))
+    cpc = np.asarray(control_per_class, float)
+    n = len(cpc) if cpc.ndim == 2 else 0
+    if n < 2:
+        raise InputError(f"control_per_class must be n ≥ 2 rows of per-class values (n × K), got shape {cpc.shape}")
+    pc, cpc = _class_inputs(per_class, cpc, n)
+    return _class_p(pc, cpc, margin, alpha, correction)
+
+
+def _class_inputs(per_class, control_per_class, n: int):
+    """Checked ``(per_class, control_per_class)`` arrays for :func:`drift_decision` (the latter None
+    when there are fewer than 2 controls: no per-class test)."""
+    if per_class is None:
         if control_per_class is not None:
-            cpc = np.atleast_2d(np.asarray(control_per_class, float))
-            low &= pc < np.nanmean(cpc, 0) - margin
-        flagged = tuple(int(c) for c in np.flatnonzero(low))
-    return DriftDecision(bool(score < threshold), float(score), m, s, n, float(threshold), p, flagged)
+            raise InputError("control_per_class= given without per_class=: pass the production model's per-class "
+                             "scores too")
+        return None, None
+    pc = np.asarray(per_class, float)
+    if pc.ndim != 1 or pc.size == 0 or ((pc[np.isfinite(pc)] < 0) | (pc[np.isfinite(pc)] > 1)).any() \
+            or np.isinf(pc).any():
+        raise InputError(f"per_class must be K per-class drift scores in [0, 1] (NaN for a class without records), "
+                         f"got {per_class!r}")
+    if n < 2:
+        return pc, None
+    if control_per_class is None:
+        raise InputError(f"per_class= with {n} controls needs control_per_class= ({n} × {len(pc)}: each control's "
+                         "per-class scores) to test the classes")
+    cpc = np.asarray(control_per_class, float)
+    if cpc.shape != (n, len(pc)):
+        raise InputError(f"control_per_class must have shape ({n}, {len(pc)}) — one row of per-class scores per "
+                         f"control — got {cpc.shape}")
+    fin = cpc[np.isfinite(cpc)]
+    if np.isinf(cpc).any() or (fin < 0).any() or (fin > 1).any():
+        raise InputError("control_per_class must hold scores in [0, 1] (NaN for a class without records)")
+    return pc, cpc
 
 
 @dataclass
@@ -536,14 +630,15 @@ class DriftReport:
 def detect_drift(base_model: PaperCNN, production_model: PaperCNN, *, controls=(), method: str = "adam",
                  n_per_class: int = 10, attacks: MembershipAttacks | None = None,
                  attack_data: TensorData | None = None, margin: float = 0.1, alpha: float = 0.05,
-                 class_threshold: float = 0.5, gray_settings: dict | None = None, seed: int = 0,
+                 correction: str = "holm", gray_settings: dict | None = None, seed: int = 0,
                  dataset: str | None = None, profile=None) -> DriftReport:
     """Steps 3-7 for trained models: gray data of the base model, of the production model and of
     each no-drift ``controls`` model (production models trained on other splits of the base data's
     distribution) by ``method``; membership inference against the base model (rule-based; black-box
     too when ``attacks`` has one or ``attack_data`` is given); :func:`drift_decision` with the
     controls' scores as reference. Without controls the reference is the base gray data's score —
-    the slides' rule, which has no measure of its uncertainty (``p_value`` NaN)."""
+    the slides' rule, which has no measure of its uncertainty (``p_value`` NaN) and flags no class
+    (a class test needs ≥ 2 controls)."""
     check_model(base_model, "base_model")
     check_model(production_model, "production_model")
     controls = list(controls)
@@ -556,6 +651,7 @@ def detect_drift(base_model: PaperCNN, production_model: PaperCNN, *, controls=(
                              "measured between models of the same task")
     check_choice(method, "method", GRAY_METHODS)
     check_positive(n_per_class, "n_per_class", integer=True)
+    check_choice(correction, "correction", ("holm", "bonferroni"))
     if attacks is None:
         attacks = MembershipAttacks(base_model, attack_data, seed=seed)
     elif attacks.target is not base_model:
@@ -573,5 +669,5 @@ def detect_drift(base_model: PaperCNN, production_model: PaperCNN, *, controls=(
         cs = [attacks.score(g, w) for g in gc]
         ref = [s for s, _ in cs] if cs else bs[w]
         dec[w] = drift_decision(ps[w], ref, margin=margin, alpha=alpha, per_class=pcs[w],
-                                control_per_class=[p for _, p in cs] if cs else None, class_threshold=class_threshold)
+                                control_per_class=[p for _, p in cs] if cs else None, correction=correction)
     return DriftReport(method, bs, ps, pcs, dec, gb, gp)

@@ -272,16 +272,97 @@ def test_drift_decision_table(score, controls, drift, p):
         assert d.p_value == p
 
 
-def test_drift_decision_prediction_interval_and_classes():
+def test_drift_decision_prediction_interval():
     from scipy import stats
     ctrl = np.array([0.9, 0.8, 1.0, 0.85, 0.95])
     d = D.drift_decision(0.5, ctrl, margin=0.0, alpha=0.05)
     half = stats.t.ppf(0.95, 4) * ctrl.std(ddof=1) * math.sqrt(1 + 1 / 5)
     assert d.threshold == pytest.approx(ctrl.mean() - half)
-    pc = [1.0, 1.0, 0.2, 1.0, 0.0]
-    d = D.drift_decision(0.64, [1.0, 1.0], per_class=pc, control_per_class=[[1.0, 1.0, 1.0, 1.0, 0.05], [1.0, 1.0, 1.0, 1.0, 0.05]])
-    assert d.flagged_classes == (2,)                       # class 4 is low in the controls too
-    assert D.drift_decision(0.64, 1.0, per_class=pc).flagged_classes == (2, 4)
+
+
+# five controls; per class: all at 1.0 except class 3 (wide spread, mean 0.56) and class 4 (tight, 0.9 ± 0.02)
+_CTRL_PC = np.array([[1.0, 1.0, 1.0, 0.2, 0.90, 1.0],
+                     [1.0, 1.0, 1.0, 0.6, 0.88, 1.0],
+                     [1.0, 1.0, 1.0, 0.9, 0.92, 1.0],
+                     [1.0, 1.0, 1.0, 0.4, 0.90, 1.0],
+                     [1.0, 1.0, 1.0, 0.7, 0.91, 1.0]])
+_CTRL = [0.9, 0.9, 0.95, 0.88, 0.92]
+
+
+@pytest.mark.parametrize("score, per_class, flagged, why", [
+    (0.50, [1.0, 0.1, 1.0, 0.56, 0.90, 1.0], (1,), "a class far below its agreeing controls"),
+    (0.50, [1.0, 1.0, 1.0, 0.30, 0.90, 1.0], (), "within class 3's own wide spread (the old rule flagged it)"),
+    (0.50, [1.0, 1.0, 1.0, 0.56, 0.60, 1.0], (4,), "0.3 below a tight class: flagged"),
+    (0.50, [0.0, 0.0, 1.0, 0.56, 0.90, 1.0], (0, 1), "two classes"),
+    (0.50, [1.0, 0.95, 1.0, 0.56, 0.90, 1.0], (), "less than the margin below: not flagged"),
+    (0.91, [1.0, 0.1, 1.0, 0.56, 0.90, 1.0], (), "no model-level drift: no class flagged"),
+    (0.50, [1.0, float("nan"), 1.0, 0.56, 0.90, 0.0], (5,), "a class without records gets no test"),
+])
+def test_drift_decision_classes_table(score, per_class, flagged, why):
+    d = D.drift_decision(score, _CTRL, margin=0.1, alpha=0.05, per_class=per_class, control_per_class=_CTRL_PC)
+    assert d.flagged_classes == flagged, why
+    assert d.drift is (score < 0.8)
+    p, q = np.array(d.class_p_values), np.array(d.class_p_corrected)
+    assert len(p) == len(q) == 6 and np.isnan(p[np.isnan(per_class)]).all()
+    fin = np.isfinite(p)
+    assert (q[fin] >= p[fin] - 1e-15).all() and (q[fin] <= np.minimum(1, fin.sum() * p[fin]) + 1e-12).all()
+    if d.drift:
+        assert set(np.flatnonzero(np.nan_to_num(q, nan=1) < 0.05)) == set(flagged)
+
+
+def test_drift_decision_class_p_value_is_the_global_formula_per_class():
+    # a class's p-value is the model-level p-value computed from that class's column alone
+    pc = [1.0, 0.1, 1.0, 0.3, 0.7, 1.0]
+    d = D.drift_decision(0.5, _CTRL, per_class=pc, control_per_class=_CTRL_PC, margin=0.1, alpha=0.05)
+    for c in (1, 3, 4):
+        assert d.class_p_values[c] == pytest.approx(
+            D.drift_decision(pc[c], _CTRL_PC[:, c], margin=0.1, alpha=0.05).p_value)
+    # the old rule's cut (≤ 0.5, more than the margin below the mean) flags class 3; the test does not
+    assert X.margin_rule_classes(pc, _CTRL_PC, 0.1, 0.5) == (1, 3)
+    assert 3 not in d.flagged_classes and 1 in d.flagged_classes
+
+
+@pytest.mark.parametrize("p, method, expected", [
+    ([0.01, 0.04, 0.03, 0.005], "holm", [0.03, 0.06, 0.06, 0.02]),       # step-down, made monotone
+    ([0.01, 0.04, 0.03, 0.005], "bonferroni", [0.04, 0.16, 0.12, 0.02]),
+    ([0.01, 0.03], "holm", [0.02, 0.03]),                                  # Holm keeps both < 0.05 ...
+    ([0.01, 0.03], "bonferroni", [0.02, 0.06]),                            # ... Bonferroni loses one
+    ([0.5, float("nan"), 0.2], "holm", [0.5, float("nan"), 0.4]),          # NaN: no test, not counted
+    ([0.4, 0.3], "holm", [0.6, 0.6]),                                      # monotone: 0.4 < 0.6 raised
+    ([0.6, 0.7, 0.8], "bonferroni", [1.0, 1.0, 1.0]),                      # capped at 1
+])
+def test_holm_table(p, method, expected):
+    np.testing.assert_allclose(D.holm(p, method), expected, equal_nan=True)
+
+
+def test_holm_vs_bonferroni_in_the_class_decision():
+    # two classes, p ≈ 0.01 and 0.03 (uncorrected): Holm flags both, Bonferroni only the first
+    from scipy import stats
+    ctrl_pc = np.ones((5, 2))
+    t = stats.t.ppf(0.95, 4)
+    sigma = 0.1 / t                               # controls agree: the margin sets the scale
+    pc = [1.0 + sigma * stats.t.ppf(0.01, 4), 1.0 + sigma * stats.t.ppf(0.03, 4)]
+    kw = dict(per_class=pc, control_per_class=ctrl_pc, margin=0.1, alpha=0.05)
+    h = D.drift_decision(0.5, [1.0] * 5, **kw)
+    b = D.drift_decision(0.5, [1.0] * 5, correction="bonferroni", **kw)
+    np.testing.assert_allclose(h.class_p_values[:2], [0.01, 0.03])
+    assert h.flagged_classes == (0, 1) and b.flagged_classes == (0,)
+
+
+def test_class_p_values_is_the_decisions_class_half():
+    pc = [1.0, 0.1, 1.0, 0.3, 0.7, 1.0]
+    raw, adj = D.class_p_values(pc, _CTRL_PC, margin=0.1, alpha=0.05)
+    d = D.drift_decision(0.5, _CTRL, per_class=pc, control_per_class=_CTRL_PC, margin=0.1, alpha=0.05)
+    np.testing.assert_allclose(raw, d.class_p_values)
+    np.testing.assert_allclose(adj, d.class_p_corrected)
+    np.testing.assert_allclose(adj, D.holm(raw))
+
+
+def test_drift_decision_classes_need_two_controls():
+    pc = [1.0, 0.0]
+    assert D.drift_decision(0.3, 1.0, per_class=pc).flagged_classes == ()            # the slides' rule
+    d = D.drift_decision(0.3, [1.0], per_class=pc, control_per_class=[[1.0, 1.0]])
+    assert d.drift and d.flagged_classes == () and all(math.isnan(v) for v in d.class_p_values)
 
 
 @pytest.mark.parametrize("score, controls, kw, match", [
@@ -291,11 +372,32 @@ def test_drift_decision_prediction_interval_and_classes():
     (0.5, [1.2], {}, "control_scores"),
     (0.5, [1.0], {"alpha": 0.0}, "alpha"),
     (0.5, [1.0], {"margin": -1}, "margin"),
-    (0.5, [1.0], {"class_threshold": 2}, "class_threshold"),
+    (0.5, [[1.0, 1.0]], {}, "control_scores"),
+    (0.5, [1.0, 1.0], {"correction": "sidak"}, "correction"),
+    (0.5, [1.0, 1.0], {"per_class": [1.2, 0.5]}, "per_class"),
+    (0.5, [1.0, 1.0], {"per_class": [[1.0, 0.5]]}, "per_class"),
+    (0.5, [1.0, 1.0], {"per_class": [1.0, 0.5]}, "needs control_per_class"),
+    (0.5, [1.0, 1.0], {"per_class": [1.0, 0.5], "control_per_class": [[1.0, 1.0]]}, r"shape \(2, 2\)"),
+    (0.5, [1.0, 1.0], {"per_class": [1.0, 0.5], "control_per_class": [[1.0, 1.1], [1.0, 1.0]]}, "control_per_class"),
+    (0.5, [1.0, 1.0], {"control_per_class": [[1.0], [1.0]]}, "without per_class"),
 ])
 def test_drift_decision_validation(score, controls, kw, match):
     with pytest.raises(InputError, match=match):
         D.drift_decision(score, controls, **kw)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: D.holm([0.5, 1.5]), "p_values"),
+    (lambda: D.class_p_values([1.0, 0.5], [[1.0, 1.0]]), "n ≥ 2"),
+    (lambda: D.class_p_values([1.0, 0.5], [[1.0, 1.0]] * 3, alpha=1.5), "alpha"),
+    (lambda: D.class_p_values([1.0, 0.5, 0.2], [[1.0, 1.0]] * 3), "shape"),
+    (lambda: D.holm([0.5], "fdr"), "method"),
+    (lambda: X.margin_rule_classes([1.0, 0.5], [[1.0, 1.0, 1.0]], 0.1), "disagree"),
+    (lambda: X.margin_rule_classes([1.0, 0.5], [[1.0, 1.0]], 0.1, class_threshold=2), "class_threshold"),
+])
+def test_class_rule_validation(call, match):
+    with pytest.raises(InputError, match=match):
+        call()
 
 
 def test_detect_drift_same_model_no_drift_and_swapped_model_drifts(toy_model, tmp_path, monkeypatch):
@@ -347,3 +449,57 @@ def test_input_drift_test_sees_rotation_not_swap(toy_model):
     sw = X.input_drift_test(m, ref, X.apply_drift(prod, "swap"), n=100, n_permutations=50)
     rot = X.input_drift_test(m, ref, X.apply_drift(prod, "rotate"), n=100, n_permutations=50)
     assert not sw.mmd_drift and rot.mmd_drift
+
+
+# --------------------------------------------------------------------------- beyond the drifted classes
+
+def _prod(name, kind, m, data, seed=0):
+    return X.Production(name, kind, 0.0 if kind == "none" else 1.0, seed, m, data, 1.0)
+
+
+class _Lookup(torch.nn.Module):
+    """A perfect toy classifier: reads the class from the corner pixel (class / 10)."""
+    input_shape, num_classes = (1, 16, 16), 10
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(10.0), requires_grad=False)
+
+    def forward(self, x):
+        return self.scale * torch.nn.functional.one_hot((x[:, 0, 15, 15] * 10).round().long(), 10).float()
+
+
+def _lookup_data(n_per_class=20):
+    y = torch.arange(10).repeat_interleave(n_per_class)
+    x = torch.rand(len(y), 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    x[:, 0, 15, 15] = y / 10
+    return TensorData(x, y, [str(c) for c in range(10)], "lookup", "test")
+
+
+def test_class_accuracy_and_accuracy_changes_find_the_swapped_classes():
+    m, test = _Lookup(), _lookup_data()
+    rec, prec = X.class_accuracy(m, test)
+    np.testing.assert_allclose(rec, 1.0) and np.testing.assert_allclose(prec, 1.0)
+    srec, sprec = X.class_accuracy(_Swapped(m), test)
+    assert srec[3] == srec[5] == sprec[3] == sprec[5] == 0.0
+    np.testing.assert_allclose(np.delete(srec, [3, 5]), 1.0)
+    prods = [_prod(f"c{i}", "none", m, test, i) for i in range(3)] + [_prod("swapped", "swap", _Swapped(m), test)]
+    S = {"margin": 0.1, "alpha": 0.05, "correction": "holm"}
+    out = {a.production: a for a in X.accuracy_changes(prods, test, S)}
+    assert out["swapped"].changed == out["swapped"].recall_fell == out["swapped"].precision_fell == (3, 5)
+    assert all(out[f"c{i}"].changed == () for i in range(3))
+    # two controls: each control has one other control, so it is not tested (t with 1 degree of freedom is
+    # so heavy-tailed that even a total loss is not significant after Holm over 20 tests: honest, not a bug)
+    out2 = {a.production: a for a in X.accuracy_changes(prods[1:], test, S)}
+    assert out2["c1"].changed == () == out2["c2"].changed and out2["swapped"].recall == srec.tolist()
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m, d: X.class_accuracy("m", d), "Module"),
+    (lambda m, d: X.accuracy_changes([_prod("c0", "none", m, d), _prod("s", "swap", m, d)], d,
+                                     {"margin": 0.1, "alpha": 0.05, "correction": "holm"}), "≥ 2 no-drift controls"),
+])
+def test_accuracy_changes_validation(toy_model, call, match):
+    m, data = toy_model
+    with pytest.raises(InputError, match=match):
+        call(m, data)

@@ -20,8 +20,8 @@ from ..train import profile_data
 
 __all__ = ["SETTINGS", "CLAIM_BOUNDS", "SLIDES_TABLE1", "SLIDES_TABLE2", "DRIFT_KINDS", "settings", "per_dataset",
            "affected_classes", "apply_drift", "model_tag", "portions", "get_model", "Production",
-           "production_models", "build_attacks", "Score", "score_productions", "add_decisions", "frame", "headline_table",
-           "InputTest", "input_drift_test"]
+           "production_models", "build_attacks", "Score", "score_productions", "margin_rule_classes", "add_decisions",
+           "frame", "headline_table", "InputTest", "input_drift_test", "ClassAccuracy", "class_accuracy", "accuracy_changes"]
 
 DRIFT_KINDS = ("none", "swap", "rotate", "new")
 
@@ -35,7 +35,8 @@ _COMMON = {
     "headline_method": "miface",          # the slides' inversion
     "variant_methods": ("adam", "generator"),
     "decision_method": "adam",            # gray data of the decision experiment (many samples per class)
-    "margin": 0.10, "alpha": 0.05, "class_threshold": 0.5,
+    "margin": 0.10, "alpha": 0.05, "correction": "holm",
+    "class_threshold": 0.5,               # the previous class rule's cut (margin_rule_classes), shown beside
     "attack_model": "nn",                 # ART's default attack model
     "n_shadow": 3, "shadow_epochs": 5,
     "n_synthetic_per_class": 10, "synthetic_min_confidence": 0.4, "synthetic_max_iterations": 40,
@@ -43,6 +44,7 @@ _COMMON = {
     "new_source": {"mnist5k": "fashion_mnist", "fashion_mnist": "mnist5k", "cifar10": "svhn", "emnist": "fashion_mnist",
                    "mnist": "fashion_mnist", "*": "fashion_mnist"},
     "mmd_permutations": 200, "n_input_test": 300,
+    "n_accuracy_test": 3000,              # test images for the per-class recall / precision of every model
 }
 
 SETTINGS = {
@@ -51,7 +53,7 @@ SETTINGS = {
               "n_base": {"*": 1000}, "n_prod": {"*": 1000}, "n_attack": 300, "epochs": {"*": 6},
               "control_seeds": (1, 2), "drift_seeds": (1,), "headline_seeds": 2,
               "n_per_class": 4, "miface_max_iter": 30, "adam_steps": 40, "n_shadow": 2, "shadow_epochs": 2,
-              "n_synthetic_per_class": 4, "mmd_permutations": 50, "n_input_test": 100,
+              "n_synthetic_per_class": 4, "mmd_permutations": 50, "n_input_test": 100, "n_accuracy_test": 500,
               "generator_overrides": {"steps": 60}},
     "default": {**_COMMON,
                 "datasets": ("mnist5k", "fashion_mnist"),
@@ -69,7 +71,7 @@ SETTINGS = {
                  "control_seeds": (1, 2), "drift_seeds": (1,), "headline_seeds": 2,
                  "n_per_class": 1, "miface_max_iter": 5, "adam_steps": 5, "n_shadow": 1, "shadow_epochs": 1,
                  "n_synthetic_per_class": 1, "synthetic_min_confidence": 0.0, "synthetic_max_iterations": 10,
-                 "mmd_permutations": 20, "n_input_test": 50, "generator_overrides": {"steps": 3, "batch_size": 47}},
+                 "mmd_permutations": 20, "n_input_test": 50, "n_accuracy_test": 200, "generator_overrides": {"steps": 3, "batch_size": 47}},
 }
 
 #: per-profile bounds of the chapter's claims (set before the run; see the notebook's claims section)
@@ -252,11 +254,17 @@ class Score:
     p_value: float = float("nan")
     n_controls: int = 0
     flagged: tuple = ()
+    class_p: tuple = ()          # per class: Holm-corrected p-value (drift_decision)
+    flagged_margin_rule: tuple = ()   # the previous class rule, for comparison (margin_rule_classes)
     slides_rule_drift: bool | None = None
 
     @property
     def classes_exact(self) -> bool:
         return set(self.flagged) == set(self.affected)
+
+    @property
+    def classes_exact_margin_rule(self) -> bool:
+        return set(self.flagged_margin_rule) == set(self.affected)
 
 
 def score_productions(attacks: dict, base_model: PaperCNN, prods: list[Production], method: str, S: dict, *,
@@ -281,21 +289,40 @@ def score_productions(attacks: dict, base_model: PaperCNN, prods: list[Productio
     return out, grays
 
 
+def margin_rule_classes(per_class, control_per_class, margin: float, class_threshold: float = 0.5) -> tuple:
+    """The chapter's previous class rule, kept only to compare with :func:`~ccc_lib.drift.drift_decision`'s
+    per-class test: class c is flagged when its score is ≤ ``class_threshold`` and below the controls'
+    mean for c by more than ``margin`` — no spread per class, no correction for testing K classes,
+    and independent of the model-level decision."""
+    check_fraction(class_threshold, "class_threshold", open_interval=False)
+    pc = np.asarray(per_class, float)
+    cpc = np.atleast_2d(np.asarray(control_per_class, float))
+    if pc.ndim != 1 or cpc.shape[1:] != pc.shape:
+        raise InputError(f"per_class (K,) and control_per_class (n, K) disagree: {pc.shape} vs {cpc.shape}")
+    with np.errstate(invalid="ignore"):
+        low = (pc <= class_threshold) & (pc < np.nanmean(cpc, 0) - margin)
+    return tuple(int(c) for c in np.flatnonzero(low))
+
+
 def add_decisions(scores: list[Score], S: dict) -> list[Score]:
     """Step 7 for every score: the reference is the no-drift controls of the same dataset, method
     and attack — leaving the row's own model out when it is a control, so that a control's alarm is
-    a genuine false alarm. ``slides_rule_drift`` is the slides' rule beside it (reference = the base
-    gray data's score, same margin)."""
+    a genuine false alarm; the classes by the per-class test of ``drift_decision`` (Holm-corrected)
+    and, beside it, by the previous rule (:func:`margin_rule_classes`). ``slides_rule_drift`` is the
+    slides' rule beside it (reference = the base gray data's score, same margin)."""
     out = []
     for r in scores:
         ctrl = [c for c in scores if c.kind == "none" and (c.dataset, c.method, c.attack) == (r.dataset, r.method, r.attack)
                 and c.production != r.production]
         d = D.drift_decision(r.prod_score, [c.prod_score for c in ctrl], margin=S["margin"], alpha=S["alpha"],
                              per_class=r.per_class, control_per_class=[c.per_class for c in ctrl],
-                             class_threshold=S["class_threshold"])
+                             correction=S["correction"])
+        old = margin_rule_classes(r.per_class, [c.per_class for c in ctrl], S["margin"], S["class_threshold"]) \
+            if ctrl else ()
         slides = D.drift_decision(r.prod_score, r.base_score, margin=S["margin"])
         out.append(replace(r, drift=d.drift, reference=d.reference, spread=d.spread, threshold=d.threshold,
                            p_value=d.p_value, n_controls=d.n_controls, flagged=d.flagged_classes,
+                           class_p=d.class_p_corrected, flagged_margin_rule=old,
                            slides_rule_drift=slides.drift))
     return out
 
@@ -305,6 +332,7 @@ def frame(scores: list[Score]) -> pd.DataFrame:
     df = pd.DataFrame([asdict(s) for s in scores])
     if len(df):
         df["classes_exact"] = [s.classes_exact for s in scores]
+        df["classes_exact_margin_rule"] = [s.classes_exact_margin_rule for s in scores]
     return df
 
 
@@ -352,3 +380,61 @@ def input_drift_test(base_model: PaperCNN, reference: TensorData, production: Te
     mmd = mmd_test(fa, fb, n_permutations, seed)
     ks = ks_test(fa, fb)
     return InputTest(mmd["mmd2"], mmd["p_value"], ks["p_value"], mmd["p_value"] < alpha, ks["p_value"] < alpha)
+
+
+# --------------------------------------------------------------------------- beyond the drifted classes
+
+@dataclass
+class ClassAccuracy:
+    """One production model's per-class behaviour on the untouched test set, beside the no-drift
+    controls: did the model's idea of a class change — also of a class whose data were not touched?"""
+    dataset: str
+    production: str
+    kind: str
+    seed: int
+    recall: list                 # per class c: share of the test images of c predicted c
+    precision: list              # per class c: share of the test images predicted c that are c (NaN: none)
+    recall_fell: tuple = ()      # classes whose recall fell below the controls' (Holm over 2K tests)
+    precision_fell: tuple = ()   # ... whose precision fell
+
+    @property
+    def changed(self) -> tuple:
+        """Classes whose recall or precision on the test set fell beyond the controls' spread."""
+        return tuple(sorted(set(self.recall_fell) | set(self.precision_fell)))
+
+
+def class_accuracy(model: PaperCNN, test: TensorData) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class recall and precision of ``model`` on ``test``."""
+    from ..train import predict_logits
+    D.check_model(model)
+    pred = predict_logits(model, test.x).argmax(1).numpy()
+    y, k = test.y.numpy(), model.num_classes
+    recall = np.array([(pred[y == c] == c).mean() if (y == c).any() else np.nan for c in range(k)])
+    precision = np.array([(y[pred == c] == c).mean() if (pred == c).any() else np.nan for c in range(k)])
+    return recall, precision
+
+
+def accuracy_changes(prods: list[Production], test: TensorData, S: dict) -> list[ClassAccuracy]:
+    """Per production model, the classes whose test recall or precision fell: each class's value
+    against the no-drift controls' values for that class (the row's own model left out), by the
+    per-class test of step 7 (:func:`~ccc_lib.drift.class_p_values`, same margin and α), Holm over
+    the 2K tests of a model (recall and precision of K classes). A control with fewer than 2 other
+    controls is not tested (nothing fell)."""
+    if sum(p.kind == "none" for p in prods) < 2:
+        raise InputError("accuracy_changes needs ≥ 2 no-drift controls among the production models")
+    acc = {p.name: class_accuracy(p.model, test) for p in prods}
+    out = []
+    for p in prods:
+        ctrl = [q.name for q in prods if q.kind == "none" and q.name != p.name]
+        rec, prec = acc[p.name]
+        k = len(rec)
+        if len(ctrl) < 2:
+            out.append(ClassAccuracy(test.name, p.name, p.kind, p.seed, rec.tolist(), prec.tolist()))
+            continue
+        raw = np.concatenate([D.class_p_values(v, [acc[c][i] for c in ctrl], margin=S["margin"], alpha=S["alpha"])[0]
+                              for i, v in enumerate((rec, prec))])
+        fell = np.nan_to_num(D.holm(raw, S["correction"]), nan=1.0) < S["alpha"]
+        out.append(ClassAccuracy(test.name, p.name, p.kind, p.seed,
+                                 rec.tolist(), prec.tolist(), tuple(int(c) for c in np.flatnonzero(fell[:k])),
+                                 tuple(int(c) for c in np.flatnonzero(fell[k:]))))
+    return out
