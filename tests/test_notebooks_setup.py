@@ -43,6 +43,14 @@ def test_every_notebook_has_the_same_setup_cell_after_parameters():
     assert len(set(sources.values())) == 1, f"set-up cells differ: {sorted(sources)}"
 
 
+def test_binder_installs_ccc_lib_and_deepod():
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = [d for d in env["dependencies"] if isinstance(d, dict)][0]["pip"]
+    assert "-e ." in pip, "Binder (repo2docker) must install ccc_lib itself from environment.yml"
+    post = (REPO / "postBuild").read_text()
+    assert "--no-deps" in post and "deepod" in post
+
+
 def test_setup_cell_installs_from_the_books_repository():
     src = _source(_setup_cell(NOTEBOOKS[0]))
     url = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"].rstrip("/")
@@ -93,8 +101,9 @@ def test_setup_cell_installs_on_a_fresh_kernel(shell, monkeypatch, source, expec
     if source:
         monkeypatch.setenv("CCC_INSTALL_SOURCE", source)
     shell.run(_source(_setup_cell(NOTEBOOKS[0])))
-    assert len(shell.calls) == 1 and shell.calls[0].startswith("install")
+    assert len(shell.calls) == 2 and all(c.startswith("install") for c in shell.calls), shell.calls
     assert shell.calls[0].split()[-1].startswith(expected), shell.calls
+    assert "--no-deps" in shell.calls[1] and "deepod" in shell.calls[1]
 
 
 def test_setup_cell_allows_downloads_on_colab(shell, monkeypatch):
