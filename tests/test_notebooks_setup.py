@@ -1,4 +1,4 @@
-"""Every notebook carries ONE identical set-up cell right after its ``parameters`` cell: on a fresh
+"""Notebook plumbing the reader relies on. Every notebook carries ONE identical set-up cell right after its ``parameters`` cell: on a fresh
 kernel (Colab, a new environment) it installs ccc_lib from the book's repository with ``%pip``
 (``CCC_INSTALL_SOURCE`` may name another source) and, on Colab, allows dataset downloads; where
 ccc_lib is importable (a checkout, Binder, CI, the book build) it installs nothing. The cell is run
@@ -128,3 +128,63 @@ def test_allow_download_env_reaches_torchvision(monkeypatch, tmp_path):
         with pytest.raises(data.DatasetUnavailable):
             data.load_dataset("mnist", root=tmp_path)
         assert seen[-1] is want
+
+
+# ------------------------------------------------------------------ precomputed panels (static sliders)
+PANEL_CHAPTERS = ("02_neuralfp", "03_iocn", "04_drift")
+
+
+@pytest.mark.parametrize("stem", PANEL_CHAPTERS)
+def test_chapters_2_to_4_have_one_precomputed_panel_cell_before_things_to_try(stem):
+    cells = json.loads((REPO / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
+    panel = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and "precomputed_panel(" in _source(c)]
+    assert len(panel) == 1, f"{stem}: {len(panel)} cells build a precomputed panel"
+    i = panel[0]
+    assert "remove-input" in cells[i]["metadata"].get("tags", [])
+    assert cells[i - 1]["cell_type"] == "markdown" and "Precomputed" in _source(cells[i - 1])
+    assert "live version" in _source(cells[i - 1])
+    assert "Things to try" in _source(cells[i + 1]), f"{stem}: the panel is not just before 'Things to try'"
+
+
+def _png():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ccc_lib.plots import fig_png
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1])
+    return fig_png(fig)
+
+
+def test_precomputed_panel_links_each_slider_to_its_stack():
+    from ccc_lib.plots import PanelKnob, precomputed_panel
+    png = _png()
+    panel = precomputed_panel([PanelKnob("a", ["0.1", "0.2"], [png, png], ["<b>x</b> 1", "<b>x</b> 2"], start=1),
+                               PanelKnob("b", ["u"], [png], ["y"])])
+    assert len(panel.children) == 2
+    row = panel.children[0]
+    assert "ccc-precomputed" in row._dom_classes
+    slider, stack = row.children
+    assert slider.index == 1 and stack.selected_index == 1 and len(stack.children) == 2
+    assert stack.children[1].children[1].value == "<b>x</b> 2"
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(values=[], pngs=[], htmls=[]), "at least one"),
+    (dict(values=["1", "2"], pngs=["PNG"], htmls=["a", "b"]), "as many PNGs"),
+    (dict(values=["1"], pngs=[b"GIF89a..."], htmls=["a"]), "PNG bytes"),
+    (dict(values=["1"], pngs=["PNG"], htmls=["a"], start=3), "start 3"),
+])
+def test_panel_knob_rejects_bad_input(kwargs, match):
+    from ccc_lib.checks import InputError
+    from ccc_lib.plots import PanelKnob
+    kwargs["pngs"] = [_png() if p == "PNG" else p for p in kwargs["pngs"]]
+    with pytest.raises(InputError, match=match):
+        PanelKnob("k", **kwargs)
+
+
+def test_precomputed_panel_needs_knobs():
+    from ccc_lib.checks import InputError
+    from ccc_lib.plots import precomputed_panel
+    with pytest.raises(InputError, match="PanelKnob"):
+        precomputed_panel([])
