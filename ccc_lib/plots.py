@@ -140,7 +140,7 @@ def fig_png(fig, dpi: int = 80) -> bytes:
     return buf.getvalue()
 
 
-def precomputed_panel(knobs, slider_width: str = "420px"):
+def precomputed_panel(knobs, slider_width: str = "420px", label_width: str = "110px"):
     """A panel that works in the static book, with no kernel: per knob a ``SelectionSlider`` jslinked
     (in the browser) to a ``Stack`` of (image, numbers) children, one knob per row, each row a VBox of
     class ``ccc-precomputed`` (what the browser test drives). Pure widgets: the notebook's saved widget
@@ -154,7 +154,7 @@ def precomputed_panel(knobs, slider_width: str = "420px"):
     for k in knobs:
         opts = [(str(v), i) for i, v in enumerate(k.values)]
         slider = widgets.SelectionSlider(options=opts, value=int(k.start), description=k.label,
-                                         continuous_update=True, style={"description_width": "110px"},
+                                         continuous_update=True, style={"description_width": label_width},
                                          layout=widgets.Layout(width=slider_width))
         stack = widgets.Stack([widgets.VBox([widgets.Image(value=bytes(p), format="png"), widgets.HTML(h)])
                                for p, h in zip(k.pngs, k.htmls)], selected_index=int(k.start))
