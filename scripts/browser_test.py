@@ -288,6 +288,9 @@ def check_launch(page, name: str, repo: str | None) -> tuple[list[str], str]:
     m = re.search(r'repo:\s*"([^"]+)"', f["thebeCfg"])
     if not m:
         problems.append("no thebe configuration (binderOptions.repo) on the page")
+    elif not re.search(r'path:\s*"(\./)?notebooks/?"', f["thebeCfg"]):
+        problems.append("the thebe kernel does not start in notebooks/ (kernelOptions.path), the folder the "
+                        "notebooks run from")
     repos = {re.search(r"/v2/gh/([^/]+/[^/]+)/", h).group(1) for h in binder} | \
             {re.search(r"/github/([^/]+/[^/]+)/blob/", h).group(1) for h in colab} | ({m.group(1)} if m else set())
     if len(repos) > 1:
