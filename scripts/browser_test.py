@@ -17,7 +17,8 @@ HTML block with numbers) is driven: focus the slider's handle, press ArrowRight,
 numbers must change — and chapters 1-4 must have at least one such panel. On every chapter page
 (``notebooks/*``) the launch menu must offer Binder, Colab and Thebe ("Live Code") for *that* notebook of
 the same repository (checked on hrefs and the thebe configuration only: nothing is clicked, no network),
-and nothing may be requested outside the site before a reader clicks Thebe. Prints, per page, the bytes
+and nothing may be requested outside the site before a reader clicks Thebe. Every font URL in the page's
+styles must name an existing file (the widget CSS loads fonts lazily). Prints, per page, the bytes
 the saved widget state (the precomputed panels' images and numbers) adds, and the time the page took.
 Screenshots of every page go to ``<site>/../screenshots/``, listed at the end. Prints its time; exit
 status 1 on any failure.
@@ -214,6 +215,9 @@ WIDGET_BYTES_JS = r"""() => {
   return {total: total + views, images, models};
 }"""
 
+FONT_URLS_JS = r"""() => Array.from(document.querySelectorAll('style')).map(s => s.textContent)
+  .flatMap(t => Array.from(t.matchAll(/url\(\s*['"]?([^'")]+\.(?:woff2?|ttf|eot|otf))(?:[?#][^'")]*)?['"]?\s*\)/g), m => m[1]))"""
+
 PANEL_STATE_JS = r"""(panel) => {
   const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
   const imgs = Array.from(panel.querySelectorAll('img')).filter(visible);
@@ -382,6 +386,14 @@ def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES) -> list[str]:
                              f"scrolling box: {f['offEdge'][:3]}")
             panel_log = []
             wbytes = page.evaluate(WIDGET_BYTES_JS)
+            # fonts the injected widget CSS declares must exist, whether or not this load requested them
+            # (the browser fetches them lazily, so a wrong path shows up only now and then as a 404)
+            from urllib.parse import unquote, urlparse
+            bad_fonts = sorted({u for u in page.evaluate(FONT_URLS_JS) if u.startswith("file:")
+                                and not Path(unquote(urlparse(u).path)).exists()})
+            if bad_fonts:
+                found.append(f"{len(bad_fonts)} font URL(s) in the page's styles point to missing files: "
+                             f"{bad_fonts[:3]}")
             if name.startswith("notebooks/"):
                 lp, line = check_launch(page, name, repo)
                 found += lp
