@@ -11,8 +11,8 @@ alone). Every page is opened in headless Chromium at 1300 px with the network cu
 not to a local file or localhost is aborted *and* reported, and so is any local file that is missing
 (e.g. widget fonts). Checks per page: not empty; no Python traceback or raw LaTeX visible; equations
 typeset by MathJax; saved widget states rendered; no horizontal scrolling of the page (wide tables must
-scroll inside their own box); on chapter pages numbered, captioned, non-blank figures. On chapter 1's
-page every ``.ccc-precomputed`` panel (a slider and a stack whose visible child shows an ``<img>`` and an
+scroll inside their own box); on chapter pages numbered, captioned, non-blank figures. On every page
+every ``.ccc-precomputed`` panel (a slider and a stack whose visible child shows an ``<img>`` and an
 HTML block with numbers) is driven: focus the slider's handle, press ArrowRight, and the visible image and
 numbers must change — and chapters 1-4 must have at least one such panel. On every chapter page
 (``notebooks/*``) the launch menu must offer Binder, Colab and Thebe ("Live Code") for *that* notebook of
