@@ -16,6 +16,7 @@ Nothing is ever swapped silently: a set that cannot be had raises
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,7 +384,8 @@ def load_dataset(name: str, split: str = "train", *, root=None, download: bool =
     name : one of ``DATASETS`` (e.g. ``"fashion_mnist"``, ``"mnist5k"``, ``"cifar10"``).
     split : ``"train"`` or ``"test"``.
     root : data folder; default ``CCC_DATA`` or ``~/.cache/ccc_lib/data``.
-    download : let torchvision download a missing set (needs internet).
+    download : let torchvision download a missing set (needs internet). ``CCC_ALLOW_DOWNLOAD=1`` in the
+        environment allows it too (the notebooks' set-up cell sets it on Colab, which has no Debian files).
     limit : keep a stratified subset of this many images.
     shape : convert to (C, H, W), e.g. ``(1, 28, 28)`` to feed CIFAR-10 to an MNIST model.
     n : number of images for the generated OOD sets (``natural_patches``, ``noise``).
@@ -394,6 +396,7 @@ def load_dataset(name: str, split: str = "train", *, root=None, download: bool =
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
     kind, native, _ = DATASETS[key]
+    download = download or os.environ.get("CCC_ALLOW_DOWNLOAD", "") == "1"
     if kind == "torchvision":
         ds = _torchvision(key, split, data_root(root), download)
     elif key == "mnist5k":

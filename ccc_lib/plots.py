@@ -102,3 +102,64 @@ def loss_curves(history: dict, ax=None, title: str = "", logy: bool = True, smoo
         ax.set_yscale("symlog", linthresh=1e-3)
     ax.set_xlabel("step"); ax.set_title(title); ax.legend(fontsize=8)
     return ax
+
+
+# --------------------------------------------------------------------------- precomputed slider panels
+from dataclasses import dataclass, field  # noqa: E402
+
+
+@dataclass
+class PanelKnob:
+    """One knob of a :func:`precomputed_panel`: its ``label``, the ``values`` the slider offers (shown as
+    text), and per value a PNG (``pngs``, bytes) and an HTML snippet of numbers (``htmls``); ``start`` is
+    the index shown first (the chapter's own setting)."""
+    label: str
+    values: list
+    pngs: list = field(repr=False)
+    htmls: list = field(repr=False)
+    start: int = 0
+
+    def __post_init__(self):
+        from .checks import InputError
+        n = len(self.values)
+        if n == 0 or len(self.pngs) != n or len(self.htmls) != n:
+            raise InputError(f"knob {self.label!r}: need as many PNGs and HTML snippets as values "
+                             f"(values {n}, PNGs {len(self.pngs)}, HTML {len(self.htmls)}), at least one")
+        if not all(isinstance(p, (bytes, bytearray)) and bytes(p[:8]) == b"\x89PNG\r\n\x1a\n" for p in self.pngs):
+            raise InputError(f"knob {self.label!r}: every image must be PNG bytes (use plots.fig_png(fig))")
+        if not 0 <= int(self.start) < n:
+            raise InputError(f"knob {self.label!r}: start {self.start} is not an index of its {n} values")
+
+
+def fig_png(fig, dpi: int = 80) -> bytes:
+    """A matplotlib figure as PNG bytes (closed afterwards), for a :class:`PanelKnob`."""
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def precomputed_panel(knobs, slider_width: str = "420px", label_width: str = "110px"):
+    """A panel that works in the static book, with no kernel: per knob a ``SelectionSlider`` jslinked
+    (in the browser) to a ``Stack`` of (image, numbers) children, one knob per row, each row a VBox of
+    class ``ccc-precomputed`` (what the browser test drives). Pure widgets: the notebook's saved widget
+    state carries every precomputed image and number into the HTML."""
+    import ipywidgets as widgets
+    knobs = list(knobs)
+    if not knobs or not all(isinstance(k, PanelKnob) for k in knobs):
+        from .checks import InputError
+        raise InputError("precomputed_panel needs a non-empty list of plots.PanelKnob")
+    rows = []
+    for k in knobs:
+        opts = [(str(v), i) for i, v in enumerate(k.values)]
+        slider = widgets.SelectionSlider(options=opts, value=int(k.start), description=k.label,
+                                         continuous_update=True, style={"description_width": label_width},
+                                         layout=widgets.Layout(width=slider_width))
+        stack = widgets.Stack([widgets.VBox([widgets.Image(value=bytes(p), format="png"), widgets.HTML(h)])
+                               for p, h in zip(k.pngs, k.htmls)], selected_index=int(k.start))
+        widgets.jslink((slider, "index"), (stack, "selected_index"))
+        box = widgets.VBox([slider, stack])
+        box.add_class("ccc-precomputed")
+        rows.append(box)
+    return widgets.VBox(rows)

@@ -11,11 +11,17 @@ alone). Every page is opened in headless Chromium at 1300 px with the network cu
 not to a local file or localhost is aborted *and* reported, and so is any local file that is missing
 (e.g. widget fonts). Checks per page: not empty; no Python traceback or raw LaTeX visible; equations
 typeset by MathJax; saved widget states rendered; no horizontal scrolling of the page (wide tables must
-scroll inside their own box); on chapter pages numbered, captioned, non-blank figures. On chapter 1's
-page every ``.ccc-precomputed`` panel (a slider and a stack whose visible child shows an ``<img>`` and an
+scroll inside their own box); on chapter pages numbered, captioned, non-blank figures. On every page
+every ``.ccc-precomputed`` panel (a slider and a stack whose visible child shows an ``<img>`` and an
 HTML block with numbers) is driven: focus the slider's handle, press ArrowRight, and the visible image and
-numbers must change — and chapter 1 must have at least one such panel. Screenshots of every page go to
-``<site>/../screenshots/``. Prints its time; exit status 1 on any failure.
+numbers must change — and chapters 1-4 must have at least one such panel. On every chapter page
+(``notebooks/*``) the launch menu must offer Binder, Colab and Thebe ("Live Code") for *that* notebook of
+the same repository (checked on hrefs and the thebe configuration only: nothing is clicked, no network),
+and nothing may be requested outside the site before a reader clicks Thebe. Every font URL in the page's
+styles must name an existing file (the widget CSS loads fonts lazily). Prints, per page, the bytes
+the saved widget state (the precomputed panels' images and numbers) adds, and the time the page took.
+Screenshots of every page go to ``<site>/../screenshots/``, listed at the end. Prints its time; exit
+status 1 on any failure.
 
 Playwright comes from PyPI (``pip install playwright``); its own browser download is not needed: the
 script launches ``chromium`` from the system (``apt-get install chromium``)."""
@@ -33,8 +39,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 VIEWPORT = {"width": 1300, "height": 900}
-#: the chapter whose page must carry precomputed slider panels
-PANEL_PAGE = "01_counterfeits"
+#: the chapters whose pages must carry precomputed slider panels
+PANEL_PAGES = ("01_counterfeits", "02_neuralfp", "03_iocn", "04_drift")
 SKIP_PAGES = {"genindex.html", "search.html", "index.html"}
 
 
@@ -108,9 +114,10 @@ display(panel)
 '''
 
 
-def build_selftest_site(workdir: Path, linked: bool = True) -> Path:
+def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True) -> Path:
     """A one-page book (the repository's Sphinx settings) with one precomputed slider panel and a figure.
-    ``linked=False`` leaves the slider unlinked from the stack: the check must then fail."""
+    ``linked=False`` leaves the slider unlinked from the stack, ``launch=False`` drops the Colab and Thebe
+    launch buttons: the checks must then fail."""
     import nbformat
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -124,6 +131,9 @@ def build_selftest_site(workdir: Path, linked: bool = True) -> Path:
     cfg = yaml.safe_load((REPO / "_config.yml").read_text())
     cfg["title"] = "browser self-test"
     cfg.pop("bibtex_bibfiles", None)
+    if not launch:
+        for key in ("colab_url", "thebe"):
+            cfg.get("launch_buttons", {}).pop(key, None)
     (src / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     (src / "_toc.yml").write_text("format: jb-book\nroot: notebooks/01_counterfeits\n")
     long_text = " ".join(["A paragraph of prose so that the page is not empty."] * 12)
@@ -177,6 +187,37 @@ PAGE_FACTS_JS = r"""() => {
   };
 }"""
 
+LAUNCH_JS = r"""() => {
+  const hrefs = Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'));
+  const thebeBtn = document.querySelectorAll('[onclick*="initThebe"], .btn-launch-thebe').length;
+  const cfg = Array.from(document.querySelectorAll('script[type="text/x-thebe-config"]')).map(s => s.textContent).join('\n');
+  const scripts = Array.from(document.querySelectorAll('script[src]')).map(s => s.getAttribute('src'));
+  return {binder: hrefs.filter(h => h.includes('mybinder.org')), colab: hrefs.filter(h => h.includes('colab.research.google.com')),
+          thebeBtn, thebeCfg: cfg, scripts};
+}"""
+
+WIDGET_BYTES_JS = r"""() => {
+  // the saved widget state: what the precomputed panels (their PNGs and HTML numbers) add to the page
+  let total = 0, images = 0, models = 0;
+  for (const s of document.querySelectorAll('script[type="application/vnd.jupyter.widget-state+json"]')) {
+    total += new Blob([s.textContent]).size;
+    try {
+      const st = JSON.parse(s.textContent).state || {};
+      for (const m of Object.values(st)) {
+        models += 1;
+        if ((m.model_name || '') === 'ImageModel')
+          for (const b of (m.buffers || [])) images += (b.data || '').length;
+      }
+    } catch (e) {}
+  }
+  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'))
+    .reduce((n, s) => n + new Blob([s.textContent]).size, 0);
+  return {total: total + views, images, models};
+}"""
+
+FONT_URLS_JS = r"""() => Array.from(document.querySelectorAll('style')).map(s => s.textContent)
+  .flatMap(t => Array.from(t.matchAll(/url\(\s*['"]?([^'")]+\.(?:woff2?|ttf|eot|otf))(?:[?#][^'")]*)?['"]?\s*\)/g), m => m[1]))"""
+
 PANEL_STATE_JS = r"""(panel) => {
   const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
   const imgs = Array.from(panel.querySelectorAll('img')).filter(visible);
@@ -204,7 +245,7 @@ def drive_panels(page, required: bool) -> tuple[list[str], list[str]]:
     n = panels.count()
     if n == 0:
         if required:
-            problems.append("no .ccc-precomputed slider panel (chapter 1 must precompute what its sliders show)")
+            problems.append("no .ccc-precomputed slider panel (chapters 1-4 must each precompute one)")
         return problems, log
     for i in range(n):
         panel = panels.nth(i)
@@ -233,6 +274,51 @@ def drive_panels(page, required: bool) -> tuple[list[str], list[str]]:
     return problems, log
 
 
+def check_launch(page, name: str, repo: str | None) -> tuple[list[str], str]:
+    """Binder, Colab and Thebe controls on a chapter page, pointing at this page's notebook in one
+    repository (``org/name``; None: any, but the same for all three). Hrefs and attributes only."""
+    stem = Path(name).stem
+    nb = f"notebooks/{stem}.ipynb"
+    f = page.evaluate(LAUNCH_JS)
+    problems = []
+    binder = [h for h in f["binder"] if re.search(rf"/v2/gh/[^/]+/[^/]+/[^?]+\?urlpath=(tree|lab/tree)/{re.escape(nb)}$", h)]
+    colab = [h for h in f["colab"] if re.search(rf"/github/[^/]+/[^/]+/blob/[^/]+/{re.escape(nb)}$", h)]
+    if not binder:
+        problems.append(f"no Binder launch link to {nb} (found {f['binder'][:2]})")
+    if not colab:
+        problems.append(f"no Colab launch link to {nb} (found {f['colab'][:2]})")
+    if not f["thebeBtn"]:
+        problems.append("no Thebe (Live Code) launch button")
+    m = re.search(r'repo:\s*"([^"]+)"', f["thebeCfg"])
+    if not m:
+        problems.append("no thebe configuration (binderOptions.repo) on the page")
+    elif not re.search(r'path:\s*"(\./)?notebooks/?"', f["thebeCfg"]):
+        problems.append("the thebe kernel does not start in notebooks/ (kernelOptions.path), the folder the "
+                        "notebooks run from")
+    repos = {re.search(r"/v2/gh/([^/]+/[^/]+)/", h).group(1) for h in binder} | \
+            {re.search(r"/github/([^/]+/[^/]+)/blob/", h).group(1) for h in colab} | ({m.group(1)} if m else set())
+    if len(repos) > 1:
+        problems.append(f"launch controls point to different repositories: {sorted(repos)}")
+    if repo and repos and repos != {repo}:
+        problems.append(f"launch controls point to {sorted(repos)}, not the book's repository {repo}")
+    cdn = [s for s in f["scripts"] if re.match(r"(https?:)?//", s)]
+    if cdn:
+        problems.append(f"script(s) loaded from outside the site before any click: {cdn[:3]}")
+    return problems, f"launch: Binder, Colab, Thebe -> {sorted(repos)[0] if repos else '?'} {nb}"
+
+
+def book_repository(site: Path) -> str | None:
+    """``org/name`` of the staged configuration's repository.url (the build's ``_build/src`` or the
+    self-test's ``src``), or None when it cannot be found."""
+    import yaml
+    for cfg in (site.parent / "src" / "_config.yml", site.parent.parent / "src" / "_config.yml"):
+        if cfg.exists():
+            url = (yaml.safe_load(cfg.read_text()).get("repository") or {}).get("url", "")
+            m = re.match(r"https://github\.com/([^/]+/[^/]+?)(?:\.git)?/?$", url)
+            return m.group(1) if m else None
+    return None
+
+
 def image_is_blank(path: Path) -> bool:
     from PIL import Image
     import numpy as np
@@ -240,7 +326,7 @@ def image_is_blank(path: Path) -> bool:
     return a.std() < 2.0
 
 
-def check_site(site: Path, shots: Path, panel_page: str = PANEL_PAGE) -> list[str]:
+def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES) -> list[str]:
     from playwright.sync_api import sync_playwright
     site = site.resolve()
     shots.mkdir(parents=True, exist_ok=True)
@@ -249,12 +335,14 @@ def check_site(site: Path, shots: Path, panel_page: str = PANEL_PAGE) -> list[st
     if not pages:
         return [f"no pages in {site}"]
     problems: list[str] = []
+    repo = book_repository(site)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium(), headless=True,
                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         ctx = browser.new_context(viewport=VIEWPORT, service_workers="block")
         for page_path in pages:
             name = str(page_path.relative_to(site))
+            t_page = time.perf_counter()
             found, outside, failed = [], [], []
 
             def route(r, outside=outside):
@@ -297,12 +385,27 @@ def check_site(site: Path, shots: Path, panel_page: str = PANEL_PAGE) -> list[st
                 found.append(f"{len(f['offEdge'])} table(s)/code block(s) run off the right edge without a "
                              f"scrolling box: {f['offEdge'][:3]}")
             panel_log = []
-            if page_path.stem == panel_page or f"/{panel_page}" in name:
-                pp, panel_log = drive_panels(page, required=True)
+            wbytes = page.evaluate(WIDGET_BYTES_JS)
+            # fonts the injected widget CSS declares must exist, whether or not this load requested them
+            # (the browser fetches them lazily, so a wrong path shows up only now and then as a 404)
+            from urllib.parse import unquote, urlparse
+            bad_fonts = sorted({u for u in page.evaluate(FONT_URLS_JS) if u.startswith("file:")
+                                and not Path(unquote(urlparse(u).path)).exists()})
+            if bad_fonts:
+                found.append(f"{len(bad_fonts)} font URL(s) in the page's styles point to missing files: "
+                             f"{bad_fonts[:3]}")
+            if name.startswith("notebooks/"):
+                lp, line = check_launch(page, name, repo)
+                found += lp
+                panel_log.append(line)
+            if page_path.stem in panel_pages:
+                pp, lines = drive_panels(page, required=True)
                 found += pp
+                panel_log += lines
             elif page.locator(".ccc-precomputed").count():
-                pp, panel_log = drive_panels(page, required=False)
+                pp, lines = drive_panels(page, required=False)
                 found += pp
+                panel_log += lines
             if name.startswith("notebooks/"):
                 imgs = [i for i in f["images"] if "_images/" in i["src"]]
                 if not imgs:
@@ -322,9 +425,12 @@ def check_site(site: Path, shots: Path, panel_page: str = PANEL_PAGE) -> list[st
             if failed:
                 found.append(f"{len(failed)} failed local request(s): {sorted(set(failed))[:5]}")
             status = "ok" if not found else "FAIL"
+            n_panels = page.locator(".ccc-precomputed").count()
             print(f"{status:4s} {name}: {len(text)} chars, {len(f['images'])} images, {f['figNumbers']} numbered "
                   f"figures, math {f['mathjax']}, widgets {f['widgets']}/{f['widgetStates']} saved; "
-                  f"screenshot {shot.name}", flush=True)
+                  f"{n_panels} precomputed panel(s), widget state {wbytes['total'] / 1024:.1f} kB "
+                  f"({wbytes['images'] / 1024:.1f} kB of it PNG, {wbytes['models']} models); "
+                  f"{time.perf_counter() - t_page:.1f} s; screenshot {shot.name}", flush=True)
             for line in panel_log:
                 print(f"     {line}")
             problems += [f"{name}: {x}" for x in found]
@@ -340,6 +446,8 @@ def main(argv=None) -> int:
                     help="build and check a tiny hand-made book with one precomputed slider panel")
     ap.add_argument("--unlinked", action="store_true",
                     help="with --selftest: leave the slider unlinked (the panel check must fail)")
+    ap.add_argument("--no-launch", action="store_true",
+                    help="with --selftest: build without the Colab and Thebe buttons (the launch check must fail)")
     ap.add_argument("--keep", help="folder for the scratch build (default: a temporary one)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
@@ -351,14 +459,17 @@ def main(argv=None) -> int:
         work = Path(args.keep or tempfile.mkdtemp(prefix="ccc-book-"))
         work.mkdir(parents=True, exist_ok=True)
         if args.selftest:
-            site = build_selftest_site(work, linked=not args.unlinked)
+            site = build_selftest_site(work, linked=not args.unlinked, launch=not args.no_launch)
         else:
             site, problems = build_smoke_site(work)
     t_build = time.perf_counter() - t0
     shots = site.parent / "screenshots"
     problems += check_site(site, shots)
     t_all = time.perf_counter() - t0
-    print(f"\nscreenshots: {shots} ({len(list(shots.glob('*.png')))} files)")
+    shot_files = sorted(shots.glob("*.png"))
+    print(f"\nscreenshots: {shots} ({len(shot_files)} files)")
+    for sf in shot_files:
+        print(f"  {sf.name} ({sf.stat().st_size / 1024:.0f} kB)")
     print(f"browser test time: {t_all:.1f} s (build {t_build:.1f} s, browser checks {t_all - t_build:.1f} s)")
     if problems:
         print(f"{len(problems)} problem(s):")

@@ -1,7 +1,8 @@
 """The browser test's own checks, on a tiny hand-made book (the whole smoke book is checked by
 ``scripts/browser_test.py`` without arguments): a precomputed slider panel whose slider is linked to
-its stack passes (image and numbers change, no request leaves the machine, fonts found); the same panel
-with the link missing fails. Needs Playwright (PyPI) and Debian's Chromium."""
+its stack passes (image and numbers change, no request leaves the machine, fonts found, Binder, Colab and
+Thebe launch controls point at the page's notebook); the same panel with the link missing fails, and so
+does the page without the Colab and Thebe buttons. Needs Playwright (PyPI) and Debian's Chromium."""
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,8 @@ def test_browser_checks_move_a_precomputed_slider(tmp_path):
     r = _run(tmp_path)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "panel 1:" in r.stdout and "all pages pass" in r.stdout and "browser test time" in r.stdout
+    assert "launch: Binder, Colab, Thebe -> " in r.stdout and "notebooks/01_counterfeits.ipynb" in r.stdout
+    assert "precomputed panel(s), widget state" in r.stdout and "notebooks__01_counterfeits.png" in r.stdout
     assert list((tmp_path / "_build" / "screenshots").glob("*.png"))
 
 
@@ -31,3 +34,11 @@ def test_browser_checks_fail_when_the_slider_moves_nothing(tmp_path):
     r = _run(tmp_path, "--unlinked")
     assert r.returncode == 1
     assert "did not change the image" in r.stdout and "did not change the numbers" in r.stdout
+
+
+def test_browser_checks_fail_without_colab_and_thebe_buttons(tmp_path):
+    r = _run(tmp_path, "--no-launch")
+    assert r.returncode == 1
+    assert "no Colab launch link to notebooks/01_counterfeits.ipynb" in r.stdout
+    assert "no Thebe (Live Code) launch button" in r.stdout
+    assert "no Binder launch link" not in r.stdout

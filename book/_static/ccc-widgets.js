@@ -12,5 +12,11 @@
   var cfg = (typeof window.require === "object" && window.require) || {};
   cfg.paths = cfg.paths || {};
   cfg.paths["@jupyter-widgets/html-manager/dist"] = base;
+  // The bundle's own AMD modules (base, controls, ...) take their webpack public path from their
+  // RequireJS module URI, and their CSS resolves the fonts against it: map them into the vendored
+  // folder too (else half the @font-face rules point at notebooks/@jupyter-widgets/*: 404).
+  ["base", "controls", "base7", "controls7", "html-manager"].forEach(function (m) {
+    cfg.paths["@jupyter-widgets/" + m] = base + "/" + m;
+  });
   window.require = cfg;
 })();

@@ -488,21 +488,10 @@ def precompute_sliders(gen, info: dict, classifier, classes, real: RealStats, *,
 
 def slider_panel(points: dict, settings: dict):
     """The static-book panel: per knob a ``SelectionSlider`` jslinked to a ``Stack`` of
-    (grid image, numbers) children, one knob per row, each in a VBox of class ``ccc-precomputed``.
-    Pure widgets, so the saved widget state carries it into the HTML with no kernel."""
-    import ipywidgets as widgets
-    rows = []
-    for knob, pts in points.items():
-        label = KNOBS[knob][0]
-        opts = [(f"{p.value:g}", i) for i, p in enumerate(pts)]
-        start = next((i for i, p in enumerate(pts) if p.value == float(settings[knob])), 0)
-        slider = widgets.SelectionSlider(options=opts, value=start, description=label, continuous_update=True,
-                                         style={"description_width": "110px"},
-                                         layout=widgets.Layout(width="420px"))
-        stack = widgets.Stack([widgets.VBox([widgets.Image(value=p.png, format="png"), widgets.HTML(p.html())])
-                               for p in pts], selected_index=start)
-        widgets.jslink((slider, "index"), (stack, "selected_index"))
-        box = widgets.VBox([slider, stack])
-        box.add_class("ccc-precomputed")
-        rows.append(box)
-    return widgets.VBox(rows)
+    (grid image, numbers) children, one knob per row (:func:`ccc_lib.plots.precomputed_panel`), the
+    slider starting at the chapter's setting."""
+    from ..plots import PanelKnob, precomputed_panel
+    return precomputed_panel([
+        PanelKnob(KNOBS[knob][0], [f"{p.value:g}" for p in pts], [p.png for p in pts], [p.html() for p in pts],
+                  start=next((i for i, p in enumerate(pts) if p.value == float(settings[knob])), 0))
+        for knob, pts in points.items()])
