@@ -42,7 +42,45 @@ class CNNConfig:
         return d
 
 
-class PaperCNN(nn.Module):
+class _Named(nn.Module):
+    """Shared plumbing of every classifier here (the papers' CNN and ours): ``layers`` (an ordered
+    Sequential), the input shape, the class count, and ``forward_with`` (logits and named layers'
+    outputs in one pass)."""
+
+    @property
+    def input_shape(self) -> tuple:
+        return (self.config.in_channels, self.config.image_size, self.config.image_size)
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def layer_names(self) -> list:
+        return [n for n, _ in self.layers.named_children()]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (``feature_layer``)."""
+        return self.forward_with(x, [self.feature_layer])[1][self.feature_layer]
+
+    def forward_with(self, x: torch.Tensor, names) -> tuple[torch.Tensor, dict]:
+        """Logits and a dict of the named layers' outputs, in one pass."""
+        names = set(names)
+        unknown = names - set(self.layer_names)
+        if unknown:
+            raise KeyError(f"unknown layers {sorted(unknown)}; valid: {self.layer_names}")
+        taps = {}
+        for name, mod in self.layers.named_children():
+            x = mod(x)
+            if name in names:
+                taps[name] = x
+        return x, taps
+
+
+class PaperCNN(_Named):
     """The papers' classifier. ``layers`` is an ordered ``nn.Sequential`` whose children are named
     ``conv1, bn1, act1, pool1, drop1, ..., flatten, fc, bn_fc, act_fc, drop_fc, logits``."""
 
@@ -70,66 +108,9 @@ class PaperCNN(nn.Module):
         mods["logits"] = nn.Linear(c.fc, c.num_classes)
         self.layers = nn.Sequential(mods)
 
-    @property
-    def input_shape(self) -> tuple:
-        return (self.config.in_channels, self.config.image_size, self.config.image_size)
-
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
-
-    @property
-    def layer_names(self) -> list:
-        return [n for n, _ in self.layers.named_children()]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The penultimate (256-d) features."""
-        return self.forward_with(x, [self.feature_layer])[1][self.feature_layer]
-
-    def forward_with(self, x: torch.Tensor, names) -> tuple[torch.Tensor, dict]:
-        """Logits and a dict of the named layers' outputs, in one pass."""
-        names = set(names)
-        unknown = names - set(self.layer_names)
-        if unknown:
-            raise KeyError(f"unknown layers {sorted(unknown)}; valid: {self.layer_names}")
-        taps = {}
-        for name, mod in self.layers.named_children():
-            x = mod(x)
-            if name in names:
-                taps[name] = x
-        return x, taps
-
 
 def build_classifier(in_channels: int = 1, image_size: int = 28, num_classes: int = 10, **kw) -> PaperCNN:
     return PaperCNN(CNNConfig(in_channels=in_channels, image_size=image_size, num_classes=num_classes, **kw))
-
-
-class _Named(nn.Module):
-    """Shared plumbing of the other architectures: ``layers`` (an ordered Sequential), the input shape,
-    the class count, and ``forward_with`` like :class:`PaperCNN`'s."""
-
-    @property
-    def input_shape(self) -> tuple:
-        return (self.config.in_channels, self.config.image_size, self.config.image_size)
-
-    @property
-    def num_classes(self) -> int:
-        return self.config.num_classes
-
-    @property
-    def layer_names(self) -> list:
-        return [n for n, _ in self.layers.named_children()]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with(x, [self.feature_layer])[1][self.feature_layer]
-
-    forward_with = PaperCNN.forward_with
 
 
 @dataclass(frozen=True)
