@@ -229,8 +229,8 @@ def repository_url(explicit: str | None = None) -> str | None:
 
 
 def stage_book(executed: Path, staging: Path, repo_url: str | None = None, root: Path | None = None) -> Path:
-    """Lay out the book's sources for Jupyter Book: the configuration, ``book/`` and the *executed*
-    notebooks under ``notebooks/``, so that page names (and the launch buttons, which open
+    """Lay out the book's sources for Jupyter Book: the configuration, ``book/``, the package's
+    sources (``ccc_lib/``, for the chapters' ``literalinclude``) and the *executed* notebooks under ``notebooks/``, so that page names (and the launch buttons, which open
     ``notebooks/<chapter>.ipynb`` in the repository) match the sources. ``repo_url`` replaces
     ``repository.url`` in the staged configuration."""
     import shutil
@@ -246,6 +246,9 @@ def stage_book(executed: Path, staging: Path, repo_url: str | None = None, root:
         cfg.setdefault("repository", {})["url"] = repo_url
         (staging / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     shutil.copytree(root / "book", staging / "book", ignore=shutil.ignore_patterns("executed"))
+    # the chapters show the library's own code beside its equations (``literalinclude`` of
+    # ``../ccc_lib/<module>.py``), so the package's sources are staged next to the notebooks
+    shutil.copytree(root / "ccc_lib", staging / "ccc_lib", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (staging / "notebooks").mkdir()
     for nb in sorted(Path(executed).glob("*.ipynb")):
         shutil.copy(nb, staging / "notebooks" / nb.name)

@@ -148,10 +148,14 @@ def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True)
         new_markdown_cell("```{glue:figure} selftest_fig\n:name: fig-selftest\n\nA numbered, captioned figure.\n```"),
         new_code_cell("%matplotlib inline\nfrom myst_nb import glue\n" + fig.replace("plt.show()", "glue('selftest_fig', fig, display=False)")),
         new_code_cell(wide),
+        new_markdown_cell("The library's own code:\n\n```{literalinclude} ../ccc_lib/metrics.py\n"
+                          ":pyobject: expected_calibration_error\n:language: python\n```"),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(src)}}).execute()
     nbformat.write(nb, src / "notebooks" / "01_counterfeits.ipynb")
+    (src / "ccc_lib").mkdir(exist_ok=True)                        # staged as `ccc_lib book` stages it
+    shutil.copy(REPO / "ccc_lib" / "metrics.py", src / "ccc_lib" / "metrics.py")
     shutil.rmtree(workdir / "_build" / "html", ignore_errors=True)
     jb = Path(sys.executable).with_name("jupyter-book")
     subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output", str(workdir),
@@ -214,6 +218,9 @@ WIDGET_BYTES_JS = r"""() => {
     .reduce((n, s) => n + new Blob([s.textContent]).size, 0);
   return {total: total + views, images, models};
 }"""
+
+LIBRARY_CODE_JS = """() => Array.from(document.querySelectorAll('div.highlight pre'))
+    .filter(p => !p.closest('.cell') && /\\bdef \\w+\\(/.test(p.textContent)).length"""
 
 FONT_URLS_JS = r"""() => Array.from(document.querySelectorAll('style')).map(s => s.textContent)
   .flatMap(t => Array.from(t.matchAll(/url\(\s*['"]?([^'")]+\.(?:woff2?|ttf|eot|otf))(?:[?#][^'")]*)?['"]?\s*\)/g), m => m[1]))"""
@@ -406,6 +413,14 @@ def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES) -> list[str]:
                 pp, lines = drive_panels(page, required=False)
                 found += pp
                 panel_log += lines
+            if re.match(r"0[1-4]_", page_path.stem):
+                # the method's own code beside its equation: a literalinclude of ccc_lib (a code block
+                # outside the notebook's cells holding a function definition)
+                n_src = page.evaluate(LIBRARY_CODE_JS)
+                if not n_src:
+                    found.append("no library code shown beside the equations (literalinclude of ccc_lib "
+                                 "missing or not found when the book was staged)")
+                panel_log.append(f"library code blocks: {n_src}")
             if name.startswith("notebooks/"):
                 imgs = [i for i in f["images"] if "_images/" in i["src"]]
                 if not imgs:
