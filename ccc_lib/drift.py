@@ -332,6 +332,18 @@ def synthetic_shadow_records(target: PaperCNN, n_per_class: int, *, min_confiden
     return x[accepted].reshape(-1, *shape).cpu(), y[accepted].cpu(), failures
 
 
+def cached_synthetic_records(target: PaperCNN, n_per_class: int, *, seed: int = 0, **kw):
+    """:func:`synthetic_shadow_records` through the checkpoint cache, keyed by the target's
+    :func:`fingerprint`, the settings and the seed (the same records either way)."""
+    check_model(target, "target")
+    key = {"target": fingerprint(target), "n": int(n_per_class), "seed": int(seed), "settings": kw,
+           "device": next(target.parameters()).device.type, "version": 1}
+    d = load_or_compute("drift-synthetic-records", key, lambda: dict(zip(
+        ("x", "y", "failures"), (torch.as_tensor(v) for v in synthetic_shadow_records(target, n_per_class,
+                                                                                    seed=seed, **kw)))))
+    return d["x"], d["y"], d["failures"].numpy()
+
+
 class MembershipAttacks:
     """ART's membership inference against one target (the base model):
 
@@ -370,7 +382,7 @@ class MembershipAttacks:
                     raise InputError(f"attack_data must hold all {self.num_classes} classes (has "
                                      f"{len(np.unique(y.numpy()))}): ART one-hot encodes labels from the labels present")
             else:
-                x, y, fail = synthetic_shadow_records(target, n_synthetic_per_class, seed=seed,
+                x, y, fail = cached_synthetic_records(target, n_synthetic_per_class, seed=seed,
                                                       min_confidence=synthetic_min_confidence,
                                                       max_iterations=synthetic_max_iterations)
                 self.shadow_info["synthesis_failures_per_class"] = fail.tolist()
@@ -397,12 +409,21 @@ class MembershipAttacks:
         template = _Shadow(template_net, nn.CrossEntropyLoss(), tuple(self.target.input_shape), self.num_classes,
                            optimizer=torch.optim.Adam(template_net.parameters(), lr=1e-3),
                            clip_values=(0.0, 1.0), device_type=dev)
-        shadows = ShadowModels(template, num_shadow_models=n_shadow, random_state=seed)
         onehot = np.eye(self.num_classes, dtype=np.float32)[y.numpy()]     # all classes, present or not
-        (mx, my, mpred), (nx, ny, npred) = shadows.generate_shadow_dataset(x.numpy().astype(np.float32), onehot,
-                                                                            member_ratio=0.5)
-        mprob = torch.as_tensor(mpred).float().softmax(1).numpy()          # shadow CNNs output logits
-        nprob = torch.as_tensor(npred).float().softmax(1).numpy()
+
+        def shadow_dataset():                  # ART trains the shadow models; their outputs are cached
+            shadows = ShadowModels(template, num_shadow_models=n_shadow, random_state=seed)
+            (mx, my, mpred), (nx, ny, npred) = shadows.generate_shadow_dataset(x.numpy().astype(np.float32), onehot,
+                                                                                member_ratio=0.5)
+            return {"mx": torch.as_tensor(mx), "my": torch.as_tensor(my), "nx": torch.as_tensor(nx),
+                    "ny": torch.as_tensor(ny),
+                    "mprob": torch.as_tensor(mpred).float().softmax(1),      # shadow CNNs output logits
+                    "nprob": torch.as_tensor(npred).float().softmax(1)}
+
+        key = {"target": fingerprint(self.target), "records": fingerprint((x, y)), "n_shadow": n_shadow,
+               "shadow_epochs": shadow_epochs, "seed": int(seed), "device": get_device().type, "version": 1}
+        d = load_or_compute("drift-shadow-dataset", key, shadow_dataset)
+        mx, my, nx, ny, mprob, nprob = (d[k].numpy() for k in ("mx", "my", "nx", "ny", "mprob", "nprob"))
         bb = MembershipInferenceBlackBox(self.estimator, input_type="prediction", attack_model_type=attack_model)
         if hasattr(bb.attack_model, "random_state"):     # ART builds sklearn models unseeded
             bb.attack_model.set_params(random_state=seed)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .cache import load_or_train
+from .cache import fingerprint, load_or_compute, load_or_train
 from .checks import InputError, check_images, check_labels, check_positive
 from .data import TensorData, load_dataset
 from .models import CNNConfig, PaperCNN
@@ -65,14 +65,23 @@ def default_batch_size(device: torch.device | None = None) -> int:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = None, *,
+                   cache: bool = False) -> torch.Tensor:
     """Logits of ``model`` (in eval mode) for images ``x`` (N×C×H×W in [0, 1], of the model's
-    ``input_shape`` where it has one), batched (:func:`default_batch_size`), returned on the CPU."""
+    ``input_shape`` where it has one), batched (:func:`default_batch_size`), returned on the CPU.
+
+    ``cache=True`` stores them in the checkpoint cache under the fingerprints of the model's weights
+    and of ``x`` (and the device type), so a rebuild of the book reads what it predicted before
+    instead of predicting again; the numbers are the same either way."""
     _check_model(model, "predict_logits")
     dev = next(model.parameters()).device
     batch_size = default_batch_size(dev) if batch_size is None else batch_size
     check_positive(batch_size, "batch_size", integer=True)
     x = check_images(x, "x", expected_shape=_input_shape(model))
+    if cache:
+        key = {"model": fingerprint(model), "class": type(model).__name__, "x": fingerprint(x),
+               "device": dev.type}
+        return load_or_compute("logits", key, lambda: {"logits": predict_logits(model, x, batch_size)})["logits"]
     was_training = model.training
     model.eval()
     out = [model(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)]
@@ -80,15 +89,17 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int | None = N
     return torch.cat(out) if out else torch.empty(0)
 
 
-def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    return predict_logits(model, x, batch_size).softmax(1)
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int | None = None, *,
+                  cache: bool = False) -> torch.Tensor:
+    """Softmax of :func:`predict_logits` (``cache`` as there)."""
+    return predict_logits(model, x, batch_size, cache=cache).softmax(1)
 
 
 def accuracy_of(model: nn.Module, data: TensorData) -> float:
     if not isinstance(data, TensorData):
         raise InputError(f"accuracy_of: data must be a TensorData (images and labels), got {type(data).__name__}; "
                          f"build one with TensorData(x, y, classes, name, split)")
-    logits = predict_logits(model, data.x)
+    logits = predict_logits(model, data.x, cache=True)
     y = check_labels(data.y, "data.y", n=len(data), num_classes=logits.shape[1])
     return float((logits.argmax(1) == y).float().mean())
 

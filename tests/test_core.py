@@ -308,3 +308,71 @@ def test_predict_batch_size_follows_the_device(monkeypatch):
     assert T.default_batch_size(torch.device("cuda")) == 4096
     monkeypatch.setenv("CCC_EVAL_BATCH", "64")
     assert T.default_batch_size(torch.device("cuda")) == 64
+
+
+def test_cached_results_roundtrip_recompute_and_corrupt(tmp_path, monkeypatch):
+    """``cache.cached``: the second call with the same numbers reads the stored result (same types:
+    ccc_lib dataclasses, arrays, tuples, int-keyed dicts, tensors); other numbers recompute; a corrupt
+    file is reported and recomputed; CCC_RESULT_CACHE=0 always computes."""
+    import warnings
+    from ccc_lib.experiments.counterfeits import RealStats
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    calls = []
+
+    @C.cached("test-cached")
+    def f(model, x, k: int = 2):
+        calls.append(1)
+        return {"stats": RealStats(1.0, 2.0, float(x.sum()), 4.0), 0: np.arange(k), "pair": (x * 2, "a"),
+                "list": [1, None]}
+
+    m, x = torch.nn.Linear(2, 2), torch.ones(3)
+    a = f(m, x)
+    b = f(m, x)
+    assert len(calls) == 1
+    assert isinstance(b["stats"], RealStats) and b["stats"] == a["stats"]
+    assert isinstance(b[0], np.ndarray) and b[0].tolist() == [0, 1]
+    assert isinstance(b["pair"], tuple) and torch.equal(b["pair"][0], x * 2) and b["list"] == [1, None]
+    f(m, x, k=3)                                   # another setting
+    f(m, x + 1)                                    # other numbers
+    with torch.no_grad():
+        m.weight.add_(1.0)                         # other weights
+    f(m, x)
+    assert len(calls) == 4
+    for p in tmp_path.rglob("test-cached-*.pt"):
+        p.write_bytes(b"not a checkpoint")
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        f(m, x)
+    assert len(calls) == 5 and any("unusable" in str(x.message) for x in w)
+    monkeypatch.setenv("CCC_RESULT_CACHE", "0")
+    f(m, x)
+    assert len(calls) == 6
+
+
+def test_cached_refuses_what_it_cannot_identify_or_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+
+    @C.cached("test-cached")
+    def g(obj):
+        return object()
+
+    with pytest.raises(TypeError, match="no stable text"):
+        g(object())
+    with pytest.raises(TypeError, match="cannot be stored"):
+        g(1)
+
+
+def test_predict_logits_cache_gives_the_same_numbers(tmp_path, monkeypatch):
+    from ccc_lib.models import build_classifier
+    from ccc_lib.train import predict_logits
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    m = build_classifier(in_channels=1, image_size=28, num_classes=10, widths=(4, 8, 8), fc=16).eval()
+    x = torch.rand(7, 1, 28, 28)
+    want = predict_logits(m, x)
+    assert torch.equal(predict_logits(m, x, cache=True), want)
+    assert torch.equal(predict_logits(m, x, cache=True), want)       # read back
+    assert len(list(tmp_path.rglob("logits-*.pt"))) == 1
+    with torch.no_grad():
+        next(m.parameters()).add_(1.0)
+    assert not torch.equal(predict_logits(m, x, cache=True), want)  # new weights, new entry

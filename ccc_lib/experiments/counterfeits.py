@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from .. import counterfeits as cf
-from ..cache import fingerprint, load_or_compute
+from ..cache import cached, fingerprint, load_or_compute
 from ..checks import check_labels
 from ..metrics import nearest_neighbour_distance, pairwise_mean_distance
 
@@ -25,8 +25,9 @@ __all__ = ["features", "diversity_stats", "feature_diversity", "RealStats", "rea
 
 
 # ----------------------------------------------------------------------------------------------
-# measurements
+# measurements (each cached under its inputs' fingerprints: a rebuild reads them)
 # ----------------------------------------------------------------------------------------------
+@cached("ch1-features")
 @torch.no_grad()
 def features(classifier, x: torch.Tensor, batch: int = 1000, feature_layer=None) -> torch.Tensor:
     """Penultimate features of ``x`` (CPU float), classifier in eval mode."""
@@ -71,6 +72,7 @@ class RealStats:
     median_nn_feature: float
 
 
+@cached("ch1-real-stats")
 def real_stats(classifier, train_x: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                per_class: int = 500, seed: int = 0) -> RealStats:
     """Diversity of real test images and their median NN distance to ``train_x`` (pixel, feature)."""
@@ -104,6 +106,7 @@ class Summary:
         return {self.LABELS[k]: v for k, v in asdict(self).items() if v is not None}
 
 
+@cached("ch1-summary")
 def summarise(classifier, s: dict, real: RealStats, train_x: torch.Tensor | None = None,
               threshold: float = 0.99) -> Summary:
     """The :class:`Summary` of :func:`ccc_lib.counterfeits.sample`'s output ``s``."""
@@ -146,6 +149,7 @@ class Modes:
     distinct_neighbours: float
 
 
+@cached("ch1-modes")
 @torch.no_grad()
 def modes(classifier, x: torch.Tensor, y: torch.Tensor, train_x: torch.Tensor, train_y: torch.Tensor,
           batch: int = 500) -> Modes:
@@ -158,6 +162,7 @@ def modes(classifier, x: torch.Tensor, y: torch.Tensor, train_x: torch.Tensor, t
                  distinct_neighbours=float(np.mean(distinct)))
 
 
+@cached("ch1-distances")
 def distance_stats(classifier, train_x: torch.Tensor, queries: dict, feature_layer=None) -> dict:
     """Nearest-neighbour distance to ``train_x`` of each query set (name → images), in pixel space and
     in the classifier's penultimate feature space: name → {"pixel": array, "feature": array}."""

@@ -407,7 +407,7 @@ def class_accuracy(model: PaperCNN, test: TensorData) -> tuple[np.ndarray, np.nd
     """Per-class recall and precision of ``model`` on ``test``."""
     from ..train import predict_logits
     D.check_model(model)
-    pred = predict_logits(model, test.x).argmax(1).numpy()
+    pred = predict_logits(model, test.x, cache=True).argmax(1).numpy()
     y, k = test.y.numpy(), model.num_classes
     recall = np.array([(pred[y == c] == c).mean() if (y == c).any() else np.nan for c in range(k)])
     precision = np.array([(y[pred == c] == c).mean() if (pred == c).any() else np.nan for c in range(k)])

@@ -369,9 +369,15 @@ class LazyBaseline:
         self.name, self.train, self.seed, self.det = name, train, seed, None
 
     def score(self, x) -> np.ndarray:
-        if self.det is None:
-            self.det = make_oneclass_baseline(self.name).fit(self.train, seed=self.seed)
-        return self.det.score(x)
+        """Scores of ``x``, through the tensor cache (keyed by the method, its training rows, the seed
+        and ``x``): a warm rebuild fits nothing."""
+        def compute():
+            if self.det is None:
+                self.det = make_oneclass_baseline(self.name).fit(self.train, seed=self.seed)
+            return {"scores": torch.as_tensor(np.asarray(self.det.score(x), dtype=np.float64))}
+        key = {"method": self.name, "train": fingerprint(torch.as_tensor(self.train)), "seed": self.seed,
+               "x": fingerprint(torch.as_tensor(np.asarray(x)))}
+        return load_or_compute("iocn-baseline-scores", key, compute)["scores"].numpy()
 
 
 def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None, methods=None,
