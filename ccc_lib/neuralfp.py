@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cache import load_or_train
+from .cache import fingerprint, load_or_compute, load_or_train
 from .checks import (InputError, check_choice, check_fitted, check_fraction, check_images, check_positive)
 from .detectors import Detector
 from .utils import get_device, progress, set_seed, to_numpy
@@ -285,13 +285,19 @@ class NeuralFP(Detector):
             raise InputError(f"train: {len(x)} images leave {len(x_fit)} to fit the autoencoders and {len(x_cal)} "
                              f"to calibrate; give at least 10 of each (more training images)")
         t0 = time.perf_counter()
-        acts = collect_activations(self.model, x_fit, self.taps, self.pool_to)
-        t_acts = time.perf_counter() - t0
-        dims = {t: acts[t].shape[1] for t in self.taps}
+        probe = collect_activations(self.model, x_fit[:2], self.taps, self.pool_to)
+        dims = {t: probe[t].shape[1] for t in self.taps}
         set_seed(self.seed)                       # the autoencoders' initial weights depend on the seed only
         self.bank = FingerprintBank(dims).to(get_device())
         kw = dict(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
-        train_fn = lambda bank: bank.train_on(acts, **kw)   # noqa: E731
+        timing = {}
+
+        def train_fn(bank):                       # the activations are collected only when training
+            t = time.perf_counter()
+            acts = collect_activations(self.model, x_fit, self.taps, self.pool_to)
+            timing["activation_seconds"] = time.perf_counter() - t
+            return bank.train_on(acts, **kw)
+
         if cache_key is not None:
             cfg = {**cache_key, "init": "seeded", "taps": list(self.taps), "pool_to": self.pool_to, "dims": dims,
                    "n_fit": len(x_fit), "fit_limit": fit_limit, "calib_frac": calib_frac, **kw}
@@ -301,8 +307,14 @@ class NeuralFP(Detector):
         self.bank.to(get_device()).eval()
         for p in self.bank.parameters():
             p.requires_grad_(False)
-        self.calibrate(x_cal)
-        self.fit_info = {**meta, "activation_seconds": t_acts, "n_calibration": len(x_cal),
+        if cache_key is not None:                 # the calibration errors through the cache too
+            key = {"model": fingerprint(self.model), "bank": fingerprint(self.bank), "taps": list(self.taps),
+                   "pool_to": self.pool_to, "x": fingerprint(x_cal)}
+            e = load_or_compute("neuralfp-errors", key, lambda: {"errors": torch.as_tensor(self.errors(x_cal))})
+            self.calibrate(errors=e["errors"].numpy())
+        else:
+            self.calibrate(x_cal)
+        self.fit_info = {**meta, **timing, "n_calibration": len(x_cal),
                          "fit_seconds": time.perf_counter() - t0, "dims": dims}
         return self
 

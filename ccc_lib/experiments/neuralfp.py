@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .. import baselines as bl
 from .. import neuralfp as nfp
-from ..cache import fingerprint, load_or_compute
+from ..cache import cached, fingerprint, load_or_compute
 from ..checks import InputError, check_images
 from ..data import TensorData
 from ..metrics import ood_metrics
@@ -173,6 +173,7 @@ def spatial_shifts(x: torch.Tensor, shift_px: int = 6) -> dict:
             "rotated 90°": x.rot90(1, (2, 3)), f"shifted {shift_px} px": shifted}
 
 
+@cached("neuralfp-activations")
 @torch.no_grad()
 def collect_pooled(model, x, taps_by_pool: dict, batch_size: int = 500) -> dict:
     """One forward pass over images ``x``, each pooling's taps reduced at that pooling
@@ -226,7 +227,15 @@ def fit_config(model, cfg: Config, train: TensorData, acts: dict, S: dict, cache
     det = nfp.NeuralFP(model, tap_set(cfg.taps, model), cfg.pool_to, epochs=S["epochs"], lr=S["lr"],
                        batch_size=S["batch_size"], alpha=S["alpha"], seed=seed)
     det.fit(train, fit_limit=S["fit_limit"], calib_frac=S["calib_frac"], cache_key=cache_key)
-    errors = {name: det.errors_from_activations(a[cfg.pool_to]) for name, a in acts.items()}
+    bank = fingerprint(det.bank)
+
+    def set_errors(a):                   # each set's errors through the cache (bank × activations)
+        a = {t: a[t] for t in det.taps}
+        key = {"bank": bank, "taps": list(det.taps), "pool_to": cfg.pool_to, "acts": fingerprint(a)}
+        return load_or_compute("neuralfp-set-errors", key, lambda: {
+            "errors": torch.as_tensor(det.errors_from_activations(a))})["errors"].numpy()
+
+    errors = {name: set_errors(a[cfg.pool_to]) for name, a in acts.items()}
     val, gap = {}, {}
     for c in nfp.COMBINES:
         s_in, s_out = det.score_errors(errors["val_id"], c), det.score_errors(errors["val_ood"], c)
