@@ -603,7 +603,7 @@ def sample(generator: VectorMatrixGenerator, classifier: nn.Module, n_per_class:
     return _sample(generator, classifier, n_per_class, seed, batch_size, dropout)
 
 
-@cached("ch1-samples")
+@cached("ch1-samples", version=2)   # 2: dropout masks seeded
 def _cached_sample(generator, classifier, n_per_class, seed, batch_size, dropout, dropout_rates):
     return _sample(generator, classifier, n_per_class, seed, batch_size, dropout)
 
@@ -621,12 +621,17 @@ def _sample(generator, classifier, n_per_class, seed, batch_size, dropout) -> di
     g = torch.Generator(device=dev).manual_seed(int(seed))
     labels = torch.arange(generator.num_classes, device=dev).repeat_interleave(int(n_per_class))
     xs, conds, probs = [], [], []
+    # dropout masks come from torch's global stream: seed it too (and restore it afterwards), so the
+    # draw is a function of the seed alone, whatever ran before — the cache key relies on that
+    devices = [dev.index or 0] if dev.type == "cuda" else []
     try:
-        for i in range(0, len(labels), batch_size):
-            x, c = generator.generate(labels[i:i + batch_size], generator=g)
-            probs.append(classifier(x).softmax(1).float())
-            xs.append(x.float().cpu())
-            conds.append(c.cpu())
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            for i in range(0, len(labels), batch_size):
+                x, c = generator.generate(labels[i:i + batch_size], generator=g)
+                probs.append(classifier(x).softmax(1).float())
+                xs.append(x.float().cpu())
+                conds.append(c.cpu())
     finally:
         generator.train(was_g)
         classifier.train(was_c)

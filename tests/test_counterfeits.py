@@ -170,6 +170,14 @@ def test_sample_contract():
     assert len(tab) == 5 and "share ≥ 0.99" in tab
     s3 = cf.sample(g, clf, 4, seed=1, dropout=True)
     assert not torch.equal(s["x"], s3["x"])                               # dropout active at sampling
+    # with dropout on too, the draw is a function of the seed alone (what the cache key assumes):
+    # the same uncached after other random draws, another seed differs, the caller's stream untouched
+    torch.rand(7)
+    state = torch.get_rng_state()
+    s4 = cf.sample(g, clf, 4, seed=1, dropout=True, cache=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(s3["x"], s4["x"])
+    assert not torch.equal(s3["x"], cf.sample(g, clf, 4, seed=2, dropout=True, cache=False)["x"])
 
 
 def test_get_generator_cache_keyed_by_classifier():
