@@ -17,7 +17,7 @@ F the batch's penultimate features of f. :data:`VARIANTS` names the two generato
 the *feature-space* distance (see :func:`loss_terms`), against the collapse to one template per
 class; its ε and τ are chosen per classifier on a validation split of the training images
 (:data:`SELECTION`, :func:`ours_choice`), never on the test set. The architecture follows the public reference implementation as far as it is known
-(:data:`PAPER`); where a profile scales it down, :func:`differences_from_paper` lists each change.
+(:data:`PAPER`); where a profile scales it down, the experiment's ``differences_from_paper`` lists each change.
 
 Public API (what chapters 2-4 and the report call):
 
@@ -26,8 +26,8 @@ Public API (what chapters 2-4 and the report call):
 * :func:`sample` — counterfeits from a generator, with the classifier's verdict on each;
 * :func:`confident_counterfeits` — the cached generator's samples at confidence ≥ 0.99.
 
-Measurement, ablations, grids and the precomputed sliders are experiment code:
-:mod:`ccc_lib.experiments.counterfeits`."""
+Measurement, the claims' bounds and our goal, the other architectures, ablations, grids and the
+precomputed sliders are experiment code: :mod:`ccc_lib.experiments.counterfeits`."""
 from __future__ import annotations
 
 import math
@@ -44,12 +44,11 @@ from .checks import InputError, check_choice, check_fraction, check_positive
 from .profiles import Profile, chapter_settings, get_profile
 from .utils import get_device, progress, set_seed
 
-__all__ = ["SETTINGS", "CLAIM_BOUNDS", "PAPER", "VARIANTS", "MODES", "LOSS_TERMS", "settings",
+__all__ = ["SETTINGS", "PAPER", "VARIANTS", "MODES", "LOSS_TERMS", "settings",
            "GeneratorConfig", "VectorMatrixGenerator", "hot_matrix", "draw_conditions", "FeatureTap",
            "loss_terms", "validate_weights", "train_generator", "get_generator", "sample",
-           "confident_counterfeits", "differences_from_paper", "sample_dropout",
-           "generator_settings", "train_step", "GOAL", "SELECTION", "selection_settings", "ARCH_SETTINGS", "arch_settings", "selection_config",
-           "ours_choice"]
+           "confident_counterfeits", "sample_dropout", "generator_settings", "train_step", "SELECTION",
+           "selection_settings", "selection_config", "ours_choice"]
 
 LOSS_TERMS = ("kl", "ce", "cos", "ortho", "div")
 MODES = ("counterfeit", "inversion")
@@ -83,16 +82,6 @@ SETTINGS = {
                      n_reference=200, slider_steps=1, slider_points=2, slider_n=2, bench_n=10),
 }
 
-#: per-profile bounds of the chapter's claims (shown in each claim's row)
-CLAIM_BOUNDS = {
-    # smoke: seconds of training on 2,000 images; the bounds only catch a broken pipeline
-    "smoke": dict(confidence=0.5, distance_factor=1.0),
-    "default": dict(confidence=0.99, distance_factor=1.2),
-    "full": dict(confidence=0.99, distance_factor=1.2),
-}                                       # full_dry: full's bounds (Claims asserts nothing there)
-#: our goal for our variant (not the paper's): feature diversity ≥ 0.70 of real, ≥ 99 % at ≥ 0.99
-GOAL = dict(feature_diversity_ratio=0.70, share_at_099=0.99)
-
 #: how our variant's ε and τ (``epsilon``, ``div_target``) are chosen, per profile, on a validation
 #: split of the training images (never the test set): the candidate grid, the training steps of every
 #: candidate (equal for all), samples per class, and validation images.
@@ -114,23 +103,6 @@ def settings(profile: str | Profile | None = None, **overrides) -> dict:
     """The chapter's settings at ``profile`` with ``overrides`` applied (unknown keys raise)."""
     try:
         return chapter_settings(SETTINGS, _profile(profile), **overrides)
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
-
-
-#: the other classifier architectures (:mod:`ccc_lib.models`) attacked with the chapter's settings
-#: unchanged, and on how many of the profile's datasets (None: all)
-ARCH_SETTINGS = {
-    "smoke": dict(architectures=("mlp",), arch_datasets=1),
-    "default": dict(architectures=("mlp", "rescnn"), arch_datasets=1),
-    "full": dict(architectures=("mlp", "rescnn"), arch_datasets=None),
-}
-
-
-def arch_settings(profile: str | Profile | None = None) -> dict:
-    """Which other architectures, on how many datasets, at ``profile`` (:data:`ARCH_SETTINGS`)."""
-    try:
-        return chapter_settings(ARCH_SETTINGS, _profile(profile))
     except ValueError as exc:
         raise InputError(str(exc)) from exc
 
@@ -170,29 +142,6 @@ def _profile(profile) -> Profile:
         return get_profile(profile)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
-
-
-#: what this code does where no setting exists (the same as the reference code)
-_BUILT_IN = {"optimizer": "Adam (β = 0.9, 0.999), constant lr", "upsampling": "transposed convolutions"}
-
-
-def differences_from_paper(s: dict) -> list[dict]:
-    """Where the settings ``s`` differ from :data:`PAPER` (or the paper is silent): one dict per
-    setting with the paper's value, this run's, and a status ("same", "differs", "not reported
-    (our choice)", or "ours only" for ε, which the paper's generator keeps at 0)."""
-    rows = []
-    for k, ref in PAPER.items():
-        ours = s[k] if k in s else _BUILT_IN[k]
-        if k == "epsilon":
-            status = "ours only (the paper's generator: 0)"
-        elif ref is None:
-            status = "not reported (our choice)"
-        else:
-            status = "same" if (tuple(ours) if isinstance(ours, (list, tuple)) else ours) == \
-                (tuple(ref) if isinstance(ref, (list, tuple)) else ref) else "differs"
-        rows.append({"setting": k, "paper / reference code": "not reported" if ref is None else ref,
-                     "this run": ours, "": status})
-    return rows
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from .checks import (InputError, check_choice, check_fraction, check_images, che
 from .data import TensorData
 from .models import CNNConfig, PaperCNN
 from .train import get_classifier, predict_logits
-from .utils import cpu_threads, get_device, set_seed
+from .utils import cpu_threads, get_device, rng_isolated, set_seed
 
 __all__ = ["ShadowSynthesisError", "GRAY_METHODS", "SHADOW_DATA", "make_splits", "train_model", "art_classifier", "GrayData", "gray_miface",
            "gray_adam", "gray_generator", "gray_data", "MembershipAttacks", "synthetic_shadow_records",
@@ -158,7 +158,7 @@ def _labels(num_classes: int, n_per_class: int) -> torch.Tensor:
 
 def _finish(model, x, y, method, **info) -> GrayData:
     x = x.detach().float().clamp(0, 1).cpu()
-    p = predict_logits(model, x).softmax(1)
+    p = predict_logits(model, x, cache=True).softmax(1)
     conf, pred = p.max(1)
     return GrayData(x, y.cpu(), method, pred, conf, info)
 
@@ -365,7 +365,8 @@ class MembershipAttacks:
         self.num_classes = target.num_classes
         self.estimator = art_classifier(target, probabilities=True)
         self.rule_based = MembershipInferenceBlackBoxRuleBased(self.estimator)
-        self.black_box, self.shadow, self.shadow_info, self.seed = None, shadow, {}, seed
+        self._black_box, self._fit_args, self._key = None, None, None
+        self.shadow, self.shadow_info, self.seed = shadow, {}, seed
         if shadow is None and attack_data is not None:
             self.shadow = shadow = "real"
         if shadow is not None:
@@ -391,10 +392,12 @@ class MembershipAttacks:
                     raise ShadowSynthesisError(f"ART's hill climbing synthesised only {len(x)} shadow records from "
                                                f"random examples (failures per class {fail.tolist()}); raise "
                                                "synthetic_max_iterations or use shadow='real'", len(x), fail.tolist())
-            self.black_box = self._fit_black_box(x, y, int(n_shadow), int(shadow_epochs), attack_model, seed)
+            self._shadow_dataset(x, y, int(n_shadow), int(shadow_epochs), attack_model, seed)
 
-    def _fit_black_box(self, x, y, n_shadow, shadow_epochs, attack_model, seed):
-        from art.attacks.inference.membership_inference import MembershipInferenceBlackBox, ShadowModels
+    def _shadow_dataset(self, x, y, n_shadow, shadow_epochs, attack_model, seed):
+        """ART's shadow models trained on the shadow records (cached: their members' and
+        non-members' records and predictions); the attack model is fitted on them when first used."""
+        from art.attacks.inference.membership_inference import ShadowModels
         from art.estimators.classification import PyTorchClassifier
         set_seed(seed)
         cfg = CNNConfig(**{k: v for k, v in self.target.config.to_dict().items() if k != "widths"},
@@ -423,27 +426,50 @@ class MembershipAttacks:
         key = {"target": fingerprint(self.target), "records": fingerprint((x, y)), "n_shadow": n_shadow,
                "shadow_epochs": shadow_epochs, "seed": int(seed), "device": get_device().type, "version": 1}
         d = load_or_compute("drift-shadow-dataset", key, shadow_dataset)
-        mx, my, nx, ny, mprob, nprob = (d[k].numpy() for k in ("mx", "my", "nx", "ny", "mprob", "nprob"))
-        bb = MembershipInferenceBlackBox(self.estimator, input_type="prediction", attack_model_type=attack_model)
-        if hasattr(bb.attack_model, "random_state"):     # ART builds sklearn models unseeded
-            bb.attack_model.set_params(random_state=seed)
-        torch.manual_seed(seed)
-        bb.fit(x=mx, y=my, test_x=nx, test_y=ny, pred=mprob, test_pred=nprob)   # one-hot: all classes
+        self._fit_args = (d, attack_model, seed)
+        self._key = {**key, "attack_model": attack_model}
         self.shadow_info.update({"n_shadow": n_shadow, "shadow_epochs": shadow_epochs, "n_records": len(x),
-                                 "n_members": len(mx), "n_nonmembers": len(nx), "attack_model": attack_model})
-        return bb
+                                 "n_members": len(d["mx"]), "n_nonmembers": len(d["nx"]), "attack_model": attack_model})
+
+    @property
+    def has_black_box(self) -> bool:
+        """Whether a black-box attack was set up (shadow data given or synthesised)."""
+        return self._fit_args is not None
+
+    @property
+    def black_box(self):
+        """ART's ``MembershipInferenceBlackBox`` fitted on the shadow dataset (None without one):
+        fitted on first use, seeded and on its own random stream."""
+        if self._black_box is None and self._fit_args is not None:
+            from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
+            d, attack_model, seed = self._fit_args
+            mx, my, nx, ny, mprob, nprob = (d[k].numpy() for k in ("mx", "my", "nx", "ny", "mprob", "nprob"))
+            bb = MembershipInferenceBlackBox(self.estimator, input_type="prediction", attack_model_type=attack_model)
+            if hasattr(bb.attack_model, "random_state"):     # ART builds sklearn models unseeded
+                bb.attack_model.set_params(random_state=seed)
+            with rng_isolated():
+                set_seed(seed)
+                bb.fit(x=mx, y=my, test_x=nx, test_y=ny, pred=mprob, test_pred=nprob)   # one-hot: all classes
+            self._black_box = bb
+        return self._black_box
 
     def infer(self, x, y, which: str = "rule") -> np.ndarray:
         """1 = member, 0 = non-member, per record (``which`` = ``"rule"`` or ``"black"``)."""
         check_choice(which, "which", ("rule", "black"))
         x = check_images(x, "x", expected_shape=self.target.input_shape)
         y = check_labels(y, "y", n=len(x), num_classes=self.num_classes)
-        xn, yn = x.numpy().astype(np.float32), np.eye(self.num_classes, dtype=np.float32)[y.numpy()]
-        if which == "rule":
-            return np.asarray(self.rule_based.infer(xn, yn)).ravel().astype(int)
-        if self.black_box is None:
+        if which == "black" and self._fit_args is None:
             raise InputError("no black-box attack: build MembershipAttacks with shadow='synthetic' or attack_data=")
-        return np.asarray(self.black_box.infer(xn, yn)).ravel().astype(int)
+        xn, yn = x.numpy().astype(np.float32), np.eye(self.num_classes, dtype=np.float32)[y.numpy()]
+
+        def compute():
+            att = self.rule_based if which == "rule" else self.black_box
+            return {"member": torch.as_tensor(np.asarray(att.infer(xn, yn)).ravel().astype(np.int64))}
+
+        # the verdicts are cached: by the target (rule-based) or the attack's shadow dataset (black-box)
+        key = {"attack": which, "of": fingerprint(self.target) if which == "rule" else self._key,
+               "x": fingerprint(x), "y": fingerprint(y), "version": 1}
+        return load_or_compute("drift-membership", key, compute)["member"].numpy().astype(int)
 
     def score(self, gray: GrayData, which: str = "rule") -> tuple[float, np.ndarray]:
         """The drift score: the share of gray records called "member", overall and per intended class
@@ -677,7 +703,7 @@ def detect_drift(base_model: PaperCNN, production_model: PaperCNN, *, controls=(
         attacks = MembershipAttacks(base_model, attack_data, seed=seed)
     elif attacks.target is not base_model:
         raise InputError("attacks must be built against base_model (MembershipAttacks(base_model, ...))")
-    which = ("rule", "black") if attacks.black_box is not None else ("rule",)
+    which = ("rule", "black") if attacks.has_black_box else ("rule",)
     kw = dict(dataset=dataset, profile=profile)
     gb = gray_data(base_model, method, n_per_class, gray_settings, seed=seed, tag="base", **kw)
     gp = gray_data(production_model, method, n_per_class, gray_settings, seed=seed + 1, tag="production", **kw)

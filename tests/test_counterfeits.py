@@ -413,7 +413,7 @@ def test_architecture_rows_same_settings(arch):
 
 def test_arch_and_selection_settings_per_profile():
     for prof in ("smoke", "default", "full", "full_dry"):
-        a, s = cf.arch_settings(prof), cf.selection_settings(prof)
+        a, s = xcf.arch_settings(prof), cf.selection_settings(prof)
         assert set(a["architectures"]) <= set(xcf.ARCHITECTURES) and s["steps"] >= 1
     assert cf.selection_settings("full_dry")["steps"] < cf.selection_settings("full")["steps"]
     with pytest.raises(InputError):

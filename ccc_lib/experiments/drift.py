@@ -13,6 +13,7 @@ import torch
 from .. import drift as D
 from ..checks import InputError, check_choice, check_fraction
 from ..data import TensorData
+from ..cache import cached
 from ..metrics import ks_test, mmd_test
 from ..models import PaperCNN
 from ..profiles import Profile, chapter_settings
@@ -369,6 +370,7 @@ def _features(model: PaperCNN, x: torch.Tensor, batch_size: int = 512) -> np.nda
     return torch.cat([model.features(x[i:i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)]).numpy()
 
 
+@cached("drift-input-test")
 def input_drift_test(base_model: PaperCNN, reference: TensorData, production: TensorData, *, n: int = 300,
                      n_permutations: int = 200, alpha: float = 0.05, seed: int = 0) -> InputTest:
     """Does the production *input* distribution differ from the reference one? An MMD permutation
