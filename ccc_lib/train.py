@@ -8,6 +8,7 @@ corrupt checkpoint, or when an interrupted run trains it again. On CUDA the Data
 uses worker processes (:func:`ccc_lib.utils.loader_options`)."""
 from __future__ import annotations
 
+import functools
 import os
 import time
 
@@ -27,19 +28,19 @@ from .utils import get_device, progress, rng_isolated, seed_everything, seeded_l
 __all__ = ["profile_data", "train_classifier", "get_classifier", "predict_proba", "predict_logits", "accuracy_of"]
 
 
-_DATA_MEMO: dict = {}
-
-
 def profile_data(dataset: str, split: str, profile: str | Profile | None = None, shape=None) -> TensorData:
     """A dataset as the profile uses it (its download rule, size limits and seed), loaded once per
-    process. ``shape`` converts it (e.g. CIFAR-10 to 1×28×28 for an MNIST model)."""
+    process (:func:`_load`). ``shape`` converts it (e.g. CIFAR-10 to 1×28×28 for an MNIST model)."""
     prof = get_profile(profile)
-    key = (dataset, split, prof.name, tuple(shape) if shape else None)
-    if key not in _DATA_MEMO:
-        limit = prof.train_limit if split == "train" else prof.test_limit
-        _DATA_MEMO[key] = load_dataset(dataset, split, download=prof.download, limit=limit,
-                                       seed=prof.seed, shape=shape)
-    return _DATA_MEMO[key]
+    limit = prof.train_limit if split == "train" else prof.test_limit
+    return _load(dataset, split, prof.download, limit, prof.seed, tuple(shape) if shape else None)
+
+
+@functools.lru_cache(maxsize=None)
+def _load(dataset: str, split: str, download: bool, limit, seed: int, shape) -> TensorData:
+    """:func:`ccc_lib.data.load_dataset`, once per process and set of arguments (the sets are small
+    and read-only; every chapter asks for the same ones many times)."""
+    return load_dataset(dataset, split, download=download, limit=limit, seed=seed, shape=shape)
 
 
 def _check_model(model, where: str) -> None:

@@ -12,6 +12,8 @@
   (:func:`hole_study`), and the stop-gradient ablation (:func:`stopgrad_ablation`)."""
 from __future__ import annotations
 
+import functools
+
 import time
 from dataclasses import dataclass, field
 
@@ -132,8 +134,6 @@ def claim_bounds(profile: str | Profile | None = None) -> dict:
 
 # --------------------------------------------------------------------------- features
 
-_FEATURE_MEMO: dict = {}
-_ENCODERS: dict = {}
 FEATURE_KINDS = ("cnn_mnist5k", "resnet18_imagenet", "pixels")
 FEATURE_DESCRIPTIONS = {
     "cnn_mnist5k": "the 256-d penultimate features of the papers' CNN trained on MNIST-5k digits, on the unit hypersphere",
@@ -160,16 +160,12 @@ def fashion_features(kind: str, profile: str | Profile | None = None, batch_size
     from ..train import profile_data
     _check_kind(kind)
     prof = get_profile(profile)
-    key = (kind, prof.name, dataset)
-    if key in _FEATURE_MEMO:
-        return _FEATURE_MEMO[key]
     out = {}
     for split in ("train", "test"):
         data = profile_data(dataset, split, prof)
         out["classes"] = list(data.classes)
         out[split] = (_cached_encoding(kind, data, prof, batch_size), data.y.numpy())
     out["image_shape"] = tuple(data.shape)
-    _FEATURE_MEMO[key] = out
     return out
 
 
@@ -190,28 +186,30 @@ def _cached_encoding(kind: str, data, prof: Profile, batch_size: int) -> np.ndar
     return out["x"].numpy()
 
 
+@functools.lru_cache(maxsize=4)
+def _encoder(kind: str, profile_name: str):
+    """The learned encoder of ``kind`` at a profile, built once per process: ``(encode, input shape or
+    None)`` — chapter 0's MNIST-5k CNN (from the checkpoint cache) or the pretrained ResNet-18."""
+    from ..train import get_classifier
+    prof = get_profile(profile_name)
+    if kind == "cnn_mnist5k":
+        model, _ = get_classifier("mnist5k", prof)
+        return model.features, tuple(model.input_shape)
+    if prof.dry_run:
+        print("DRY RUN: the ResNet-18 encoder has random weights (nothing is downloaded) and sees the "
+              "images at 64×64 instead of 224×224 (to save time); its features are not ImageNet features")
+    return resnet18_encoder(weights=None if prof.dry_run else "DEFAULT", size=64 if prof.dry_run else 224), None
+
+
 def encode_images(kind: str, data, profile: str | Profile | None = None, batch_size: int = 1024) -> np.ndarray:
     """The ``kind`` features (see :func:`fashion_features`) of images: a :class:`~ccc_lib.data.TensorData`
     or an N×C×H×W tensor in [0, 1] (converted to the encoder's input shape). Returns float32 rows."""
     from ..data import TensorData
-    from ..train import get_classifier
     _check_kind(kind)
     if kind == "pixels":
         x = data.x if isinstance(data, TensorData) else data
         return x.flatten(1).cpu().numpy().astype(np.float32)
-    prof = get_profile(profile)
-    ekey = (kind, prof.name)
-    if ekey not in _ENCODERS:
-        if kind == "cnn_mnist5k":
-            model, _ = get_classifier("mnist5k", prof)
-            _ENCODERS[ekey] = (model.features, tuple(model.input_shape))
-        else:
-            if prof.dry_run:
-                print("DRY RUN: the ResNet-18 encoder has random weights (nothing is downloaded) and sees the "
-                      "images at 64×64 instead of 224×224 (to save time); its features are not ImageNet features")
-            _ENCODERS[ekey] = (resnet18_encoder(weights=None if prof.dry_run else "DEFAULT",
-                                                size=64 if prof.dry_run else 224), None)
-    encode, shape = _ENCODERS[ekey]
+    encode, shape = _encoder(kind, get_profile(profile).name)
     if not isinstance(data, TensorData):
         data = TensorData(torch.as_tensor(data).float(), torch.full((len(data),), -1, dtype=torch.long),
                           classes=[], name="images", split="query")
