@@ -289,6 +289,8 @@ def test_differ_table_generated_from_settings():
     assert full.loc["channels", "status"] == "same" and full.loc["lr", "status"] == "same"
     changed = xcf.differ_table(cf.settings("full", nz=32))
     assert changed.loc["nz", "status"] == "differs"
+    sel = xcf.differ_table(cf.settings("default"), cf.selection_settings("default"))
+    assert sel.loc["epsilon", "this run"].startswith("ours: chosen on validation data from 0.5, 1, 2, 4")
 
 
 def test_summarise_and_real_stats():
