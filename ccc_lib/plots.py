@@ -8,7 +8,7 @@ import seaborn as sns
 from .metrics import reliability_bins, roc
 from .utils import to_numpy
 
-__all__ = ["setup_style", "image_grid", "reliability_diagram", "confusion_heatmap", "roc_curves",
+__all__ = ["setup_style", "image_grid", "stack_figures", "reliability_diagram", "confusion_heatmap", "roc_curves",
            "loss_curves"]
 
 
@@ -49,6 +49,33 @@ def image_grid(images, titles=None, nrow: int | None = None, ncol: int = 10, siz
     if suptitle:
         fig.suptitle(suptitle, fontsize=11)
     fig.tight_layout()
+    return fig
+
+
+def stack_figures(figs, dpi: int | None = None):
+    """One figure holding ``figs`` rendered one below the other (each closed afterwards). A book
+    figure (a cell with a caption and a label) must show exactly one image; a loop over datasets that
+    draws one figure each passes them here."""
+    figs = [f for f in figs if f is not None]
+    if not figs:
+        return None
+    dpi = dpi or plt.rcParams["figure.dpi"]
+    arrays = []
+    for f in figs:
+        f.set_dpi(dpi)
+        f.canvas.draw()
+        arrays.append(np.asarray(f.canvas.buffer_rgba())[..., :3].copy())
+        plt.close(f)
+    width = max(a.shape[1] for a in arrays)
+    rows = []
+    for a in arrays:                         # centre narrower figures on a white background
+        pad = width - a.shape[1]
+        rows.append(np.pad(a, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)), constant_values=255))
+    img = np.concatenate(rows, 0)
+    fig = plt.figure(figsize=(img.shape[1] / dpi, img.shape[0] / dpi), dpi=dpi)
+    ax = fig.add_axes([0, 0, 1, 1])
+    ax.imshow(img, interpolation="none")
+    ax.axis("off")
     return fig
 
 

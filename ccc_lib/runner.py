@@ -273,6 +273,24 @@ def executed_profile(path: Path) -> dict:
     return meta
 
 
+def figure_problems(notebook) -> list[str]:
+    """Figure cells (``mystnb.figure`` metadata: a caption and a label) must show exactly one output:
+    myst-nb wraps every visible output of such a cell in a figure with the same label, so a second
+    one breaks the label ("Duplicate explicit target name") and the references to it."""
+    nb = json.loads(Path(notebook).read_text())
+    out = []
+    for i, c in enumerate(nb.get("cells", [])):
+        fig = c.get("metadata", {}).get("mystnb", {}).get("figure")
+        if c.get("cell_type") != "code" or not fig:
+            continue
+        shown = [o for o in c.get("outputs", []) if o.get("output_type") in ("display_data", "execute_result")
+                 and any(not k.startswith("application/papermill.record") for k in o.get("data", {}))]
+        if len(shown) != 1:
+            out.append(f"{Path(notebook).stem}: cell {i} (figure {fig.get('name')!r}) shows {len(shown)} outputs, "
+                       "not 1 (draw one figure, e.g. plots.stack_figures; put tables in the next cell)")
+    return out
+
+
 def check_executed(executed: Path, chapters=None) -> tuple[list[str], list[str]]:
     """What stands between the executed notebooks and a book: ``(errors, notes)``. Errors: a
     chapter missing, a dry run (generated files: never a book), a chapter whose run failed (its
@@ -344,6 +362,9 @@ def cmd_book(args) -> int:
         print(f"warning: {e}", file=sys.stderr)
     for n in notes:
         print(f"note: {n}")
+    for stem in wanted:
+        for w in figure_problems(executed / f"{stem}.ipynb"):
+            print(f"warning: {w}", file=sys.stderr)
     out = Path(args.out) if args.out else root
     url = repository_url(args.repo_url)
     staging = stage_book(executed, out / "_build" / "src", url, root=root)

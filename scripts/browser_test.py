@@ -79,6 +79,8 @@ def build_smoke_site(workdir: Path) -> tuple[Path, list[str]]:
         summary = json.loads((executed / "run_summary.json").read_text())
         problems += [f"chapter {r['chapter']} failed on smoke: {r.get('error')}" for r in summary["results"]
                      if r["status"] != "ok"]
+    for nb in sorted(executed.glob("0*.ipynb")):
+        problems += runner.figure_problems(nb)
     vendor_assets()
     rc = runner.main(["book", "--executed", str(executed), "--out", str(workdir)])
     if rc:

@@ -191,3 +191,31 @@ def test_every_full_classifier_has_ood_sets():
     full = get_profile("full")
     assert full.ood_for("mnist") == ("fashion_mnist", "cifar10", "svhn")          # NeuralFP's slides
     assert full.ood_for("svhn") == ("mnist", "fashion_mnist", "cifar10", "noise")
+
+
+def test_figure_cells_must_show_one_output(tmp_path):
+    """A captioned, labelled figure cell with two images would give two figures with one label."""
+    import json as _json
+    from ccc_lib.runner import figure_problems
+    img = {"output_type": "display_data", "data": {"image/png": "", "text/plain": ""}, "metadata": {}}
+    rec = {"output_type": "display_data", "data": {"application/papermill.record/text/plain": "1"}, "metadata": {}}
+    cell = {"cell_type": "code", "metadata": {"mystnb": {"figure": {"name": "fig-x", "caption": "c"}}},
+            "source": "", "outputs": [img, rec]}
+    nb = tmp_path / "ch.ipynb"
+    nb.write_text(_json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert figure_problems(nb) == []
+    cell["outputs"] = [img, img, rec]
+    nb.write_text(_json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert "shows 2 outputs" in figure_problems(nb)[0]
+
+
+def test_stack_figures_makes_one_figure_of_several():
+    import matplotlib.pyplot as plt
+    from ccc_lib.plots import stack_figures
+    a, _ = plt.subplots(figsize=(2, 1))
+    b, _ = plt.subplots(figsize=(3, 1))
+    fig = stack_figures([a, b])
+    assert plt.get_fignums() == [fig.number]            # the parts are closed, one figure is left
+    w, h = fig.get_size_inches() * fig.dpi
+    assert round(w) == 300 and round(h) == 200
+    plt.close(fig)
