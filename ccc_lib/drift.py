@@ -36,6 +36,7 @@ from torch import nn
 
 from . import counterfeits
 from .cache import fingerprint, load_or_compute
+from .metrics import holm   # the family-wise correction of step 7's per-class tests
 from .checks import (InputError, check_choice, check_fraction, check_images, check_labels, check_positive)
 from .data import TensorData
 from .models import CNNConfig, PaperCNN
@@ -519,27 +520,6 @@ def _interval_p(score: float, ctrl: np.ndarray, margin: float, alpha: float) -> 
     sigma = max(s * math.sqrt(1 + 1 / n), margin / t)
     p = float(stats.t.cdf((score - m) / sigma, n - 1)) if sigma > 0 else float(score >= m)
     return m, s, half, p
-
-
-def holm(p_values, method: str = "holm") -> np.ndarray:
-    """Family-wise corrected p-values over the finite entries of ``p_values`` (NaN stays NaN, and
-    does not count in the family of k tests). Bonferroni: ``min(1, k · p_i)``. Holm (step-down):
-    with the p-values sorted ``p_(1) ≤ … ≤ p_(k)``, ``p̃_(i) = max_{j ≤ i} min(1, (k - j + 1) · p_(j))``
-    — never larger than Bonferroni's, same family-wise error rate."""
-    check_choice(method, "method", ("holm", "bonferroni"))
-    p = np.asarray(p_values, float).ravel()
-    ok = np.isfinite(p)
-    if ((p[ok] < 0) | (p[ok] > 1)).any():
-        raise InputError(f"p_values must lie in [0, 1] (NaN for a missing test), got {p_values!r}")
-    out = np.full_like(p, np.nan)
-    idx = np.flatnonzero(ok)
-    k = len(idx)
-    if method == "bonferroni":
-        out[idx] = np.minimum(1.0, k * p[idx])
-        return out
-    order = idx[np.argsort(p[idx], kind="stable")]
-    out[order] = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * p[order]))
-    return out
 
 
 def drift_decision(score: float, control_scores, *, margin: float = 0.1, alpha: float = 0.05, per_class=None,

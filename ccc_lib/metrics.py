@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from .checks import InputError
 from .utils import to_numpy
 
 __all__ = ["reliability_bins", "expected_calibration_error", "ood_metrics", "fpr_at_tpr",
-           "pairwise_mean_distance", "nearest_neighbour_distance"]
+           "pairwise_mean_distance", "nearest_neighbour_distance", "mmd_test", "ks_test", "holm"]
 
 
 def reliability_bins(probs, labels, n_bins: int = 15) -> dict:
@@ -131,3 +132,25 @@ def ks_test(a, b) -> dict:
     ps = np.array([ks_2samp(a[:, j], b[:, j]).pvalue if np.ptp(np.r_[a[:, j], b[:, j]]) > 0 else 1.0
                    for j in range(a.shape[1])])
     return {"p_value": float(min(1.0, ps.min() * len(ps))), "n_features": int(len(ps))}
+
+
+def holm(p_values, method: str = "holm") -> np.ndarray:
+    """Family-wise corrected p-values over the finite entries of ``p_values`` (NaN stays NaN, and
+    does not count in the family of k tests). Bonferroni: ``min(1, k · p_i)``. Holm (step-down):
+    with the p-values sorted ``p_(1) ≤ … ≤ p_(k)``, ``p̃_(i) = max_{j ≤ i} min(1, (k - j + 1) · p_(j))``
+    — never larger than Bonferroni's, same family-wise error rate."""
+    if method not in ("holm", "bonferroni"):
+        raise InputError(f"method must be 'holm' or 'bonferroni', got {method!r}")
+    p = np.asarray(p_values, float).ravel()
+    ok = np.isfinite(p)
+    if ((p[ok] < 0) | (p[ok] > 1)).any():
+        raise InputError(f"p_values must lie in [0, 1] (NaN for a missing test), got {p_values!r}")
+    out = np.full_like(p, np.nan)
+    idx = np.flatnonzero(ok)
+    k = len(idx)
+    if method == "bonferroni":
+        out[idx] = np.minimum(1.0, k * p[idx])
+        return out
+    order = idx[np.argsort(p[idx], kind="stable")]
+    out[order] = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * p[order]))
+    return out
