@@ -65,6 +65,14 @@ def test_reduce_and_collect_shapes():
     assert set(tbp) == {1, 2} and set(tbp[2]) == set(nfp.every_module_taps(model)) and tbp[1] == nfp.DEFAULT_TAPS
     multi = xp.collect_pooled(model, torch.rand(5, 1, 28, 28), {1: TAPS, 2: TAPS})
     assert multi[1]["act1"].shape == (5, 4) and multi[2]["act1"].shape == (5, 16)
+    # the lazy mapping: keyed without a pass, the same activations when asked, computed once
+    torch.manual_seed(0)
+    images = {"a": torch.rand(5, 1, 28, 28), "b": torch.rand(3, 1, 28, 28)}
+    lazy = xp.PooledActivations(model, images, {2: TAPS})
+    assert list(lazy) == ["a", "b"] and len(lazy) == 2 and not lazy._acts
+    assert lazy.key("a") == xp.PooledActivations(model, images, {2: TAPS}).key("a") != lazy.key("b")
+    assert torch.equal(lazy["a"][2]["act1"], xp.collect_pooled(model, images["a"], {2: TAPS})[2]["act1"])
+    assert lazy["a"] is lazy["a"] and "b" not in lazy._acts
 
 
 def test_is_a_detector_and_scores(fitted):

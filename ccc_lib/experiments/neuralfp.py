@@ -15,6 +15,7 @@ configuration (tap set × pooling), ODIN's temperature and ε and Mahalanobis' �
 the choice is then evaluated on the complete test sets of the profile."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ import torch.nn.functional as F
 
 from .. import baselines as bl
 from .. import neuralfp as nfp
-from ..cache import cached, fingerprint, load_or_compute
+from ..cache import fingerprint, load_or_compute
 from ..checks import InputError, check_images
 from ..data import TensorData
 from ..metrics import ood_metrics
@@ -34,7 +35,7 @@ from ..train import profile_data
 __all__ = ["SETTINGS", "CLAIM_BOUNDS", "settings", "claim_bounds", "SLIDES_AUROC", "VALIDATION_OOD",
            "Config", "family", "chapter_models", "validation_split", "validation_ood", "spatial_shifts",
            "tap_set", "collect_pooled", "taps_by_pool", "auroc", "fit_config", "FittedConfig", "tune_on_validation",
-           "BaselineChoice", "tune_baselines", "sweep_cached", "per_layer_auroc", "false_alarm_table",
+           "BaselineChoice", "tune_baselines", "sweep_cached", "PooledActivations", "per_layer_auroc", "false_alarm_table",
            "where_we_differ"]
 
 _SLIDES_EPS = (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01)
@@ -173,7 +174,6 @@ def spatial_shifts(x: torch.Tensor, shift_px: int = 6) -> dict:
             "rotated 90°": x.rot90(1, (2, 3)), f"shifted {shift_px} px": shifted}
 
 
-@cached("neuralfp-activations")
 @torch.no_grad()
 def collect_pooled(model, x, taps_by_pool: dict, batch_size: int = 500) -> dict:
     """One forward pass over images ``x``, each pooling's taps reduced at that pooling
@@ -194,6 +194,31 @@ def collect_pooled(model, x, taps_by_pool: dict, batch_size: int = 500) -> dict:
     res = {p: {t: torch.cat(v) for t, v in d.items()} for p, d in out.items()}
     res["_logits"], res["_features"] = torch.cat(logits_all), torch.cat(feats)
     return res
+
+
+class PooledActivations(Mapping):
+    """``{set name: collect_pooled(model, images, taps_by_pool)}``, each computed on first use and kept
+    for the object's life; ``key(name)`` identifies a set's activations without computing them (the
+    model's and the images' fingerprints), so errors cached under it need no pass at all."""
+
+    def __init__(self, model, images: dict, taps_by_pool: dict):
+        self.model, self.images, self.taps_by_pool, self._acts = model, dict(images), dict(taps_by_pool), {}
+        self._model_fp = fingerprint(model)
+
+    def __getitem__(self, name):
+        if name not in self._acts:
+            self._acts[name] = collect_pooled(self.model, self.images[name], self.taps_by_pool)
+        return self._acts[name]
+
+    def __iter__(self):
+        return iter(self.images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def key(self, name) -> dict:
+        return {"model": self._model_fp, "images": fingerprint(self.images[name]),
+                "taps_by_pool": {str(p): list(t) for p, t in self.taps_by_pool.items()}}
 
 
 def taps_by_pool(model, configs) -> dict:
@@ -223,19 +248,21 @@ class FittedConfig:
 
 def fit_config(model, cfg: Config, train: TensorData, acts: dict, S: dict, cache_key: dict, seed: int = 0) -> FittedConfig:
     """Fit NeuralFP at ``cfg`` on ``train`` (with the chapter's settings ``S``) and compute its errors
-    on every set of ``acts`` (``{set: collect_pooled output}``; must hold ``"val_id"`` and ``"val_ood"``)."""
+    on every set of ``acts`` (``{set: collect_pooled output}``, best a :class:`PooledActivations`, whose sets are
+    computed only where an error is not cached; must hold ``"val_id"`` and ``"val_ood"``)."""
     det = nfp.NeuralFP(model, tap_set(cfg.taps, model), cfg.pool_to, epochs=S["epochs"], lr=S["lr"],
                        batch_size=S["batch_size"], alpha=S["alpha"], seed=seed)
     det.fit(train, fit_limit=S["fit_limit"], calib_frac=S["calib_frac"], cache_key=cache_key)
     bank = fingerprint(det.bank)
 
-    def set_errors(a):                   # each set's errors through the cache (bank × activations)
-        a = {t: a[t] for t in det.taps}
-        key = {"bank": bank, "taps": list(det.taps), "pool_to": cfg.pool_to, "acts": fingerprint(a)}
+    def set_errors(name):                # each set's errors through the cache (bank × the set's activations)
+        lazy = isinstance(acts, PooledActivations)
+        ident = acts.key(name) if lazy else fingerprint({t: acts[name][cfg.pool_to][t] for t in det.taps})
+        key = {"bank": bank, "taps": list(det.taps), "pool_to": cfg.pool_to, "acts": ident, "version": 2}
         return load_or_compute("neuralfp-set-errors", key, lambda: {
-            "errors": torch.as_tensor(det.errors_from_activations(a))})["errors"].numpy()
+            "errors": torch.as_tensor(det.errors_from_activations(acts[name][cfg.pool_to]))})["errors"].numpy()
 
-    errors = {name: set_errors(a[cfg.pool_to]) for name, a in acts.items()}
+    errors = {name: set_errors(name) for name in acts}
     val, gap = {}, {}
     for c in nfp.COMBINES:
         s_in, s_out = det.score_errors(errors["val_id"], c), det.score_errors(errors["val_ood"], c)
