@@ -386,7 +386,7 @@ def _decode(o):
     if "__tuple__" in o:
         return tuple(_decode(x) for x in o["__tuple__"])
     if "__items__" in o:
-        return {_decode(k) if not isinstance(k, list) else tuple(_decode(k)): _decode(v) for k, v in o["__items__"]}
+        return {_decode(k): _decode(v) for k, v in o["__items__"]}
     if "__dataclass__" in o:
         mod, name = o["__dataclass__"].split(":")
         if not mod.startswith("ccc_lib."):

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import counterfeits
-from .cache import fingerprint, load_or_compute
+from .cache import cached, fingerprint, load_or_compute
 from .metrics import holm   # the family-wise correction of step 7's per-class tests
 from .checks import (InputError, check_choice, check_fraction, check_images, check_labels, check_positive)
 from .data import TensorData
@@ -333,16 +333,11 @@ def synthetic_shadow_records(target: PaperCNN, n_per_class: int, *, min_confiden
     return x[accepted].reshape(-1, *shape).cpu(), y[accepted].cpu(), failures
 
 
+@cached("drift-synthetic-records")
 def cached_synthetic_records(target: PaperCNN, n_per_class: int, *, seed: int = 0, **kw):
-    """:func:`synthetic_shadow_records` through the checkpoint cache, keyed by the target's
-    :func:`fingerprint`, the settings and the seed (the same records either way)."""
-    check_model(target, "target")
-    key = {"target": fingerprint(target), "n": int(n_per_class), "seed": int(seed), "settings": kw,
-           "device": next(target.parameters()).device.type, "version": 1}
-    d = load_or_compute("drift-synthetic-records", key, lambda: dict(zip(
-        ("x", "y", "failures"), (torch.as_tensor(v) for v in synthetic_shadow_records(target, n_per_class,
-                                                                                    seed=seed, **kw)))))
-    return d["x"], d["y"], d["failures"].numpy()
+    """:func:`synthetic_shadow_records` through the checkpoint cache (keyed by the target's
+    :func:`fingerprint`, the settings and the seed): the same records either way."""
+    return synthetic_shadow_records(target, n_per_class, seed=seed, **kw)
 
 
 class MembershipAttacks:
