@@ -362,9 +362,11 @@ def cmd_book(args) -> int:
         print(f"warning: {e}", file=sys.stderr)
     for n in notes:
         print(f"note: {n}")
-    for stem in wanted:
-        for w in figure_problems(executed / f"{stem}.ipynb"):
-            print(f"warning: {w}", file=sys.stderr)
+    figure_issues = [w for stem in wanted for w in figure_problems(executed / f"{stem}.ipynb")]
+    for w in figure_issues:
+        print(f"{'error' if args.strict else 'warning'}: {w}", file=sys.stderr)
+    if figure_issues and args.strict:
+        return 2
     out = Path(args.out) if args.out else root
     url = repository_url(args.repo_url)
     staging = stage_book(executed, out / "_build" / "src", url, root=root)
@@ -372,7 +374,7 @@ def cmd_book(args) -> int:
     shutil.rmtree(out / "_build" / "html", ignore_errors=True)      # no stale pages from older builds
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(staging), "--path-output", str(out),
-           "--builder", "html"]
+           "--builder", "html"] + (["-W", "--keep-going"] if args.strict else [])
     rc = subprocess.run(cmd).returncode
     if rc == 0:
         print(f"\nbook: {(out / '_build' / 'html' / 'index.html').resolve()}")
@@ -462,6 +464,9 @@ def main(argv=None) -> int:
     b.add_argument("--repo-url", default=None,
                    help="GitHub URL for the launch/repository/issue buttons (default: $CCC_REPO_URL, "
                         "$GITHUB_REPOSITORY, the origin remote, else _config.yml)")
+    b.add_argument("--strict", action="store_true",
+                   help="fail on any Sphinx warning (a missing literalinclude object, a duplicate figure label, "
+                        "a broken reference) and on a figure cell showing more than one output")
     c = sub.add_parser("check", help="exit non-zero when an executed chapter failed, is missing, is a dry "
                                      "run or ran at another profile")
     c.add_argument("chapters", nargs="*", help="chapters to check (default: all)")
