@@ -170,21 +170,48 @@ def _read_blob(path: Path, key: str) -> dict:
     return blob
 
 
-def _try_load(path: Path, module: nn.Module, key: str, quiet: bool = False):
-    """The checkpoint's metadata after loading it into ``module``; None if absent or unusable (with a
-    warning, unless ``quiet``: the caller then retries under the build lock, which warns)."""
-    if not path.exists():
-        return None
-    try:
-        blob = _read_blob(path, key)
-        module.load_state_dict(blob["state_dict"], strict=True)
-        meta = json.loads(blob.get("meta", "{}"))
-        return meta
-    except Exception as exc:      # corrupt, truncated, wrong architecture, ...
-        if not quiet:
-            warnings.warn(f"checkpoint {path} is unusable ({type(exc).__name__}: {exc}); rebuilding it.",
-                          RuntimeWarning, stacklevel=3)
-        return None
+def _get_or_build(kind: str, config: dict, root, unpack: Callable[[dict], object],
+                  build: Callable[[], tuple], *, what: str, redo: str, force: bool = False,
+                  cache_only: bool = False, lock_timeout: float | None = None) -> tuple:
+    """The one read / lock / build / write path behind :func:`load_or_train`, :func:`load_or_compute`
+    and :func:`cached`. ``unpack(blob)`` turns a stored file's contents into the result (raising on an
+    unusable one); ``build()`` returns ``(fields to store beside key, kind and config, result)`` and
+    runs on its own random stream, under the artefact's build lock, after a second look at the file
+    (another process may have built it while we waited). Returns ``(result, from_cache, path)``."""
+    path = checkpoint_path(kind, config, root)
+    key = config_hash(config)
+
+    def read(quiet: bool):
+        if not path.exists():
+            return None
+        try:
+            return (unpack(_read_blob(path, key)),)
+        except Exception as exc:      # corrupt, truncated, foreign, wrong architecture, ...
+            if not quiet:             # (the first look is quiet: the look under the lock warns)
+                warnings.warn(f"{what} {path} is unusable ({type(exc).__name__}: {exc}); {redo} it.",
+                              RuntimeWarning, stacklevel=4)
+            return None
+
+    if not force:
+        hit = read(True)
+        if hit is not None:
+            return hit[0], True, path
+    if cache_only:
+        if path.exists():
+            read(False)                               # say why the file is unusable
+        raise NotCached(f"no usable {kind!r} {what.split()[-1]} at {path}")
+    with build_lock(path, lock_timeout):
+        if not force:
+            hit = read(False)
+            if hit is not None:
+                return hit[0], True, path
+        with rng_isolated():
+            fields, result = build()
+        buf = io.BytesIO()
+        torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True, default=str),
+                    **fields}, buf)
+        atomic_write_bytes(path, buf.getvalue())
+    return result, False, path
 
 
 def load_or_train(module: nn.Module, kind: str, config: dict, train_fn: Callable[[nn.Module], dict],
@@ -197,29 +224,18 @@ def load_or_train(module: nn.Module, kind: str, config: dict, train_fn: Callable
     With ``cache_only=True`` a missing or unusable checkpoint raises :class:`NotCached` instead
     of training (for a chapter that reuses what another chapter trains). Concurrent callers are
     serialised per checkpoint (see the module docstring); ``train_fn`` runs on its own random stream."""
-    path = checkpoint_path(kind, config, root)
-    key = config_hash(config)
-    if not force:
-        meta = _try_load(path, module, key, quiet=True)
-        if meta is not None:
-            return {**meta, "from_cache": True, "path": str(path)}
-    if cache_only:
-        if path.exists():
-            _try_load(path, module, key)            # say why the file is unusable
-        raise NotCached(f"no usable {kind!r} checkpoint at {path}")
-    with build_lock(path, lock_timeout):
-        if not force:                               # built by another process while we waited?
-            meta = _try_load(path, module, key)
-            if meta is not None:
-                return {**meta, "from_cache": True, "path": str(path)}
-        with rng_isolated():
-            meta = train_fn(module) or {}
+    def unpack(blob):
+        module.load_state_dict(blob["state_dict"], strict=True)
+        return json.loads(blob.get("meta", "{}"))
+
+    def build():
+        meta = train_fn(module) or {}
         state = {k: v.detach().cpu() for k, v in module.state_dict().items()}
-        buf = io.BytesIO()
-        torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True, default=str),
-                    "state_dict": state, "meta": json.dumps(meta, default=_jsonable)}, buf)
-        atomic_write_bytes(path, buf.getvalue())
-    return {**meta, "from_cache": False, "path": str(path)}
+        return {"state_dict": state, "meta": json.dumps(meta, default=_jsonable)}, meta
+
+    meta, hit, path = _get_or_build(kind, config, root, unpack, build, what="checkpoint", redo="rebuilding",
+                                    force=force, cache_only=cache_only, lock_timeout=lock_timeout)
+    return {**meta, "from_cache": hit, "path": str(path)}
 
 
 def _jsonable(o):
@@ -275,23 +291,11 @@ def load_or_compute(kind: str, config: dict, compute_fn: Callable[[], dict], *, 
     mismatching file is reported and recomputed. Returns the dict with ``from_cache`` added.
     Put model identities in ``config`` with :func:`fingerprint`. Concurrent callers are serialised
     per artefact and ``compute_fn`` runs on its own random stream, as in :func:`load_or_train`."""
-    path = checkpoint_path(kind, config, root)
-    key = config_hash(config)
-    if not force:
-        out = _try_load_tensors(path, key, quiet=True)
-        if out is not None:
-            return out
-    if cache_only:
-        if path.exists():
-            _try_load_tensors(path, key)
-        raise NotCached(f"no usable {kind!r} artefact at {path}")
-    with build_lock(path, lock_timeout):
-        if not force:
-            out = _try_load_tensors(path, key)
-            if out is not None:
-                return out
-        with rng_isolated():
-            result = dict(compute_fn())
+    def unpack(blob):
+        return {**blob["tensors"], "meta": json.loads(blob.get("meta", "{}"))}
+
+    def build():
+        result = dict(compute_fn())
         meta = result.pop("meta", {})
         tensors = {}
         for k, v in result.items():
@@ -299,27 +303,11 @@ def load_or_compute(kind: str, config: dict, compute_fn: Callable[[], dict], *, 
                 raise TypeError(f"load_or_compute({kind!r}): compute_fn returned {k}={type(v).__name__}; return "
                                 "tensors, and JSON-serialisable extras under 'meta'")
             tensors[k] = v.detach().cpu().contiguous()
-        buf = io.BytesIO()
-        torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True, default=str),
-                    "tensors": tensors, "meta": json.dumps(meta, default=_jsonable)}, buf)
-        atomic_write_bytes(path, buf.getvalue())
-    return {**tensors, "meta": meta, "from_cache": False}
+        return {"tensors": tensors, "meta": json.dumps(meta, default=_jsonable)}, {**tensors, "meta": meta}
 
-
-def _try_load_tensors(path: Path, key: str, quiet: bool = False):
-    if not path.exists():
-        return None
-    try:
-        blob = _read_blob(path, key)
-        out = dict(blob["tensors"])
-        out["meta"] = json.loads(blob.get("meta", "{}"))
-        out["from_cache"] = True
-        return out
-    except Exception as exc:
-        if not quiet:
-            warnings.warn(f"cached artefact {path} is unusable ({type(exc).__name__}: {exc}); recomputing it.",
-                          RuntimeWarning, stacklevel=3)
-        return None
+    out, hit, _ = _get_or_build(kind, config, root, unpack, build, what="cached artefact", redo="recomputing",
+                                force=force, cache_only=cache_only, lock_timeout=lock_timeout)
+    return {**out, "from_cache": hit}
 
 
 # --------------------------------------------------------------------------- results of deterministic functions
@@ -423,32 +411,13 @@ def cached(kind: str, version: int = 1):
             bound.apply_defaults()
             config = {"fn": name, "version": version, "device": get_device().type,
                       "args": {k: _identity(v) for k, v in bound.arguments.items()}}
-            path, key = checkpoint_path(kind, config), config_hash(config)
 
-            def read(quiet):
-                if not path.exists():
-                    return None
-                try:
-                    return (_decode(_read_blob(path, key)["result"]),)
-                except Exception as exc:
-                    if not quiet:
-                        warnings.warn(f"cached result {path} is unusable ({type(exc).__name__}: {exc}); "
-                                      "recomputing it.", RuntimeWarning, stacklevel=3)
-                    return None
+            def build():
+                result = fn(*args, **kwargs)
+                return {"result": _encode(result)}, result
 
-            hit = read(True)
-            if hit is not None:
-                return hit[0]
-            with build_lock(path):
-                hit = read(False)
-                if hit is not None:
-                    return hit[0]
-                with rng_isolated():
-                    result = fn(*args, **kwargs)
-                buf = io.BytesIO()
-                torch.save({"key": key, "kind": kind, "config": json.dumps(config, sort_keys=True),
-                            "result": _encode(result)}, buf)
-                atomic_write_bytes(path, buf.getvalue())
+            result, _, _ = _get_or_build(kind, config, None, lambda blob: _decode(blob["result"]), build,
+                                         what="cached result", redo="recomputing")
             return result
 
         wrapper.uncached = fn
