@@ -18,7 +18,8 @@ from ..checks import InputError, check_labels
 from ..metrics import nearest_neighbour_distance, pairwise_mean_distance
 from ..profiles import chapter_settings, get_profile
 
-__all__ = ["CLAIM_BOUNDS", "GOAL", "ARCH_SETTINGS", "arch_settings", "differences_from_paper", "features", "diversity_stats", "feature_diversity", "RealStats", "real_stats", "Summary", "Modes", "modes",
+__all__ = ["CLAIM_BOUNDS", "GOAL", "ARCH_SETTINGS", "arch_settings", "differences_from_paper", "features",
+           "diversity_stats", "feature_diversity", "RealStats", "real_stats", "Summary", "Modes", "modes",
            "summarise", "confidence_table", "distance_stats", "ABLATION", "run_ablation", "differ_table",
            "pick_grid", "show_grid", "grid_png", "KNOBS", "slider_values", "SliderPoint",
            "precompute_sliders", "slider_panel", "Candidate", "Selection", "validation_split", "select_ours",
@@ -77,7 +78,6 @@ def differences_from_paper(s: dict) -> list[dict]:
         rows.append({"setting": k, "paper / reference code": "not reported" if ref is None else ref,
                      "this run": ours, "": status})
     return rows
-
 
 
 # ----------------------------------------------------------------------------------------------
