@@ -65,8 +65,11 @@ def vendor_assets() -> None:
 
 def build_smoke_site(workdir: Path) -> tuple[Path, list[str]]:
     """Run every chapter on `smoke` with the runner into ``workdir/executed`` and build the book there."""
-    sys.path.insert(0, str(REPO))
-    from ccc_lib import runner
+    try:
+        from ccc_lib import runner
+    except ImportError as exc:
+        sys.exit(f"ccc_lib is not installed in this Python ({exc}): run scripts/setup.sh, or "
+                 f"pip install -e . in {REPO}, and use that environment's python")
     os.environ.setdefault("CCC_PROGRESS", "off")
     # the kernels must draw figures inline: MPLBACKEND=Agg (set for tests and scripts) would leave
     # every chapter page without a single figure
@@ -74,7 +77,7 @@ def build_smoke_site(workdir: Path) -> tuple[Path, list[str]]:
         os.environ.pop("MPLBACKEND")
     executed = workdir / "executed"
     problems = []
-    if runner.main(["run", "all", "--profile", "smoke", "--out", str(executed)]):
+    if runner.main(["run", "all", "--profile", "smoke", "--out", str(executed), "--root", str(REPO)]):
         import json
         summary = json.loads((executed / "run_summary.json").read_text())
         problems += [f"chapter {r['chapter']} failed on smoke: {r.get('error')}" for r in summary["results"]
@@ -82,7 +85,7 @@ def build_smoke_site(workdir: Path) -> tuple[Path, list[str]]:
     vendor_assets()
     # --strict: a Sphinx warning (a literalinclude object that moved, a duplicate figure label, a broken
     # reference) or a figure cell with more than one output fails the build, and so this test
-    rc = runner.main(["book", "--executed", str(executed), "--out", str(workdir), "--strict"])
+    rc = runner.main(["book", "--executed", str(executed), "--out", str(workdir), "--strict", "--root", str(REPO)])
     if rc:
         problems.append(f"the book build failed or warned (exit status {rc}; its log above names the warning)")
     return workdir / "_build" / "html", problems
