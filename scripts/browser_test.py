@@ -468,16 +468,19 @@ def main(argv=None) -> int:
                     help="with --selftest: leave the slider unlinked (the panel check must fail)")
     ap.add_argument("--no-launch", action="store_true",
                     help="with --selftest: build without the Colab and Thebe buttons (the launch check must fail)")
-    ap.add_argument("--keep", help="folder for the scratch build (default: a temporary one)")
+    ap.add_argument("--keep", help="folder for the scratch build, kept afterwards (default: a temporary one, "
+                                   "removed when every page passes and kept, with its screenshots, when one fails)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     problems: list[str] = []
+    scratch = None                    # a temporary build folder of ours, removed if everything passes
     if args.html:
         vendor_assets()
         site = Path(args.html)
     else:
         work = Path(args.keep or tempfile.mkdtemp(prefix="ccc-book-"))
         work.mkdir(parents=True, exist_ok=True)
+        scratch = None if args.keep else work
         if args.selftest:
             site = build_selftest_site(work, linked=not args.unlinked, launch=not args.no_launch)
         else:
@@ -495,8 +498,13 @@ def main(argv=None) -> int:
         print(f"{len(problems)} problem(s):")
         for pr in problems:
             print("  -", pr)
+        if scratch is not None:
+            print(f"the scratch build and its screenshots are kept for a look: {scratch}")
         return 1
     print("all pages pass")
+    if scratch is not None:           # ~150 MB per run: CI and repeated runs must not fill /tmp
+        shutil.rmtree(scratch, ignore_errors=True)
+        print(f"removed the scratch build {scratch} (pass --keep DIR to keep the build and its screenshots)")
     return 0
 
 

@@ -3,6 +3,7 @@
 its stack passes (image and numbers change, no request leaves the machine, fonts found, Binder, Colab and
 Thebe launch controls point at the page's notebook); the same panel with the link missing fails, and so
 does the page without the Colab and Thebe buttons. Needs Playwright (PyPI) and Debian's Chromium."""
+import os
 import shutil
 import subprocess
 import sys
@@ -16,9 +17,13 @@ if not shutil.which("chromium"):
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
-def _run(tmp_path, *extra):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "browser_test.py"), "--selftest",
-                           "--keep", str(tmp_path), *extra], capture_output=True, text=True, timeout=600, cwd=REPO)
+def _run(tmp_path, *extra, keep=True):
+    """The self-test, building in ``tmp_path`` (``--keep``) or, with ``keep=False``, in a temporary folder
+    of its own under ``tmp_path`` (TMPDIR), as CI runs it."""
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    where = ["--keep", str(tmp_path)] if keep else []
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "browser_test.py"), "--selftest", *where, *extra],
+                          capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
 
 
 def test_browser_checks_move_a_precomputed_slider(tmp_path):
@@ -31,9 +36,21 @@ def test_browser_checks_move_a_precomputed_slider(tmp_path):
 
 
 def test_browser_checks_fail_when_the_slider_moves_nothing(tmp_path):
-    r = _run(tmp_path, "--unlinked")
+    r = _run(tmp_path, "--unlinked", keep=False)
     assert r.returncode == 1
     assert "did not change the image" in r.stdout and "did not change the numbers" in r.stdout
+    # a failing run keeps its scratch build (screenshots included) and says where
+    kept = list(tmp_path.glob("ccc-book-*"))
+    assert len(kept) == 1 and f"kept for a look: {kept[0]}" in r.stdout
+    assert list((kept[0] / "_build" / "screenshots").glob("*.png"))
+
+
+def test_browser_test_removes_its_scratch_build_when_all_pages_pass(tmp_path):
+    """The scratch build is ~150 MB at smoke: a passing run without --keep leaves nothing behind."""
+    r = _run(tmp_path, keep=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "all pages pass" in r.stdout and "removed the scratch build" in r.stdout
+    assert not list(tmp_path.glob("ccc-book-*"))
 
 
 def test_browser_checks_fail_without_colab_and_thebe_buttons(tmp_path):
