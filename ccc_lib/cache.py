@@ -29,6 +29,7 @@ import os
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -43,7 +44,8 @@ except ImportError:                   # Windows: no advisory locks; concurrent r
     fcntl = None
 
 __all__ = ["config_hash", "checkpoint_path", "load_or_train", "load_or_compute", "cached", "fingerprint", "NotCached",
-           "CacheLockTimeout", "build_lock", "CACHE_VERSION"]
+           "CacheLockTimeout", "build_lock", "CACHE_VERSION", "CacheEntry", "cache_entries", "prune",
+           "parse_duration"]
 
 #: bump to invalidate every checkpoint when training code changes meaning
 CACHE_VERSION = 1
@@ -185,7 +187,9 @@ def _get_or_build(kind: str, config: dict, root, unpack: Callable[[dict], object
         if not path.exists():
             return None
         try:
-            return (unpack(_read_blob(path, key)),)
+            hit = (unpack(_read_blob(path, key)),)
+            _mark_used(path)
+            return hit
         except Exception as exc:      # corrupt, truncated, foreign, wrong architecture, ...
             if not quiet:             # (the first look is quiet: the look under the lock warns)
                 warnings.warn(f"{what} {path} is unusable ({type(exc).__name__}: {exc}); {redo} it.",
@@ -212,6 +216,15 @@ def _get_or_build(kind: str, config: dict, root, unpack: Callable[[dict], object
                     **fields}, buf)
         atomic_write_bytes(path, buf.getvalue())
     return result, False, path
+
+
+def _mark_used(path: Path) -> None:
+    """Stamp a cache hit with the time of use (the file's mtime), so that ``cache prune --unused-for``
+    knows what a run still reads. A read-only cache is fine: the stamp is only a hint."""
+    try:
+        os.utime(path)
+    except OSError:
+        pass
 
 
 def load_or_train(module: nn.Module, kind: str, config: dict, train_fn: Callable[[nn.Module], dict],
@@ -423,3 +436,158 @@ def cached(kind: str, version: int = 1):
         wrapper.uncached = fn
         return wrapper
     return deco
+
+
+# --------------------------------------------------------------------------- looking after the cache on disk
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One artefact in the checkpoint folder: its file, kind, size and the last time a run wrote or read it."""
+    path: Path
+    kind: str
+    size: int
+    last_used: float
+
+
+_ENTRY = __import__("re").compile(r"^(?P<kind>.+)-[0-9a-f]{16}\.pt$")
+
+
+def cache_entries(root=None) -> list[CacheEntry]:
+    """Every artefact in the checkpoint folder (default ``<cache>/checkpoints``), oldest use first.
+    A hit stamps its file's mtime (see :func:`_mark_used`), so ``last_used`` is the last write or read."""
+    root = Path(root) if root is not None else cache_dir() / "checkpoints"
+    out = []
+    for f in root.glob("*.pt") if root.is_dir() else ():
+        m = _ENTRY.match(f.name)
+        if not m:
+            continue
+        try:
+            st = f.stat()
+        except OSError:                  # removed meanwhile
+            continue
+        out.append(CacheEntry(f, m.group("kind"), st.st_size, st.st_mtime))
+    return sorted(out, key=lambda e: e.last_used)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``'90'``, ``'90s'``, ``'30m'``, ``'2h'`` or ``'7d'``; an error names the accepted forms."""
+    import re
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
+    if not m:
+        from .checks import InputError
+        raise InputError(f"duration {text!r} is not a number with an optional unit: give e.g. 90s, 30m, 2h or 7d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def prune(unused_for: float, *, root=None, dry_run: bool = False, now: float | None = None) -> dict:
+    """Remove the artefacts no run has written or read for ``unused_for`` seconds, with their lock
+    files, and temporary files of killed writers as old. An artefact whose build lock another process
+    holds is skipped (it is being built or waited for). Returns what was (or, with ``dry_run``, would be)
+    removed: ``{"removed": [CacheEntry...], "kept": n, "freed": bytes, "busy": n}``.
+
+    The usual way: run the book once on a warm cache (every artefact it needs is read and stamped),
+    then ``python -m ccc_lib cache prune --unused-for 1h``: what earlier code versions or other
+    settings left behind goes, and the next run finds everything it reads."""
+    if unused_for < 0:
+        from .checks import InputError
+        raise InputError(f"unused_for must be >= 0 seconds, got {unused_for}")
+    root = Path(root) if root is not None else cache_dir() / "checkpoints"
+    cutoff = (time.time() if now is None else now) - unused_for
+    removed, kept, busy = [], 0, 0
+    for e in cache_entries(root):
+        if e.last_used >= cutoff:
+            kept += 1
+            continue
+        lock = e.path.with_name(e.path.name + ".lock")
+        if dry_run:
+            removed.append(e)
+            continue
+        if fcntl is not None and lock.exists():
+            fd = os.open(lock, os.O_RDWR)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                busy += 1
+                continue
+            try:
+                e.path.unlink(missing_ok=True)
+                lock.unlink(missing_ok=True)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+        else:
+            e.path.unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
+        removed.append(e)
+    for lock in root.glob("*.pt.lock") if root.is_dir() and not dry_run else ():   # locks of vanished files
+        if not lock.with_name(lock.name[:-len(".lock")]).exists():
+            try:
+                if lock.stat().st_mtime < cutoff:
+                    lock.unlink()
+            except OSError:
+                pass
+    for tmp in root.glob(".*.pt.*.tmp") if root.is_dir() else ():
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                if not dry_run:
+                    tmp.unlink()
+        except OSError:
+            pass
+    return {"removed": removed, "kept": kept, "freed": sum(e.size for e in removed), "busy": busy}
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def cmd_cache(args) -> int:
+    """``python -m ccc_lib cache info`` and ``python -m ccc_lib cache prune --unused-for D [--dry-run]``."""
+    from .checks import InputError
+    root = cache_dir()
+    if args.action == "info":
+        entries = cache_entries()
+        print(f"cache: {root} (CCC_CACHE)")
+        for d in sorted(p for p in root.iterdir() if p.is_dir()):
+            size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            print(f"  {d.name + '/':24s} {_human(size):>9s}")
+        if not entries:
+            print("no cached artefacts")
+            return 0
+        by_kind: dict[str, list[CacheEntry]] = {}
+        for e in entries:
+            by_kind.setdefault(e.kind, []).append(e)
+        now = time.time()
+        print(f"\n{len(entries)} artefacts, {_human(sum(e.size for e in entries))}; by kind (largest first):")
+        print(f"  {'kind':36s} {'files':>5s} {'size':>9s}  last used")
+        for kind, es in sorted(by_kind.items(), key=lambda kv: -sum(e.size for e in kv[1]))[:args.top]:
+            age = now - max(e.last_used for e in es)
+            print(f"  {kind:36s} {len(es):5d} {_human(sum(e.size for e in es)):>9s}  {_ago(age)}")
+        if len(by_kind) > args.top:
+            print(f"  ... and {len(by_kind) - args.top} more kinds (--top N)")
+        return 0
+    try:
+        seconds = parse_duration(args.unused_for)
+    except InputError as exc:
+        import sys
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    r = prune(seconds, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"cache: {root}: {verb} {len(r['removed'])} artefacts unused for {args.unused_for} "
+          f"({_human(r['freed'])}); kept {r['kept']}" + (f"; {r['busy']} skipped (being built)" if r["busy"] else ""))
+    return 0
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.1f} days ago"

@@ -478,7 +478,19 @@ def main(argv=None) -> int:
     f.add_argument("--check", action="store_true", help="only list what is missing (no download)")
     f.add_argument("--timeout", type=float, default=30.0, help="seconds per network attempt")
     sub.add_parser("profiles", help="list the run profiles")
+    k = sub.add_parser("cache", help="look after the cache ($CCC_CACHE): its size by kind, or prune what no run uses")
+    ksub = k.add_subparsers(dest="action", required=True)
+    ki = ksub.add_parser("info", help="sizes of the cache's folders and of its artefacts by kind, with last use")
+    ki.add_argument("--top", type=int, default=25, help="kinds to list (default 25)")
+    kp = ksub.add_parser("prune", help="remove artefacts no run has written or read for a while (their last use "
+                                       "is stamped on every hit): run the book once, then prune")
+    kp.add_argument("--unused-for", required=True, metavar="DURATION",
+                    help="remove what was not used in this long: e.g. 90s, 30m, 2h, 7d")
+    kp.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     args = ap.parse_args(argv)
+    if args.cmd == "cache":
+        from .cache import cmd_cache
+        return cmd_cache(args)
     if args.cmd == "profiles":
         for p in PROFILES.values():
             print(f"{p.name:8s} {p.description}")

@@ -376,3 +376,60 @@ def test_predict_logits_cache_gives_the_same_numbers(tmp_path, monkeypatch):
     with torch.no_grad():
         next(m.parameters()).add_(1.0)
     assert not torch.equal(predict_logits(m, x, cache=True), want)  # new weights, new entry
+
+
+def test_cache_hit_stamps_last_use_and_prune_removes_only_the_unused(tmp_path, monkeypatch):
+    """``cache prune --unused-for``: a hit stamps the file's time of use, so pruning after a run keeps
+    what the run read (however old the file) and removes the rest with its lock file; ``--dry-run``
+    removes nothing; an artefact whose build lock is held is skipped."""
+    import fcntl
+    import time
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    root = tmp_path / "checkpoints"
+    mk = lambda k: C.load_or_compute("prune-test", {"k": k}, lambda: {"x": torch.zeros(1000)}, root=root)
+    for k in range(3):
+        mk(k)
+    paths = [C.checkpoint_path("prune-test", {"k": k}, root) for k in range(3)]
+    old = time.time() - 3 * 86400
+    for p in paths:
+        os.utime(p, (old, old))
+    assert mk(0)["from_cache"] is True                    # a hit: stamped now, three days later
+    assert paths[0].stat().st_mtime > time.time() - 60
+    assert [e.kind for e in C.cache_entries(root)] == ["prune-test"] * 3
+
+    dry = C.prune(86400, root=root, dry_run=True)
+    assert sorted(e.path for e in dry["removed"]) == sorted(paths[1:]) and all(p.exists() for p in paths)
+
+    lock = paths[2].with_name(paths[2].name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)                        # another process is building entry 2
+    try:
+        r = C.prune(86400, root=root)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    assert [e.path for e in r["removed"]] == [paths[1]] and r["kept"] == 1 and r["busy"] == 1
+    assert r["freed"] > 4000
+    assert paths[0].exists() and not paths[1].exists() and paths[2].exists()
+    assert not paths[1].with_name(paths[1].name + ".lock").exists()
+    assert mk(1)["from_cache"] is False                   # pruned: built again when next asked for
+
+
+def test_cache_cli_info_and_prune(tmp_path, monkeypatch, capsys):
+    from ccc_lib.runner import main
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    C.load_or_compute("cli-test", {"k": 1}, lambda: {"x": torch.zeros(10)})
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert "1 artefacts" in out and "cli-test" in out and "checkpoints/" in out
+    assert main(["cache", "prune", "--unused-for", "1h", "--dry-run"]) == 0
+    assert "would remove 0 artefacts" in capsys.readouterr().out
+    assert main(["cache", "prune", "--unused-for", "0s"]) == 0
+    assert "removed 1 artefacts" in capsys.readouterr().out and not C.cache_entries()
+    assert main(["cache", "prune", "--unused-for", "two days"]) == 2
+    assert "90s, 30m, 2h or 7d" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("30m", 1800), ("2h", 7200), ("1.5d", 129600)])
+def test_parse_duration(text, seconds):
+    assert C.parse_duration(text) == seconds
