@@ -548,13 +548,21 @@ def _human(n: float) -> str:
 def cmd_cache(args) -> int:
     """``python -m ccc_lib cache info`` and ``python -m ccc_lib cache prune --unused-for D [--dry-run]``."""
     from .checks import InputError
+    import sys
     root = cache_dir()
+    if args.action == "info" and args.top < 0:
+        print(f"error: --top {args.top}: give how many kinds to list, 0 or more", file=sys.stderr)
+        return 2
     if args.action == "info":
         entries = cache_entries()
         print(f"cache: {root} (CCC_CACHE)")
+        from .dryrun import GENERATOR_VERSION
+        known = {"checkpoints", "data", "metrics", f"dry_run_data_v{GENERATOR_VERSION}"}
         for d in sorted(p for p in root.iterdir() if p.is_dir()):
             size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-            print(f"  {d.name + '/':24s} {_human(size):>9s}")
+            note = "" if d.name in known or d.name.startswith(".") else \
+                "  not used by this version of ccc_lib (left by an older one): safe to delete"
+            print(f"  {d.name + '/':24s} {_human(size):>9s}{note}")
         if not entries:
             print("no cached artefacts")
             return 0
@@ -573,7 +581,6 @@ def cmd_cache(args) -> int:
     try:
         seconds = parse_duration(args.unused_for)
     except InputError as exc:
-        import sys
         print(f"error: {exc}", file=sys.stderr)
         return 2
     r = prune(seconds, dry_run=args.dry_run)

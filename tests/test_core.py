@@ -419,13 +419,17 @@ def test_cache_cli_info_and_prune(tmp_path, monkeypatch, capsys):
     from ccc_lib.runner import main
     monkeypatch.setenv("CCC_CACHE", str(tmp_path))
     C.load_or_compute("cli-test", {"k": 1}, lambda: {"x": torch.zeros(10)})
+    (tmp_path / "drift-gray").mkdir()                     # the folder an older version's own cache used
     assert main(["cache", "info"]) == 0
     out = capsys.readouterr().out
     assert "1 artefacts" in out and "cli-test" in out and "checkpoints/" in out
+    assert [ln for ln in out.splitlines() if "not used by this version" in ln] == \
+        [ln for ln in out.splitlines() if ln.strip().startswith("drift-gray/")]
     assert main(["cache", "prune", "--unused-for", "1h", "--dry-run"]) == 0
     assert "would remove 0 artefacts" in capsys.readouterr().out
     assert main(["cache", "prune", "--unused-for", "0s"]) == 0
     assert "removed 1 artefacts" in capsys.readouterr().out and not C.cache_entries()
+    assert main(["cache", "info", "--top", "-1"]) == 2 and "0 or more" in capsys.readouterr().err
     assert main(["cache", "prune", "--unused-for", "two days"]) == 2
     assert "90s, 30m, 2h or 7d" in capsys.readouterr().err
 
