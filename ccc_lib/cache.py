@@ -587,6 +587,12 @@ def cmd_cache(args) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(f"cache: {root}: {verb} {len(r['removed'])} artefacts unused for {args.unused_for} "
           f"({_human(r['freed'])}); kept {r['kept']}" + (f"; {r['busy']} skipped (being built)" if r["busy"] else ""))
+    by_kind: dict[str, list[CacheEntry]] = {}
+    for e in r["removed"]:
+        by_kind.setdefault(e.kind, []).append(e)
+    for kind, es in sorted(by_kind.items(), key=lambda kv: -sum(e.size for e in kv[1])):
+        print(f"  {kind:36s} {len(es):5d} {_human(sum(e.size for e in es)):>9s}  "
+              f"last used {_ago(time.time() - max(e.last_used for e in es))}")
     return 0
 
 

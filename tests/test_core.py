@@ -427,7 +427,11 @@ def test_cache_cli_info_and_prune(tmp_path, monkeypatch, capsys):
         [ln for ln in out.splitlines() if ln.strip().startswith("drift-gray/")]
     assert main(["cache", "prune", "--unused-for", "1h", "--dry-run"]) == 0
     assert "would remove 0 artefacts" in capsys.readouterr().out
-    assert main(["cache", "prune", "--unused-for", "0s"]) == 0
+    os.utime(C.cache_entries()[0].path, (1e9, 1e9))       # last used in 2001
+    assert main(["cache", "prune", "--unused-for", "1h", "--dry-run"]) == 0
+    out = capsys.readouterr().out                         # what would go, by kind
+    assert "would remove 1 artefacts" in out and "cli-test" in out and len(C.cache_entries()) == 1
+    assert main(["cache", "prune", "--unused-for", "1h"]) == 0
     assert "removed 1 artefacts" in capsys.readouterr().out and not C.cache_entries()
     assert main(["cache", "info", "--top", "-1"]) == 2 and "0 or more" in capsys.readouterr().err
     assert main(["cache", "prune", "--unused-for", "two days"]) == 2
