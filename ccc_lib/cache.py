@@ -538,11 +538,25 @@ def prune(unused_for: float, *, root=None, dry_run: bool = False, now: float | N
 
 
 def _human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("kB", "MB", "GB"):
         n /= 1000
-    return f"{n:.1f} GB"
+        if n < 1000 or unit == "GB":
+            return f"{n:.1f} {unit}"
+
+
+def _print_by_kind(entries: list[CacheEntry], top: int | None = None) -> None:
+    """One line per kind of artefact (files, size, last use), largest first; ``top`` lines at most."""
+    by_kind: dict[str, list[CacheEntry]] = {}
+    for e in entries:
+        by_kind.setdefault(e.kind, []).append(e)
+    rows, now = sorted(by_kind.items(), key=lambda kv: -sum(e.size for e in kv[1])), time.time()
+    for kind, es in rows[:top]:
+        print(f"  {kind:36s} {len(es):5d} {_human(sum(e.size for e in es)):>9s}  "
+              f"last used {_ago(now - max(e.last_used for e in es))}")
+    if top is not None and len(rows) > top:
+        print(f"  ... and {len(rows) - top} more kinds (--top N)")
 
 
 def cmd_cache(args) -> int:
@@ -566,17 +580,9 @@ def cmd_cache(args) -> int:
         if not entries:
             print("no cached artefacts")
             return 0
-        by_kind: dict[str, list[CacheEntry]] = {}
-        for e in entries:
-            by_kind.setdefault(e.kind, []).append(e)
-        now = time.time()
         print(f"\n{len(entries)} artefacts, {_human(sum(e.size for e in entries))}; by kind (largest first):")
-        print(f"  {'kind':36s} {'files':>5s} {'size':>9s}  last used")
-        for kind, es in sorted(by_kind.items(), key=lambda kv: -sum(e.size for e in kv[1]))[:args.top]:
-            age = now - max(e.last_used for e in es)
-            print(f"  {kind:36s} {len(es):5d} {_human(sum(e.size for e in es)):>9s}  {_ago(age)}")
-        if len(by_kind) > args.top:
-            print(f"  ... and {len(by_kind) - args.top} more kinds (--top N)")
+        print(f"  {'kind':36s} {'files':>5s} {'size':>9s}")
+        _print_by_kind(entries, args.top)
         return 0
     try:
         seconds = parse_duration(args.unused_for)
@@ -587,12 +593,7 @@ def cmd_cache(args) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(f"cache: {root}: {verb} {len(r['removed'])} artefacts unused for {args.unused_for} "
           f"({_human(r['freed'])}); kept {r['kept']}" + (f"; {r['busy']} skipped (being built)" if r["busy"] else ""))
-    by_kind: dict[str, list[CacheEntry]] = {}
-    for e in r["removed"]:
-        by_kind.setdefault(e.kind, []).append(e)
-    for kind, es in sorted(by_kind.items(), key=lambda kv: -sum(e.size for e in kv[1])):
-        print(f"  {kind:36s} {len(es):5d} {_human(sum(e.size for e in es)):>9s}  "
-              f"last used {_ago(time.time() - max(e.last_used for e in es))}")
+    _print_by_kind(r["removed"])
     return 0
 
 
