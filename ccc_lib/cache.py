@@ -502,23 +502,13 @@ def prune(unused_for: float, *, root=None, dry_run: bool = False, now: float | N
         if dry_run:
             removed.append(e)
             continue
-        if fcntl is not None and lock.exists():
-            fd = os.open(lock, os.O_RDWR)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                busy += 1
-                continue
-            try:
+        try:
+            with build_lock(e.path, timeout=0):       # the builders' own claim, not waited for
                 e.path.unlink(missing_ok=True)
                 lock.unlink(missing_ok=True)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
-        else:
-            e.path.unlink(missing_ok=True)
-            lock.unlink(missing_ok=True)
+        except CacheLockTimeout:
+            busy += 1
+            continue
         removed.append(e)
     for lock in root.glob("*.pt.lock") if root.is_dir() and not dry_run else ():   # locks of vanished files
         if not lock.with_name(lock.name[:-len(".lock")]).exists():
