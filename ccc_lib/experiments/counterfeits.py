@@ -16,9 +16,10 @@ from .. import counterfeits as cf
 from ..cache import cached, fingerprint, load_or_compute
 from ..checks import InputError, check_labels
 from ..metrics import nearest_neighbour_distance, pairwise_mean_distance
+from ..models import CNNConfig
 from ..profiles import chapter_settings, get_profile
 
-__all__ = ["CLAIM_BOUNDS", "GOAL", "ARCH_SETTINGS", "arch_settings", "differences_from_paper", "features",
+__all__ = ["CLAIM_BOUNDS", "GOAL", "ARCH_SETTINGS", "arch_settings", "DIFFER_ELEMENTS", "differ_rows", "features",
            "diversity_stats", "feature_diversity", "RealStats", "real_stats", "Summary", "Modes", "modes",
            "summarise", "confidence_table", "distance_stats", "ABLATION", "run_ablation", "differ_table",
            "pick_grid", "show_grid", "grid_png", "KNOBS", "slider_values", "SliderPoint",
@@ -57,27 +58,127 @@ def arch_settings(profile=None) -> dict:
         raise InputError(str(exc)) from exc
 
 
-#: what this code does where no setting exists (the same as the reference code)
-_BUILT_IN = {"optimizer": "Adam (β = 0.9, 0.999), constant lr", "upsampling": "transposed convolutions"}
+#: every element of the method the "where we differ" table covers: key → readable name
+DIFFER_ELEMENTS = {
+    "datasets": "datasets", "classifier": "classifier under attack", "classifier_mode": "classifier during inversion",
+    "nz": "latent size n_z", "condition_entry": "how the condition vector enters",
+    "condition_counterfeit": "condition in counterfeit mode", "before_matrix": "layers before the matrix",
+    "dropout_before_matrix": "dropout before the matrix", "hot_matrix": "hot conditioning matrix",
+    "matrix_entry": "where the matrix enters", "after_matrix": "layers after the matrix",
+    "many_classes": "N > H/2 (more classes than half the image side)", "output": "output layer",
+    "dropout_rate": "dropout rate", "sample_dropout": "dropout when sampling", "loss": "loss",
+    "weights": "loss weights α, β, γ, δ", "kl_target": "KL target", "feature_layer": "features of Cos and Ortho",
+    "optimizer": "optimiser", "lr": "learning rate", "steps_batch": "training steps, batch",
+    "div": "ε·Div (ours)", "selection": "ε, τ selection budget (ours)", "seeds": "generator seeds",
+}
+_WHICH = {"same": "same as the paper", "differs": "differs from the paper", "silent": "paper silent: ours",
+          "ours": "ours only"}
+_PROFILES = ("smoke", "default", "full", "full_dry")
 
 
-def differences_from_paper(s: dict) -> list[dict]:
-    """Where the settings ``s`` differ from the paper's (:data:`ccc_lib.counterfeits.PAPER`; or the paper is silent): one dict per
-    setting with the paper's value, this run's, and a status ("same", "differs", "not reported
-    (our choice)", or "ours only" for ε, which the paper's generator keeps at 0)."""
+def _bridge(n: int, h: int) -> str:
+    """The layer that takes the N×N map to H/2, read off the generator the code builds."""
+    g = cf.VectorMatrixGenerator(num_classes=n, image_size=h, nz=2, channels=(2,))
+    m = g.up[0]
+    return f"{type(m).__name__}, kernel {m.kernel_size[0]}"
+
+
+def _ours(key: str, P, s: dict, sel: dict) -> tuple:
+    """This profile's value of one element, and which is which (a key of :data:`_WHICH`)."""
+    ch = "/".join(map(str, s["channels"]))
+    w = s["channels"][-1]
+    ds = ", ".join(P.classifier_datasets)
+    if key == "datasets":
+        paper = {"mnist", "fashion_mnist", "svhn", "cifar10"}
+        same = set(P.classifier_datasets) == paper and not P.dry_run
+        note = " (generated files in their formats)" if P.dry_run else ""
+        return ds + note, "same" if same else "differs"
+    if key == "classifier":
+        c = CNNConfig()
+        arch = (f"3 × (Conv3×3 {'/'.join(map(str, c.widths))} + BatchNorm + LeakyReLU({c.negative_slope}) + MaxPool2 + "
+                f"Dropout2d({c.conv_dropout})), Linear {c.fc} + BatchNorm + LeakyReLU + Dropout({c.fc_dropout}), Linear N")
+        return (arch + f"; trained {', '.join(f'{d}: {P.epochs_for(d)} epochs' for d in P.classifier_datasets)}",
+                "silent")
+    if key == "classifier_mode":
+        return "eval mode, parameters frozen", "same"
+    if key == "nz":
+        return str(s["nz"]), "silent"
+    if key == "condition_entry":
+        return f"a learned linear embedding (N → {s['nz']}) of the condition vector, then concatenated with z", "differs"
+    if key == "condition_counterfeit":
+        return "one-hot vector and matrix", "same"
+    if key == "before_matrix":
+        return f"transposed convs (kernel 4, stride 1; widths {ch}) + BatchNorm + ReLU: 1 → 4 → 7 → 10 = N", "silent"
+    if key == "dropout_before_matrix":
+        return "none", "differs"
+    if key == "hot_matrix":
+        return "the label's row and column set to 1", "differs"
+    if key == "matrix_entry":
+        return "one extra channel at N×N", "same"
+    if key == "after_matrix":
+        return (f"transposed conv to H/2 (width {max(1, w // 2)}), stride-2 transposed conv to H (width {max(1, w // 4)}), "
+                f"each + BatchNorm + ReLU + Dropout2d; 3×3 transposed conv to the image channels", "silent")
+    if key == "many_classes":
+        used = "at this profile: chapter 4's EMNIST-47 classifier" if P.scale == "full" else "not used at this profile"
+        return f"{_bridge(47, 28)} (47 classes, 28×28); {used}", "silent"
+    if key == "output":
+        return "sigmoid: images in [0, 1]", "silent"
+    if key == "dropout_rate":
+        return (f"Dropout2d p = {s['dropout']} after each layer after the matrix (the paper: 'heavy', no rate; "
+                f"{s['dropout']} is light)"), "silent"
+    if key == "sample_dropout":
+        on = {True: "on", False: "off"}
+        return (f"the paper's generator: {on[bool(s['sample_dropout'])]}; ours: {on[bool(s['ours_sample_dropout'])]}; "
+                "the other setting shown beside", "same" if s["sample_dropout"] else "differs")
+    if key == "loss":
+        return "the paper's generator: exactly this; ours: + ε·Div", "same"
+    if key == "weights":
+        return f"α = {s['alpha']:g}, β = {s['beta']:g}, γ = {s['gamma']:g}, δ = {s['delta']:g}", "silent"
+    if key == "kl_target":
+        return "the one-hot condition (counterfeit mode); the soft condition (inversion mode)", "same"
+    if key == "feature_layer":
+        return ("the classifier's penultimate features (its named feature layer, else the input of its last linear "
+                "layer); Ortho on L2-normalised features"), "silent"
+    if key == "optimizer":
+        return "Adam (β = 0.9, 0.999), constant learning rate", "silent"
+    if key == "lr":
+        return f"{s['lr']:g}", "silent"
+    if key == "steps_batch":
+        return f"{s['steps']} steps, batch {s['batch_size']} (every class equally often)", "silent"
+    if key == "div":
+        return ("ε, τ chosen per classifier from ε ∈ {" + ", ".join(f"{e:g}" for e in sel["epsilons"]) + "}, τ ∈ {"
+                + ", ".join(f"{t:g}" for t in sel["taus"]) + "}; the paper's generator: ε = 0"), "ours"
+    if key == "selection":
+        k = len(sel["epsilons"]) * len(sel["taus"])
+        return (f"{k} candidates × {sel['steps']} steps = {k * int(sel['steps'])} extra generator steps for ours "
+                f"(the paper's generator: none)"), "ours"
+    if key == "seeds":
+        return f"{s['n_seeds']} per generator in the headline comparison", "silent"
+    raise KeyError(key)
+
+
+def differ_rows(profile=None) -> list[dict]:
+    """"Where we differ", generated from the settings of ``profile``: one row per element of
+    :data:`DIFFER_ELEMENTS` with the paper's wording (quoted, :data:`ccc_lib.counterfeits.PAPER`) or
+    "not stated", ours at this profile, and which is which. Values the paper does not state are ours
+    (the reference implementation could not be identified: none is attributed to it)."""
+    P = get_profile(profile)
+    s, sel = cf.settings(P), cf.selection_settings(P)
     rows = []
-    for k, ref in cf.PAPER.items():
-        ours = s[k] if k in s else _BUILT_IN[k]
-        if k == "epsilon":
-            status = "ours only (the paper's generator: 0)"
-        elif ref is None:
-            status = "not reported (our choice)"
-        else:
-            status = "same" if (tuple(ours) if isinstance(ours, (list, tuple)) else ours) == \
-                (tuple(ref) if isinstance(ref, (list, tuple)) else ref) else "differs"
-        rows.append({"setting": k, "paper / reference code": "not reported" if ref is None else ref,
-                     "this run": ours, "": status})
+    for key, name in DIFFER_ELEMENTS.items():
+        quote = cf.PAPER[key]
+        ours, which = _ours(key, P, s, sel)
+        if quote is None and which == "same":
+            raise AssertionError(f"{key}: 'same' needs the paper's wording")
+        rows.append({"element": name, "paper": f"“{quote}”" if quote else "not stated", "ours": ours,
+                     "which": _WHICH[which], "profile": P.name})
     return rows
+
+
+def differ_table(profiles=_PROFILES) -> pd.DataFrame:
+    """:func:`differ_rows` for each of ``profiles`` (default: every profile), indexed by (element, profile)."""
+    rows = [r for p in profiles for r in differ_rows(p)]
+    return pd.DataFrame(rows).set_index(["element", "profile"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,22 +365,6 @@ def run_ablation(classifier, dataset: str, profile, real: RealStats, *, seed: in
         rows.append({"variant": name, **summarise(classifier, s, real, train_x).row(),
                      "train s": info.get("train_seconds", float("nan")), "from cache": info["from_cache"]})
     return pd.DataFrame(rows).set_index("variant"), samples
-
-
-def differ_table(s: dict, selection: dict | None = None) -> pd.DataFrame:
-    """"Where we differ from the paper", generated from the settings ``s``. With ``selection`` (the
-    grid of :func:`ccc_lib.counterfeits.selection_settings`) our ε is shown as what it is: chosen per
-    classifier on validation data from that grid (the settings' ε is only the default)."""
-    def show(v):
-        return " / ".join(map(str, v)) if isinstance(v, (tuple, list)) else v
-    rows = [{**r, "paper / reference code": show(r["paper / reference code"]), "this run": show(r["this run"])}
-            for r in differences_from_paper(s)]
-    if selection is not None:
-        for r in rows:
-            if r["setting"] == "epsilon":
-                r["this run"] = ("ours: chosen on validation data from "
-                                 + ", ".join(f"{e:g}" for e in selection["epsilons"]) + " (the paper's: 0)")
-    return pd.DataFrame(rows).set_index("setting").rename(columns={"": "status"})
 
 
 # ----------------------------------------------------------------------------------------------
