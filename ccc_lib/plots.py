@@ -13,9 +13,16 @@ __all__ = ["setup_style", "image_grid", "stack_figures", "reliability_diagram", 
 
 
 def setup_style() -> None:
+    """The book's look, set by every chapter's set-up cell: seaborn's white grid on an opaque white
+    figure (so a figure reads the same on the book's light and dark themes, where the CSS puts it on a
+    light card) and, in a notebook kernel, the book's one table style for every DataFrame shown
+    (:func:`ccc_lib.tables.install_formatter`: rounded numbers, ✓/✗, readable names, scrolling boxes)."""
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.95)
     plt.rcParams.update({"figure.dpi": 100, "savefig.dpi": 120, "axes.titlesize": 10,
-                         "image.cmap": "gray"})
+                         "image.cmap": "gray", "figure.facecolor": "white", "savefig.facecolor": "white",
+                         "savefig.transparent": False})
+    from .tables import install_formatter
+    install_formatter()
 
 
 def _img(a):
