@@ -240,17 +240,18 @@ def file_md5(root, relpath: str) -> str:
 
 def dry_data_root() -> Path:
     """The scratch folder of the dry run: ``CCC_DRY_DATA`` or ``<cache>/dry_run_data_v<version>``."""
+    from .utils import absolute_path, cache_dir
     env = os.environ.get("CCC_DRY_DATA")
     if env:
-        return Path(env).expanduser()
-    from .utils import cache_dir
+        return absolute_path(env)
     return cache_dir() / f"dry_run_data_v{GENERATOR_VERSION}"
 
 
 def ensure_dry_data(root=None) -> Path:
     """The dry-run folder, written first if missing (atomically: built beside it, then renamed, so
     concurrent runs never see half a folder)."""
-    root = Path(root) if root is not None else dry_data_root()
+    from .utils import absolute_path
+    root = absolute_path(root) if root is not None else dry_data_root()
     if is_dry_root(root):
         man = read_manifest(root)
         if man.get("version") == GENERATOR_VERSION and all(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .utils import atomic_write_json, cache_dir
+from .utils import absolute_path, atomic_write_json, cache_dir
 
 __all__ = ["glue", "glue_range", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware",
            "reproduction_summary", "run_problems", "verdict_figure", "CounterfeitRow", "LOOKS_AT",
@@ -47,7 +47,9 @@ def glue_range(name: str, values, fmt: str = "{:.2f}") -> tuple[float, float]:
 
 
 def metrics_dir() -> Path:
-    d = Path(os.environ.get("CCC_METRICS_DIR") or (cache_dir() / "metrics"))
+    """Where the chapters' metrics files go: ``CCC_METRICS_DIR`` (the runner sets it, absolute, to
+    ``<out>/metrics``), else ``<cache>/metrics``."""
+    d = absolute_path(os.environ.get("CCC_METRICS_DIR") or (cache_dir() / "metrics"))
     d.mkdir(parents=True, exist_ok=True)
     return d
 

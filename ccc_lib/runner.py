@@ -136,9 +136,11 @@ def run_notebook(stem: str, profile: str, out_dir: Path, extra_params: dict | No
     ``status: failed`` and the error (written fresh when the notebook recorded nothing)."""
     import papermill as pm
 
-    notebook_dir = Path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
+    from .utils import absolute_path, absolutize_env
+    absolutize_env()                              # the kernel starts in notebooks/: no relative path reaches it
+    notebook_dir = absolute_path(notebook_dir) if notebook_dir is not None else NOTEBOOK_DIR
     src = notebook_dir / f"{stem}.ipynb"
-    out_dir = Path(out_dir)
+    out_dir = absolute_path(out_dir)
     metrics_dir = out_dir / "metrics"
     mpath = metrics_dir / f"{stem}.json"
     if not src.exists():
@@ -332,8 +334,8 @@ def check_executed(executed: Path, chapters=None) -> tuple[list[str], list[str]]
 
 def cmd_check(args) -> int:
     root = find_root(args.root)
-    executed = Path(args.executed) if args.executed else root / "book" / "executed"
-    notebook_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
+    executed = args.executed or root / "book" / "executed"
+    notebook_dir = args.notebooks or root / "notebooks"
     chapters = resolve_chapters(args.chapters or ["all"], notebook_dir)      # those with a source notebook
     errors, notes = check_executed(executed, chapters)
     for n in notes:
@@ -349,7 +351,7 @@ def cmd_book(args) -> int:
     import shutil
     import subprocess
     root = find_root(args.root)
-    executed = Path(args.executed) if args.executed else root / "book" / "executed"
+    executed = args.executed or root / "book" / "executed"
     wanted = [stem for stem in CHAPTERS.values() if (root / "notebooks" / f"{stem}.ipynb").exists()]
     errors, notes = check_executed(executed, wanted)
     dry = [e for e in errors if "DRY RUN" in e]
@@ -367,7 +369,7 @@ def cmd_book(args) -> int:
         print(f"{'error' if args.strict else 'warning'}: {w}", file=sys.stderr)
     if figure_issues and args.strict:
         return 2
-    out = Path(args.out) if args.out else root
+    out = args.out or root
     url = repository_url(args.repo_url)
     staging = stage_book(executed, out / "_build" / "src", url, root=root)
     print(f"repository buttons point to {url or 'repository.url of _config.yml'}", flush=True)
@@ -396,7 +398,7 @@ def load_parameters(path) -> dict:
 
 def cmd_run(args) -> int:
     root = find_root(args.root)
-    notebook_dir = Path(args.notebooks) if args.notebooks else root / "notebooks"
+    notebook_dir = args.notebooks or root / "notebooks"
     params = load_parameters(args.parameters) if args.parameters else {}
     profile = get_profile(args.profile or params.pop("profile", None)).name
     params.pop("profile", None)
@@ -406,7 +408,7 @@ def cmd_run(args) -> int:
         profile = "full_dry"
     prof = get_profile(profile)
     chapters = resolve_chapters(args.chapters, notebook_dir)
-    out = Path(args.out) if args.out else root / "book" / "executed"
+    out = args.out or root / "book" / "executed"
     if prof.dry_run:
         from . import dryrun
         data = dryrun.activate(prof)
@@ -436,6 +438,22 @@ def cmd_run(args) -> int:
     print("\nper chapter: " + ", ".join(f"{r['chapter']} {r['status']} {r.get('seconds', '-')} s" for r in results))
     print(f"{len(results) - len(failed)} ok, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+#: the options that name paths; :func:`_absolute_paths` resolves them once, where they enter
+PATH_OPTIONS = ("out", "root", "notebooks", "executed", "parameters")
+
+
+def _absolute_paths(args) -> None:
+    """The one path rule (:func:`ccc_lib.utils.absolute_path`), applied where paths enter: every path
+    option and every path variable of the environment is made absolute against the caller's working
+    directory, before anything reaches a kernel (which papermill starts in ``notebooks/``), a
+    subprocess or the environment they inherit."""
+    from .utils import absolute_path, absolutize_env
+    absolutize_env()
+    for name in PATH_OPTIONS:
+        if getattr(args, name, None):
+            setattr(args, name, absolute_path(getattr(args, name)))
 
 
 def main(argv=None) -> int:
@@ -488,6 +506,7 @@ def main(argv=None) -> int:
                     help="remove what was not used in this long: e.g. 90s, 30m, 2h, 7d")
     kp.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     args = ap.parse_args(argv)
+    _absolute_paths(args)
     if args.cmd == "cache":
         from .cache import cmd_cache
         return cmd_cache(args)

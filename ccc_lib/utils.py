@@ -183,18 +183,48 @@ def progress(iterable=None, **kwargs):
     return tqdm(iterable, **kwargs)
 
 
+#: the environment variables that hold paths; :func:`absolutize_env` makes them absolute
+PATH_ENV = ("CCC_CACHE", "CCC_DATA", "CCC_DRY_DATA", "CCC_METRICS_DIR", "CCC_ROOT")
+
+
+def absolute_path(path: str | os.PathLike, base: str | os.PathLike | None = None) -> Path:
+    """The one rule for every path the project accepts or passes on: ``~`` expanded, then made absolute
+    against ``base`` (default: the working directory of the process that received it), ``..`` folded.
+    Applied once, where a path enters (a command-line option, an environment variable), before it
+    reaches a kernel or a subprocess, which may run in another working directory (papermill starts
+    every kernel in ``notebooks/``)."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = Path(base if base is not None else os.getcwd()) / p
+    return Path(os.path.normpath(p))
+
+
+def absolutize_env(env=None, base: str | os.PathLike | None = None) -> dict:
+    """Make every path variable of :data:`PATH_ENV` in ``env`` (default ``os.environ``) absolute, in
+    place, against ``base`` (default: the working directory); returns what changed ``{name: (old, new)}``.
+    The runner calls it first, so the kernels it starts inherit absolute paths."""
+    env = os.environ if env is None else env
+    changed = {}
+    for name in PATH_ENV:
+        value = env.get(name)
+        if value and str(absolute_path(value, base)) != value:
+            changed[name] = (value, str(absolute_path(value, base)))
+            env[name] = changed[name][1]
+    return changed
+
+
 def cache_dir() -> Path:
-    """Where checkpoints and metrics go: ``CCC_CACHE`` or ``~/.cache/ccc_lib``."""
-    root = Path(os.environ.get("CCC_CACHE", Path.home() / ".cache" / "ccc_lib")).expanduser()
+    """Where checkpoints and metrics go: ``CCC_CACHE`` or ``~/.cache/ccc_lib`` (always absolute)."""
+    root = absolute_path(os.environ.get("CCC_CACHE") or Path.home() / ".cache" / "ccc_lib")
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
-    """Where datasets live: the argument, else ``CCC_DATA``, else ``<cache>/data``."""
+    """Where datasets live: the argument, else ``CCC_DATA``, else ``<cache>/data`` (always absolute)."""
     if root is None:
         root = os.environ.get("CCC_DATA") or (cache_dir() / "data")
-    root = Path(root).expanduser()
+    root = absolute_path(root)
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -7,6 +7,17 @@
 # without building HTML, CCC_NOTEBOOKS=DIR takes the source notebooks from DIR, CCC_EXECUTED=DIR
 # writes the executed notebooks there, CCC_PYTHON names the interpreter.
 set -uo pipefail
+# Every path the caller gives (CCC_EXECUTED, CCC_NOTEBOOKS, CCC_PYTHON, CCC_VENV and the library's own
+# CCC_CACHE, CCC_DATA, CCC_DRY_DATA, CCC_METRICS_DIR, CCC_ROOT) means what it meant in the caller's
+# working directory: each relative one is made absolute there, before this script moves to the root.
+for var in CCC_EXECUTED CCC_NOTEBOOKS CCC_PYTHON CCC_VENV CCC_CACHE CCC_DATA CCC_DRY_DATA CCC_METRICS_DIR CCC_ROOT; do
+  val=${!var:-}
+  case "$val" in
+    ""|/*) ;;
+    "~"|"~/"*) export "$var=$HOME${val#\~}" ;;
+    *) export "$var=$PWD/$val" ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 if [ -z "${CCC_SKIP_SETUP:-}" ]; then scripts/setup.sh || exit 1; fi
 PY=${CCC_PYTHON:-${CCC_VENV:-.venv}/bin/python}
