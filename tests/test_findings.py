@@ -1,0 +1,68 @@
+"""The intro's generated "what we found" table (ccc_lib.findings): headline claims picked by key pattern,
+verdicts from the metrics files (three-valued when recorded), intervals, a clear fallback, the markers."""
+import json
+
+from ccc_lib.findings import MARKER, PDF_MARKER, claim_verdict, findings_markdown, headline_rows, write_findings
+
+
+def _row(key, holds, ours=0.5, claim=None, **extra):
+    return {"key": key, "claim": claim or f"{key}: text", "paper": "not reported", "ours": ours, "bound": "",
+            "holds": holds, "asserted at": "default", "due": False, **extra}
+
+
+def _metrics():
+    return {
+        "01_counterfeits": {"profile": "smoke", "status": "ok", "claims": [
+            _row("confidence_mnist5k", True, 0.9971234, claim="mnist5k: near-certain"),
+            _row("confidence_fashion_mnist", True, 0.99, claim="fashion_mnist: near-certain"),
+            _row("share099_mnist5k", None)]},
+        "02_neuralfp": {"profile": "smoke", "status": "ok", "claims": [
+            _row("auroc_mnist_other_eng", False), _row("auroc_fashion_mnist_vs_mnist", False, 0.61,
+                                                       interval={"estimate": 0.61, "lo": 0.55, "hi": 0.66})]},
+        "03_iocn": {"profile": "smoke", "status": "ok", "claims": [
+            _row("iocn_ge_best_baseline_pixels", True, claim="IOCN − best (pixels)"),
+            _row("iocn_ge_best_baseline_learned", False, -3.2, claim="IOCN − best (learned features)")]},
+        "04_drift": {"profile": "smoke", "status": "ok", "claims": [
+            _row("mnist_ood_detected", True, verdict="not resolved", lo=0.2, hi=0.9)]},
+        "05_report": {"profile": "smoke", "status": "ok", "claims": [_row("chapters_ok", True)]},
+    }
+
+
+def test_headlines_verdicts_and_fallback():
+    rows = {r["chapter"]: r for r in headline_rows(_metrics())}
+    assert rows["01_counterfeits"]["verdict"] == "reproduced"
+    assert rows["01_counterfeits"]["ours"] == "mnist5k: 0.9971; fashion_mnist: 0.99"
+    # the engineering-bound claim is never the headline; the interval is shown
+    assert rows["02_neuralfp"]["verdict"] == "not reproduced" and rows["02_neuralfp"]["ours"] == "0.61 [0.55, 0.66]"
+    # the learned-features row is preferred over the pixels one
+    assert rows["03_iocn"]["verdict"] == "not reproduced" and rows["03_iocn"]["ours"] == "-3.2"
+    assert rows["04_drift"]["verdict"] == "not resolved" and rows["04_drift"]["ours"] == "0.5 [0.2, 0.9]"
+    # no cf_verdict key: the first judged claim, and the row says so
+    assert rows["05_report"]["verdict"] == "reproduced" and "not found" in rows["05_report"]["note"]
+
+
+def test_missing_chapter_and_mixed_verdicts():
+    m = _metrics()
+    del m["04_drift"]
+    m["01_counterfeits"]["claims"][1]["holds"] = False
+    rows = {r["chapter"]: r for r in headline_rows(m)}
+    assert rows["04_drift"]["verdict"] == "not run" and "did not run" in rows["04_drift"]["note"]
+    assert rows["01_counterfeits"]["verdict"] == "not reproduced (1 of 2 hold)"
+    assert claim_verdict({"holds": None}) is None and claim_verdict({"holds": 1}) == "holds"
+
+
+def test_markdown_and_staged_intro(tmp_path):
+    md = findings_markdown(_metrics())
+    assert md.startswith("```{list-table}") and ":name: tbl-findings" in md and md.endswith("```")
+    assert "[Counterfeits](../notebooks/01_counterfeits.ipynb)" in md and "**✓ reproduced**" in md
+    (tmp_path / "metrics").mkdir()
+    for stem, blob in _metrics().items():
+        (tmp_path / "metrics" / f"{stem}.json").write_text(json.dumps(blob))
+    intro = tmp_path / "intro.md"
+    intro.write_text(f"# Title\n\n{MARKER}\n\n{PDF_MARKER}\n")
+    assert write_findings(intro, tmp_path / "metrics", pdf_href="../book.pdf")
+    text = intro.read_text()
+    assert MARKER not in text and PDF_MARKER not in text and 'href="../book.pdf"' in text and "tbl-findings" in text
+    plain = tmp_path / "plain.md"
+    plain.write_text("# no marker\n")
+    assert not write_findings(plain, tmp_path / "metrics")
