@@ -2,31 +2,37 @@
 
 The method of the slides *Image-Based Model Drift Detection using model inversion and membership
 inference attacks*, in their seven steps (the chapter's experiment — injected drifts, controls,
-tables — lives in :mod:`ccc_lib.experiments.drift`):
+tables — lives in :mod:`ccc_lib.experiments.drift`). The slides name the steps and the kinds of
+attack, nothing more: no library, inversion algorithm, start image, architecture, data sizes or
+decision threshold. Every such choice below is ours (or our reading of the slides' words), and the
+chapter's "where we differ" table lists them.
 
 1-2. "Split training data in original dataset into base data and production data, then create a
      **base model** from base data [and] a **production model** from production data":
-     :func:`make_splits`, :func:`train_model`.
+     :func:`make_splits`, :func:`train_model` (the papers' CNN: ours).
 3-4. "Run a *model inversion* attack on the base model to generate **base gray data** [...] on the
      production model to generate **production gray data**": :func:`gray_data` — ``"miface"`` (ART's
-     ``MIFace`` from a grey start: the slides' method), ``"adam"`` (plain Adam on the pixels; ours) or
-     ``"generator"`` (chapter 1's conditioned generator; ours).
+     ``MIFace`` from a grey start: our reading of "model inversion" and "gray data"), ``"adam"``
+     (plain Adam on the pixels; ours) or ``"generator"`` (chapter 1's conditioned generator; ours).
 5-6. "Run *membership inference* attack on base model with base gray data [→ base drift score] [...]
      with production gray data [→ production drift score]": :class:`MembershipAttacks` — ART's
-     rule-based attack and its black-box attack, whose attack model is trained on shadow models
-     "created by feeding random examples [to] the model" (ART's synthetic shadow data, the slides' way)
-     or, our variant, on real images.
+     rule-based attack and its black-box attack (our reading of the slides' "rule-based" and
+     "black-box" attacks), whose attack model is trained on shadow models; their shadow data
+     "created by feeding random examples [to] the model" we read as ART's synthetic shadow data
+     (Shokri et al.'s hill climbing), or, our variant, real images.
 7.   "If production drift accuracy score ≪ base drift accuracy score, then concept drift confirmed":
-     :func:`drift_decision` makes "≪" a test against no-drift control scores (a prediction interval,
-     with a p-value) and, per class, the same test on the class's own controls with a Holm correction
-     across classes; :func:`detect_drift` runs steps 3-7 for two trained models.
+     :func:`drift_decision` makes "≪" (ours: a margin and a test against no-drift control scores)
+     one family of tests — the model-level score and every class's score, each against its
+     controls' prediction interval, corrected together (Holm) — so a drift confined to one class is
+     seen; :func:`detect_drift` runs steps 3-7 for two trained models.
 
-The drift score of a set of gray data is the share of its records that the attack calls "member"
-of the base model's training data (overall and per intended class).
+The drift score of a set of gray data (our reading of the slides' "accuracy with gray data") is
+the share of its records that the attack calls "member" of the base model's training data
+(overall and per intended class). The interval and p-value machinery is generic statistics and
+lives in :mod:`ccc_lib.metrics`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -36,7 +42,8 @@ from torch import nn
 
 from . import counterfeits
 from .cache import cached, fingerprint, load_or_compute
-from .metrics import holm   # the family-wise correction of step 7's per-class tests
+from .metrics import (holm, prediction_interval_p, raw_class_p, class_p_values,   # step 7's statistics
+                      check_class_scores)
 from .checks import (InputError, check_choice, check_fraction, check_images, check_labels, check_positive)
 from .data import TensorData
 from .models import CNNConfig, PaperCNN
@@ -45,7 +52,7 @@ from .utils import cpu_threads, get_device, rng_isolated, set_seed
 
 __all__ = ["ShadowSynthesisError", "GRAY_METHODS", "SHADOW_DATA", "make_splits", "train_model", "art_classifier", "GrayData", "gray_miface",
            "gray_adam", "gray_generator", "gray_data", "MembershipAttacks", "synthetic_shadow_records",
-           "DriftDecision", "holm", "class_p_values", "drift_decision", "DriftReport", "detect_drift", "check_model"]
+           "DriftDecision", "DECISION_RULES", "holm", "class_p_values", "drift_decision", "DriftReport", "detect_drift", "check_model"]
 
 GRAY_METHODS = ("miface", "adam", "generator")
 SHADOW_DATA = ("synthetic", "real")
@@ -79,8 +86,14 @@ def check_model(model, name: str = "model") -> PaperCNN:
 
 # --------------------------------------------------------------------------- steps 1-2: base and production
 
-def make_splits(train: TensorData, n_base: int, n_prod: int, seed: int = 0) -> tuple[TensorData, TensorData]:
-    """Steps 1-2's data: disjoint, class-stratified base and production portions of a training set."""
+def make_splits(train: TensorData, n_base: int, n_prod: int, seed: int = 0,
+                prod_seed: int | None = None) -> tuple[TensorData, TensorData]:
+    """Steps 1-2's data: disjoint, class-stratified base and production portions of a training set.
+    The base portion is ``n_base`` images drawn with ``seed``; the production portion ``n_prod`` of
+    the images *not* in it, drawn with ``prod_seed`` (default ``seed``) — so each production model
+    (a no-drift control or a drifted one) can get its own draw from the base data's distribution
+    while the base portion stays the same (the draws differ when the rest holds more than
+    ``n_prod`` images)."""
     check_positive(n_base, "n_base", integer=True)
     check_positive(n_prod, "n_prod", integer=True)
     if n_base + n_prod > len(train):
@@ -89,9 +102,10 @@ def make_splits(train: TensorData, n_base: int, n_prod: int, seed: int = 0) -> t
     from sklearn.model_selection import train_test_split
     y = train.y.numpy()
     idx = np.arange(len(y))
-    if n_base + n_prod < len(y):
-        idx, _ = train_test_split(idx, train_size=n_base + n_prod, stratify=y, random_state=seed)
-    ib, ip = train_test_split(idx, train_size=n_base, test_size=n_prod, stratify=y[idx], random_state=seed + 1)
+    ib, rest = train_test_split(idx, train_size=n_base, stratify=y, random_state=seed)
+    ps = seed if prod_seed is None else int(prod_seed)
+    ip = rest if n_prod == len(rest) else train_test_split(rest, train_size=n_prod, stratify=y[rest],
+                                                           random_state=ps)[0]
     ib, ip = torch.as_tensor(np.sort(ib)), torch.as_tensor(np.sort(ip))
     return (TensorData(train.x[ib], train.y[ib], train.classes, train.name, "base"),
             TensorData(train.x[ip], train.y[ip], train.classes, train.name, "production"))
@@ -166,11 +180,17 @@ def _finish(model, x, y, method, **info) -> GrayData:
 
 def gray_miface(model: PaperCNN, n_per_class: int = 1, *, max_iter: int = 100, learning_rate: float = 1.0,
                 window_length: int = 50, threshold: float = 0.99) -> GrayData:
-    """The slides' inversion: ART's ``MIFace`` (Fredrikson et al. 2015) from a grey (all 0.5) start,
-    as in ART's MNIST example — gradient descent on ``1 - p(y | x)`` until it is ≤ ``threshold`` or
-    stops improving over ``window_length`` steps. On a softmax output (a logits output makes the stop
-    rule fire at once). MIFace is deterministic: from one grey start every sample of a class is
-    identical, so one inversion per class is computed and repeated ``n_per_class`` times."""
+    """Model inversion by ART's ``MIFace`` (Fredrikson et al. 2015) from a grey (all 0.5) start, as in
+    ART's MNIST example — our reading of the slides' "model inversion" and "gray data" (they name
+    neither ART, MIFace nor a start image). Each step adds ``learning_rate`` × the gradient of
+    p(y | x) to the records still active, clipped to [0, 1]; with ``cost = 1 - p(y | x)`` ART 1.20
+    then sets ``active = (cost <= threshold) + (cost >= max(window))`` (``window``: the last
+    ``window_length`` costs, starting at +∞). So a record the model gives p(y) ≥ 1 - ``threshold``
+    (0.01 at the default 0.99) is updated until ``max_iter``, and one below that stops as soon as its
+    cost is below the window's maximum (at the first step, as the window starts at +∞) — the
+    reverse of "stop once good enough or no longer improving". On a softmax output (with logits
+    the cost is meaningless). MIFace is deterministic: from one grey start every sample of a class
+    is identical, so one inversion per class is computed and repeated ``n_per_class`` times."""
     from art.attacks.inference.model_inversion import MIFace
     check_model(model)
     check_positive(n_per_class, "n_per_class", integer=True)
@@ -485,6 +505,9 @@ class MembershipAttacks:
 
 # --------------------------------------------------------------------------- step 7: the decision
 
+DECISION_RULES = ("family", "gated")
+
+
 @dataclass
 class DriftDecision:
     """Step 7's verdict for one attack, with its uncertainty, and the classes it flags."""
@@ -493,133 +516,75 @@ class DriftDecision:
     reference: float             # mean no-drift control score (or the base gray score: the slides' rule)
     spread: float                # standard deviation of the control scores (0 with < 2 controls)
     n_controls: int              # 0 = the slides' rule (base gray data as the reference)
-    threshold: float             # drift iff score < threshold
-    p_value: float               # P(a no-drift score ≤ this score) under the controls' prediction interval
-    flagged_classes: tuple = ()  # classes whose corrected p-value is < α (only when ``drift``)
-    class_p_values: tuple = ()   # per class: the same p-value from the class's own controls, uncorrected
-    class_p_corrected: tuple = ()  # ... after the Holm (or Bonferroni) correction across classes
+    threshold: float             # the model-level test alone: it fires iff score < threshold
+    p_value: float               # the decision's p-value: drift iff p_value < α (NaN with < 2 controls)
+    flagged_classes: tuple = ()  # classes whose corrected p-value is < α
+    class_p_values: tuple = ()   # per class: the prediction-interval p-value from the class's own controls
+    class_p_corrected: tuple = ()  # ... corrected for the family (see ``rule``)
+    model_p_value: float = float("nan")   # the model-level test's own p-value, uncorrected
+    rule: str = "family"         # "family" (model + K classes, one correction) or "gated" (the previous rule)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _interval_p(score: float, ctrl: np.ndarray, margin: float, alpha: float) -> tuple[float, float, float, float]:
-    """``(m, s, half, p)`` for one score against n ≥ 2 control scores: their mean and standard
-    deviation, the prediction interval's half-width ``t_{1-α, n-1} · s · sqrt(1 + 1/n)`` and the
-    one-sided p-value with the margin floor on the null's scale (see :func:`drift_decision`)."""
-    from scipy import stats
-    n = len(ctrl)
-    m, s = float(ctrl.mean()), float(ctrl.std(ddof=1))
-    t = float(stats.t.ppf(1 - alpha, n - 1))
-    half = t * s * math.sqrt(1 + 1 / n)
-    sigma = max(s * math.sqrt(1 + 1 / n), margin / t)
-    p = float(stats.t.cdf((score - m) / sigma, n - 1)) if sigma > 0 else float(score >= m)
-    return m, s, half, p
-
-
 def drift_decision(score: float, control_scores, *, margin: float = 0.1, alpha: float = 0.05, per_class=None,
-                   control_per_class=None, correction: str = "holm") -> DriftDecision:
-    """Step 7: "production drift score ≪ base drift score", made a test — for the model, then per class.
+                   control_per_class=None, correction: str = "holm", rule: str = "family") -> DriftDecision:
+    """Step 7, "production drift score ≪ base drift score", made a test of the model *and* of each class.
 
-    ``control_scores`` are the drift scores of n no-drift production models (another split of the
-    base model's distribution) — or one number, the base gray data's score (the slides' rule, n = 0).
-    With mean m and standard deviation s of n controls, a new no-drift score lies above the one-sided
-    prediction interval ``m - t_{1-α, n-1} · s · sqrt(1 + 1/n)`` with probability 1 - α (normal model).
-    ``margin`` is the smallest drop ever called drift (when the controls agree exactly, s = 0), so the
-    scale of the null is ``σ = max(s · sqrt(1 + 1/n), margin / t_{1-α, n-1})`` and
+    ``control_scores`` are the drift scores of n no-drift production models (ours: each trained on
+    its own production portion of the base data's distribution) — or one number, the base gray
+    data's score (the slides' rule, n = 0). A score is judged against controls by
+    :func:`ccc_lib.metrics.prediction_interval_p`: with their mean m and standard deviation s,
+    ``σ = max(s · sqrt(1 + 1/n), margin / t_{1-α, n-1})`` and ``p = P(T_{n-1} ≤ (score - m) / σ)``;
+    ``margin`` (ours, our reading of "≪") is the smallest drop ever called drift, when the controls
+    agree exactly (s = 0).
 
-        drift  ⇔  score < m - t_{1-α, n-1} · σ = m - max(margin, t_{1-α, n-1} · s · sqrt(1 + 1/n))
-               ⇔  p_value = P(T_{n-1} ≤ (score - m) / σ) < α.
+    **The family (``rule="family"``, the decision).** One test for the model-level score and one per
+    class c (``per_class[c]`` against the controls' ``control_per_class[:, c]``), K + 1 tests in all,
+    corrected together (:func:`ccc_lib.metrics.holm`, or Bonferroni); drift iff some corrected p-value
+    is < α — ``p_value`` is the smallest corrected one — so the family-wise false-alarm rate is ≤ α
+    and a drift confined to one class (which moves the model-level score by at most 1/K of its range)
+    is seen by its class test. Flagged classes: those whose corrected p-value is < α. A class without
+    records (NaN) gets no test and does not count in the family.
 
-    With one control (or the slides' rule) there is no spread: drift iff ``score < m - margin``,
-    ``p_value`` NaN.
+    **The previous rule (``rule="gated"``, kept to compare).** Drift iff the model-level test alone
+    fires (``p < α``, i.e. ``score < threshold = m - max(margin, t_{1-α, n-1} · s · sqrt(1 + 1/n))``);
+    the K class p-values Holm-corrected among themselves, and a class flagged only on a model called
+    drifted — blind to a drift the average does not show.
 
-    **Classes.** ``per_class`` (K production scores) and ``control_per_class`` (n × K, the same
-    controls' per-class scores) give each class c the same test on its own controls: ``m_c``, ``s_c``,
-    ``σ_c = max(s_c · sqrt(1 + 1/n), margin / t_{1-α, n-1})``, ``p_c = P(T_{n-1} ≤ (score_c - m_c) / σ_c)``;
-    the K p-values are corrected for testing K classes at once (:func:`holm`, or Bonferroni), and
-    class c is flagged iff its corrected ``p̃_c < α`` — and only when the model-level decision says
-    drift. A class without records (NaN) gets no test. Needs ≥ 2 controls: with fewer no class is
-    flagged and the class p-values are NaN."""
+    With one control (or the slides' rule) there is no spread: drift iff ``score < m - margin``, no
+    p-value (NaN) and no class test (it needs ≥ 2 controls)."""
     check_fraction(score, "score", open_interval=False)
     check_positive(margin, "margin", allow_zero=True)
     check_fraction(alpha, "alpha")
     check_choice(correction, "correction", ("holm", "bonferroni"))
+    check_choice(rule, "rule", DECISION_RULES)
     ctrl = np.atleast_1d(np.asarray(control_scores, float))
     if ctrl.ndim != 1 or ctrl.size == 0 or not np.isfinite(ctrl).all() or (ctrl < 0).any() or (ctrl > 1).any():
         raise InputError(f"control_scores must be one or more drift scores in [0, 1], got {control_scores!r}")
-    slides_rule = np.ndim(control_scores) == 0
-    n = 0 if slides_rule else len(ctrl)
-    pc, cpc = _class_inputs(per_class, control_per_class, n)
-    if n >= 2:
-        m, s, half, p = _interval_p(score, ctrl, margin, alpha)
-    else:
-        m, s, half, p = float(ctrl.mean()), 0.0, 0.0, float("nan")
+    n = 0 if np.ndim(control_scores) == 0 else len(ctrl)
+    pc, cpc = check_class_scores(per_class, control_per_class, n)
+    if n < 2:
+        m = float(ctrl.mean())
+        threshold = m - margin
+        drift = bool(score < threshold)
+        nan_k = tuple(float("nan") for _ in range(0 if pc is None else len(pc)))
+        return DriftDecision(drift, float(score), m, 0.0, n, float(threshold), float("nan"), (), nan_k, nan_k,
+                             float("nan"), rule)
+    m, s, half, p_model = prediction_interval_p(score, ctrl, margin, alpha)
     threshold = m - max(margin, half)
-    drift = bool(score < threshold)
-    flagged, p_cls, p_adj = (), (), ()
-    if pc is not None:
-        raw, adj = _class_p(pc, cpc, margin, alpha, correction)
-        if drift:
-            flagged = tuple(int(c) for c in np.flatnonzero(np.nan_to_num(adj, nan=1.0) < alpha))
-        p_cls, p_adj = tuple(float(v) for v in raw), tuple(float(v) for v in adj)
-    return DriftDecision(drift, float(score), m, s, n, float(threshold), p, flagged, p_cls, p_adj)
-
-
-def _class_p(pc: np.ndarray, cpc: np.ndarray | None, margin: float, alpha: float, correction: str):
-    raw = np.full(len(pc), np.nan)
-    if cpc is not None:
-        for c in range(len(pc)):
-            col = cpc[:, c]
-            if np.isfinite(pc[c]) and np.isfinite(col).all():
-                raw[c] = _interval_p(pc[c], col, margin, alpha)[3]
-    return raw, holm(raw, correction)
-
-
-def class_p_values(per_class, control_per_class, *, margin: float = 0.1, alpha: float = 0.05,
-                   correction: str = "holm") -> tuple[np.ndarray, np.ndarray]:
-    """The per-class half of :func:`drift_decision` on its own, for any per-class quantity in [0, 1]
-    (a drift score, a per-class accuracy): ``(p, p̃)``, each class's one-sided prediction-interval
-    p-value against its n ≥ 2 controls (same margin floor) and the p-values corrected across
-    classes (:func:`holm`). "Class c fell" at level α iff ``p̃_c < α``."""
-    check_positive(margin, "margin", allow_zero=True)
-    check_fraction(alpha, "alpha")
-    check_choice(correction, "correction", ("holm", "bonferroni"))
-    cpc = np.asarray(control_per_class, float)
-    n = len(cpc) if cpc.ndim == 2 else 0
-    if n < 2:
-        raise InputError(f"control_per_class must be n ≥ 2 rows of per-class values (n × K), got shape {cpc.shape}")
-    pc, cpc = _class_inputs(per_class, cpc, n)
-    return _class_p(pc, cpc, margin, alpha, correction)
-
-
-def _class_inputs(per_class, control_per_class, n: int):
-    """Checked ``(per_class, control_per_class)`` arrays for :func:`drift_decision` (the latter None
-    when there are fewer than 2 controls: no per-class test)."""
-    if per_class is None:
-        if control_per_class is not None:
-            raise InputError("control_per_class= given without per_class=: pass the production model's per-class "
-                             "scores too")
-        return None, None
-    pc = np.asarray(per_class, float)
-    if pc.ndim != 1 or pc.size == 0 or ((pc[np.isfinite(pc)] < 0) | (pc[np.isfinite(pc)] > 1)).any() \
-            or np.isinf(pc).any():
-        raise InputError(f"per_class must be K per-class drift scores in [0, 1] (NaN for a class without records), "
-                         f"got {per_class!r}")
-    if n < 2:
-        return pc, None
-    if control_per_class is None:
-        raise InputError(f"per_class= with {n} controls needs control_per_class= ({n} × {len(pc)}: each control's "
-                         "per-class scores) to test the classes")
-    cpc = np.asarray(control_per_class, float)
-    if cpc.shape != (n, len(pc)):
-        raise InputError(f"control_per_class must have shape ({n}, {len(pc)}) — one row of per-class scores per "
-                         f"control — got {cpc.shape}")
-    fin = cpc[np.isfinite(cpc)]
-    if np.isinf(cpc).any() or (fin < 0).any() or (fin > 1).any():
-        raise InputError("control_per_class must hold scores in [0, 1] (NaN for a class without records)")
-    return pc, cpc
-
+    raw = raw_class_p(pc, cpc, margin, alpha) if pc is not None else np.empty(0)
+    if rule == "family":
+        adj = holm(np.r_[p_model, raw], correction)
+        p, adj_cls = float(np.nanmin(adj)), adj[1:]
+        drift = bool(p < alpha)
+    else:
+        p, adj_cls = p_model, holm(raw, correction)
+        drift = bool(p_model < alpha)
+    flagged = tuple(int(c) for c in np.flatnonzero(np.nan_to_num(adj_cls, nan=1.0) < alpha)) if drift else ()
+    return DriftDecision(drift, float(score), m, s, n, float(threshold), p, flagged,
+                         tuple(float(v) for v in raw), tuple(float(v) for v in adj_cls), float(p_model), rule)
 
 @dataclass
 class DriftReport:
@@ -652,15 +617,15 @@ class DriftReport:
 def detect_drift(base_model: PaperCNN, production_model: PaperCNN, *, controls=(), method: str = "adam",
                  n_per_class: int = 10, attacks: MembershipAttacks | None = None,
                  attack_data: TensorData | None = None, margin: float = 0.1, alpha: float = 0.05,
-                 correction: str = "holm", gray_settings: dict | None = None, seed: int = 0,
-                 dataset: str | None = None, profile=None) -> DriftReport:
+                 correction: str = "holm", rule: str = "family", gray_settings: dict | None = None,
+                 seed: int = 0, dataset: str | None = None, profile=None) -> DriftReport:
     """Steps 3-7 for trained models: gray data of the base model, of the production model and of
-    each no-drift ``controls`` model (production models trained on other splits of the base data's
-    distribution) by ``method``; membership inference against the base model (rule-based; black-box
+    each no-drift ``controls`` model (production models each trained on its own draw from the base
+    data's distribution) by ``method``; membership inference against the base model (rule-based; black-box
     too when ``attacks`` has one or ``attack_data`` is given); :func:`drift_decision` with the
     controls' scores as reference. Without controls the reference is the base gray data's score —
     the slides' rule, which has no measure of its uncertainty (``p_value`` NaN) and flags no class
-    (a class test needs ≥ 2 controls)."""
+    (a class test needs ≥ 2 controls). ``rule``: :func:`drift_decision`'s."""
     check_model(base_model, "base_model")
     check_model(production_model, "production_model")
     controls = list(controls)
@@ -674,6 +639,7 @@ def detect_drift(base_model: PaperCNN, production_model: PaperCNN, *, controls=(
     check_choice(method, "method", GRAY_METHODS)
     check_positive(n_per_class, "n_per_class", integer=True)
     check_choice(correction, "correction", ("holm", "bonferroni"))
+    check_choice(rule, "rule", DECISION_RULES)
     if attacks is None:
         attacks = MembershipAttacks(base_model, attack_data, seed=seed)
     elif attacks.target is not base_model:
@@ -691,5 +657,6 @@ def detect_drift(base_model: PaperCNN, production_model: PaperCNN, *, controls=(
         cs = [attacks.score(g, w) for g in gc]
         ref = [s for s, _ in cs] if cs else bs[w]
         dec[w] = drift_decision(ps[w], ref, margin=margin, alpha=alpha, per_class=pcs[w],
-                                control_per_class=[p for _, p in cs] if cs else None, correction=correction)
+                                control_per_class=[p for _, p in cs] if cs else None, correction=correction,
+                                rule=rule)
     return DriftReport(method, bs, ps, pcs, dec, gb, gp)

@@ -1,6 +1,10 @@
-"""Metrics shared by the chapters: calibration (ECE, reliability bins) and OOD detection
-(AUROC, AUPR, FPR at 95% TPR; OOD is the positive class, higher score = more OOD)."""
+"""Metrics shared by the chapters: calibration (ECE, reliability bins), OOD detection (AUROC, AUPR,
+FPR at 95% TPR; OOD is the positive class, higher score = more OOD), two-sample tests, and a score
+judged against control scores (a one-sided prediction interval and its p-value, per class, with a
+family-wise correction)."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
@@ -9,7 +13,8 @@ from .checks import InputError
 from .utils import to_numpy
 
 __all__ = ["reliability_bins", "expected_calibration_error", "ood_metrics", "fpr_at_tpr",
-           "pairwise_mean_distance", "nearest_neighbour_distance", "mmd_test", "ks_test", "holm"]
+           "pairwise_mean_distance", "nearest_neighbour_distance", "mmd_test", "ks_test", "holm",
+           "prediction_interval_p", "raw_class_p", "class_p_values", "check_class_scores"]
 
 
 def reliability_bins(probs, labels, n_bins: int = 15) -> dict:
@@ -154,3 +159,91 @@ def holm(p_values, method: str = "holm") -> np.ndarray:
     order = idx[np.argsort(p[idx], kind="stable")]
     out[order] = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * p[order]))
     return out
+
+
+# --------------------------------------------------------------------------- a score against control scores
+
+def prediction_interval_p(score: float, controls, margin: float = 0.0, alpha: float = 0.05):
+    """One score against n ≥ 2 control scores (what a score looks like when nothing changed):
+    ``(m, s, half, p)`` — the controls' mean and standard deviation, the half-width
+    ``t_{1-α, n-1} · s · sqrt(1 + 1/n)`` of the one-sided 1 - α prediction interval for one new
+    control score (normal model), and the one-sided p-value of a *low* score,
+
+        p = P(T_{n-1} ≤ (score - m) / σ),   σ = max(s · sqrt(1 + 1/n), margin / t_{1-α, n-1}),
+
+    where ``margin`` ≥ 0 is the smallest drop ever called significant at level α (it sets the
+    scale when the controls agree, s = 0): ``p < α ⇔ score < m - max(margin, half)``."""
+    from scipy import stats
+    ctrl = np.asarray(controls, float).ravel()
+    n = len(ctrl)
+    if n < 2 or not np.isfinite(ctrl).all():
+        raise InputError(f"prediction_interval_p needs n ≥ 2 finite control scores, got {controls!r}")
+    if not (0 < alpha < 1) or margin < 0:
+        raise InputError(f"alpha must lie in (0, 1) and margin be ≥ 0, got alpha={alpha!r}, margin={margin!r}")
+    m, s = float(ctrl.mean()), float(ctrl.std(ddof=1))
+    t = float(stats.t.ppf(1 - alpha, n - 1))
+    half = t * s * math.sqrt(1 + 1 / n)
+    sigma = max(s * math.sqrt(1 + 1 / n), margin / t)
+    p = float(stats.t.cdf((score - m) / sigma, n - 1)) if sigma > 0 else float(score >= m)
+    return m, s, half, p
+
+
+def check_class_scores(per_class, control_per_class, n: int):
+    """Checked ``(per_class, control_per_class)``: K values in [0, 1] (NaN for a class without
+    records) and n × K control values; the latter None when n < 2 (no per-class test possible)."""
+    if per_class is None:
+        if control_per_class is not None:
+            raise InputError("control_per_class= given without per_class=: pass the production model's per-class "
+                             "scores too")
+        return None, None
+    pc = np.asarray(per_class, float)
+    if pc.ndim != 1 or pc.size == 0 or ((pc[np.isfinite(pc)] < 0) | (pc[np.isfinite(pc)] > 1)).any() \
+            or np.isinf(pc).any():
+        raise InputError(f"per_class must be K per-class scores in [0, 1] (NaN for a class without records), "
+                         f"got {per_class!r}")
+    if n < 2:
+        return pc, None
+    if control_per_class is None:
+        raise InputError(f"per_class= with {n} controls needs control_per_class= ({n} × {len(pc)}: each control's "
+                         "per-class scores) to test the classes")
+    cpc = np.asarray(control_per_class, float)
+    if cpc.shape != (n, len(pc)):
+        raise InputError(f"control_per_class must have shape ({n}, {len(pc)}) — one row of per-class scores per "
+                         f"control — got {cpc.shape}")
+    fin = cpc[np.isfinite(cpc)]
+    if np.isinf(cpc).any() or (fin < 0).any() or (fin > 1).any():
+        raise InputError("control_per_class must hold scores in [0, 1] (NaN for a class without records)")
+    return pc, cpc
+
+
+def raw_class_p(pc: np.ndarray, cpc: np.ndarray | None, margin: float, alpha: float) -> np.ndarray:
+    """Per class c: :func:`prediction_interval_p` of ``pc[c]`` against column c of ``cpc`` (NaN
+    where the class has no value, or any control lacks one, or there are no controls)."""
+    raw = np.full(len(pc), np.nan)
+    if cpc is not None:
+        for c in range(len(pc)):
+            col = cpc[:, c]
+            if np.isfinite(pc[c]) and np.isfinite(col).all():
+                raw[c] = prediction_interval_p(pc[c], col, margin, alpha)[3]
+    return raw
+
+
+def class_p_values(per_class, control_per_class, *, margin: float = 0.1, alpha: float = 0.05,
+                   correction: str = "holm") -> tuple[np.ndarray, np.ndarray]:
+    """Each of K per-class values in [0, 1] (a drift score, a per-class accuracy) against its n ≥ 2
+    controls' values for that class: ``(p, p̃)``, the one-sided :func:`prediction_interval_p`
+    p-values (same margin floor) and the same corrected across the K classes (:func:`holm`, or
+    Bonferroni). "Class c fell" at family-wise level α iff ``p̃_c < α``."""
+    if correction not in ("holm", "bonferroni"):
+        raise InputError(f"correction must be 'holm' or 'bonferroni', got {correction!r}")
+    if not (0 < alpha < 1):
+        raise InputError(f"alpha must lie in (0, 1), got {alpha!r}")
+    if margin < 0:
+        raise InputError(f"margin must be ≥ 0, got {margin!r}")
+    cpc = np.asarray(control_per_class, float)
+    n = len(cpc) if cpc.ndim == 2 else 0
+    if n < 2:
+        raise InputError(f"control_per_class must be n ≥ 2 rows of per-class values (n × K), got shape {cpc.shape}")
+    pc, cpc = check_class_scores(per_class, cpc, n)
+    raw = raw_class_p(pc, cpc, margin, alpha)
+    return raw, holm(raw, correction)

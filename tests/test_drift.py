@@ -51,6 +51,19 @@ class _Swapped(torch.nn.Module):
         return self.m(x)[:, self.perm]
 
 
+class _OneClass(torch.nn.Module):
+    """A production model whose concept of class 9 became the base model's class 0 (one class drifts)."""
+
+    def __init__(self, m, cls=9, like=0):
+        super().__init__()
+        self.m, self.input_shape, self.num_classes, self.cls, self.like = m, m.input_shape, m.num_classes, cls, like
+
+    def forward(self, x):
+        out = self.m(x).clone()
+        out[:, self.cls] = out[:, self.like]
+        return out
+
+
 @pytest.fixture(scope="module")
 def toy_model():
     torch.manual_seed(0)
@@ -74,10 +87,13 @@ def overfit_model():
 def test_settings_profiles_overrides_and_bounds():
     for prof in ("smoke", "default", "full", "full_dry"):
         s = X.settings(prof)
-        assert s["margin"] > 0 and 0 < s["class_threshold"] < 1 and 0 < s["alpha"] < 1
+        assert s["margin"] > 0 and s["decision_rule"] in D.DECISION_RULES and 0 < s["alpha"] < 1
+        assert {"rotate-one", "new-one"} <= set(s["drift_kinds"])          # drifts confined to one class
+        assert len(s["control_seeds"]) >= 3                                   # leave-one-out keeps ≥ 2
         assert s["headline_method"] == "miface" and set(s["variant_methods"]) <= set(D.GRAY_METHODS)
         assert set(s["drift_kinds"]) <= set(X.DRIFT_KINDS) and "none" not in s["drift_kinds"]
-    assert X.settings("default")["control_seeds"].__len__() >= 5     # the brief's ≥ 5 no-drift seeds
+    assert len(X.settings("default")["control_seeds"]) >= 10         # false alarms over ≥ 10 controls
+    assert len(X.settings("default")["drift_seeds"]) >= 3
     assert X.settings("full")["datasets"] == ("cifar10", "emnist")
     dry, full = X.settings("full_dry"), X.settings("full")
     assert dry["datasets"] == full["datasets"] and dry["n_per_class"] < full["n_per_class"]
@@ -89,6 +105,7 @@ def test_settings_profiles_overrides_and_bounds():
 
 def test_affected_classes_generic_in_class_count():
     assert X.affected_classes("none", 47) == ()
+    assert X.affected_classes("rotate-one", 47) == (1,) and X.affected_classes("new-one", 47) == (46,)
     assert X.affected_classes("swap", 47) == (3, 5)
     assert X.affected_classes("rotate", 47) == tuple(range(23))
     assert X.affected_classes("new", 47) == (45, 46)
@@ -104,6 +121,13 @@ def test_make_splits_disjoint_and_stratified():
     assert len(base) == len(prod) == 100
     assert np.bincount(base.y.numpy()).tolist() == [10] * 10
     assert torch.cdist(base.x.flatten(1), prod.x.flatten(1)).min() > 0       # no image in both portions
+    # each production draw its own portion of the rest; the base portion stays the same
+    b1, p1 = D.make_splits(data, 100, 100, seed=3, prod_seed=1)
+    b2, p2 = D.make_splits(data, 100, 100, seed=3, prod_seed=2)
+    assert torch.equal(b1.x, base.x) and torch.equal(b2.x, base.x) and not torch.equal(p1.x, p2.x)
+    assert torch.cdist(b1.x.flatten(1), p2.x.flatten(1)).min() > 0
+    assert np.bincount(p2.y.numpy()).tolist() == [10] * 10
+    assert X.portion_seed("none", 1) != X.portion_seed("swap", 1) != X.portion_seed("swap", 2)
     with pytest.raises(InputError):
         D.make_splits(data, 200, 200)
     with pytest.raises(InputError):
@@ -135,6 +159,12 @@ def test_apply_drift_swap_rotate_new_none_and_severity():
         # every new image is an image of the source set
         assert (new.x[m].flatten(1)[:, None] == src.x.flatten(1)[None]).all(-1).any(1).all()
     assert torch.equal(new.x[data.y == 0], data.x[data.y == 0]) and torch.equal(new.y, data.y)
+    # the drifts confined to one class change that class's images and nothing else
+    for kind, kw in (("rotate-one", {}), ("new-one", {"new_images": src})):
+        one = X.apply_drift(data, kind, 1.0, **kw)
+        (c,) = X.affected_classes(kind, 10)
+        changed = (one.x != data.x).flatten(1).any(1)
+        assert changed[data.y == c].all() and not changed[data.y != c].any() and torch.equal(one.y, data.y)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -295,19 +325,61 @@ _CTRL = [0.9, 0.9, 0.95, 0.88, 0.92]
     (0.50, [1.0, 1.0, 1.0, 0.56, 0.60, 1.0], (4,), "0.3 below a tight class: flagged"),
     (0.50, [0.0, 0.0, 1.0, 0.56, 0.90, 1.0], (0, 1), "two classes"),
     (0.50, [1.0, 0.95, 1.0, 0.56, 0.90, 1.0], (), "less than the margin below: not flagged"),
-    (0.91, [1.0, 0.1, 1.0, 0.56, 0.90, 1.0], (), "no model-level drift: no class flagged"),
+    (0.91, [1.0, 0.1, 1.0, 0.56, 0.90, 1.0], (1,), "model-level score at the controls' mean: the class test "
+                                                   "alone calls drift (the gated rule did not)"),
+    (0.91, [1.0, 1.0, 1.0, 0.56, 0.90, 1.0], (), "nothing moved: no drift"),
     (0.50, [1.0, float("nan"), 1.0, 0.56, 0.90, 0.0], (5,), "a class without records gets no test"),
 ])
 def test_drift_decision_classes_table(score, per_class, flagged, why):
     d = D.drift_decision(score, _CTRL, margin=0.1, alpha=0.05, per_class=per_class, control_per_class=_CTRL_PC)
     assert d.flagged_classes == flagged, why
-    assert d.drift is (score < 0.8)
+    assert d.drift is (score < 0.8 or bool(flagged)) and d.rule == "family"
     p, q = np.array(d.class_p_values), np.array(d.class_p_corrected)
     assert len(p) == len(q) == 6 and np.isnan(p[np.isnan(per_class)]).all()
     fin = np.isfinite(p)
-    assert (q[fin] >= p[fin] - 1e-15).all() and (q[fin] <= np.minimum(1, fin.sum() * p[fin]) + 1e-12).all()
-    if d.drift:
-        assert set(np.flatnonzero(np.nan_to_num(q, nan=1) < 0.05)) == set(flagged)
+    k = fin.sum() + 1                                  # the family: K classes with records + the model
+    assert (q[fin] >= p[fin] - 1e-15).all() and (q[fin] <= np.minimum(1, k * p[fin]) + 1e-12).all()
+    assert d.p_value == pytest.approx(min(np.nanmin(q), D.holm(np.r_[d.model_p_value, p])[0]))
+    assert set(np.flatnonzero(np.nan_to_num(q, nan=1) < 0.05)) == set(flagged)
+
+
+# ten classes; per class a no-drift score of 1.0 (controls agree) or a noisy 0.9 ± 0.03
+_ONE_CTRL_AGREE = np.ones((10, 10))
+_ONE_CTRL_NOISY = 0.9 + 0.03 * np.random.default_rng(0).standard_normal((10, 10))
+
+
+@pytest.mark.parametrize("ctrl_pc, cls, drop", [
+    (_ONE_CTRL_AGREE, 7, 1.0),      # one class collapses: 1.0 → 0.0, the model-level score moves 0.1
+    (_ONE_CTRL_AGREE, 2, 0.5),      # one class halves
+    (_ONE_CTRL_NOISY, 4, 0.6),      # one class of noisy controls falls 0.9 → 0.3
+])
+def test_one_class_drift_the_gated_rule_misses_the_family_catches(ctrl_pc, cls, drop):
+    prod = ctrl_pc.mean(0).copy()
+    prod[cls] -= drop
+    ctrl = ctrl_pc.mean(1)
+    kw = dict(per_class=prod, control_per_class=ctrl_pc, margin=0.1, alpha=0.05)
+    gated = D.drift_decision(float(prod.mean()), ctrl, rule="gated", **kw)
+    family = D.drift_decision(float(prod.mean()), ctrl, **kw)
+    assert not gated.drift and gated.flagged_classes == ()              # blind: a drop of ≤ 1/K of the range
+    assert family.drift and family.flagged_classes == (cls,) and family.p_value < 0.05
+    # the same production model without the drop stays quiet under both rules
+    quiet = D.drift_decision(float(ctrl_pc.mean()), ctrl, per_class=ctrl_pc.mean(0), control_per_class=ctrl_pc)
+    assert not quiet.drift and quiet.flagged_classes == ()
+
+
+def test_family_rule_false_alarm_rate_near_alpha_without_correction_far_above():
+    # no drift: 10 controls and a production model drawn alike (per class 20 gray records, rates in [0.7, 1])
+    rng = np.random.default_rng(1)
+    fam = raw_any = 0
+    n = 150
+    for _ in range(n):
+        rows = rng.binomial(20, rng.uniform(0.7, 1.0, 10), (11, 10)) / 20
+        ctrl, prod = rows[:10], rows[10]
+        d = D.drift_decision(float(prod.mean()), ctrl.mean(1), per_class=prod, control_per_class=ctrl)
+        fam += d.drift
+        raw_any += bool(np.nanmin(np.r_[d.model_p_value, d.class_p_values]) < 0.05)
+    assert fam / n <= 0.10                     # α = 0.05 for the family (normal model; binomial scores)
+    assert raw_any / n >= 0.2                  # eleven uncorrected tests would alarm far more often
 
 
 def test_drift_decision_class_p_value_is_the_global_formula_per_class():
@@ -317,9 +389,7 @@ def test_drift_decision_class_p_value_is_the_global_formula_per_class():
     for c in (1, 3, 4):
         assert d.class_p_values[c] == pytest.approx(
             D.drift_decision(pc[c], _CTRL_PC[:, c], margin=0.1, alpha=0.05).p_value)
-    # the old rule's cut (≤ 0.5, more than the margin below the mean) flags class 3; the test does not
-    assert X.margin_rule_classes(pc, _CTRL_PC, 0.1, 0.5) == (1, 3)
-    assert 3 not in d.flagged_classes and 1 in d.flagged_classes
+    assert 3 not in d.flagged_classes and 1 in d.flagged_classes      # class 3 is within its own wide spread
 
 
 @pytest.mark.parametrize("p, method, expected", [
@@ -352,10 +422,14 @@ def test_holm_vs_bonferroni_in_the_class_decision():
 def test_class_p_values_is_the_decisions_class_half():
     pc = [1.0, 0.1, 1.0, 0.3, 0.7, 1.0]
     raw, adj = D.class_p_values(pc, _CTRL_PC, margin=0.1, alpha=0.05)
-    d = D.drift_decision(0.5, _CTRL, per_class=pc, control_per_class=_CTRL_PC, margin=0.1, alpha=0.05)
-    np.testing.assert_allclose(raw, d.class_p_values)
-    np.testing.assert_allclose(adj, d.class_p_corrected)
+    kw = dict(per_class=pc, control_per_class=_CTRL_PC, margin=0.1, alpha=0.05)
+    g = D.drift_decision(0.5, _CTRL, rule="gated", **kw)
+    np.testing.assert_allclose(raw, g.class_p_values)
+    np.testing.assert_allclose(adj, g.class_p_corrected)
     np.testing.assert_allclose(adj, D.holm(raw))
+    f = D.drift_decision(0.5, _CTRL, **kw)            # the family: the model's test corrected with them
+    np.testing.assert_allclose(f.class_p_corrected, D.holm(np.r_[f.model_p_value, raw])[1:])
+    assert f.model_p_value == g.p_value == pytest.approx(D.drift_decision(0.5, _CTRL, margin=0.1).p_value)
 
 
 def test_drift_decision_classes_need_two_controls():
@@ -374,6 +448,7 @@ def test_drift_decision_classes_need_two_controls():
     (0.5, [1.0], {"margin": -1}, "margin"),
     (0.5, [[1.0, 1.0]], {}, "control_scores"),
     (0.5, [1.0, 1.0], {"correction": "sidak"}, "correction"),
+    (0.5, [1.0, 1.0], {"rule": "any"}, "rule"),
     (0.5, [1.0, 1.0], {"per_class": [1.2, 0.5]}, "per_class"),
     (0.5, [1.0, 1.0], {"per_class": [[1.0, 0.5]]}, "per_class"),
     (0.5, [1.0, 1.0], {"per_class": [1.0, 0.5]}, "needs control_per_class"),
@@ -392,8 +467,7 @@ def test_drift_decision_validation(score, controls, kw, match):
     (lambda: D.class_p_values([1.0, 0.5], [[1.0, 1.0]] * 3, alpha=1.5), "alpha"),
     (lambda: D.class_p_values([1.0, 0.5, 0.2], [[1.0, 1.0]] * 3), "shape"),
     (lambda: D.holm([0.5], "fdr"), "method"),
-    (lambda: X.margin_rule_classes([1.0, 0.5], [[1.0, 1.0, 1.0]], 0.1), "disagree"),
-    (lambda: X.margin_rule_classes([1.0, 0.5], [[1.0, 1.0]], 0.1, class_threshold=2), "class_threshold"),
+    (lambda: D.prediction_interval_p(0.5, [1.0]), "n ≥ 2"),
 ])
 def test_class_rule_validation(call, match):
     with pytest.raises(InputError, match=match):
@@ -411,6 +485,14 @@ def test_detect_drift_same_model_no_drift_and_swapped_model_drifts(toy_model, tm
     flagged = set(rep2.decision["rule"].flagged_classes)
     assert rep2.drift and {3, 5} <= flagged and len(flagged) <= 4
     assert rep2.decision["rule"].p_value < 0.05 < rep.decision["rule"].p_value
+    # a drift confined to class 9: found, and exactly that class flagged
+    rep3 = D.detect_drift(m, _OneClass(m), controls=[m] * 4, method="adam", n_per_class=4, gray_settings=S)
+    d = rep3.decision["rule"]
+    assert rep3.drift and d.flagged_classes == (9,) and rep3.per_class["rule"][9] <= 0.25
+    assert d.score >= d.reference - 0.1 - 1e-9          # the model-level score moved at most 1/K: ...
+    gated = D.detect_drift(m, _OneClass(m), controls=[m] * 4, method="adam", n_per_class=4, gray_settings=S,
+                           rule="gated").decision["rule"]
+    assert not gated.drift                               # ... which the gated rule cannot see
     slides = D.detect_drift(m, m, method="adam", n_per_class=2, gray_settings=S)
     assert slides.decision["rule"].n_controls == 0 and math.isnan(slides.decision["rule"].p_value)
 
