@@ -15,8 +15,8 @@ The paper's loss (§3.3) is
 F the batch's penultimate features of f. :data:`VARIANTS` names the two generators the book uses:
 ``"paper"`` is exactly that loss (ε = 0); ``"ours"`` adds one term, ε·Div, a within-class hinge on
 the *feature-space* distance (see :func:`loss_terms`), against the collapse to one template per
-class; its ε and τ are chosen per classifier on a validation split of the training images
-(:data:`SELECTION`, :func:`ours_choice`), never on the test set. The paper gives the architecture only in words
+class; its ε and τ are chosen per classifier on its generated samples alone (:data:`SELECTION`,
+:func:`ours_choice`; training images only set the scale), never on the test set. The paper gives the architecture only in words
 (:data:`PAPER` quotes what the paper states); the experiment's ``differ_table`` lists, at every profile,
 each element, the paper's wording or "not stated", ours, and which is which.
 
@@ -121,9 +121,9 @@ SETTINGS = {
                      n_reference=200, slider_steps=1, slider_points=2, slider_n=2, bench_n=10),
 }
 
-#: how our variant's ε and τ (``epsilon``, ``div_target``) are chosen, per profile, on a validation
-#: split of the training images (never the test set): the candidate grid, the training steps of every
-#: candidate (equal for all), samples per class, and validation images.
+#: how our variant's ε and τ (``epsilon``, ``div_target``) are chosen, per profile, on generated samples
+#: alone (training images set the scale; never the test set): the candidate grid, the training steps of
+#: every candidate (equal for all), samples per class, and scale images (``n_validation``).
 #: The rule (:func:`ccc_lib.experiments.counterfeits.select_ours`): the largest feature diversity among
 #: candidates whose worst-class share at ≥ 0.99 is ≥ ``min_worst_share``; if none qualifies, the
 #: highest worst-class share. The paper's generator has no parameter chosen this way (α..δ are fixed).
@@ -168,7 +168,7 @@ def selection_config(classifier: nn.Module, dataset: str, profile: str | Profile
 
 def ours_choice(classifier: nn.Module, dataset: str, profile: str | Profile | None = None, seed: int = 0) -> dict:
     """Our variant's chosen ``{"epsilon": ..., "div_target": ...}`` for ``classifier`` on ``dataset``,
-    from the selection chapter 1 ran on validation data (cached); raises
+    from the selection chapter 1 ran (cached); raises
     :class:`ccc_lib.cache.NotCached` if it has not run at this profile."""
     from .cache import load_or_compute
     out = load_or_compute("ch1-ours-selection", selection_config(classifier, dataset, profile, seed),
@@ -634,7 +634,7 @@ def confident_counterfeits(classifier: nn.Module, dataset: str, profile: str | P
                            variant: str = "paper") -> dict:
     """Chapter 1's counterfeits of ``classifier`` for the other chapters' detectors to score:
     ``n_per_class`` images per class from the *cached* generator of ``variant`` ("paper": the
-    headline; "ours", at the ε and τ chapter 1 chose on validation data, :func:`ours_choice`),
+    headline; "ours", at the ε and τ chapter 1 chose, :func:`ours_choice`),
     sampled as the chapter samples (dropout on when the settings say so);
     raises :class:`ccc_lib.cache.NotCached` if chapter 1 has not trained it at this profile. Keeps
     those the classifier labels as intended with confidence ≥ ``threshold``. Returns :func:`sample`'s

@@ -1,6 +1,8 @@
 """Unit tests for ccc_lib.counterfeits (tiny sizes, CPU, no data files)."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 from torch import nn
@@ -450,3 +452,76 @@ def test_arch_and_selection_settings_per_profile():
     assert cf.selection_settings("full_dry")["steps"] < cf.selection_settings("full")["steps"]
     with pytest.raises(InputError):
         cf.selection_settings("nope")
+
+
+# ---------------------------------------------------------------------------------------------
+# the headline: independent space, intervals, seeds; the residual-CNN budget study
+# ---------------------------------------------------------------------------------------------
+def test_per_image_spread_is_the_within_class_diversity():
+    x, y = torch.rand(30, 1, 8, 8), torch.arange(3).repeat(10)
+    sp = xcf.per_image_spread(x, y)
+    assert sp.shape == (30,) and (sp > 0).all()
+    assert math.isclose(sp.mean(), xcf.diversity_stats(x, y)["mean"], rel_tol=1e-5)
+    with pytest.raises(InputError):
+        xcf.per_image_spread(torch.rand(3, 4), torch.tensor([0, 1, 1]))       # one image in class 0
+
+
+def test_diversity_ratio_interval_separates_spread_from_collapsed():
+    y = torch.arange(5).repeat(40)
+    real = xcf.per_image_spread(torch.randn(200, 16), y)
+    wide = xcf.diversity_ratio_ci(xcf.per_image_spread(2 * torch.randn(200, 16), y), real)
+    narrow = xcf.diversity_ratio_ci(xcf.per_image_spread(0.3 * torch.randn(200, 16), y), real)
+    assert wide.lo > 1.5 and narrow.hi < 0.5 and wide.lo <= wide.estimate <= wide.hi
+
+
+def test_seed_measures_use_the_stated_spaces_and_images():
+    """The independent space's diversity is computed on the samples' features in the independent
+    model, against the real images' spread there: a different independent model changes it."""
+    from ccc_lib.stats import Interval
+    clf, other = _frozen(TinyNet()), _frozen(TinyNet())
+    test_x, test_y, train_x = torch.rand(40, 1, 28, 28), torch.arange(10).repeat(4), torch.rand(50, 1, 28, 28)
+    smp = {"x": torch.rand(40, 1, 28, 28), "y": torch.arange(10).repeat(4), "confidence": torch.rand(40),
+           "pred": torch.arange(10).repeat(4)}
+    smp["confidence"][:10] = 0.995
+    out = {}
+    for ind in (other, clf):
+        spaces = xcf.headline_spaces(clf, ind)
+        yard = xcf.real_reference(spaces, test_x, test_y, train_x)
+        m = xcf.seed_measures(smp, "paper", 0, True, spaces, *yard)
+        by_hand = (xcf.per_image_spread(xcf.features(ind, smp["x"]), smp["y"]).mean()
+                   / xcf.per_image_spread(xcf.features(ind, test_x), test_y).mean())
+        assert math.isclose(Interval.from_dict(m.independent_diversity_ratio).estimate, by_hand, rel_tol=1e-5)
+        out[id(ind)] = Interval.from_dict(m.independent_diversity_ratio).estimate
+        assert math.isclose(Interval.from_dict(m.share_099).estimate, 0.25)
+        assert set(m.nn_ratio) == {"pixel", "classifier", "independent"}
+    assert out[id(other)] != out[id(clf)]
+    # the classifier space equals the independent one when both are the attacked classifier
+    assert math.isclose(Interval.from_dict(m.feature_diversity_ratio).estimate, out[id(clf)], rel_tol=1e-6)
+
+
+def test_compare_over_seeds_pairs_seeds_and_calls_ties():
+    def ms(variant, seed, share):
+        iv = {"estimate": share, "lo": share - 0.01, "hi": share + 0.01, "level": 0.95, "method": "t"}
+        return xcf.SeedMeasures(variant, seed, True, iv, iv, 0.9, iv, iv, {}, {"pixel": iv})
+    far = [ms("paper", s, 0.5) for s in range(3)] + [ms("ours", s, 0.8 + 0.001 * s) for s in range(3)]
+    r = xcf.compare_over_seeds(far, "share_099")
+    assert r["seeds"] == 3 and r["diff"].lo > 0 and math.isclose(r["diff"].estimate, 0.301, rel_tol=1e-6)
+    close = [ms("paper", s, 0.5) for s in range(3)] + [ms("ours", s, 0.5 + 0.001 * (s - 1)) for s in range(3)]
+    d = xcf.compare_over_seeds(close, "nn_ratio:pixel")["diff"]
+    assert d.lo < 0 < d.hi
+
+
+def test_plateau_check():
+    assert xcf.plateaued([0.1] * 5 + [0.9] * 45)
+    assert not xcf.plateaued(list(np.linspace(0, 1, 50)))
+    assert not xcf.plateaued([0.5])
+
+
+def test_budget_study_grid_and_verdict():
+    clf = _frozen(TinyNet())
+    tab, curves = xcf.budget_study("tiny", clf, "toy", "full_dry", n_per_class=3, bound=0.0)
+    grid = xcf.arch_settings("full_dry")["budget"]
+    assert list(tab.index) == [(int(s), float(lr)) for s, lr in grid] and set(curves) == set(tab.index)
+    assert tab["meets the claim"].all()                                         # bound 0: every budget meets it
+    assert [len(curves[k]) for k in tab.index] == [int(s) for s, _ in grid]
+    assert not xcf.budget_study("tiny", clf, "toy", "full_dry", n_per_class=3, bound=1.01)[0]["meets the claim"].any()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -24,7 +25,9 @@ __all__ = ["CLAIM_BOUNDS", "GOAL", "ARCH_SETTINGS", "arch_settings", "DIFFER_ELE
            "summarise", "confidence_table", "distance_stats", "ABLATION", "run_ablation", "differ_table",
            "pick_grid", "show_grid", "grid_png", "KNOBS", "slider_values", "SliderPoint",
            "precompute_sliders", "slider_panel", "Candidate", "Selection", "validation_split", "select_ours",
-           "ARCHITECTURES", "other_classifier", "architecture_rows"]
+           "ARCHITECTURES", "other_classifier", "architecture_rows", "plateaued", "budget_study",
+           "INDEPENDENT_ARCH", "per_image_spread", "diversity_ratio_ci", "SeedMeasures", "seed_measures",
+           "headline_spaces", "real_reference", "compare_over_seeds"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -43,10 +46,15 @@ GOAL = dict(feature_diversity_ratio=0.70, share_at_099=0.99)
 
 #: the other classifier architectures (:mod:`ccc_lib.models`) attacked with the chapter's settings
 #: unchanged, and on how many of the profile's datasets (None: all)
+#: ``budget``: the (steps, lr) grid at which the paper's generator attacks the residual CNN, to find
+#: the budget that meets the confidence claim or show with its curves that it plateaus below it
 ARCH_SETTINGS = {
-    "smoke": dict(architectures=("mlp",), arch_datasets=1),
-    "default": dict(architectures=("mlp", "rescnn"), arch_datasets=1),
-    "full": dict(architectures=("mlp", "rescnn"), arch_datasets=None),
+    "smoke": dict(architectures=("mlp",), arch_datasets=1, budget_arch="mlp", budget=((40, 4e-3), (100, 4e-3))),
+    "default": dict(architectures=("mlp", "rescnn"), arch_datasets=1, budget_arch="rescnn",
+                    budget=((500, 5e-4), (500, 2e-3), (2000, 5e-4), (2000, 2e-3))),
+    "full": dict(architectures=("mlp", "rescnn"), arch_datasets=None, budget_arch="rescnn",
+                 budget=((4000, 5e-4), (4000, 2e-3), (16000, 5e-4), (16000, 2e-3))),
+    "full_dry": dict(budget=((2, 5e-4), (4, 2e-3))),
 }
 
 
@@ -330,6 +338,138 @@ def distance_stats(classifier, train_x: torch.Tensor, queries: dict, feature_lay
 
 
 # ----------------------------------------------------------------------------------------------
+# the headline comparison: the paper's generator and ours, same sampling, several seeds, intervals
+# ----------------------------------------------------------------------------------------------
+#: the architecture whose penultimate features are the *independent* space: a classifier trained on
+#: the same data that neither generator trains against and no selection looks at
+INDEPENDENT_ARCH = "mlp"
+
+
+def per_image_spread(z: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    """For each row of ``z``, its mean Euclidean distance to the other rows of its class. Their mean
+    over a class is the class's mean pairwise distance (:func:`diversity_stats`); with equal class
+    sizes their overall mean is the within-class diversity averaged over classes."""
+    y = check_labels(y, "y", n=len(z))
+    z = torch.as_tensor(z, dtype=torch.float32).flatten(1)
+    out = np.zeros(len(z))
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c)[:, 0]
+        if len(idx) < 2:
+            raise InputError(f"class {int(c)} has {len(idx)} image(s): diversity needs ≥ 2 per class")
+        d = torch.cdist(z[idx], z[idx])
+        out[idx.numpy()] = (d.sum(1) / (len(idx) - 1)).numpy()
+    return out
+
+
+def _ratio_of_means(a, b, axis=-1):
+    return np.mean(a, axis=axis) / np.mean(b, axis=axis)
+
+
+def _diff_of_ratios(a, b, e, axis=-1):
+    return (np.mean(a, axis=axis) - np.mean(b, axis=axis)) / np.mean(e, axis=axis)
+
+
+def _median_ratio(a, b, axis=-1):
+    return np.median(a, axis=axis) / np.median(b, axis=axis)
+
+
+def diversity_ratio_ci(spread_fake: np.ndarray, spread_real: np.ndarray, *, seed: int = 0, n_resamples: int = 1000):
+    """Within-class diversity of generated images over that of real images (ratio of the means of
+    :func:`per_image_spread`), with a bootstrap interval (images resampled on each side)."""
+    from ..stats import bootstrap_ci
+    return bootstrap_ci(_ratio_of_means, spread_fake, spread_real, seed=seed, n_resamples=n_resamples,
+                        vectorized=True, method="percentile")
+
+
+@dataclass
+class SeedMeasures:
+    """One generator at one seed, sampled as the headline samples: the intervals its rows rest on
+    (each an :class:`ccc_lib.stats.Interval` as a dict) and the raw per-image values the paired
+    differences need."""
+    variant: str
+    seed: int
+    dropout: bool
+    share_099: dict
+    worst_class_share_099: dict
+    worst_class_mean_confidence: float
+    feature_diversity_ratio: dict
+    independent_diversity_ratio: dict
+    spread: dict            # space → per-image spread (list)
+    nn_ratio: dict          # space → interval dict: median NN distance to training / test images'
+
+
+@cached("ch1-seed-measures", version=1)
+def seed_measures(smp: dict, variant: str, seed: int, dropout: bool, spaces: dict, real_spread: dict,
+                  nn_test: dict, train_z: dict) -> SeedMeasures:
+    """Measure one generator's samples ``smp``: Wilson intervals for the share at ≥ 0.99 (all and
+    the worst class), bootstrap intervals for the diversity ratio in each space (``spaces``: name →
+    model, ``"pixel"`` → None) against ``real_spread`` (name → per-image spread of real test images), and
+    for the median NN distance to the training images ``train_z`` (name → their coordinates) over
+    that of test images (``nn_test``: name → test images' NN distances)."""
+    from ..stats import bootstrap_ci, wilson
+    conf, y = smp["confidence"].numpy(), smp["y"].numpy()
+    ok = conf >= 0.99
+    worst = min(np.unique(y), key=lambda c: (ok[y == c].mean(), conf[y == c].mean()))
+    spread, div, nn = {}, {}, {}
+    for name, model in spaces.items():
+        z = smp["x"] if model is None else features(model, smp["x"])
+        spread[name] = per_image_spread(z, smp["y"])
+        div[name] = diversity_ratio_ci(spread[name], real_spread[name], seed=seed).to_dict()
+        d = nearest_neighbour_distance(z, train_z[name])
+        nn[name] = bootstrap_ci(_median_ratio, d, nn_test[name], seed=seed, n_resamples=1000, vectorized=True,
+                                method="percentile").to_dict()
+    return SeedMeasures(
+        variant=variant, seed=seed, dropout=dropout, share_099=wilson(int(ok.sum()), len(ok)).to_dict(),
+        worst_class_share_099=wilson(int(ok[y == worst].sum()), int((y == worst).sum())).to_dict(),
+        worst_class_mean_confidence=min(float(conf[y == c].mean()) for c in np.unique(y)),
+        feature_diversity_ratio=div["classifier"], independent_diversity_ratio=div["independent"],
+        spread={k: v.tolist() for k, v in spread.items()}, nn_ratio=nn)
+
+
+def headline_spaces(classifier, independent) -> dict:
+    """The spaces the headline measures in: pixels, the attacked classifier's penultimate features
+    (where the paper's Cos/Ortho and our Div act) and the independent model's (where nothing acts)."""
+    return {"pixel": None, "classifier": classifier, "independent": independent}
+
+
+def real_reference(spaces: dict, test_x: torch.Tensor, test_y: torch.Tensor, train_x: torch.Tensor) -> tuple:
+    """Per space: the real test images' per-image spread, their NN distances to ``train_x``, and the
+    training images' coordinates (the yardsticks of :func:`seed_measures`)."""
+    spread, nn, tz = {}, {}, {}
+    for name, model in spaces.items():
+        tz[name] = train_x if model is None else features(model, train_x)
+        z = test_x if model is None else features(model, test_x)
+        spread[name] = per_image_spread(z, test_y)
+        nn[name] = nearest_neighbour_distance(z, tz[name])
+    return spread, nn, tz
+
+
+def compare_over_seeds(measures: list, metric: str, level: float = 0.95) -> dict:
+    """Per variant the mean of ``metric`` over seeds with :func:`ccc_lib.stats.over_seeds`'s interval,
+    and the difference ours − paper (per seed, ours and the paper's generator at the same seed; its
+    sampling half-width sqrt(h_ours² + h_paper²) from the two intervals). ``metric``: a field of
+    :class:`SeedMeasures` holding an interval, or ``nn_ratio:<space>``. Returns
+    ``{"paper": Interval, "ours": Interval, "diff": Interval, "seeds": k}``."""
+    from ..stats import Interval, over_seeds
+
+    def get(m):
+        if metric.startswith("nn_ratio:"):
+            return Interval.from_dict(m.nn_ratio[metric.split(":", 1)[1]])
+        return Interval.from_dict(getattr(m, metric))
+    by = {v: sorted((m for m in measures if m.variant == v), key=lambda m: m.seed) for v in cf.VARIANTS}
+    out = {}
+    for v, ms in by.items():
+        iv = [get(m) for m in ms]
+        out[v] = over_seeds([i.estimate for i in iv], [i.lo for i in iv], [i.hi for i in iv], level=level)
+    pairs = [(get(o), get(p)) for o, p in zip(by["ours"], by["paper"]) if o.seed == p.seed]
+    d = [o.estimate - p.estimate for o, p in pairs]
+    h = [math.hypot((o.hi - o.lo) / 2, (p.hi - p.lo) / 2) for o, p in pairs]
+    out["diff"] = over_seeds(d, [x - y for x, y in zip(d, h)], [x + y for x, y in zip(d, h)], level=level)
+    out["seeds"] = len(pairs)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # the ablation and the "where we differ" table
 # ----------------------------------------------------------------------------------------------
 #: name → (variant, mode, overrides); every row trains for the same ``ablation_steps``
@@ -349,7 +489,7 @@ def run_ablation(classifier, dataset: str, profile, real: RealStats, *, seed: in
                  dropout: bool | None = None, ours_overrides: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Train (or load) one generator per variant at ``steps`` steps (equal budgets) and summarise
     each, sampled with dropout as the settings say (the paper's ``sample_dropout`` for every row, so
-    the rows differ only in the loss). ``ours_overrides`` (ε and τ chosen on validation data) apply to
+    the rows differ only in the loss). ``ours_overrides`` (ε and τ chosen by the selection) apply to
     the rows of our variant. Returns the table and name → samples."""
     s0 = cf.settings(profile)
     steps = int(steps or s0["ablation_steps"])
@@ -368,17 +508,18 @@ def run_ablation(classifier, dataset: str, profile, real: RealStats, *, seed: in
 
 
 # ----------------------------------------------------------------------------------------------
-# our variant's ε and τ, chosen on validation data
+# our variant's ε and τ, chosen on generated samples (training images set the scale)
 # ----------------------------------------------------------------------------------------------
 def validation_split(train, n: int, seed: int = 0):
-    """The validation images of the selection: a stratified, seeded subset of ``n`` *training*
-    images (a :class:`ccc_lib.data.TensorData`); the test set is never looked at."""
+    """The scale images of the selection: a stratified, seeded subset of ``n`` *training* images (a
+    :class:`ccc_lib.data.TensorData`). They only scale the candidates' diversity (one number for all),
+    so the selection carries no held-out signal; the test set is never looked at."""
     return train.subset(min(int(n), len(train)), seed=seed + 101)
 
 
 @dataclass
 class Candidate:
-    """One (ε, τ) of the grid, trained for the selection's steps and measured on validation data."""
+    """One (ε, τ) of the grid, trained for the selection's steps and measured on its own samples."""
     epsilon: float
     div_target: float
     mean_confidence: float
@@ -404,13 +545,14 @@ class Selection:
     def table(self) -> pd.DataFrame:
         return pd.DataFrame([{"ε": c.epsilon, "τ": c.div_target, "mean confidence": c.mean_confidence,
                               "share ≥ 0.99": c.share_099, "worst class: share ≥ 0.99": c.worst_class_share_099,
-                              "feature diversity / real (validation)": c.feature_diversity_ratio,
+                              "feature diversity / training images'": c.feature_diversity_ratio,
                               "qualifies": c.qualifies, "chosen": c.chosen} for c in self.candidates])
 
 
 def _rule_text(min_worst: float) -> str:
-    return (f"the largest feature diversity (against the validation images) among candidates whose worst-class "
-            f"share at confidence ≥ 0.99 is ≥ {min_worst}; if none qualifies, the highest worst-class share")
+    return (f"ranked on generated samples alone: the largest diversity in the attacked classifier's feature space "
+            f"(scaled by that of training images, the same number for every candidate) among candidates whose "
+            f"worst-class share at confidence ≥ 0.99 is ≥ {min_worst}; if none qualifies, the highest worst-class share")
 
 
 def _select(cands: list, min_worst: float) -> tuple:
@@ -425,10 +567,11 @@ def _select(cands: list, min_worst: float) -> tuple:
 
 def select_ours(classifier, dataset: str, profile, val_x: torch.Tensor, val_y: torch.Tensor, *,
                 seed: int = 0) -> Selection:
-    """Choose our variant's ε (``epsilon``) and τ (``div_target``) on validation data: every candidate of
+    """Choose our variant's ε (``epsilon``) and τ (``div_target``) on generated samples: every candidate of
     :data:`ccc_lib.counterfeits.SELECTION`'s grid trains from scratch for the same ``steps`` (cached
     per candidate), samples ``n_per_class`` per class as ours samples (its dropout setting), and is
-    measured against the validation images' feature diversity; then the rule of :func:`_rule_text`.
+    measured against the feature diversity of the scale images ``val_x`` (training images: one number for
+    every candidate, no held-out signal); then the rule of :func:`_rule_text`.
     The result is cached under :func:`ccc_lib.counterfeits.selection_config` (what
     :func:`ccc_lib.counterfeits.ours_choice` reads for the other chapters)."""
     check_labels(val_y, "val_y", n=len(val_x))
@@ -526,6 +669,42 @@ def architecture_rows(arch: str, classifier, dataset: str, profile, test, ours_o
                      "pixel diversity / real": sm.pixel_diversity_ratio,
                      "train s": info.get("train_seconds", float("nan")), "from cache": info["from_cache"]})
     return rows
+
+
+def plateaued(curve, frac: float = 0.2, tol: float = 0.01) -> bool:
+    """Whether a training curve has flattened: the mean of its last ``frac`` differs from the mean of
+    the ``frac`` before by less than ``tol``."""
+    c = np.asarray(curve, dtype=float)
+    k = max(1, int(len(c) * frac))
+    if len(c) < 2 * k:
+        return False
+    return abs(c[-k:].mean() - c[-2 * k:-k].mean()) < tol
+
+
+def budget_study(arch: str, classifier, dataset: str, profile, *, seed: int = 0, n_per_class: int | None = None,
+                 bound: float = 0.99) -> tuple[pd.DataFrame, dict]:
+    """The paper's generator against ``classifier`` (architecture ``arch``) at each (steps, lr) of
+    :data:`ARCH_SETTINGS`' ``budget`` grid, every other setting the chapter's: per budget the worst-class
+    mean confidence and share at ≥ 0.99 of its samples (sampled as the paper samples), whether it meets
+    the confidence claim (worst-class mean ≥ ``bound``), and whether its training-batch confidence
+    curve has plateaued (:func:`plateaued`). Returns the table and (steps, lr) → confidence curve."""
+    s, a = cf.settings(profile), arch_settings(profile)
+    n = int(n_per_class or s["n_per_class"])
+    rows, curves = [], {}
+    for steps, lr in a["budget"]:
+        gen, info = cf.get_generator(classifier, dataset, profile, variant="paper", seed=seed, tag=f"arch-{arch}",
+                                     steps=int(steps), lr=float(lr))
+        smp = cf.sample(gen, classifier, n, seed=seed + 1, dropout=cf.sample_dropout("paper", s))
+        conf, y = smp["confidence"].numpy(), smp["y"].numpy()
+        worst = min(float(conf[y == c].mean()) for c in np.unique(y))
+        curve = info["history"]["confidence"]
+        curves[int(steps), float(lr)] = curve
+        rows.append({"architecture": arch, "dataset": dataset, "steps": int(steps), "lr": float(lr),
+                     "worst class: mean confidence": worst,
+                     "worst class: share ≥ 0.99": min(float((conf[y == c] >= 0.99).mean()) for c in np.unique(y)),
+                     "share ≥ 0.99": float((conf >= 0.99).mean()), "meets the claim": worst >= bound,
+                     "curve plateaued": plateaued(curve), "train s": info.get("train_seconds", float("nan"))})
+    return pd.DataFrame(rows).set_index(["steps", "lr"]), curves
 
 
 # ----------------------------------------------------------------------------------------------
