@@ -196,7 +196,7 @@ def write_findings(intro: Path, metrics_dir: Path, pdf_href: str | None = None) 
     done = MARKER in text
     text = text.replace(MARKER, findings_markdown(metrics))
     if pdf_href:
-        link = (f'<p class="ccc-pdf-link">📄 <a href="{pdf_href}">The whole book as one PDF</a> '
+        link = (f'<p class="ccc-pdf-link"><a href="{pdf_href}">The whole book as one PDF</a> '
                 f'(printed from this build\'s single-page HTML).</p>')
         text = text.replace(PDF_MARKER, link)
     intro.write_text(text)
