@@ -1,12 +1,13 @@
 """The papers' classifier (a small CNN), with every layer named so that chapters can tap it.
 
-Architecture: the classifier of the public reference implementation accompanying Suhail & Sethi's
-network inversion (*Network Inversion of Convolutional Neural Nets*, arXiv 2407.18002, and *Network
-Inversion for Generating Confidently Classified Counterfeits*, arXiv 2503.20187; bibliography keys
-``suhail2024inversion``, ``suhail2025counterfeits`` in ``book/references.bib``) — a choice of that code,
-not a setting the papers' texts fix: three blocks of Conv3×3 (32/64/128) + BatchNorm +
-LeakyReLU(0.2) + MaxPool2 + Dropout2d(0.25), then Linear → 256 + BatchNorm1d + LeakyReLU +
-Dropout(0.4) → N logits. The 256-d vector after the LeakyReLU is the *penultimate feature*.
+Architecture: ours, within what Suhail & Sethi's papers state (*Network Inversion of Convolutional
+Neural Nets*, arXiv 2407.18002, and *Network Inversion for Generating Confidently Classified
+Counterfeits*, arXiv 2503.20187; bibliography keys ``suhail2024inversion``, ``suhail2025counterfeits``
+in ``book/references.bib``): "convolutional layers, dropout layers, batch normalization, and
+leaky-relu activation followed by fully connected layers and softmax". The sizes are ours (an
+unattributed public implementation uses the same; its repository could not be identified): three
+blocks of Conv3×3 (32/64/128) + BatchNorm + LeakyReLU(0.2) + MaxPool2 + Dropout2d(0.25), then
+Linear → 256 + BatchNorm1d + LeakyReLU + Dropout(0.4) → N logits. The 256-d vector after the LeakyReLU is the *penultimate feature*.
 Works for 1×28×28 and 3×32×32 inputs (and any size divisible by 8 after flooring).
 
 Two other architectures, ours (not the papers'), let chapter 1 check that its settings carry over to
