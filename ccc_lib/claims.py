@@ -23,7 +23,30 @@ Rules (the report and the tests rely on them):
   without a word.
 * ``assert_at`` lists profile names; a claim is recorded at every profile and asserted only where
   due. The ``full_dry`` profile (generated files, tiny sizes) asserts nothing unless it is listed.
-* Verdicts are computed here, never written by hand: no ``holds=True`` anywhere else."""
+* Verdicts are computed here, never written by hand: no ``holds=True`` anywhere else.
+
+Uncertainty (issue 24). A claim may carry an interval — ``ours=`` an :class:`~ccc_lib.stats.Interval`,
+or ``interval=(lo, hi)`` (or an Interval) beside a number — and then gets a three-valued
+``verdict``::
+
+    C.check("auroc_mnist", "NeuralFP AUROC, MNIST vs CIFAR-10", ours=auroc_ci(s_in, s_out), op=">=",
+            paper=0.98)                        # verdict "holds" / "does not hold" / "not resolved"
+    C.compare("nfp_vs_best", "NeuralFP − best tuned baseline (AUROC)", auroc_diff_ci(*a, *b))
+    C.glue_verdict("ch2_verdict", "nfp_vs_best")   # "wins" / "loses" / "tie within uncertainty"
+    C.glue_interval("ch2_diff", "nfp_vs_best")      # "0.0016 [-0.003, 0.006]"
+
+* ``verdict`` is "holds" when the whole interval clears the bound, "does not hold" when it lies
+  entirely on the wrong side, "not resolved" when it straddles the bound; without an interval it is
+  the point estimate's "holds" / "does not hold". :meth:`Claims.compare` judges a difference A − B:
+  "wins" only when its interval lies above 0, "loses" when below, "tie within uncertainty" otherwise.
+* ``holds`` stays the point estimate's judgement against the bound, and it is what
+  :meth:`Claims.finish` asserts: asserted claims keep their bounds (a claim that holds on its estimate
+  but whose interval straddles the bound does not fail the notebook). The ``verdict`` is what the
+  prose (:meth:`Claims.verdict`, :meth:`Claims.glue_verdict`), the table and the report show.
+* The metrics file's rows carry ``interval`` ([lo, hi] or None), ``level``, ``method``,
+  ``verdict`` and ``kind`` ("claim", "compare" or "shown"); comparisons also ``a`` and ``b`` (each
+  side's own interval, when given). ``glued_verdicts`` lists every verdict glued into the prose and
+  whether an interval was behind it."""
 from __future__ import annotations
 
 import math
@@ -34,12 +57,16 @@ import pandas as pd
 
 from .profiles import Profile, get_profile
 from .report import glue, hardware, metrics_dir
+from .stats import Interval
 from .utils import atomic_write_json
 
-__all__ = ["Claims", "Claim", "ClaimsFailed", "OPS"]
+__all__ = ["Claims", "Claim", "ClaimsFailed", "OPS", "VERDICTS", "COMPARE_VERDICTS", "fmt_number"]
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 _SYMBOL = {">=": "≥", ">": ">", "<=": "≤", "<": "<", "==": "="}
+#: a judged claim's verdict words (positive, negative, unresolved), and a comparison's
+VERDICTS = ("holds", "does not hold", "not resolved")
+COMPARE_VERDICTS = ("wins", "loses", "tie within uncertainty")
 
 
 class ClaimsFailed(AssertionError):
@@ -79,21 +106,38 @@ class Claim:
     bound: object = None
     bound_from: str = ""            # "paper" or "ours" ("" for shown numbers)
     assert_at: tuple = ()
-    holds: bool | None = None
+    holds: bool | None = None       # the point estimate against the bound (what finish() asserts)
     due: bool = False               # asserted at this run's profile?
     note: str = ""
+    interval: Interval | None = None
+    verdict: str | None = None      # VERDICTS / COMPARE_VERDICTS word; None for a shown number
+    kind: str = "claim"             # "claim", "compare" or "shown"
+    sides: dict = field(default_factory=dict)   # compare: {"a": Interval, "b": Interval} when given
 
     @property
     def bound_text(self) -> str:
         if self.op is None:
             return ""
+        if self.kind == "compare":
+            return "difference > 0"
         who = "paper" if self.bound_from == "paper" else "ours"
         return f"{_SYMBOL[self.op]} {fmt_number(self.bound)} ({who})"
 
+    @property
+    def interval_text(self) -> str:
+        """``"[0.991, 0.996]"`` (bounds rounded outwards, :meth:`Interval.fmt`), "" without one."""
+        return "" if self.interval is None else self.interval.fmt().split(" ", 1)[1]
+
     def row(self) -> dict:
-        return {"key": self.key, "claim": self.text, "paper": _plain(self.paper), "ours": _plain(self.ours),
-                "bound": self.bound_text, "holds": self.holds, "asserted at": ", ".join(self.assert_at),
-                "due": self.due, "note": self.note}
+        iv = self.interval
+        r = {"key": self.key, "claim": self.text, "paper": _plain(self.paper), "ours": _plain(self.ours),
+             "bound": self.bound_text, "holds": self.holds, "asserted at": ", ".join(self.assert_at),
+             "due": self.due, "note": self.note, "kind": self.kind, "verdict": self.verdict,
+             "interval": None if iv is None else [iv.lo, iv.hi], "level": None if iv is None else iv.level,
+             "method": "" if iv is None else iv.method, "interval_text": self.interval_text}
+        for side, v in self.sides.items():
+            r[side] = v.to_dict()
+        return r
 
 
 @dataclass
@@ -104,6 +148,7 @@ class Claims:
     claims: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     status: str = "running"
+    glued: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.profile = get_profile(self.profile)
@@ -111,11 +156,16 @@ class Claims:
 
     # ------------------------------------------------------------------ declaring
     def check(self, key: str, text: str, ours, op: str, bound=None, *, paper="not reported",
-              bound_from: str | None = None, assert_at=("default", "full"), note: str = "") -> bool:
-        """Declare a judged claim ``ours <op> bound`` and record it at once; returns whether it holds.
+              bound_from: str | None = None, assert_at=("default", "full"), note: str = "",
+              interval=None, level: float = 0.95) -> bool:
+        """Declare a judged claim ``ours <op> bound`` and record it at once; returns whether it holds
+        (on the point estimate: what :meth:`finish` asserts).
 
         ``bound`` defaults to ``paper`` when that is a number. ``bound_from`` is "paper" when the
-        bound *is* the paper's number (the default when it equals it), else "ours"."""
+        bound *is* the paper's number (the default when it equals it), else "ours".
+        ``ours`` may be an :class:`~ccc_lib.stats.Interval`, or ``interval=(lo, hi)`` (at ``level``) or
+        an Interval may come beside a number; the claim's ``verdict`` is then judged on the interval
+        (module docstring)."""
         if op not in OPS:
             raise ValueError(f"claim {key!r}: op must be one of {list(OPS)}, not {op!r}")
         paper_num = isinstance(_plain(paper), (int, float)) and not isinstance(_plain(paper), bool)
@@ -135,15 +185,49 @@ class Claims:
         unknown = set(assert_at) - set(_known_profiles())
         if unknown:
             raise ValueError(f"claim {key!r}: unknown profiles in assert_at: {sorted(unknown)}")
-        o, b = _plain(ours), _plain(bound)
+        o, iv = _with_interval(key, ours, interval, level)
+        b = _plain(bound)
         holds = _judge(o, op, b)
+        verdict = _interval_verdict(iv, op, b) if iv is not None and holds_possible(o) else \
+            VERDICTS[0 if holds else 1]
         self._add(Claim(key, text, o, _plain(paper), op, b, bound_from, tuple(assert_at), holds,
-                        self.profile.name in assert_at, note))
+                        self.profile.name in assert_at, note, iv, verdict))
         return holds
 
-    def report(self, key: str, text: str, ours, *, paper="not reported", note: str = "") -> None:
-        """Record a number shown beside the claims without judging it (``holds`` stays None)."""
-        self._add(Claim(key, text, _plain(ours), _plain(paper), note=note))
+    def compare(self, key: str, text: str, diff, *, a=None, b=None, paper="not reported",
+                assert_at=(), note: str = "") -> str:
+        """Declare the comparison of two methods through the interval ``diff`` of A − B (e.g.
+        :func:`ccc_lib.stats.auroc_diff_ci` on the same images, or :func:`ccc_lib.stats.over_seeds` of
+        per-seed differences) and record it; returns its verdict: "wins" only when the interval lies
+        above 0, "loses" when below, "tie within uncertainty" when it contains 0. ``a`` and ``b``
+        (each side's own interval) are recorded beside it when given. ``holds`` is the point estimate
+        ``A − B > 0``, asserted only at the profiles in ``assert_at`` (none by default)."""
+        if not isinstance(diff, Interval):
+            raise TypeError(f"compare {key!r}: diff must be a ccc_lib.stats.Interval of A − B (e.g. "
+                            f"auroc_diff_ci(...)), got {type(diff).__name__}")
+        sides = {}
+        for side, v in (("a", a), ("b", b)):
+            if v is not None:
+                if not isinstance(v, Interval):
+                    raise TypeError(f"compare {key!r}: {side} must be an Interval, got {type(v).__name__}")
+                sides[side] = v
+        if isinstance(assert_at, str):
+            assert_at = (assert_at,)
+        unknown = set(assert_at) - set(_known_profiles())
+        if unknown:
+            raise ValueError(f"compare {key!r}: unknown profiles in assert_at: {sorted(unknown)}")
+        o, iv = _with_interval(key, diff, None, diff.level)
+        verdict = COMPARE_VERDICTS[0] if iv.lo > 0 else COMPARE_VERDICTS[1] if iv.hi < 0 else COMPARE_VERDICTS[2]
+        self._add(Claim(key, text, o, _plain(paper), ">", 0.0, "ours", tuple(assert_at), _judge(o, ">", 0.0),
+                        self.profile.name in assert_at, note, iv, verdict, "compare", sides))
+        return verdict
+
+    def report(self, key: str, text: str, ours, *, paper="not reported", note: str = "",
+               interval=None, level: float = 0.95) -> None:
+        """Record a number shown beside the claims without judging it (``holds`` stays None); with an
+        interval (``ours`` an Interval, or ``interval=``) the table shows it."""
+        o, iv = _with_interval(key, ours, interval, level)
+        self._add(Claim(key, text, o, _plain(paper), note=note, interval=iv, kind="shown"))
 
     def _add(self, claim: Claim) -> None:
         if claim.key in self.claims:
@@ -163,23 +247,56 @@ class Claims:
         return [c for c in self.claims.values() if c.due and not c.holds]
 
     def table(self, full: bool = False) -> pd.DataFrame:
-        """The "paper vs ours" table: claim, paper, ours, bound, holds, asserted at."""
-        cols = ["claim", "paper", "ours", "bound", "holds", "asserted at"]
+        """The "paper vs ours" table: claim, paper, ours, interval, bound, verdict, asserted at
+        (``full``: also key, holds — the point estimate's judgement — due, note, level, method)."""
+        cols = ["claim", "paper", "ours", "interval", "bound", "verdict", "asserted at"]
         rows = [c.row() for c in self.claims.values()]
-        df = pd.DataFrame(rows, columns=["key"] + cols + ["due", "note"])
+        df = pd.DataFrame(rows, columns=["key"] + cols + ["holds", "due", "note", "level", "method"]
+                          + ["interval_text"])
+        df["interval"] = df.pop("interval_text")
         df["ours"] = df["ours"].map(fmt_number)
         df["paper"] = df["paper"].map(fmt_number)
+        df["verdict"] = df["verdict"].map(lambda v: "" if v is None else v)
         df["holds"] = df["holds"].map(lambda h: "" if h is None else ("yes" if h else "NO"))
         return df.set_index("claim") if full else df[cols].set_index("claim")
 
-    def verdict(self, key: str, yes: str = "holds", no: str = "does not hold") -> str:
-        h = self.claims[key].holds
-        if h is None:
+    def verdict(self, key: str, yes: str | None = None, no: str | None = None,
+                unresolved: str | None = None) -> str:
+        """The claim's verdict in words: ``yes`` when it holds (a comparison: wins), ``no`` when it does
+        not (loses), ``unresolved`` when its interval straddles the bound (a tie within uncertainty);
+        each defaults to the canonical word (:data:`VERDICTS`, :data:`COMPARE_VERDICTS`)."""
+        c = self.claims[key]
+        if c.verdict is None:
             raise ValueError(f"{key!r} is a shown number, not a judged claim")
-        return yes if h else no
+        words = COMPARE_VERDICTS if c.kind == "compare" else VERDICTS
+        i = words.index(c.verdict)
+        return [yes, no, unresolved][i] or words[i]
 
-    def glue_verdict(self, name: str, key: str, yes: str = "reproduced", no: str = "not reproduced") -> str:
-        return glue(name, self.verdict(key, yes, no))
+    def glue_verdict(self, name: str, key: str, yes: str | None = None, no: str | None = None,
+                     unresolved: str | None = None) -> str:
+        """Glue :meth:`verdict` as ``name`` (use ``{glue:text}`name``` in the prose). Default words: a
+        comparison's own ("wins" / "loses" / "tie within uncertainty"), a claim's "reproduced" /
+        "not reproduced" / "not resolved". Recorded in the metrics file's ``glued_verdicts``."""
+        if self.claims[key].kind != "compare":
+            yes, no, unresolved = yes or "reproduced", no or "not reproduced", unresolved or "not resolved"
+        word = self.verdict(key, yes, no, unresolved)
+        c = self.claims[key]
+        self.glued[name] = {"name": name, "key": key, "verdict": c.verdict, "words": word,
+                            "interval": c.interval is not None}
+        self._save()
+        return glue(name, word)
+
+    def interval_text(self, key: str) -> str:
+        """``"0.9935 [0.991, 0.996]"``: the claim's number with its interval (the number alone, through
+        :func:`fmt_number`, when it has none)."""
+        c = self.claims[key]
+        return str(c.interval) if c.interval is not None else fmt_number(c.ours)
+
+    def glue_interval(self, name: str, key_or_interval) -> str:
+        """Glue ``"0.9935 [0.991, 0.996]"`` as ``name`` (``{glue:text}`name```): a claim's number with
+        its interval, or any :class:`~ccc_lib.stats.Interval`."""
+        text = str(key_or_interval) if isinstance(key_or_interval, Interval) else self.interval_text(key_or_interval)
+        return glue(name, text)
 
     def glue_table(self, name: str) -> pd.DataFrame:
         df = self.table()
@@ -191,6 +308,7 @@ class Claims:
         return {"chapter": self.chapter, "profile": self.profile.name, "hardware": hardware(),
                 "status": self.status, "claims": [c.row() for c in self.claims.values()],
                 "failed_claims": [c.key for c in self.failed_due], "metrics": self.metrics,
+                "glued_verdicts": list(self.glued.values()),
                 "dry_run": bool(getattr(self.profile, "dry_run", False))}
 
     def _save(self) -> None:
@@ -224,6 +342,47 @@ def _judge(ours, op: str, bound) -> bool:
         return bool(OPS[op](ours, bound))
     except TypeError as exc:
         raise TypeError(f"cannot compare ours={ours!r} {op} bound={bound!r}") from exc
+
+
+def holds_possible(ours) -> bool:
+    """False for a missing or non-finite estimate (such a claim does not hold, whatever its interval)."""
+    return not (ours is None or (isinstance(ours, float) and not math.isfinite(ours)))
+
+
+def _with_interval(key: str, ours, interval, level: float):
+    """``(point estimate, Interval or None)`` from ``ours`` (a number or an Interval) and ``interval``
+    (None, ``(lo, hi)`` or an Interval); the interval must contain the estimate."""
+    if isinstance(ours, Interval):
+        if interval is not None:
+            raise ValueError(f"claim {key!r}: ours is already an Interval; do not pass interval= as well")
+        return ours.estimate, ours
+    o = _plain(ours)
+    if interval is None:
+        return o, None
+    if isinstance(interval, Interval):
+        iv = interval
+    else:
+        try:
+            lo, hi = (float(_plain(v)) for v in interval)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"claim {key!r}: interval must be (lo, hi) or an Interval, got {interval!r}") from exc
+        iv = Interval(o if isinstance(o, (int, float)) and not isinstance(o, bool) else float("nan"),
+                      lo, hi, level, "given")
+    if not (math.isfinite(iv.lo) and math.isfinite(iv.hi)):
+        raise ValueError(f"claim {key!r}: interval [{iv.lo}, {iv.hi}] is not finite")
+    if isinstance(o, (int, float)) and math.isfinite(o) and not (iv.lo - 1e-12 <= o <= iv.hi + 1e-12):
+        raise ValueError(f"claim {key!r}: ours={o!r} lies outside its interval [{iv.lo}, {iv.hi}]; pass the "
+                         f"interval of this number")
+    return o, iv
+
+
+def _interval_verdict(iv: Interval, op: str, bound) -> str:
+    """"holds" when the whole interval clears ``op bound``, "does not hold" when it lies entirely on
+    the wrong side, "not resolved" when it straddles the bound."""
+    lo, hi, b = iv.lo, iv.hi, bound
+    clears = {">=": lo >= b, ">": lo > b, "<=": hi <= b, "<": hi < b, "==": lo == hi == b}[op]
+    wrong = {">=": hi < b, ">": hi <= b, "<=": lo > b, "<": lo >= b, "==": b < lo or b > hi}[op]
+    return VERDICTS[0] if clears else VERDICTS[1] if wrong else VERDICTS[2]
 
 
 def _known_profiles():

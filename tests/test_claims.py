@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ccc_lib.claims import Claims, ClaimsFailed
+from ccc_lib.claims import COMPARE_VERDICTS, VERDICTS, Claims, ClaimsFailed
+from ccc_lib.stats import Interval
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_finish_passes_when_due_claims_hold(mdir):
     C = Claims("00_t", "smoke")
     C.check("a", "fails at default only", 0.1, ">=", 0.5, assert_at=("default", "full"))
     table = C.finish()
-    assert _file(mdir)["status"] == "claims_ok" and table.loc["fails at default only", "holds"] == "NO"
+    assert _file(mdir)["status"] == "claims_ok" and table.loc["fails at default only", "verdict"] == "does not hold"
 
 
 def test_dry_run_asserts_nothing_unless_listed(mdir):
@@ -78,7 +79,8 @@ def test_bounds_are_stated_and_attributed(mdir):
     assert rows["p"]["bound"] == "≥ 0.9826 (paper)" and rows["p"]["holds"]
     assert rows["o"]["bound"] == "≥ 0.95 (ours)" and rows["o"]["paper"] == 0.9826
     t = C.table()
-    assert list(t.columns) == ["paper", "ours", "bound", "holds", "asserted at"]
+    assert list(t.columns) == ["paper", "ours", "interval", "bound", "verdict", "asserted at"]
+    assert C.table(full=True).loc["paper's number is the bound", "holds"] == "yes"
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -105,3 +107,91 @@ def test_keys_are_unique_and_verdicts_computed(mdir):
     with pytest.raises(ValueError, match="not a judged claim"):
         C.verdict("n")
     assert math.isclose(C["k"].ours, 0.9)
+
+
+# --------------------------------------------------------------------------- intervals (issue 24)
+
+@pytest.mark.parametrize("op, lo, hi, verdict", [
+    (">=", 0.95, 0.99, "holds"), (">=", 0.90, 0.96, "not resolved"), (">=", 0.80, 0.94, "does not hold"),
+    (">=", 0.95, 0.95, "holds"), (">", 0.95, 0.99, "not resolved"), ("<=", 0.90, 0.95, "holds"),
+    ("<=", 0.96, 0.99, "does not hold"), ("<", 0.90, 0.95, "not resolved"), ("<", 0.95, 0.99, "does not hold"),
+    ("==", 0.95, 0.95, "holds"), ("==", 0.90, 0.96, "not resolved"), ("==", 0.96, 0.99, "does not hold")])
+def test_interval_verdict_is_three_valued(mdir, op, lo, hi, verdict):
+    C = Claims("00_t", "smoke")
+    est = (lo + hi) / 2
+    holds = C.check("k", "t", est, op, 0.95, interval=(lo, hi))
+    assert holds is C.holds("k")                                  # the point estimate's judgement, unchanged
+    assert C.verdict("k") == verdict
+    row = _file(mdir)["claims"][0]
+    assert row["verdict"] == verdict and row["interval"] == [lo, hi] and row["level"] == 0.95
+
+
+def test_verdict_from_interval_while_finish_asserts_the_estimate(mdir):
+    C = Claims("00_t", "default")
+    C.check("a", "estimate clears, interval straddles", Interval(0.97, 0.94, 0.99, method="DeLong"), ">=", 0.95,
+            assert_at=("default",))
+    C.check("b", "no interval", 0.97, ">=", 0.95, assert_at=("default",))
+    t = C.finish()                                                 # nothing fails: both hold on the estimate
+    assert t.loc["estimate clears, interval straddles", "verdict"] == "not resolved"
+    assert t.loc["estimate clears, interval straddles", "interval"] == "[0.94, 0.99]"
+    assert t.loc["no interval", "verdict"] == "holds" and t.loc["no interval", "interval"] == ""
+    assert C.verdict("a", "yes", "no", "open") == "open" and C.glue_verdict("g", "a") == "not resolved"
+    assert C.glue_verdict("g2", "b") == "reproduced" and C.verdict("b", "reproduced", "not reproduced") == "reproduced"
+    rec = _file(mdir)
+    assert rec["status"] == "claims_ok" and rec["claims"][0]["method"] == "DeLong"
+    assert [(g["name"], g["interval"]) for g in rec["glued_verdicts"]] == [("g", True), ("g2", False)]
+
+
+@pytest.mark.parametrize("diff, verdict", [
+    (Interval(0.02, 0.005, 0.035), "wins"), (Interval(-0.02, -0.035, -0.005), "loses"),
+    (Interval(0.0016, -0.0021, 0.0053), "tie within uncertainty"), (Interval(0.01, 0.0, 0.02), "tie within uncertainty")])
+def test_compare_wins_only_when_the_difference_excludes_zero(mdir, diff, verdict):
+    C = Claims("00_t", "smoke")
+    a, b = Interval(0.95, 0.93, 0.97), Interval(0.94, 0.92, 0.96)
+    assert C.compare("nfp_vs_best", "NeuralFP − best baseline", diff, a=a, b=b) == verdict
+    assert C.verdict("nfp_vs_best") == verdict and C.glue_verdict("v", "nfp_vs_best") == verdict
+    i = COMPARE_VERDICTS.index(verdict)
+    assert C.verdict("nfp_vs_best", "reproduced", "not reproduced", "not resolved") == \
+        ["reproduced", "not reproduced", "not resolved"][i]
+    row = _file(mdir)["claims"][0]
+    assert row["kind"] == "compare" and row["verdict"] == verdict and row["interval"] == [diff.lo, diff.hi]
+    assert row["a"]["estimate"] == 0.95 and row["b"]["hi"] == 0.96 and row["bound"] == "difference > 0"
+    assert C.glue_interval("d", "nfp_vs_best") == str(diff) and C.glue_interval("a", a) == "0.950 [0.93, 0.97]"
+
+
+def test_compare_is_asserted_only_where_asked(mdir):
+    C = Claims("00_t", "default")
+    C.compare("x", "A − B", Interval(-0.01, -0.02, 0.0))           # recorded only
+    C.finish()
+    C2 = Claims("01_t", "default")
+    C2.compare("x", "A − B", Interval(-0.01, -0.02, 0.0), assert_at=("default",))
+    with pytest.raises(ClaimsFailed, match="x: A − B"):
+        C2.finish()
+
+
+def test_shown_numbers_may_carry_an_interval(mdir):
+    C = Claims("00_t", "smoke")
+    C.report("share", "share ≥ 0.99", Interval(0.98, 0.95, 0.99, method="Wilson"))
+    assert C.table().loc["share ≥ 0.99", "interval"] == "[0.95, 0.99]" and C.holds("share") is None
+    assert C.interval_text("share") == "0.980 [0.95, 0.99]"
+    with pytest.raises(ValueError, match="not a judged claim"):
+        C.verdict("share")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(ours=0.5, interval=(0.6, 0.7)), "outside its interval"),
+    (dict(ours=0.5, interval=(0.4,)), "interval must be"),
+    (dict(ours=0.5, interval=(0.4, float("inf"))), "not finite"),
+    (dict(ours=Interval(0.5, 0.4, 0.6), interval=(0.4, 0.6)), "already an Interval"),
+])
+def test_bad_intervals_are_refused(mdir, kw, match):
+    C = Claims("00_t", "smoke")
+    with pytest.raises(ValueError, match=match):
+        C.check("k", "t", op=">=", bound=0.5, **kw)
+
+
+def test_compare_needs_an_interval(mdir):
+    C = Claims("00_t", "smoke")
+    with pytest.raises(TypeError, match="Interval of A − B"):
+        C.compare("k", "t", 0.01)
+    assert VERDICTS == ("holds", "does not hold", "not resolved")
