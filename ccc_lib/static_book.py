@@ -1,0 +1,91 @@
+"""What the static book shows differently from a running notebook, applied to the staged copies of the
+executed notebooks when the book is staged (``runner.stage_book``; the executed notebooks themselves are
+left as they ran):
+
+* A cell tagged ``live-only`` (e.g. chapter 1's sliders that retrain the generator) needs a kernel: in a
+  static page its widgets would look like they work and change nothing. Its outputs are replaced by one
+  line saying how to make it live, and the widget models only it used are dropped from the saved state.
+* The intro page receives the generated "what we found" table and the link to the PDF
+  (:func:`ccc_lib.findings.write_findings`)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+__all__ = ["LIVE_ONLY_TAG", "LIVE_NOTE", "static_notebook", "finish_staging"]
+
+LIVE_ONLY_TAG = "live-only"
+LIVE_NOTE = ("Live control: these sliders retrain and redraw in a running notebook, so this static page leaves "
+             "them out. To use them, open the notebook in Jupyter or start it from the launch button (the rocket "
+             "at the top of this page) and run the chapter; the precomputed panel above works here as it is.")
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_REF = re.compile(r"IPY_MODEL_([0-9a-fA-F]+)")
+
+
+def _note_output(text: str = LIVE_NOTE) -> dict:
+    import html
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"text/plain": [text],
+                     "text/html": [f'<div class="ccc-live-only-note">{html.escape(text)}</div>']}}
+
+
+def _views(nb: dict) -> set[str]:
+    ids = set()
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []) or []:
+            view = (out.get("data") or {}).get(_WIDGET_VIEW)
+            if isinstance(view, dict) and view.get("model_id"):
+                ids.add(view["model_id"])
+    return ids
+
+
+def _prune_widget_state(nb: dict) -> int:
+    """Drop saved widget models no remaining view reaches (through ``IPY_MODEL_`` references); returns
+    how many were dropped."""
+    meta = nb.get("metadata", {}).get("widgets", {}).get(_WIDGET_STATE)
+    if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
+        return 0
+    state = meta["state"]
+    keep, todo = set(), list(_views(nb))
+    while todo:
+        mid = todo.pop()
+        if mid in keep or mid not in state:
+            continue
+        keep.add(mid)
+        todo += _REF.findall(json.dumps(state[mid].get("state", {})))
+    dropped = [k for k in state if k not in keep]
+    for k in dropped:
+        del state[k]
+    return len(dropped)
+
+
+def static_notebook(nb: dict, note: str = LIVE_NOTE) -> int:
+    """Replace the outputs of every ``live-only`` cell of ``nb`` (a notebook as a JSON dict) by ``note``
+    and prune the widget state they alone used. Returns the number of such cells."""
+    n = 0
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code" and LIVE_ONLY_TAG in cell.get("metadata", {}).get("tags", []):
+            cell["outputs"] = [_note_output(note)]
+            n += 1
+    if n:
+        _prune_widget_state(nb)
+    return n
+
+
+def finish_staging(staging: Path, executed: Path, pdf_href: str = "../book.pdf") -> dict:
+    """Apply the static book's rules to a staged book: ``live-only`` cells of ``staging/notebooks/*.ipynb``
+    and the findings table and PDF link of ``staging/book/intro.md`` (from ``executed/metrics``).
+    Returns ``{"live_only_cells": n, "findings": bool}``."""
+    from .findings import write_findings
+    staging, n = Path(staging), 0
+    for path in sorted((staging / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        k = static_notebook(nb)
+        if k:
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            n += k
+    intro = staging / "book" / "intro.md"
+    done = intro.exists() and write_findings(intro, Path(executed) / "metrics", pdf_href=pdf_href)
+    return {"live_only_cells": n, "findings": bool(done)}
