@@ -21,7 +21,7 @@ LIVE_NOTE = ("Live control: these sliders retrain and redraw in a running notebo
              "at the top of this page) and run the chapter; the precomputed panel above works here as it is.")
 _WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-_REF = re.compile(r"IPY_MODEL_([0-9a-fA-F]+)")
+_REF = re.compile(r"IPY_MODEL_([0-9A-Za-z_-]+)")
 
 
 def _note_output(text: str = LIVE_NOTE) -> dict:
