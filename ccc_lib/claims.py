@@ -286,6 +286,27 @@ class Claims:
         self._save()
         return glue(name, word)
 
+    def tally(self, keys) -> dict:
+        """How many of the comparisons ``keys`` win, lose or tie within uncertainty:
+        ``{"wins": n, "loses": n, "tie within uncertainty": n}``."""
+        out = dict.fromkeys(COMPARE_VERDICTS, 0)
+        for k in keys:
+            c = self.claims[k]
+            if c.kind != "compare":
+                raise ValueError(f"{k!r} is not a comparison (declare it with Claims.compare)")
+            out[c.verdict] += 1
+        return out
+
+    def tally_text(self, keys, of: str = "") -> str:
+        """The tally as a sentence fragment from the comparisons' own verdicts, e.g. "wins on 3, ties
+        within uncertainty on 2 and loses on 1 of 6" (``of`` is appended after the total, e.g.
+        "(model, OOD set) pairs"); the verdict words never have to be typed in the prose."""
+        keys = list(keys)
+        t = self.tally(keys)
+        parts = [f"wins on {t['wins']}", f"ties within uncertainty on {t['tie within uncertainty']}",
+                 f"loses on {t['loses']}"]
+        return f"{parts[0]}, {parts[1]} and {parts[2]} of {len(keys)}" + (f" {of}" if of else "")
+
     def interval_text(self, key: str) -> str:
         """``"0.9935 [0.991, 0.996]"``: the claim's number with its interval (the number alone, through
         :func:`fmt_number`, when it has none)."""

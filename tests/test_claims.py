@@ -195,3 +195,16 @@ def test_compare_needs_an_interval(mdir):
     with pytest.raises(TypeError, match="Interval of A − B"):
         C.compare("k", "t", 0.01)
     assert VERDICTS == ("holds", "does not hold", "not resolved")
+
+
+def test_tally_counts_the_comparisons_own_verdicts(mdir):
+    C = Claims("00_t", "smoke")
+    for i, d in enumerate([Interval(0.02, 0.01, 0.03), Interval(0.0, -0.01, 0.01), Interval(0.01, -0.001, 0.02),
+                           Interval(-0.02, -0.03, -0.01)]):
+        C.compare(f"p{i}", f"pair {i}", d)
+    C.check("c", "a claim", 0.9, ">=", 0.5)
+    keys = [f"p{i}" for i in range(4)]
+    assert C.tally(keys) == {"wins": 1, "loses": 1, "tie within uncertainty": 2}
+    assert C.tally_text(keys, "pairs") == "wins on 1, ties within uncertainty on 2 and loses on 1 of 4 pairs"
+    with pytest.raises(ValueError, match="not a comparison"):
+        C.tally(["c"])
