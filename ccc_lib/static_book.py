@@ -41,36 +41,47 @@ def _views(nb: dict) -> set[str]:
     return ids
 
 
-def _prune_widget_state(nb: dict) -> int:
-    """Drop saved widget models no remaining view reaches (through ``IPY_MODEL_`` references); returns
-    how many were dropped."""
+def _reach(state: dict, start) -> set[str]:
+    """Models reachable from ``start`` through ``IPY_MODEL_`` references in their states."""
+    seen, todo = set(), list(start)
+    while todo:
+        mid = todo.pop()
+        if mid in seen or mid not in state:
+            continue
+        seen.add(mid)
+        todo += _REF.findall(json.dumps(state[mid].get("state", {})))
+    return seen
+
+
+def _prune_widget_state(nb: dict, removed_views) -> int:
+    """Drop the saved widget models only the removed views used: reachable from them, not from any
+    remaining view, plus models (e.g. a ``jslink``) that reference nothing but dropped ones. Models no
+    view reaches at all (a link between two panel widgets) stay. Returns how many were dropped."""
     meta = nb.get("metadata", {}).get("widgets", {}).get(_WIDGET_STATE)
     if not isinstance(meta, dict) or not isinstance(meta.get("state"), dict):
         return 0
     state = meta["state"]
-    keep, todo = set(), list(_views(nb))
-    while todo:
-        mid = todo.pop()
-        if mid in keep or mid not in state:
-            continue
-        keep.add(mid)
-        todo += _REF.findall(json.dumps(state[mid].get("state", {})))
-    dropped = [k for k in state if k not in keep]
-    for k in dropped:
+    drop = _reach(state, removed_views) - _reach(state, _views(nb))
+    for mid, model in state.items():
+        refs = set(_REF.findall(json.dumps(model.get("state", {}))))
+        if mid not in drop and refs and refs <= drop:
+            drop.add(mid)
+    for k in drop:
         del state[k]
-    return len(dropped)
+    return len(drop)
 
 
 def static_notebook(nb: dict, note: str = LIVE_NOTE) -> int:
     """Replace the outputs of every ``live-only`` cell of ``nb`` (a notebook as a JSON dict) by ``note``
     and prune the widget state they alone used. Returns the number of such cells."""
-    n = 0
+    n, removed = 0, set()
     for cell in nb.get("cells", []):
         if cell.get("cell_type") == "code" and LIVE_ONLY_TAG in cell.get("metadata", {}).get("tags", []):
+            removed |= _views({"cells": [cell]})
             cell["outputs"] = [_note_output(note)]
             n += 1
-    if n:
-        _prune_widget_state(nb)
+    if removed:
+        _prune_widget_state(nb, removed)
     return n
 
 

@@ -119,10 +119,18 @@ display(panel)
 '''
 
 
-def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True) -> Path:
-    """A one-page book (the repository's Sphinx settings) with one precomputed slider panel and a figure.
-    ``linked=False`` leaves the slider unlinked from the stack, ``launch=False`` drops the Colab and Thebe
-    launch buttons: the checks must then fail."""
+RAW_TABLE = ("from IPython.display import HTML, display\n"
+             "cells = ''.join(f'<td>{0.123456789 * k}</td>' for k in range(1, 40))\n"
+             "display(HTML(f'<div style=\"overflow:hidden; width:300px\"><table><tr>{cells}</tr></table></div>'))")
+
+
+def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True, static: bool = True,
+                        raw_table: bool = False) -> Path:
+    """A one-page book (the repository's Sphinx settings) with one precomputed slider panel, a figure, a
+    wide table in the book's table style and a ``live-only`` cell with a slider. ``linked=False`` leaves
+    the slider unlinked from the stack, ``launch=False`` drops the Colab and Thebe launch buttons,
+    ``static=False`` leaves the live-only slider in the page (as if the staging rule were missing) and
+    ``raw_table=True`` adds a clipped table of unrounded numbers: the checks must then fail."""
     import nbformat
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -144,8 +152,9 @@ def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True)
     long_text = " ".join(["A paragraph of prose so that the page is not empty."] * 12)
     fig = ("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\n"
            "ax.plot([0, 1, 2], [0, 1, 4]); ax.set_title('a figure'); plt.show()")
-    wide = ("import pandas as pd\npd.DataFrame([[0.123456] * 30], columns=[f'a_rather_long_column_name_{i}' "
-            "for i in range(30)])")
+    wide = ("import pandas as pd\nfrom ccc_lib.tables import install_formatter\ninstall_formatter()\n"
+            "pd.DataFrame([[0.123456789] * 30], columns=[f'a_rather_long_column_name_{i}' for i in range(30)])")
+    live = "import ipywidgets as widgets\nwidgets.IntSlider(value=3, max=10, description='retrain')"
     nb = new_notebook(cells=[
         new_markdown_cell("# Self-test page\n\n" + long_text + "\n\nInline math $\\alpha + \\beta$ and\n\n"
                           "$$\\mathcal{L} = \\alpha \\, \\mathcal{L}_1 + \\beta \\, \\mathcal{L}_2$$"),
@@ -153,12 +162,21 @@ def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True)
         new_markdown_cell("```{glue:figure} selftest_fig\n:name: fig-selftest\n\nA numbered, captioned figure.\n```"),
         new_code_cell("%matplotlib inline\nfrom myst_nb import glue\n" + fig.replace("plt.show()", "glue('selftest_fig', fig, display=False)")),
         new_code_cell(wide),
+        new_code_cell(live, metadata={"tags": ["hide-input", "live-only"]}),
+        *([new_code_cell(RAW_TABLE)] if raw_table else []),
         new_markdown_cell("The library's own code:\n\n```{literalinclude} ../ccc_lib/metrics.py\n"
                           ":pyobject: expected_calibration_error\n:language: python\n```"),
     ])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(src)}}).execute()
     nbformat.write(nb, src / "notebooks" / "01_counterfeits.ipynb")
+    if static:                        # the static book's rule for live-only cells, as `ccc_lib book` stages it
+        import json
+        from ccc_lib.static_book import static_notebook
+        path = src / "notebooks" / "01_counterfeits.ipynb"
+        raw = json.loads(path.read_text())
+        static_notebook(raw)
+        path.write_text(json.dumps(raw, indent=1))
     (src / "ccc_lib").mkdir(exist_ok=True)                        # staged as `ccc_lib book` stages it
     shutil.copy(REPO / "ccc_lib" / "metrics.py", src / "ccc_lib" / "metrics.py")
     shutil.rmtree(workdir / "_build" / "html", ignore_errors=True)
@@ -187,12 +205,43 @@ PAGE_FACTS_JS = r"""() => {
       const right = main.getBoundingClientRect().right + 2;
       const scrolls = el => { for (let a = el; a && a !== main; a = a.parentElement) {
           const s = getComputedStyle(a).overflowX;
-          if ((s === 'auto' || s === 'scroll' || s === 'hidden') && a.getBoundingClientRect().right <= right) return true;
+          if ((s === 'auto' || s === 'scroll') && a.getBoundingClientRect().right <= right) return true;
         } return false; };
       return Array.from(main.querySelectorAll('table, pre')).filter(e => visible(e)
           && e.getBoundingClientRect().right > right && !scrolls(e))
         .map(e => e.tagName.toLowerCase() + ' ' + (e.innerText || '').slice(0, 40).replace(/\s+/g, ' '));
     })(),
+    // tables cut by a box that hides what does not fit (overflow hidden/clip): columns a reader never sees
+    clipped: (() => {
+      const out = [];
+      for (const t of Array.from(main.querySelectorAll('table')).filter(visible)) {
+        for (let a = t; a && a !== main.parentElement; a = a.parentElement) {
+          const s = getComputedStyle(a).overflowX;
+          if (s === 'auto' || s === 'scroll') break;
+          if ((s === 'hidden' || s === 'clip') && a.scrollWidth > a.clientWidth + 1) {
+            out.push((t.innerText || '').slice(0, 40).replace(/\s+/g, ' ')); break; }
+        }
+      }
+      return out;
+    })(),
+    // every table cell's text, shown or collapsed (a hide-output table is read once opened)
+    tableText: Array.from(main.querySelectorAll('table td, table th')).map(c => c.textContent).join('\n'),
+    // code cells whose source a reader sees without clicking
+    visibleCode: Array.from(main.querySelectorAll('.cell .cell_input, div.cell_input')).filter(visible).length,
+    // controls a reader can move or press, outside the precomputed panels (which the test drives)
+    deadControls: Array.from(document.querySelectorAll('.widget-slider, .widget-hslider, .widget-vslider, '
+        + '.widget-dropdown, .widget-button, .jupyter-button, .widget-checkbox, .widget-toggle-buttons, '
+        + '.widget-radio, .widget-text, .widget-play, .widget-inline-hbox input'))
+      .filter(e => visible(e) && !e.closest('.ccc-precomputed'))
+      .map(e => (e.className || '').toString().split(' ').filter(c => c.startsWith('widget') || c.startsWith('jupyter'))[0]
+           + ': ' + ((e.closest('.widget-inline-hbox, .widget-box') || e).innerText || '').slice(0, 40).replace(/\s+/g, ' ')),
+    // search entry points a reader sees (the sidebar's field, the header's button, a form's input)
+    searchFields: (() => {
+      const all = Array.from(document.querySelectorAll('.search-button__button, .search-button-field, '
+          + 'form.bd-search input, input[type=search]')).filter(e => visible(e) && !e.closest('dialog'));
+      return all.filter(e => !all.some(o => o !== e && o.contains(e))).length;
+    })(),
+    h1: (main.querySelector('h1') || {}).textContent || '',
   };
 }"""
 
@@ -338,7 +387,123 @@ def image_is_blank(path: Path) -> bool:
     return a.std() < 2.0
 
 
-def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES) -> list[str]:
+#: the most significant digits a number in a rendered table may show (the table style rounds to 4)
+MAX_SIGNIFICANT = 6
+#: technical terms the site's search must find, and the chapter page it must list for each
+SEARCH_TERMS = {"IOCN": "03_iocn", "ODIN": "02_neuralfp", "MIFace": "04_drift"}
+VERDICTS = ("reproduced", "not reproduced", "not resolved", "not run")
+
+
+def overlong_numbers(text: str, limit: int = MAX_SIGNIFICANT) -> list[str]:
+    """Numbers in ``text`` with more than ``limit`` significant digits (thousands separators ignored,
+    trailing zeros of an integer not counted; digits inside words such as "mnist5k" are not numbers)."""
+    out = []
+    for tok in re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?", text):
+        t = tok.replace(",", "")
+        digits = t.replace(".", "").lstrip("0")
+        if "." not in t:
+            digits = digits.rstrip("0")
+        if len(digits) > limit:
+            out.append(tok)
+    return out
+
+
+DARK_JS = r"""() => {
+  // the theme's dark mode, as its switch sets it; then what a reader could not read
+  document.documentElement.dataset.mode = 'dark';
+  document.documentElement.dataset.theme = 'dark';
+  const main = document.querySelector('main') || document.querySelector('.bd-article') || document.body;
+  const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
+  const rgba = s => { const m = (s || '').match(/[\d.]+/g) || []; return m.map(Number); };
+  const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+                     return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
+  const bg = el => { for (let a = el; a; a = a.parentElement) { const c = rgba(getComputedStyle(a).backgroundColor);
+                       if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c; }
+                     return rgba(getComputedStyle(document.body).backgroundColor); };
+  const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+  const text = Array.from(main.querySelectorAll('table td, table th, .widget-html-content, .ccc-table-note'))
+    .filter(e => visible(e) && e.textContent.trim()).slice(0, 600)
+    .map(e => ({r: ratio(rgba(getComputedStyle(e).color), bg(e)), t: e.textContent.trim().slice(0, 30)}))
+    .filter(x => x.r < 3);
+  const figs = Array.from(main.querySelectorAll('img')).filter(i => visible(i) && /_images\//.test(i.getAttribute('src') || ''))
+    .filter(i => lum(bg(i)) < 0.6).map(i => i.getAttribute('src'));
+  return {lowContrast: text.map(x => x.t + ' (contrast ' + x.r.toFixed(1) + ')'), darkFigures: figs,
+          pageBg: rgba(getComputedStyle(document.body).backgroundColor)};
+}"""
+
+FINDINGS_JS = r"""() => {
+  const t = document.querySelector('table#tbl-findings, #tbl-findings table, table.ccc-findings');
+  if (!t) return null;
+  const rows = Array.from(t.querySelectorAll('tbody tr'));
+  const pdf = document.querySelector('a[href$="book.pdf"]');
+  return {rows: rows.map(r => ({link: (r.querySelector('td a') || {getAttribute: () => null}).getAttribute('href'),
+                                verdict: (r.cells[2] || {}).innerText || ''})),
+          pdf: pdf ? pdf.getAttribute('href') : null, top: t.getBoundingClientRect().top + window.scrollY};
+}"""
+
+
+def check_findings(page, page_path: Path) -> tuple[list[str], str]:
+    """The intro's generated findings table: present near the top, one row per paper, each linked to an
+    existing chapter page and carrying a verdict, and a link to the book's PDF that exists."""
+    f = page.evaluate(FINDINGS_JS)
+    if f is None:
+        return ["no 'what we found' table (table#tbl-findings) on the intro page"], ""
+    problems = []
+    if len(f["rows"]) < 4:
+        problems.append(f"the findings table has {len(f['rows'])} rows, not one per paper")
+    for i, r in enumerate(f["rows"]):
+        target = r["link"] and (page_path.parent / r["link"].split("#")[0]).resolve()
+        if not target or not target.exists():
+            problems.append(f"findings row {i + 1}: no link to an existing chapter page ({r['link']})")
+        if not any(v in r["verdict"] for v in VERDICTS):
+            problems.append(f"findings row {i + 1}: no verdict ({r['verdict']!r})")
+    if f["top"] > 2500:
+        problems.append(f"the findings table starts {f['top']:.0f} px down the intro page: it must come first")
+    if not f["pdf"]:
+        problems.append("the intro page does not link to the book's PDF")
+    elif not (page_path.parent / f["pdf"]).resolve().exists():
+        problems.append(f"the intro's PDF link {f['pdf']} points to a missing file")
+    verdicts = ", ".join(r["verdict"].strip() for r in f["rows"])
+    return problems, f"findings table: {len(f['rows'])} rows ({verdicts}); PDF link {f['pdf']}"
+
+
+def check_search(ctx, site: Path) -> tuple[list[str], list[str]]:
+    """The site's search, served over HTTP on localhost (Sphinx's search fetches each hit's page, which a
+    browser refuses over file://), must list the chapter of each of :data:`SEARCH_TERMS`."""
+    import functools
+    import http.server
+    import threading
+    from urllib.parse import quote
+    terms = {t: stem for t, stem in SEARCH_TERMS.items() if (site / "notebooks" / f"{stem}.html").exists()}
+    if not terms or not (site / "search.html").exists():
+        return [], []
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *a, **k: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    problems, log = [], []
+    page = ctx.new_page()
+    try:
+        for term, stem in terms.items():
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/search.html?q={quote(term)}", wait_until="load")
+            try:
+                page.wait_for_function("""() => { const s = document.querySelector('#search-results');
+                    return s && /found \d+ page|did not match|Search finished/i.test(s.innerText); }""", timeout=30000)
+            except Exception:
+                pass
+            hrefs = page.evaluate("() => Array.from(document.querySelectorAll('#search-results a, ul.search a'))"
+                                  ".map(a => a.getAttribute('href'))")
+            if not any(f"notebooks/{stem}.html" in (h or "") for h in hrefs):
+                problems.append(f"search for {term!r} does not list notebooks/{stem}.html (found {hrefs[:4]})")
+            log.append(f"search {term!r}: {len(hrefs)} hit(s), notebooks/{stem}.html "
+                       f"{'listed' if any(f'notebooks/{stem}.html' in (h or '') for h in hrefs) else 'MISSING'}")
+    finally:
+        page.close()
+        server.shutdown()
+    return problems, log
+
+
+def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES, titles: list | None = None) -> list[str]:
     from playwright.sync_api import sync_playwright
     site = site.resolve()
     shots.mkdir(parents=True, exist_ok=True)
@@ -438,8 +603,41 @@ def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES) -> list[str]:
                         found.append(f"missing image {im['src']}")
                     elif file.suffix.lower() == ".png" and image_is_blank(file):
                         found.append(f"blank image {im['src']}")
+            if f["clipped"]:
+                found.append(f"{len(f['clipped'])} table(s) cut by a box that hides what does not fit (no scroll "
+                             f"bar): {f['clipped'][:3]}")
+            long_numbers = overlong_numbers(f["tableText"])
+            if long_numbers:
+                found.append(f"{len(long_numbers)} number(s) in tables with more than {MAX_SIGNIFICANT} significant "
+                             f"digits: {sorted(set(long_numbers))[:5]}")
+            if f["deadControls"]:
+                found.append(f"{len(f['deadControls'])} control(s) outside a precomputed panel, which change nothing "
+                             f"without a kernel (tag the cell live-only): {f['deadControls'][:3]}")
+            if f["searchFields"] != 1:
+                found.append(f"{f['searchFields']} search fields on the page (one is wanted)")
+            if page_path.stem == "05_report" and f["visibleCode"]:
+                found.append(f"{f['visibleCode']} code cell(s) visible in the report chapter (tag them "
+                             f"remove-input/hide-input)")
+            if name == "book/intro.html":
+                fp, line = check_findings(page, page_path)
+                found += fp
+                panel_log.append(line)
+            if name.startswith("notebooks/") and titles is not None and f["h1"].strip():
+                titles.append(re.sub(r"[#¶]\s*$", "", f["h1"]).strip())
             shot = shots / (name.replace("/", "__").replace(".html", ".png"))
             page.screenshot(path=str(shot), full_page=True)
+            dark = page.evaluate(DARK_JS)
+            page.wait_for_timeout(200)
+            dark_shot = shots / (name.replace("/", "__").replace(".html", "-dark.png"))
+            page.screenshot(path=str(dark_shot), full_page=True)
+            if sum(dark["pageBg"][:3]) > 3 * 128:
+                found.append(f"dark mode did not darken the page (background {dark['pageBg']})")
+            if dark["lowContrast"]:
+                found.append(f"{len(dark['lowContrast'])} table/widget text(s) hard to read in dark mode: "
+                             f"{dark['lowContrast'][:3]}")
+            if dark["darkFigures"]:
+                found.append(f"{len(dark['darkFigures'])} figure(s) without a light card in dark mode: "
+                             f"{dark['darkFigures'][:2]}")
             if outside:
                 found.append(f"{len(outside)} request(s) outside the site (blocked): {sorted(set(outside))[:5]}")
             if failed:
@@ -450,13 +648,42 @@ def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES) -> list[str]:
                   f"figures, math {f['mathjax']}, widgets {f['widgets']}/{f['widgetStates']} saved; "
                   f"{n_panels} precomputed panel(s), widget state {wbytes['total'] / 1024:.1f} kB "
                   f"({wbytes['images'] / 1024:.1f} kB of it PNG, {wbytes['models']} models); "
-                  f"{time.perf_counter() - t_page:.1f} s; screenshot {shot.name}", flush=True)
+                  f"{time.perf_counter() - t_page:.1f} s; screenshots {shot.name}, {dark_shot.name}", flush=True)
             for line in panel_log:
                 print(f"     {line}")
             problems += [f"{name}: {x}" for x in found]
             page.close()
+        sp, slog = check_search(ctx, site)
+        for line in slog:
+            print(f"     {line}")
+        problems += [f"search.html: {x}" for x in sp]
         browser.close()
     return problems
+
+
+def make_pdf(out: Path, selftest: bool = False) -> list[str]:
+    """Print the book's single-page HTML to ``<site>/book.pdf`` (scripts/book_pdf.py); problems."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import book_pdf
+    try:
+        if selftest:                  # the self-test book is staged in <work>/src
+            index = book_pdf.build_singlehtml(out / "src", out)
+            return book_pdf.print_pdf(index, out / "_build" / "html" / "book.pdf")
+        return [] if book_pdf.main(["--out", str(out)]) == 0 else ["scripts/book_pdf.py failed (see above)"]
+    except SystemExit as exc:
+        return [f"the PDF of the book could not be made: {exc}"]
+
+
+def pdf_problems(pdf: Path, titles: list[str]) -> list[str]:
+    """The book's PDF exists and has a bookmark for every chapter page's title."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import book_pdf
+    found = book_pdf.check_pdf(pdf, titles)
+    if pdf.exists():
+        f = book_pdf.pdf_facts(pdf)
+        print(f"PDF: {pdf} ({f['pages']} pages, {f['bytes'] / 1e6:.1f} MB, {len(f['titles'])} bookmarks; "
+              f"{len(titles)} chapter titles checked)")
+    return [f"book.pdf: {x}" for x in found]
 
 
 def main(argv=None) -> int:
@@ -468,6 +695,10 @@ def main(argv=None) -> int:
                     help="with --selftest: leave the slider unlinked (the panel check must fail)")
     ap.add_argument("--no-launch", action="store_true",
                     help="with --selftest: build without the Colab and Thebe buttons (the launch check must fail)")
+    ap.add_argument("--dead-widget", action="store_true",
+                    help="with --selftest: leave the live-only slider in the static page (the check must fail)")
+    ap.add_argument("--raw-table", action="store_true",
+                    help="with --selftest: add a clipped table of unrounded numbers (the table checks must fail)")
     ap.add_argument("--keep", help="folder for the scratch build, kept afterwards (default: a temporary one, "
                                    "removed when every page passes and kept, with its screenshots, when one fails)")
     args = ap.parse_args(argv)
@@ -482,12 +713,18 @@ def main(argv=None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         scratch = None if args.keep else work
         if args.selftest:
-            site = build_selftest_site(work, linked=not args.unlinked, launch=not args.no_launch)
+            site = build_selftest_site(work, linked=not args.unlinked, launch=not args.no_launch,
+                                       static=not args.dead_widget, raw_table=args.raw_table)
         else:
             site, problems = build_smoke_site(work)
+    pdf = site / "book.pdf"
+    if not args.html:                 # the PDF of the whole book, from the same build (scripts/book_pdf.py)
+        problems += make_pdf(work, selftest=args.selftest)
     t_build = time.perf_counter() - t0
     shots = site.parent / "screenshots"
-    problems += check_site(site, shots)
+    titles: list[str] = []
+    problems += check_site(site, shots, titles=titles)
+    problems += pdf_problems(pdf, titles)
     t_all = time.perf_counter() - t0
     shot_files = sorted(shots.glob("*.png"))
     print(f"\nscreenshots: {shots} ({len(shot_files)} files)")

@@ -15,8 +15,11 @@ def _nb():
         return {"cell_type": "code", "metadata": {"tags": tags}, "source": "", "execution_count": 1,
                 "outputs": [{"output_type": "display_data", "metadata": {},
                              "data": {VIEW: {"model_id": model, "version_major": 2}, "text/plain": ["w"]}}]}
-    state = {"panel": {"state": {"children": ["IPY_MODEL_slider"]}}, "slider": {"state": {}},
-             "live": {"state": {"children": ["IPY_MODEL_liveslider"]}}, "liveslider": {"state": {}}}
+    state = {"panel": {"state": {"children": ["IPY_MODEL_slider", "IPY_MODEL_stack"]}}, "slider": {"state": {}},
+             "stack": {"state": {}}, "link": {"state": {"source": ["IPY_MODEL_slider", "index"],
+                                                       "target": ["IPY_MODEL_stack", "selected_index"]}},
+             "live": {"state": {"children": ["IPY_MODEL_liveslider"]}}, "liveslider": {"state": {}},
+             "livelink": {"state": {"source": ["IPY_MODEL_liveslider", "value"]}}}
     return {"cells": [cell(["remove-input"], "panel"), cell(["hide-input", "live-only"], "live")],
             "metadata": {"widgets": {STATE: {"state": state}}}}
 
@@ -27,7 +30,8 @@ def test_live_only_outputs_replaced_and_state_pruned():
     live = nb["cells"][1]["outputs"]
     assert len(live) == 1 and VIEW not in live[0]["data"] and LIVE_NOTE in live[0]["data"]["text/plain"][0]
     assert "ccc-live-only-note" in live[0]["data"]["text/html"][0]
-    assert set(nb["metadata"]["widgets"][STATE]["state"]) == {"panel", "slider"}     # the panel's models stay
+    # the panel's models stay, its jslink (referenced by no view) included; the live slider's link goes
+    assert set(nb["metadata"]["widgets"][STATE]["state"]) == {"panel", "slider", "stack", "link"}
     assert VIEW in nb["cells"][0]["outputs"][0]["data"]
 
 
