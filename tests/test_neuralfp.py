@@ -1,5 +1,6 @@
 """Unit tests of ccc_lib.neuralfp and ccc_lib.experiments.neuralfp (tiny CNN, synthetic data, CPU)."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -126,7 +127,105 @@ def test_per_layer_table(fitted):
     _, det = fitted
     t = xp.per_layer_auroc(det, det.errors(_blobs(100, 7).x), det.errors(torch.rand(100, 1, 28, 28)))
     assert len(t) == len(TAPS) + len(nfp.COMBINES) and t.index[0] == "layer 1: act1"
-    assert t["|z_l|"].between(0, 1).all()
+    assert t[xp.ZABS].between(0, 1).all() and t[xp.RAW].between(0, 1).all()
+
+
+def test_per_layer_raw_is_the_one_sided_auroc_and_can_be_below_half(fitted):
+    # the slides' quantity: sklearn's roc_auc_score of the raw error (OOD = 1), NOT folded to >= 0.5
+    from sklearn.metrics import roc_auc_score
+    _, det = fitted
+    e_in = det.errors(_blobs(150, 21).x)
+    rng = np.random.default_rng(0)
+    e_out = e_in[rng.permutation(len(e_in))[:120]].copy()
+    e_out[:, 0] *= 0.05                   # layer 1: OOD reconstructed far better (lower error)
+    e_out[:, 1] *= 20.0                   # layer 2: OOD reconstructed far worse
+    t = xp.per_layer_auroc(det, e_in, e_out)
+    y = np.r_[np.zeros(len(e_in)), np.ones(len(e_out))]
+    for j in range(len(TAPS)):
+        assert t[xp.RAW].iloc[j] == pytest.approx(roc_auc_score(y, np.r_[e_in[:, j], e_out[:, j]]), abs=1e-9)
+    assert t[xp.RAW].iloc[0] < 0.1 and t[xp.RAW].iloc[1] > 0.9      # below 0.5 kept as it is
+    assert t[xp.ZABS].iloc[0] > 0.9                                 # the two-sided score sees both directions
+    cv = xp.combined_vs_layers(t)
+    comb = float(t.loc["combined: max", xp.ZABS])
+    for q in (xp.RAW, xp.ZABS):
+        layers = t[q].iloc[:len(TAPS)]
+        assert cv[q]["best"] == pytest.approx(layers.max()) and cv[q]["best layer"] == layers.idxmax()
+        assert cv[q]["margin"] == pytest.approx(comb - layers.max())
+    assert cv[xp.RAW]["best layer"] == "layer 2: act1".replace("act1", TAPS[1])
+
+
+def test_slides_numbers_are_transcribed_as_printed():
+    mn, fa = xp.slides_per_layer("mnist"), xp.slides_per_layer("fashion_mnist")
+    assert mn.shape == (7, 3) and fa.shape == (11, 3)
+    assert fa.loc["layer 10", "mnist"] == 0.1961 and fa.loc["layer 9", "cifar10"] == 0.2530
+    assert fa.loc["layer 9", "svhn"] == 0.2418 and mn.loc["layer 7", "cifar10"] == 0.8955
+    for (meth, fam), eps in xp.SLIDES_EPS_PRINTED.items():
+        t = xp.slides_eps_table(meth, fam)
+        assert list(t.index) == list(eps) and t.shape == (6, 3), (meth, fam)
+        assert (meth, fam) in xp.SLIDES_SOURCES and ("per_layer", fam) in xp.SLIDES_SOURCES
+    assert 0.014 in xp.SLIDES_EPS_PRINTED[("ODIN", "mnist")]                 # read as printed, not as 0.0014
+    assert 0.0014 in xp.SLIDES_EPS_PRINTED[("Mahalanobis", "fashion_mnist")]
+    assert xp.slides_eps_table("Mahalanobis", "fashion_mnist").loc[0.002, "svhn"] == 0.9908
+    assert xp.slides_eps_table("ODIN", "mnist").loc[0.01, "svhn"] == 0.9891
+    for prof in ("smoke", "default", "full"):
+        assert {0.0014, 0.014} <= set(xp.settings(prof)["eps_grid"])
+
+
+def test_slides_checks_find_the_contradictions_in_their_numbers(monkeypatch):
+    checks = {c["statement"]: c for c in xp.slides_checks()}
+    maha, odin = checks[xp.SLIDES_TEXT["maha"]], checks[xp.SLIDES_TEXT["odin"]]
+    assert not maha["holds"] and "0.9908" in maha["evidence"] and "0.9608" in maha["evidence"]
+    assert not odin["holds"] and "0.9891" in odin["evidence"] and "is not one" in odin["evidence"]
+    assert checks[xp.SLIDES_TEXT["high"]]["holds"] and checks[xp.SLIDES_TEXT["layers"]]["holds"]
+    text = xp.slides_contradictions_text()
+    assert "0.9908" in text and "0.9891" in text
+    # the checks are computed from the constants: make ODIN beat NeuralFP on MNIST vs SVHN and the exception holds
+    patched = {k: dict(v) for k, v in xp.SLIDES_BASELINES.items()}
+    patched[("ODIN", "mnist")]["svhn"] = (0.9858, 0.9858, 0.9859, 0.9860, 0.9870, 0.9950)
+    monkeypatch.setattr(xp, "SLIDES_BASELINES", patched)
+    odin = {c["statement"]: c for c in xp.slides_checks()}[xp.SLIDES_TEXT["odin"]]
+    assert odin["holds"] and "is one" in odin["evidence"]
+
+
+def test_slides_beside_ours_and_labelled_by_comparability():
+    from ccc_lib import get_profile
+    ours = pd.DataFrame({"fashion_mnist": [0.5, 0.6], "noise": [0.9, 0.8]}, index=[0.0, 0.014])
+    t = xp.eps_with_slides(ours, "ODIN", "mnist5k", get_profile("default"))
+    lab = "slides (comparable only at full)"
+    assert ("fashion_mnist", lab) in t.columns and ("noise", lab) not in t.columns
+    assert t.loc[0.014, ("fashion_mnist", lab)] == 0.9285 and t.loc[0.014, ("fashion_mnist", "ours")] == 0.6
+    assert np.isnan(t.loc[0.0, ("fashion_mnist", lab)]) and 0.0014 not in t.index     # only the ε printed
+    assert np.isnan(t.loc[0.0005, ("fashion_mnist", "ours")]) and t.loc[0.0005, ("fashion_mnist", lab)] == 0.9289
+    full = xp.eps_with_slides(ours.rename(columns={"fashion_mnist": "svhn"}), "Mahalanobis", "fashion_mnist",
+                              get_profile("full"))
+    assert full.loc[0.0014, ("svhn", xp.slides_label("full"))] == 0.9147 and "same data" in xp.slides_label("full")
+    tab = pd.DataFrame({xp.RAW: [0.3, 0.7, 0.9], xp.ZABS: [0.8, 0.7, 0.9]},
+                       index=["layer 1: a", "layer 2: b", "combined: max"])
+    pl = xp.per_layer_with_slides("mnist", {"fashion_mnist": tab}, ("a", "b"), get_profile("full"))
+    sl = xp.slides_label("full")
+    assert len(pl) == 7 + 2 and pl.loc["layer 7", ("fashion_mnist", sl)] == 0.8741
+    assert np.isnan(pl.loc["layer 7", ("fashion_mnist", xp.RAW)])
+    assert pl.loc["combined − best layer", ("fashion_mnist", xp.RAW)] == pytest.approx(0.2)
+    assert pl.loc["combined − best layer", ("fashion_mnist", xp.ZABS)] == pytest.approx(0.1)
+    assert pl.loc["combined (one-out)", ("fashion_mnist", sl)] == 0.9826
+
+
+def test_counterfeit_thresholds_come_from_validation_scores_only():
+    rng = np.random.default_rng(0)
+    val, x = rng.normal(size=500), rng.normal(1.0, 1.0, size=200)
+    r = xp.flag_share(val, x, 0.05)
+    assert r["threshold"] == pytest.approx(np.quantile(val, 0.95))
+    assert r["flagged"] == pytest.approx(float((x > np.quantile(val, 0.95)).mean()))
+    assert xp.flag_share(val + 10, x, 0.05)["flagged"] == 0.0               # moves with the validation scores
+    with pytest.raises(InputError, match="validation"):
+        xp.flag_share(val[:1], x, 0.05)
+    # the chapter's counterfeit cell thresholds on val_scores, never on the ID test scores
+    import json
+    from pathlib import Path
+    nb = json.loads((Path(__file__).resolve().parent.parent / "notebooks" / "02_neuralfp.ipynb").read_text())
+    cell = next("".join(c["source"]) for c in nb["cells"] if "confident_counterfeits" in "".join(c["source"]))
+    assert "xp.flag_share(val_scores[ds][meth]" in cell and "np.quantile(ref" not in cell
+    assert 'val_scores[ds] = {VARIANTS[c]: dets[ds].score_errors(ERR[ds]["val_id"]' in cell
 
 
 def test_upper_and_mahalanobis_variants(fitted):
@@ -339,6 +438,20 @@ def test_where_we_differ_is_generated_from_the_settings():
     assert "mnist5k: CNN taps, pool 4×4" in t.loc["tapped layers", "this chapter"]
     assert f"{S['fit_limit']:,}" in t.loc["training images", "this chapter"]
     assert t.loc["score behind the ROC", "slides"] == "not given"
+    step3 = t.loc["step 3: reconstruction errors for the thresholds"]
+    assert "applied on training data" in step3["slides"] and "held out from the autoencoders" in step3["this chapter"]
+    assert "our literal reading" in t.loc["thresholds τ_l, μ_l", "this chapter"]
+    assert "0.014" in t.loc["ε grid of the baselines' tables", "slides"]
+    assert "Hendrycks" in t.loc['"ODIN [1]"', "slides"]
+    assert "one-sided" in t.loc["per-layer AUROC", "slides"]
+
+
+def test_held_out_table_says_what_the_classifier_saw():
+    S = xp.settings("default")
+    h = xp.held_out(S, {"test ID": "mnist5k: 1,000"})
+    assert h.loc["validation ID", "classifier trained on them"].startswith("yes")
+    assert h.loc["calibration", "autoencoders trained on them"] == "no"
+    assert h.loc["test ID", "classifier trained on them"] == "no" and h.loc["test ID", "count"] == "mnist5k: 1,000"
 
 
 def test_fit_is_deterministic_whatever_ran_before(tiny_classifier):
@@ -349,3 +462,35 @@ def test_fit_is_deterministic_whatever_ran_before(tiny_classifier):
     b = nfp.NeuralFP(model, TAPS, epochs=1).fit(data)
     x = _blobs(20, 6).x
     np.testing.assert_array_equal(a.score(x), b.score(x))
+
+
+def test_versus_baseline_verdict_comes_from_the_paired_interval():
+    rng = np.random.default_rng(1)
+    n = 300
+    base = {"test": rng.normal(size=n), "ood": rng.normal(0.3, 1.0, size=n)}           # weak baseline
+    strong = {s: {"test": rng.normal(size=n), "ood": rng.normal(2.5, 1.0, size=n)} for s in (0, 1, 2)}
+    r = xp.versus_baseline(strong, base, "ood")
+    assert r["verdict"] == "wins" and r["combined"].lo > 0 and len(r["per_seed"]) == 3
+    assert r["combined"].n == 3                                                      # combined over the seeds
+    r = xp.versus_baseline({0: base, 1: base}, strong[0], "ood")
+    assert r["verdict"] == "loses" and r["combined"].hi < 0
+    same = {s: {"test": base["test"] + 1e-3 * rng.normal(size=n), "ood": base["ood"]} for s in (0, 1, 2)}
+    r = xp.versus_baseline(same, base, "ood")
+    assert r["verdict"] == "tie within uncertainty" and r["combined"].lo < 0 < r["combined"].hi
+    ci = xp.auroc_over_seeds(strong, "ood")
+    assert ci.lo < ci.estimate < ci.hi and ci.estimate == pytest.approx(
+        np.mean([xp.auroc(v["test"], v["ood"]) for v in strong.values()]))
+
+
+def test_combined_vs_layers_interval_is_paired_on_the_same_images(fitted):
+    from ccc_lib import stats as st
+    _, det = fitted
+    e_in, e_out = det.errors(_blobs(150, 31).x), det.errors(torch.rand(120, 1, 28, 28))
+    cv = xp.combined_vs_layers_ci(det, e_in, e_out)
+    t = xp.per_layer_auroc(det, e_in, e_out)
+    for q in (xp.RAW, xp.ZABS):
+        d = cv[q]["diff"]
+        assert d.estimate == pytest.approx(cv[q]["margin"], abs=1e-9) and d.lo <= d.estimate <= d.hi
+    j = list(t.index).index(cv[xp.RAW]["best layer"])
+    ref = st.auroc_diff_ci(det.score_errors(e_in), det.score_errors(e_out), e_in[:, j], e_out[:, j])
+    assert cv[xp.RAW]["diff"].lo == pytest.approx(ref.lo) and cv[xp.RAW]["diff"].hi == pytest.approx(ref.hi)
