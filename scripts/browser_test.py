@@ -121,7 +121,9 @@ display(panel)
 
 RAW_TABLE = ("from IPython.display import HTML, display\n"
              "cells = ''.join(f'<td>{0.123456789 * k}</td>' for k in range(1, 40))\n"
-             "display(HTML(f'<div style=\"overflow:hidden; width:300px\"><table><tr>{cells}</tr></table></div>'))")
+             "style = 'display:table; overflow:visible; max-width:none'\n"
+             "display(HTML(f'<div style=\"overflow:hidden; width:300px\"><table style=\"{style}\"><tr>{cells}</tr>'\n"
+             "             '</table></div>'))")
 
 
 def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True, static: bool = True,

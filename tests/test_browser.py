@@ -1,8 +1,11 @@
 """The browser test's own checks, on a tiny hand-made book (the whole smoke book is checked by
 ``scripts/browser_test.py`` without arguments): a precomputed slider panel whose slider is linked to
 its stack passes (image and numbers change, no request leaves the machine, fonts found, Binder, Colab and
-Thebe launch controls point at the page's notebook); the same panel with the link missing fails, and so
-does the page without the Colab and Thebe buttons. Needs Playwright (PyPI) and Debian's Chromium."""
+Thebe launch controls point at the page's notebook, the live-only slider is replaced by its note, the
+wide table in the book's style scrolls in its box, one search field, a PDF with the page's title, a
+dark-mode screenshot); the same panel with the link missing fails, and so does the page without the
+Colab and Thebe buttons, with the live-only slider left in, or with a clipped table of unrounded numbers.
+Needs Playwright (PyPI) and Debian's Chromium."""
 import os
 import shutil
 import subprocess
@@ -33,6 +36,25 @@ def test_browser_checks_move_a_precomputed_slider(tmp_path):
     assert "launch: Binder, Colab, Thebe -> " in r.stdout and "notebooks/01_counterfeits.ipynb" in r.stdout
     assert "precomputed panel(s), widget state" in r.stdout and "notebooks__01_counterfeits.png" in r.stdout
     assert list((tmp_path / "_build" / "screenshots").glob("*.png"))
+    assert "notebooks__01_counterfeits-dark.png" in r.stdout and "PDF: " in r.stdout
+    assert (tmp_path / "_build" / "html" / "book.pdf").stat().st_size > 10_000
+
+
+def test_browser_checks_fail_on_a_dead_control_and_raw_tables(tmp_path):
+    """The live-only slider left in the static page, and a table of unrounded numbers cut by a box
+    without a scroll bar: three problems named."""
+    r = _run(tmp_path, "--dead-widget", "--raw-table")
+    assert r.returncode == 1
+    assert "outside a precomputed panel, which change nothing without a kernel" in r.stdout
+    assert "more than 6 significant digits" in r.stdout and "0.123456789" in r.stdout
+    assert "cut by a box that hides what does not fit" in r.stdout
+
+
+def test_overlong_numbers():
+    sys.path.insert(0, str(REPO / "scripts"))
+    from browser_test import overlong_numbers
+    assert overlong_numbers("0.9935 [0.991, 0.996] 1,234,567 60,000 mnist5k 12345678 0.0001234567") == \
+        ["1,234,567", "12345678", "0.0001234567"]
 
 
 def test_browser_checks_fail_when_the_slider_moves_nothing(tmp_path):
