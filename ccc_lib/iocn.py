@@ -28,9 +28,11 @@ loop for both), :func:`iocn_score` (equations 2–4), and the detectors :class:`
 the one-class baselines (PyOD, deepOD) in :mod:`ccc_lib.baselines`.
 
 Choices of ours, which the paper does not fix: the last layer of every subnet starts at zero (the
-untrained INN is a product of rotations and scalings); the inputs are standardised per feature
-(and divided by a ``divisor``); Gaussian noise on each training batch; Adam with warm-up and cosine
-decay, gradient clipping, affine clamping 1.0."""
+untrained INN is a product of rotations and scalings); soft permutations (``permute_soft=True``: a
+random rotation in each block; FrEIA's default is a hard permutation); the inputs are standardised
+per feature (and divided by a ``divisor``); Gaussian noise on each training batch; Adam with warm-up
+and cosine decay, gradient clipping. The affine clamping defaults to FrEIA's 2.0 (``INNConfig.clamp``);
+chapter 3's settings use 1.0 (at 2.0 the inverse blew up in our trials)."""
 from __future__ import annotations
 
 import math

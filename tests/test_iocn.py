@@ -149,7 +149,12 @@ def test_one_class_split_uses_only_the_inlier_class():
     sp = E.one_class_split(feats, 1, dim=4, n_train=50)
     assert sp.train.shape == (50, 4) and sp.test.shape == (90, 4)
     assert sp.is_out.sum() == 60 and (sp.is_out[30:60] == 0).all()
-    assert np.allclose(sp.pca.mean_, 5.0, atol=0.5)       # fitted on class 1's rows only
+    assert np.allclose(sp.pca.named_steps["pca"].mean_, 5.0, atol=0.5)       # fitted on class 1's rows only
+    # the chapter's one preprocessing: z-scored on the inlier training rows, the test set by the same map
+    assert np.allclose(sp.train.mean(0), 0, atol=1e-5) and np.allclose(sp.train.std(0), 1, atol=1e-4)
+    assert np.allclose(sp.pca.transform(feats["test"][0]), sp.test, atol=1e-5)
+    mu, sd = sp.raw_train.mean(0), sp.raw_train.std(0)
+    assert np.allclose((sp.raw_test - mu) / sd, sp.test, atol=1e-4)
 
 
 def test_toy_sets_and_boundary():
@@ -370,20 +375,74 @@ def test_one_dimensional_inn_is_refused_with_the_fix():
         iocn.INNModel(iocn.INNConfig(dim=1))
 
 
-def test_deepod_budget_per_method_at_default():
-    """At default every paper row (GOAD included) runs with a stated, reduced budget per method."""
+def test_deepod_budget_rule():
+    """One rule at every profile: deepod_epochs (deepOD's 100 at default and full) for every row, except the
+    step-matched rows (GOAD at default), which get the IOCN's gradient steps in whole epochs."""
     S = E.settings("default")
     assert set(S["deepod"]) == {"DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"}
-    b = E.deepod_budget(S)
-    assert set(b["epochs"]) == set(S["deepod"]) and all(1 <= e < 100 for e in b["epochs"].values())
-    assert b["n_train"]["GOAD"] <= S["n_train"]                                 # GOAD alone on a subsample
-    full = E.deepod_budget(E.settings("full"))
-    assert full["epochs"] is None and full["n_train"] is None                  # deepOD's defaults at full
-    x = np.arange(40, dtype=np.float32).reshape(20, 2)
-    sub = E.deepod_train_rows(x, 5, seed=0)
-    assert sub.shape == (5, 2) and set(map(tuple, sub)) <= set(map(tuple, x))
-    assert np.array_equal(sub, E.deepod_train_rows(x, 5, seed=0))              # seeded
-    assert E.deepod_train_rows(x, None) is x and E.deepod_train_rows(x, 50) is x
+    assert S["deepod_epochs"] == 100 and E.deepod_default("ICL", "epochs") == 100
+    for m in ("DeepSVDD", "RCA", "ICL", "SLAD"):
+        assert E.deepod_epochs(m, S, S["n_train"]) == 100
+    per_epoch = -(-S["n_train"] // E.deepod_default("GOAD", "batch_size"))
+    g = E.deepod_epochs("GOAD", S, S["n_train"])
+    assert (g - 1) * per_epoch < S["steps"] <= g * per_epoch                     # the IOCN's steps, whole epochs
+    full = E.settings("full")
+    assert all(E.deepod_epochs(m, full, 5000) == 100 for m in full["deepod"])   # deepOD's defaults at full
+    smoke = E.settings("smoke")
+    assert all(E.deepod_epochs(m, smoke, smoke["n_train"]) == smoke["deepod_epochs"] for m in smoke["deepod"])
+
+
+def test_every_row_gets_the_same_standardised_arrays(monkeypatch):
+    """The chapter's one preprocessing reaches every row of Table 1: the arrays each detector is fitted on
+    and scores are the same, z-scored on the inlier training rows (the INNs divide by 3 inside)."""
+    rng = np.random.default_rng(0)
+    xtr = (rng.standard_normal((240, 12)) * np.linspace(0.05, 3, 12)).astype(np.float32)
+    xte = (rng.standard_normal((60, 12)) * np.linspace(0.05, 3, 12)).astype(np.float32)
+    feats = {"train": (xtr, np.repeat(np.arange(3), 80)), "test": (xte, np.repeat(np.arange(3), 20)),
+             "classes": ["a", "b", "c"]}
+    monkeypatch.setattr(E, "fashion_features", lambda *a, **k: feats)
+    seen = {}
+
+    def spy(cls, name):
+        fit, score = cls.fit, cls.score
+
+        def fit_(self, data, *a, **k):
+            seen.setdefault(getattr(self, "name", name), {})["fit"] = np.asarray(data, dtype=np.float32).copy()
+            return fit(self, data, *a, **k)
+
+        def score_(self, x, *a, **k):
+            seen.setdefault(getattr(self, "name", name), {}).setdefault("score", np.asarray(x, dtype=np.float32).copy())
+            return score(self, x, *a, **k)
+        monkeypatch.setattr(cls, "fit", fit_)
+        monkeypatch.setattr(cls, "score", score_)
+    from ccc_lib.baselines import DeepODDetector, PyODDetector
+    for cls, name in ((DeepODDetector, "deepOD"), (PyODDetector, "PyOD"), (iocn.IOCN, "IOCN"), (iocn.FlowDetector, "FLOW")):
+        spy(cls, name)
+    S = E.settings("smoke", classes=(0,), n_train=None, feature_dim=6, baselines=("KNN", "COPOD"), deepod=("DeepSVDD",),
+                   deepod_epochs=1, steps=4, flow_steps=4, eval_at=(4,), n_blocks=2)
+    res = E.one_vs_rest("cnn_mnist5k", S, "smoke", cache=False)
+    assert set(seen) == {"KNN", "COPOD", "DeepSVDD (deepOD)", "FLOW", "IOCN"} == set(res.methods)
+    sp = E.one_class_split(feats, 0, 6)
+    assert np.allclose(sp.train.std(0), 1, atol=1e-4)
+    for m, got in seen.items():
+        np.testing.assert_allclose(got["fit"], sp.train, atol=1e-6, err_msg=m)
+        np.testing.assert_allclose(got["score"], sp.test, atol=1e-6, err_msg=m)
+    for m in ("IOCN", "FLOW"):                                  # inside: the same rows, ÷ divisor
+        model = res.detectors[m][0].model
+        assert np.allclose(model.scale.numpy(), S["divisor"], rtol=1e-2) and np.allclose(model.shift.numpy(), 0, atol=1e-5)
+    assert res.deepod["DeepSVDD (deepOD)"][0]["history"]["epochs"] == 1
+
+
+def test_where_we_differ_names_every_choice():
+    t = E.where_we_differ(E.settings("default"), "default")
+    for item in ("permutation in each block", "training noise", "affine clamping", "preprocessing, every row",
+                 "preprocessing, INNs only", "deepOD rows: budget", "deepOD rows: library defects",
+                 "feature extractor", "data"):
+        assert item in t.index
+    assert "permute_soft=True" in t.loc["permutation in each block", "this chapter"]
+    assert "0.3 standard deviations" in t.loc["training noise", "this chapter"]
+    assert t.loc["affine clamping", "paper"] == "not reported"
+    assert "100 epochs" in t.loc["deepOD rows: budget", "this chapter"]
 
 
 def test_baseline_scores_are_cached_and_refit_lazily(tmp_path, monkeypatch):

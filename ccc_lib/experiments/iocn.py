@@ -7,27 +7,25 @@
   would apply them (:func:`decision_rates`), Table 2 (:func:`confusion_auroc`), Figure 3
   (:func:`extreme_examples`), the budget curves (:func:`budget_table`);
 * chapter 1's counterfeits scored by the one-class detectors (:func:`score_counterfeits`);
-* toy data: Figure 1 (:func:`toy_2d`, :func:`fit_toy`, :func:`plot_toy`), the 1-D example of
-  Figure 2 (:class:`Monotone1D`, :func:`train_1d`, :func:`plot_1d`), the simply-connected limitation
-  (:func:`hole_study`), and the stop-gradient ablation (:func:`stopgrad_ablation`)."""
+* the appendix studies (toy 2-D data, the 1-D example, the hole, the stop-gradient ablation) live in
+  :mod:`ccc_lib.experiments.iocn_appendix` and are re-exported here (``E.fit_toy`` etc.)."""
 from __future__ import annotations
 
 import functools
-
+import math
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..baselines import make_oneclass_baseline
+from ..baselines import DEEPOD_FIXES, deepod_version, make_oneclass_baseline, plateau
 from ..cache import fingerprint, load_or_compute
-from ..checks import InputError, check_choice, check_features, check_fraction
-from ..iocn import IOCN, FlowDetector, INNConfig, TrainConfig, iocn_score, pull_f
+from ..checks import InputError, check_features, check_fraction
+from ..iocn import IOCN, FlowDetector, INNConfig, TrainConfig
 from ..metrics import ood_metrics
 from ..profiles import Profile, chapter_settings, get_profile
-from ..utils import cpu_threads, get_device, set_seed, to_numpy
+from ..utils import cpu_threads, get_device, to_numpy
 
 # --------------------------------------------------------------------------- settings per profile
 
@@ -37,9 +35,14 @@ SETTINGS = {
     # cosine decay, gradient-norm clipping 1.0, batch 128 (+128 cube samples for IOCN), Gaussian
     # noise of std `noise` added to each training batch of both INN methods. Inputs are standardised
     # per feature and divided by `divisor` (3: most training points start inside the cube).
-    # deepOD: `deepod` lists the deepOD rows, `deepod_epochs`/`deepod_epoch_steps`/`deepod_n_train` their
-    # budget (None = deepOD's defaults: 100 epochs, whole epochs, all training inliers), applied alike to
-    # every deepOD row; `deepod_feature_sets` the blocks they run on. Their test scores are cached.
+    # Every row of Table 1 gets the same inputs (one_class_split: PCA, then a per-feature z-score fitted
+    # on the inlier class's training rows); the INNs divide them by `divisor` on top.
+    # deepOD: `deepod` lists the deepOD rows, on the blocks `deepod_feature_sets`, all training inliers.
+    # Budget rule (deepod_budget): `deepod_epochs` epochs for every row (deepOD's default 100 at default
+    # and full; fewer at smoke, a pipeline check), except the rows in `deepod_step_matched`, which get the
+    # IOCN's number of gradient steps (`steps`, in whole epochs): GOAD's 100 epochs cost hours per class on
+    # a CPU. `deepod_raw` rows are also run on the raw PCA components (no z-score) for the classes
+    # `deepod_raw_classes`, to show what the inputs do. Their test scores are cached.
     "smoke": {
         "dataset": "fashion_mnist",
         "classes": (0, 1, 7),          # three Fashion-MNIST classes as inliers (T-shirt, Trouser, Sneaker)
@@ -47,8 +50,8 @@ SETTINGS = {
         "feature_dim": 8,
         "feature_sets": ("cnn_mnist5k", "pixels"),
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest"),
-        "deepod": ("DeepSVDD", "SLAD"), "deepod_epochs": 1, "deepod_epoch_steps": 5,
-        "deepod_feature_sets": ("cnn_mnist5k",),
+        "deepod": ("DeepSVDD", "ICL", "SLAD"), "deepod_epochs": 10, "deepod_step_matched": ("GOAD",),
+        "deepod_feature_sets": ("cnn_mnist5k",), "deepod_raw": ("SLAD",), "deepod_raw_classes": (0,),
         "n_blocks": 4, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 64,
         "steps": 40, "flow_steps": 40, "eval_at": (20, 40),
         "alpha": 0.05,                 # target false-alarm rate of the calibrated threshold
@@ -65,15 +68,9 @@ SETTINGS = {
         "feature_dim": 16,
         "feature_sets": ("cnn_mnist5k", "pixels"),
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest"),
-        # Reduced deepOD budgets (deepOD's default is 100 epochs on all rows), per method so that each
-        # row is trained enough to mean something: an earlier uniform budget of 2 epochs on 500 images
-        # left DeepSVDD, GOAD and SLAD below chance (AUROC 0.20-0.43: barely moved from their random
-        # initialisation). GOAD trains on 256 transformed copies of every row (one epoch of 500 rows
-        # ≈ 15 s here), so it alone sees a random 500 of the class's images. Scores are cached.
         "deepod": ("DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"),
-        "deepod_epochs": {"DeepSVDD": 10, "RCA": 5, "ICL": 1, "GOAD": 2, "SLAD": 5}, "deepod_epoch_steps": None,
-        "deepod_n_train": {"GOAD": 500},
-        "deepod_feature_sets": ("cnn_mnist5k",),
+        "deepod_epochs": 100, "deepod_step_matched": ("GOAD",),
+        "deepod_feature_sets": ("cnn_mnist5k",), "deepod_raw": ("ICL", "SLAD"), "deepod_raw_classes": (0, 1),
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 128,
         "steps": 300, "flow_steps": 300, "eval_at": (50, 100, 200, 300),
         "alpha": 0.05,
@@ -92,8 +89,8 @@ SETTINGS = {
         "feature_dim": 128,
         "feature_sets": ("resnet18_imagenet", "pixels"),
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest", "DeepSVDD"),
-        "deepod": ("DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"), "deepod_epochs": None, "deepod_epoch_steps": None,
-        "deepod_feature_sets": ("resnet18_imagenet", "pixels"),
+        "deepod": ("DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"), "deepod_epochs": 100, "deepod_step_matched": (),
+        "deepod_feature_sets": ("resnet18_imagenet", "pixels"), "deepod_raw": ("ICL", "SLAD"), "deepod_raw_classes": (0, 1),
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 256,
         "steps": 4000, "flow_steps": 4000, "eval_at": (100, 250, 500, 1000, 2000, 4000),
         "alpha": 0.05,
@@ -106,7 +103,7 @@ SETTINGS = {
     "full_dry": {   # full's code paths on generated files, tiny sizes, CPU (≤ ~60 s)
         "classes": (0, 1),
         "feature_dim": 8,
-        "deepod_epochs": 1, "deepod_epoch_steps": 2,
+        "deepod_epochs": 1, "deepod_raw_classes": (0,),
         "n_blocks": 2, "batch_size": 64, "steps": 20, "flow_steps": 20, "eval_at": (10, 20),
         "toy_sets": ("moons",), "toy_n": 200, "toy_steps": 20, "toy_blocks": 2,
         "oned_n": 200, "oned_steps": 20, "oned_snapshots": (0, 5, 20),
@@ -248,19 +245,25 @@ def resnet18_encoder(weights="DEFAULT", size: int = 224):
 
 @dataclass
 class Split:
-    """One-vs-rest data for one inlier class: PCA-reduced training inliers and the whole test set."""
+    """One-vs-rest data for one inlier class: the training inliers and the whole test set, after the
+    chapter's one preprocessing (:func:`one_class_split`), which every row of Table 1 receives."""
     inlier: int
     train: np.ndarray
     test: np.ndarray
     is_out: np.ndarray          # 1 = outlier (another class)
-    pca: object
+    pca: object                 # the fitted preprocessing (PCA, then z-score): ``pca.transform(features)``
     explained_variance: float
+    raw_train: np.ndarray | None = None     # the PCA components before the z-score (for the raw-input table)
+    raw_test: np.ndarray | None = None
 
 
 def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = None, seed: int = 0) -> Split:
-    """PCA to ``dim`` components fitted on the inlier class's training rows only (``n_train`` of them),
-    applied to the whole test set; labels 1 = outlier."""
+    """The chapter's one preprocessing, fitted on the inlier class's training rows only (``n_train`` of
+    them) and applied to the whole test set: a PCA to ``dim`` components, then a per-feature z-score
+    (mean 0, standard deviation 1 on those training rows). Labels 1 = outlier."""
     from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
     xtr, ytr = feats["train"]
     xte, yte = feats["test"]
     idx = np.flatnonzero(ytr == inlier)
@@ -270,8 +273,12 @@ def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = No
         idx = np.sort(np.random.default_rng(seed).choice(idx, n_train, replace=False))
     dim = min(dim, len(idx), xtr.shape[1])
     pca = PCA(n_components=dim, random_state=seed).fit(xtr[idx])
-    return Split(inlier, pca.transform(xtr[idx]).astype(np.float32), pca.transform(xte).astype(np.float32),
-                 (yte != inlier).astype(int), pca, float(pca.explained_variance_ratio_.sum()))
+    raw_tr, raw_te = pca.transform(xtr[idx]), pca.transform(xte)
+    prep = Pipeline([("pca", pca), ("zscore", StandardScaler().fit(raw_tr))])
+    z = prep.named_steps["zscore"]
+    return Split(inlier, z.transform(raw_tr).astype(np.float32), z.transform(raw_te).astype(np.float32),
+                 (yte != inlier).astype(int), prep, float(pca.explained_variance_ratio_.sum()),
+                 raw_tr.astype(np.float32), raw_te.astype(np.float32))
 
 
 def calibration_mask(y_test: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -307,24 +314,38 @@ class OneVsRest:
     inside_train: dict = field(default_factory=dict)  # class -> IOCN share of training inliers inside
     recon: dict = field(default_factory=dict)       # class -> max reconstruction error (IOCN)
     deepod_budget: dict = field(default_factory=dict)   # see deepod_budget()
+    deepod: dict = field(default_factory=dict)      # deepOD row -> {class: {"history", "fixes", "score_seconds"}}
 
     def mean_auroc(self) -> dict:
         return {m: float(np.mean(list(v.values()))) for m, v in self.auroc.items()}
 
 
 def deepod_budget(S: dict) -> dict:
-    """The deepOD rows' budget at this profile: ``epochs`` (None = deepOD's default of 100; an int or a
-    per-method dict), ``epoch_steps`` (None = whole epochs) and ``n_train`` (None = all the training
-    inliers the other rows see; else a random subsample of that many; an int or a per-method dict)."""
-    return {"epochs": S.get("deepod_epochs"), "epoch_steps": S.get("deepod_epoch_steps"),
-            "n_train": S.get("deepod_n_train")}
+    """The deepOD rows' budget rule at this profile: every row trains for ``epochs`` whole epochs on all
+    the training inliers (``S["deepod_epochs"]``: deepOD's default of 100 at ``default`` and ``full``),
+    except the rows in ``step_matched`` (``S["deepod_step_matched"]``), which get as many gradient steps
+    as the IOCN per class (``S["steps"]``, rounded up to whole epochs): their 100 epochs cost hours per
+    class on a CPU (measured in the chapter)."""
+    return {"epochs": S.get("deepod_epochs"), "step_matched": tuple(S.get("deepod_step_matched", ())),
+            "iocn_steps": S["steps"]}
 
 
-def deepod_train_rows(train: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
-    """The training rows a deepOD row sees: all of ``train``, or a seeded random subsample of ``n``."""
-    if n is None or n >= len(train):
-        return train
-    return train[np.sort(np.random.default_rng(seed + 4242).choice(len(train), int(n), replace=False))]
+def deepod_default(method: str, arg: str):
+    """A default argument of a deepOD detector's constructor (e.g. its ``batch_size``)."""
+    import inspect
+    import deepod.models.tabular as tab
+    return inspect.signature(getattr(tab, method).__init__).parameters[arg].default
+
+
+def deepod_epochs(method: str, S: dict, n_train: int) -> int:
+    """The epochs of deepOD row ``method`` (a name without " (deepOD)") on ``n_train`` rows under
+    :func:`deepod_budget`'s rule."""
+    b = deepod_budget(S)
+    epochs = b["epochs"] if b["epochs"] is not None else deepod_default(method, "epochs")
+    if method in b["step_matched"]:
+        per_epoch = math.ceil(n_train / deepod_default(method, "batch_size"))
+        epochs = max(1, math.ceil(b["iocn_steps"] / per_epoch))
+    return int(epochs)
 
 
 def _scores_cached(kind: str, key: dict, fit_score, cache: bool) -> tuple[np.ndarray, bool, float]:
@@ -338,25 +359,25 @@ def _scores_cached(kind: str, key: dict, fit_score, cache: bool) -> tuple[np.nda
     return out["scores"].numpy(), bool(out["from_cache"]), float(out["meta"].get("seconds", float("nan")))
 
 
-def _deepod_scores(name: str, sp: Split, S: dict, seed: int, cache: bool) -> tuple[np.ndarray, bool, float]:
-    """Fit a deepOD row on ``sp.train`` (or the subsample :func:`deepod_budget` names) and score
-    ``sp.test``; the scores are cached (keyed by the method, its budget and a fingerprint of the
-    data), so a warm rebuild does not retrain."""
-    kw = {}
-    b = deepod_budget(S)
-    epochs, n_train = b["epochs"], b["n_train"]
-    if isinstance(epochs, dict):
-        epochs = epochs[name[:-len(" (deepOD)")]]
-    if isinstance(n_train, dict):
-        n_train = n_train.get(name[:-len(" (deepOD)")])
-    if b["epoch_steps"]:
-        kw["epoch_steps"] = int(b["epoch_steps"])
-    train = deepod_train_rows(sp.train, n_train, seed)
-    key = {"method": name, "epochs": epochs, "kw": kw, "seed": seed,
-           "train": fingerprint(torch.as_tensor(train)), "test": fingerprint(torch.as_tensor(sp.test))}
-    return _scores_cached("iocn-deepod-scores", key,
-                          lambda: make_oneclass_baseline(name, deepod_epochs=epochs, **kw).fit(train, seed=seed).score(sp.test),
-                          cache)
+def deepod_scores(name: str, train: np.ndarray, test: np.ndarray, S: dict, seed: int = 0, cache: bool = True,
+                  fixes: bool = True) -> dict:
+    """Fit deepOD row ``name`` ("<method> (deepOD)") on ``train`` under :func:`deepod_budget`'s rule and
+    score ``test``; through the tensor cache (keyed by the method, its epochs, the fixes, the seed and
+    fingerprints of the data), so a warm rebuild does not retrain. Returns ``{"scores", "history"
+    (loss per epoch, epochs, steps, seconds), "fixes", "score_seconds", "from_cache"}``."""
+    method = name[:-len(" (deepOD)")]
+    epochs = deepod_epochs(method, S, len(train))
+    key = {"v": 2, "method": name, "epochs": epochs, "fixes": fixes, "seed": seed, "deepod": deepod_version(),
+           "train": fingerprint(torch.as_tensor(train)), "test": fingerprint(torch.as_tensor(test))}
+
+    def compute():
+        det = make_oneclass_baseline(name, deepod_epochs=epochs, deepod_fixes=fixes).fit(train, seed=seed)
+        t0 = time.perf_counter()
+        s = det.score(test)
+        return {"scores": torch.as_tensor(np.asarray(s, dtype=np.float64)),
+                "meta": {"history": det.history, "fixes": det.fixes, "score_seconds": time.perf_counter() - t0}}
+    out = load_or_compute("iocn-deepod-scores", key, compute) if cache else {**compute(), "from_cache": False}
+    return {"scores": out["scores"].numpy(), **out["meta"], "from_cache": bool(out["from_cache"])}
 
 
 class LazyBaseline:
@@ -430,7 +451,9 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
                 cached = bool(det.meta.get("from_cache"))
                 s = det.score(sp.test)
             elif m.endswith(" (deepOD)"):
-                s, cached, _ = _deepod_scores(m, sp, S, seed, cache)
+                out = deepod_scores(m, sp.train, sp.test, S, seed, cache)
+                s, cached = out["scores"], out["from_cache"]
+                res.deepod.setdefault(m, {})[c] = {k: out[k] for k in ("history", "fixes", "score_seconds")}
             else:
                 key = {"method": m, "seed": seed, "train": fingerprint(torch.as_tensor(sp.train)),
                        "test": fingerprint(torch.as_tensor(sp.test))}
@@ -544,6 +567,138 @@ def time_to_reach(budget, method: str, target: float):
     return float(hit["train seconds (sum over classes)"].iloc[0])
 
 
+# --------------------------------------------------------------------------- the deep rows' training
+
+#: the plateau test of every deep row's training-loss curve (see :func:`ccc_lib.baselines.plateau`):
+#: the mean loss of the last 10 % of the epochs improves on the 10 % before by less than 1 %
+PLATEAU = {"frac": 0.1, "tol": 0.01}
+
+
+def deepod_training_table(res: OneVsRest) -> "object":
+    """Per deepOD row: the budget rule's epochs and steps per class, training and scoring seconds per
+    class (mean; recorded when trained), the fixes applied, the plateau test per class (how many classes
+    plateaued, the largest relative improvement over the last 10 % of epochs) and the mean AUROC."""
+    import pandas as pd
+    rows = []
+    for m, per in res.deepod.items():
+        h = [v["history"] for v in per.values()]
+        pl = [plateau(x["loss"], **PLATEAU) for x in h]
+        imp = [p["improvement"] for p in pl]
+        rows.append({"row": m, "epochs": int(np.max([x["epochs"] for x in h])),
+                     "steps per class": float(np.mean([x["steps"] for x in h])),
+                     "train s per class": float(np.mean([x["train_seconds"] for x in h])),
+                     "ms per step": 1000 * float(np.sum([x["train_seconds"] for x in h]) / max(1, np.sum([x["steps"] for x in h]))),
+                     "score s per class": float(np.mean([v["score_seconds"] for v in per.values()])),
+                     "classes plateaued": f"{sum(bool(p['plateaued']) for p in pl)}/{len(pl)}",
+                     "largest improvement, last 10 %": float(np.nanmax(imp)) if np.isfinite(imp).any() else float("nan"),
+                     "mean AUROC": float(np.mean(list(res.auroc[m].values()))),
+                     "fixes": "; ".join(sorted({f.split(" (")[0] for v in per.values() for f in v["fixes"]})) or "none"})
+    return pd.DataFrame(rows).set_index("row")
+
+
+def plot_deepod_curves(res: OneVsRest, axes) -> None:
+    """One panel per deepOD row: its training loss per epoch, one line per inlier class, each divided by
+    its first epoch's loss (so classes share a scale), with the last 10 % of the epochs shaded."""
+    for ax, (m, per) in zip(np.ravel(axes), res.deepod.items()):
+        n = 0
+        for c, v in per.items():
+            loss = np.asarray(v["history"]["loss"], dtype=float)
+            if len(loss):
+                ax.plot(np.arange(1, len(loss) + 1), loss / loss[0], lw=1, label=res.class_names[c])
+                n = max(n, len(loss))
+        if n >= 2:
+            ax.axvspan(n - max(1, round(PLATEAU["frac"] * n)) + 0.5, n + 0.5, color="0.85", zorder=0)
+        ax.set_title(m, fontsize=9)
+        ax.set_xlabel("epoch")
+    np.ravel(axes)[0].set_ylabel("training loss / first epoch's")
+
+
+def raw_input_table(feats: dict, res: OneVsRest, S: dict, seed: int = 0, cache: bool = True) -> "object":
+    """What the inputs do to the deepOD rows: each row of ``S["deepod_raw"]`` on the classes
+    ``S["deepod_raw_classes"]``, trained by the same budget rule on the **raw** PCA components (no
+    z-score: per-feature standard deviations as they come) against the same row on the chapter's
+    standardised inputs (from ``res``)."""
+    import pandas as pd
+    rows = []
+    for c in S.get("deepod_raw_classes", ()):
+        if c not in res.inliers:
+            continue
+        sp = one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed)
+        sd = sp.raw_train.std(0)
+        for m in S.get("deepod_raw", ()):
+            name = f"{m} (deepOD)"
+            if name not in res.auroc:
+                continue
+            out = deepod_scores(name, sp.raw_train, sp.raw_test, S, seed, cache)
+            y = sp.is_out
+            rows.append({"row": name, "class": res.class_names[c],
+                         "per-feature std of the raw inputs": f"{sd.min():.2g}–{sd.max():.2g}",
+                         "AUROC, raw PCA components": ood_metrics(out["scores"][y == 0], out["scores"][y == 1])["auroc"],
+                         "AUROC, standardised (the chapter's inputs)": res.auroc[name][c]})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- where we differ
+
+PAPER_QUOTES = {
+    "features": "\"128 dimensional feature vectors extracted by MoCo\"; \"the MoCo network is pretrained on imagenet\"",
+    "data": "CIFAR-10; \"features extracted from the 5000 training images\" of the inlier class; all other classes as outliers",
+    "preprocessing": "\"normalizing the feature vectors on the hypersphere and adding a small amount of noise to obtain a valid density\"",
+    "inn": "\"12 sequential allInOne coupling blocks\"; \"subnetworks with a single hidden layer with a width of 128 and ReLU\"",
+    "baselines": "\"All methods are run with the default hyperparameters\" (PyOD; deepOD, version not reported)",
+    "flow": "\"a normalizing flow with the same architecture\"; \"the negative log likelihood as outlier score\"",
+}
+
+
+def where_we_differ(S: dict, profile: str | Profile | None = None, seed: int = 0) -> "object":
+    """The "where we differ from the paper" table of chapter 3, generated from the settings: per item
+    the paper's wording (quoted) or "not reported", this chapter's choice, and which is which."""
+    import pandas as pd
+    P = get_profile(profile)
+    b = deepod_budget(S)
+    feat = S["feature_sets"][0]
+    n = "all" if S["n_train"] is None else f"{S['n_train']:,}"
+    matched = ", ".join(b["step_matched"])
+    rows = [
+        ("feature extractor", PAPER_QUOTES["features"],
+         f"{FEATURE_DESCRIPTIONS[feat]}, then a PCA to {S['feature_dim']} dimensions fitted on the inlier class's "
+         "training rows; second block: the raw pixels, reduced the same way", "ours"),
+        ("data", PAPER_QUOTES["data"],
+         f"{S['dataset']}: {n} training images of the inlier class, the whole test set of this profile", "ours"),
+        ("preprocessing, every row", PAPER_QUOTES["preprocessing"] + " (for which rows: not reported)",
+         "hypersphere (learned features), PCA, then a per-feature z-score fitted on the inlier class's training "
+         "rows only, the same arrays for every row of Table 1 (PyOD, deepOD, FLOW, IOCN)", "ours"),
+        ("preprocessing, INNs only", "not reported",
+         f"the standardised features divided by {S['divisor']:g} (most training points start inside the cube)", "ours"),
+        ("training noise", "\"a small amount of noise\" (level not reported)",
+         f"N(0, {S['noise']:g}²) added to each training batch of both INNs in the ÷{S['divisor']:g} space, i.e. "
+         f"{S['noise'] * S['divisor']:g} standard deviations per feature; none for the other rows", "ours"),
+        ("INN architecture", PAPER_QUOTES["inn"], f"{S['n_blocks']} AllInOneBlocks, subnets with one hidden layer of "
+         "width 128 and ReLU; the last layer of each subnet starts at zero", "paper" if S["n_blocks"] == 12 else "ours"),
+        ("permutation in each block", "not reported",
+         "permute_soft=True: a random rotation from SO(D) (FrEIA's default is a hard permutation, permute_soft=False)",
+         "ours"),
+        ("affine clamping", "not reported", f"{S['clamp']:g} (FrEIA's and INNConfig's default: 2.0)", "ours"),
+        ("INN optimiser and budget", "not reported (Algorithm 1: \"for epoch = 1 to T\")",
+         f"Adam, lr {S['lr']:g} with 50 warm-up steps and cosine decay, gradient clipping 1.0, batch "
+         f"{S['batch_size']}; {S['steps']} steps (IOCN) and {S['flow_steps']} (FLOW) per class", "ours"),
+        ("FLOW", PAPER_QUOTES["flow"], "the same INN by maximum likelihood (standard-normal latent), scored by the "
+         "negative log-likelihood per dimension", "paper"),
+        ("PyOD rows", PAPER_QUOTES["baselines"], "PyOD defaults; COPOD scored in chunks of ≤ 1 % of the training set "
+         "(PyOD's COPOD refits its CDFs on the rows it scores)", "paper (chunks: ours)"),
+        ("deepOD rows: budget", PAPER_QUOTES["baselines"],
+         f"{b['epochs']} epochs (deepOD's default: 100) on all training inliers"
+         + (f"; {matched}: the IOCN's {b['iocn_steps']} gradient steps per class in whole epochs (its 100 epochs "
+            "cost hours per class on a CPU)" if matched else ""), "paper" if b["epochs"] == 100 and not matched else "ours"),
+        ("deepOD rows: library defects", "not reported",
+         f"deepOD {deepod_version()}: " + "; ".join(f"{m}: {t}" for m, t in DEEPOD_FIXES.items()), "ours"),
+        ("seeds", "not reported", f"one seed for every row ({seed})", "ours"),
+    ]
+    if P.dry_run:
+        rows.append(("this run", "", "DRY RUN on generated files: not a result", "ours"))
+    return pd.DataFrame(rows, columns=["what", "paper", "this chapter", "which"]).set_index("what")
+
+
 # --------------------------------------------------------------------------- the study (benchmarks/iocn_study.py)
 
 def study_overrides(axis: str, value) -> dict:
@@ -634,319 +789,6 @@ def score_counterfeits(res: OneVsRest, x: torch.Tensor, labels, profile: str | P
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------- 2D toy data (Figure 1)
-
-TOY_SETS = ("moons", "circles", "two_gaussians", "annulus")
-
-
-def toy_2d(name: str, n: int = 2000, seed: int = 0) -> np.ndarray:
-    """The 2D sets of Figure 1 (scikit-learn's moons and circles, two Gaussians) and an annulus
-    (a support with a hole, for the simply-connected limitation)."""
-    from sklearn import datasets
-    check_choice(name, "name", TOY_SETS)
-    rng = np.random.default_rng(seed)
-    if name == "moons":
-        x, _ = datasets.make_moons(n, noise=0.08, random_state=seed)
-    elif name == "circles":
-        x, _ = datasets.make_circles(n, noise=0.06, factor=0.5, random_state=seed)
-    elif name == "two_gaussians":
-        c = rng.integers(0, 2, n)
-        x = rng.standard_normal((n, 2)) * 0.5 + np.where(c[:, None] == 0, [-2.0, 0.0], [2.0, 0.0])
-    else:
-        x = _ring(rng, n, 1.0, 1.6)
-    return x.astype(np.float32)
-
-
-def _ring(rng, n, r0, r1):
-    """n points uniform (by area) in the ring r0 ≤ r ≤ r1."""
-    phi = rng.uniform(0, 2 * np.pi, n)
-    r = np.sqrt(rng.uniform(r0 ** 2, r1 ** 2, n))
-    return np.c_[r * np.cos(phi), r * np.sin(phi)]
-
-
-def decision_boundary(det: IOCN, n: int = 2000) -> np.ndarray:
-    """The surface of the cube [-1, 1]^2 mapped back through INN⁻¹ (a closed curve in data space)."""
-    t = np.linspace(-1, 1, n // 4, endpoint=False)
-    one = np.ones_like(t)
-    edge = np.concatenate([np.c_[t, -one], np.c_[one, t], np.c_[-t, one], np.c_[-one, -t]])
-    edge = np.vstack([edge, edge[:1]])
-    with torch.no_grad(), cpu_threads(1):
-        x = det.model.inverse(torch.as_tensor(edge, dtype=torch.float32, device=get_device()))
-    return to_numpy(x)
-
-
-def fit_toy(name: str, S: dict, seed: int = 0, cache: bool = True, steps: int | None = None, n: int | None = None,
-            x: np.ndarray | None = None, stop_gradient: bool = True) -> tuple:
-    """Train an IOCN on one 2D set; returns ``(detector, data)``."""
-    x = toy_2d(name, n or S["toy_n"], seed) if x is None else x
-    tc = TrainConfig(objective="iocn", steps=steps or S["toy_steps"], lr=S["lr"], batch_size=256, noise=0.0,
-                     seed=seed, stop_gradient=stop_gradient)
-    det = IOCN(INNConfig(dim=2, n_blocks=S["toy_blocks"], clamp=S["clamp"], seed=seed), tc,
-               standardise_divisor=S["toy_divisor"], cache_tag=f"toy-{name}" if cache else None)
-    det.fit(x, desc=f"IOCN {name}")
-    return det, x
-
-
-def plot_toy(det: IOCN, x: np.ndarray, axes, title: str = "", grid: int = 150, extra=None):
-    """Three panels for one 2D set: the data, its latent codes with the cube, and the score s(x) over
-    the plane with the decision boundary (the cube's surface mapped back). ``extra``: further points
-    ``(label, array)`` drawn in red in the data and latent panels (e.g. points in a hole)."""
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import TwoSlopeNorm
-    z = to_numpy(det.latent(x))
-    lo, hi = x.min(0), x.max(0)
-    pad = 0.35 * (hi - lo)
-    gx, gy = np.meshgrid(np.linspace(lo[0] - pad[0], hi[0] + pad[0], grid),
-                         np.linspace(lo[1] - pad[1], hi[1] + pad[1], grid))
-    s = det.score(np.c_[gx.ravel(), gy.ravel()].astype(np.float32)).reshape(gx.shape)
-    b = decision_boundary(det)
-    axes[0].scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
-    axes[0].set_title(f"{title}: data")
-    axes[1].scatter(z[:, 0], z[:, 1], s=2, alpha=0.5, c="C1")
-    if extra is not None:
-        lab, xe = extra
-        ze = to_numpy(det.latent(xe))
-        axes[0].scatter(xe[:, 0], xe[:, 1], s=4, c="C3", label=lab)
-        axes[1].scatter(ze[:, 0], ze[:, 1], s=4, c="C3", label=lab)
-        axes[0].legend(fontsize=7, loc="upper right")
-    axes[1].plot([-1, 1, 1, -1, -1], [-1, -1, 1, 1, -1], "k-", lw=1)
-    lim = max(1.3, float(np.quantile(np.abs(z), 0.995)) * 1.1)
-    axes[1].set_xlim(-lim, lim); axes[1].set_ylim(-lim, lim); axes[1].set_aspect("equal")
-    axes[1].set_title(f"latent INN(x), {(iocn_score(torch.as_tensor(z)) < 0).float().mean():.0%} inside")
-    im = axes[2].pcolormesh(gx, gy, np.clip(s, -1, 2), cmap="coolwarm", shading="auto",
-                            norm=TwoSlopeNorm(vmin=-1, vcenter=0, vmax=2))
-    axes[2].scatter(x[:, 0], x[:, 1], s=1, c="k", alpha=0.3)
-    axes[2].plot(b[:, 0], b[:, 1], "k-", lw=1.5)
-    axes[2].set_xlim(gx.min(), gx.max()); axes[2].set_ylim(gy.min(), gy.max())
-    axes[2].set_title("score s(x), boundary = INN⁻¹(cube surface)")
-    plt.colorbar(im, ax=axes[2], fraction=0.046)
-    return axes
-
-
-@dataclass
-class HoleResult:
-    """The simply-connected limitation on an annulus: where points in its hole end up."""
-    detector: IOCN
-    train: np.ndarray
-    hole: np.ndarray            # probe points inside the hole (radius < hole_radius)
-    far: np.ndarray             # probe points far outside the ring
-    inside_train: float
-    inside_hole: float
-    inside_far: float
-    auroc_hole: float           # training ring vs hole points (higher = hole points scored more outlying)
-
-
-def hole_study(S: dict, seed: int = 0, cache: bool = True, hole_radius: float = 0.5) -> HoleResult:
-    """Train an IOCN on an annulus (radius 1 to 1.6, a support with a hole) and measure the share of
-    training points, of points in the hole (radius < ``hole_radius``) and of points far outside
-    (radius 2.5 to 3) that the IOCN maps inside the cube. The INN is a homeomorphism and the cube is
-    simply connected, so the inlier region cannot have a hole: expect hole points inside."""
-    rng = np.random.default_rng(seed + 7)
-    det, x = fit_toy("annulus", S, seed=seed, cache=cache, steps=S["hole_steps"], n=S["hole_n"])
-    hole = _ring(rng, 500, 0.0, hole_radius).astype(np.float32)
-    far = _ring(rng, 500, 2.5, 3.0).astype(np.float32)
-    s_tr, s_h = det.score(x), det.score(hole)
-    return HoleResult(det, x, hole, far, float((s_tr < 0).mean()), float((s_h < 0).mean()),
-                      float((det.score(far) < 0).mean()), ood_metrics(s_tr, s_h)["auroc"])
-
-
-# --------------------------------------------------------------------------- stop-gradient ablation
-
-@dataclass
-class AblationRun:
-    stop_gradient: bool
-    auroc: float                 # on the test set of the split
-    inside_train: float          # share of training inliers inside the cube
-    inside_test_out: float       # share of test outliers inside the cube
-    code_size: float             # median over training points of max_k |INN(x)_k|
-    steps_done: int
-    diverged: str = ""           # the INNTrainingError message, if training stopped
-    curve: list = field(default_factory=list)   # [{step, auroc, code_size, inside_train}]
-
-
-def stopgrad_ablation(sp: Split, S: dict, seed: int = 0, steps: int | None = None, cache: bool = True) -> list:
-    """Train the IOCN of one split with and without Algorithm 1's stop-gradient (same seed, data,
-    settings). Without it INN(INN⁻¹(z)) = z, the push term has no gradient, and only the pull acts:
-    the codes of the data shrink towards the origin (collapse). Returns two :class:`AblationRun`; with
-    ``cache`` their numbers are stored under the settings and a fingerprint of the split (a warm
-    rebuild does not retrain)."""
-    steps = steps or S["ablation_steps"]
-    if not cache:
-        return _stopgrad_ablation(sp, S, seed, steps)
-    key = {"v": 1, "steps": steps, "seed": seed, **{k: S[k] for k in ("lr", "batch_size", "noise", "n_blocks", "clamp", "divisor")},
-           "train": fingerprint(torch.as_tensor(sp.train)), "test": fingerprint(torch.as_tensor(sp.test)),
-           "is_out": fingerprint(np.asarray(sp.is_out))}
-    out = load_or_compute("iocn-stopgrad-ablation", key,
-                          lambda: {"meta": {"runs": [vars(r) for r in _stopgrad_ablation(sp, S, seed, steps)]}})
-    return [AblationRun(**r) for r in out["meta"]["runs"]]
-
-
-def _stopgrad_ablation(sp: Split, S: dict, seed: int, steps: int) -> list:
-    from ..iocn import INNTrainingError
-    eval_at = tuple(sorted({max(1, steps // 4), max(1, steps // 2), steps}))
-    y = sp.is_out
-    out = []
-    for sg in (True, False):
-        curve = []
-
-        def eval_fn(model):
-            with torch.no_grad(), cpu_threads(1):
-                z_tr = model(torch.as_tensor(sp.train).to(get_device()))[0]
-                z_te = model(torch.as_tensor(sp.test).to(get_device()))[0]
-            s = to_numpy(iocn_score(z_te))
-            ev = {"auroc": ood_metrics(s[y == 0], s[y == 1])["auroc"],
-                  "code_size": float(z_tr.abs().amax(1).median()),
-                  "inside_train": float((iocn_score(z_tr) < 0).float().mean()),
-                  "inside_test_out": float((s[y == 1] < 0).mean())}
-            curve.append(ev)
-            return ev
-
-        tc = TrainConfig(objective="iocn", steps=steps, lr=S["lr"], batch_size=S["batch_size"], noise=S["noise"],
-                         seed=seed, eval_at=eval_at, stop_gradient=sg)
-        det = IOCN(INNConfig(dim=sp.train.shape[1], n_blocks=S["n_blocks"], clamp=S["clamp"], seed=seed), tc,
-                   standardise_divisor=S["divisor"])
-        msg = ""
-        try:
-            det.fit(sp.train, eval_fn=eval_fn, desc=f"IOCN stopgrad={sg}")
-            done = steps
-        except INNTrainingError as exc:
-            msg = str(exc)
-            done = int(msg.split("step ")[1].split(" ")[0]) if "step " in msg else 0
-        last = curve[-1] if curve else {"auroc": float("nan"), "code_size": float("nan"),
-                                        "inside_train": float("nan"), "inside_test_out": float("nan")}
-        steps_seen = [s for s in eval_at if s <= done] if msg else list(eval_at)
-        out.append(AblationRun(sg, last["auroc"], last["inside_train"], last["inside_test_out"], last["code_size"],
-                               done, msg, [{"step": st, **ev} for st, ev in zip(steps_seen, curve)]))
-    return out
-
-
-# --------------------------------------------------------------------------- the 1-D example (Figure 2)
-
-class Monotone1D(nn.Module):
-    """An exactly invertible 1-D map (an INN in one dimension), strictly increasing:
-    ``f(u) = e^a·u + b + Σ_k softplus(w_k)·tanh(e^{s_k}(u − c_k))``. Its inverse is found by bisection
-    (to float precision): ``f'(u) ≥ e^a`` bounds the bracket."""
-
-    def __init__(self, n_bumps: int = 8, span: float = 3.0):
-        super().__init__()
-        self.a = nn.Parameter(torch.zeros(()))
-        self.b = nn.Parameter(torch.zeros(()))
-        self.w = nn.Parameter(torch.full((n_bumps,), -1.0))
-        self.s = nn.Parameter(torch.zeros(n_bumps))
-        self.c = nn.Parameter(torch.linspace(-span, span, n_bumps))
-
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
-        bumps = nn.functional.softplus(self.w) * torch.tanh(self.s.exp() * (u[:, None] - self.c))
-        return self.a.exp() * u + self.b + bumps.sum(1)
-
-    @torch.no_grad()
-    def inverse(self, z: torch.Tensor, iters: int = 60) -> torch.Tensor:
-        W = float(nn.functional.softplus(self.w).sum())
-        ea = float(self.a.exp())
-        lo, hi = (z - self.b - W) / ea, (z - self.b + W) / ea
-        for _ in range(iters):
-            mid = (lo + hi) / 2
-            up = self(mid) < z
-            lo, hi = torch.where(up, mid, lo), torch.where(up, hi, mid)
-        return (lo + hi) / 2
-
-
-def toy_1d(n: int, seed: int = 0) -> np.ndarray:
-    """A bimodal 1-D data set: 60 % N(−1.5, 0.4²), 40 % N(1.5, 0.6²)."""
-    rng = np.random.default_rng(seed)
-    c = rng.random(n) < 0.6
-    return np.where(c, rng.normal(-1.5, 0.4, n), rng.normal(1.5, 0.6, n)).astype(np.float32)
-
-
-@dataclass
-class OneDRun:
-    data: np.ndarray
-    snapshots: dict              # step -> state_dict of the map
-    loss: list
-    model: Monotone1D
-
-
-def train_1d(S: dict, seed: int = 0, lr: float = 3e-2, batch_size: int = 256, cache: bool = True) -> OneDRun:
-    """Algorithm 1 in one dimension (f(z) = |z|): pull |f(x)| down on data, push |f(stopgrad(f⁻¹(z)))|
-    up for z ~ U[-1, 1]; snapshots of the map at the steps ``S["oned_snapshots"]`` (with ``cache``,
-    stored under these settings: a warm rebuild does not retrain)."""
-    if not cache:
-        return _train_1d(S, seed, lr, batch_size)
-    key = {"v": 1, "n": S["oned_n"], "steps": S["oned_steps"], "snapshots": list(S["oned_snapshots"]), "seed": seed,
-           "lr": lr, "batch_size": batch_size}
-
-    def compute():
-        run = _train_1d(S, seed, lr, batch_size)
-        t = {f"s{step}.{k}": v for step, sd in run.snapshots.items() for k, v in sd.items()}
-        return {**t, "data": torch.as_tensor(run.data), "meta": {"loss": run.loss}}
-    out = load_or_compute("iocn-1d", key, compute)
-    snaps = {}
-    for name, v in out.items():
-        if name.startswith("s") and "." in name:
-            step, k = name[1:].split(".", 1)
-            snaps.setdefault(int(step), {})[k] = v
-    model = Monotone1D()
-    model.load_state_dict(snaps[max(snaps)])
-    return OneDRun(out["data"].numpy(), dict(sorted(snaps.items())), list(out["meta"]["loss"]), model)
-
-
-def _train_1d(S: dict, seed: int, lr: float, batch_size: int) -> OneDRun:
-    set_seed(seed)
-    x = torch.as_tensor(toy_1d(S["oned_n"], seed))
-    model = Monotone1D()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    snaps, losses = {}, []
-    keep = set(S["oned_snapshots"])
-    for step in range(S["oned_steps"] + 1):
-        if step in keep:
-            snaps[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if step == S["oned_steps"]:
-            break
-        xb = x[torch.randint(len(x), (batch_size,), generator=g)]
-        zc = torch.rand(batch_size, generator=g) * 2 - 1
-        x_tilde = model.inverse(zc)                       # no gradient: the stop-gradient
-        loss = pull_f(model(xb)[:, None]).mean() - pull_f(model(x_tilde)[:, None]).mean()
-        opt.zero_grad(); loss.backward(); opt.step()
-        losses.append(float(loss.detach()))
-    return OneDRun(x.numpy(), snaps, losses, model)
-
-
-def plot_1d(run: OneDRun, axes, n_bins: int = 24, seed: int = 0):
-    """Figure 2: per snapshot (columns) the data space (top: the data and the pre-images of cube samples)
-    and the latent space (bottom: the codes of the data against the uniform density on [−1, 1]), with
-    arrows: the net loss gradient on the latent at each bin of x — data pull towards 0, pre-images of
-    cube samples push outwards — which vanishes where the two coincide."""
-    m = Monotone1D()
-    zc = torch.rand(len(run.data), generator=torch.Generator().manual_seed(seed + 1)) * 2 - 1
-    x = torch.as_tensor(run.data)
-    edges = np.linspace(float(x.min()) - 0.5, float(x.max()) + 0.5, n_bins + 1)
-    centres = (edges[1:] + edges[:-1]) / 2
-    for col, (step, state) in enumerate(sorted(run.snapshots.items())):
-        m.load_state_dict(state)
-        with torch.no_grad():
-            z = m(x).numpy()
-            xt = m.inverse(zc).numpy()
-            zcen = m(torch.as_tensor(centres, dtype=torch.float32)).numpy()
-        top, bot = axes[0][col], axes[1][col]
-        top.hist(run.data, bins=edges, alpha=0.6, label="data x", density=True)
-        top.hist(np.clip(xt, edges[0], edges[-1]), bins=edges, alpha=0.6, label="INN⁻¹(z), z ~ U[−1, 1]", density=True)
-        top.set_title(f"step {step}: data space", fontsize=9)
-        n_data = np.histogram(run.data, edges)[0] / len(run.data)
-        n_push = np.histogram(xt, edges)[0] / len(xt)
-        force = (n_data - n_push) * -np.sign(zcen)          # net −∂L/∂z per bin: pull minus push
-        bot.hist(z, bins=30, alpha=0.6, density=True, color="C0", label="INN(x)")
-        bot.plot([-1, -1, 1, 1], [0, 0.5, 0.5, 0], "k-", lw=1, label="U[−1, 1]")
-        bot.quiver(zcen, np.full_like(zcen, 0.05), force, np.zeros_like(force), angles="xy", scale_units="xy",
-                   scale=0.25, width=0.006, color="k")
-        bot.set_title(f"step {step}: latent space", fontsize=9); bot.set_xlabel("z")
-        lim = max(1.5, float(np.quantile(np.abs(z), 0.99)) * 1.1)
-        bot.set_xlim(-lim, lim)
-        if col == 0:
-            top.legend(fontsize=7); bot.legend(fontsize=7)
-    return axes
-
-
 #: Table 1 of the paper: mean one-vs-rest AUROC (×100) over the CIFAR-10 classes, MoCo features.
 #: Keys are this book's row names.
 PAPER_TABLE1_MEAN = {
@@ -954,3 +796,8 @@ PAPER_TABLE1_MEAN = {
     "DeepSVDD (deepOD)": 90.1, "GOAD (deepOD)": 94.9, "ICL (deepOD)": 95.6, "RCA (deepOD)": 96.2,
     "SLAD (deepOD)": 96.5, "FLOW": 95.2, "IOCN": 96.5,
 }
+
+
+# the appendix studies, re-exported so that ``from ccc_lib.experiments import iocn as E; E.fit_toy`` works
+from .iocn_appendix import (AblationRun, HoleResult, Monotone1D, OneDRun, TOY_SETS, decision_boundary,  # noqa: E402,F401
+                            fit_toy, hole_study, plot_1d, plot_toy, stopgrad_ablation, toy_1d, toy_2d, train_1d)
