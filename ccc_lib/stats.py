@@ -73,6 +73,10 @@ class Interval:
     def __post_init__(self):
         for name in ("estimate", "lo", "hi", "level"):
             object.__setattr__(self, name, float(getattr(self, name)))
+        if self.n is not None:
+            object.__setattr__(self, "n", int(self.n))
+        if self.spread is not None:
+            object.__setattr__(self, "spread", float(self.spread))
         if not 0 < self.level < 1:
             raise InputError(f"Interval: level must lie in (0, 1), got {self.level!r} (e.g. 0.95)")
         if not (self.lo <= self.hi) and not (math.isnan(self.lo) or math.isnan(self.hi)):
