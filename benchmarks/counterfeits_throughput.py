@@ -22,6 +22,10 @@ pixel space), both against real test images'. Two ratios are printed:
    threads, the profile's steps).
 
     python benchmarks/counterfeits_throughput.py --dataset mnist5k --profile default
+    python benchmarks/counterfeits_throughput.py --smoke     # seconds: the code paths, numbers meaningless
+
+``--smoke`` (the test suite runs it, ``tests/test_benchmarks.py``) uses the ``smoke`` profile, a batch of
+20, one timed call, 5 generator training steps, 2 inversion iterations and a target of 100 counterfeits.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from ccc_lib import counterfeits as cf
 from ccc_lib import drift
 from ccc_lib import get_classifier, get_device, get_profile, profile_data, set_seed
 from ccc_lib.experiments import counterfeits as xcf
+from ccc_lib.experiments import drift as xdrift
 from ccc_lib.utils import cpu_threads
 
 
@@ -87,10 +92,14 @@ def main(argv=None):
     ap.add_argument("--adam-iter", type=int, default=None, help="default: chapter 4's setting")
     ap.add_argument("--target", type=int, default=10_000, help="counterfeits at ≥ 0.99 for the end-to-end ratio")
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.profile, args.batch, args.repeats, args.target = "smoke", 20, 1, 100
+        args.miface_iter, args.adam_iter = 2, 2
 
     P = get_profile(args.profile)
-    S, D = cf.settings(P), drift.settings(P)
+    S, D = cf.settings(P), xdrift.settings(P)      # chapter 4's settings (ccc_lib.experiments.drift)
     miface_iter = args.miface_iter or D["miface_max_iter"]
     adam_iter = args.adam_iter or D["adam_steps"]
     clf, info = get_classifier(args.dataset, P, seed=args.seed)
@@ -108,11 +117,11 @@ def main(argv=None):
             set_seed(args.seed)
             t0 = time.perf_counter()         # trained from scratch here: the end-to-end ratio counts it
             gen, ginfo = cf.get_generator(clf, args.dataset, P, variant=variant, seed=args.seed,
-                                          tag="benchmark", force=True)
+                                          tag="benchmark", force=True, **({"steps": 5} if args.smoke else {}))
             train_s = time.perf_counter() - t0
             drop = cf.sample_dropout(variant, ginfo["settings"])
             s, dt = timed(lambda r: cf.sample(gen, clf, per_class, seed=r, dropout=drop), args.repeats)
-            rows.append(row(f"generator, {variant} ({S['steps']} training steps)", clf, s["x"], s["y"], dt, real,
+            rows.append(row(f"generator, {variant} ({ginfo['settings']['steps']} training steps)", clf, s["x"], s["y"], dt, real,
                             train_s))
         (x, y), dt = timed(lambda r: miface(clf, per_class, miface_iter, D), args.repeats)
         rows.append(row(f"MIFace (ART, chapter 4's set-up, {miface_iter} it)", clf, x, y, dt, real))

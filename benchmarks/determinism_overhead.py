@@ -3,6 +3,7 @@
 same run with the same threads, batch, warm-up and repeats (alternating, median of the repeats).
 
     python benchmarks/determinism_overhead.py [--steps 20] [--repeats 5] [--batch 128] [--threads 1]
+    python benchmarks/determinism_overhead.py --smoke      # seconds: the code paths, numbers meaningless
 
 Prints seconds per step for each mode and the ratio deterministic / fast (1.00 = free)."""
 from __future__ import annotations
@@ -38,14 +39,17 @@ def steps_per_second(deterministic: bool, steps: int, batch: int, shape) -> floa
     return (time.perf_counter() - t0) / steps
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--shape", default="1,28,28")
-    a = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (seconds): checks the script runs")
+    a = ap.parse_args(argv)
+    if a.smoke:
+        a.steps, a.repeats, a.batch = 2, 1, 8
     torch.set_num_threads(a.threads)
     shape = tuple(int(s) for s in a.shape.split(","))
     res = {True: [], False: []}

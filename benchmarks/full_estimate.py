@@ -1,6 +1,7 @@
 """An ESTIMATE of how long the ``full`` profile takes per chapter, on this CPU and on one H100.
 
     python benchmarks/full_estimate.py [--threads 2] [--repeats 5]
+    python benchmarks/full_estimate.py --smoke      # seconds: the code paths, numbers meaningless
 
 Method (printed with the result):
 
@@ -60,6 +61,7 @@ class Loop:
     wall_s: float = 0.0          # one step, fastest wall-clock time here (inflated by other processes)
     flops: float = 0.0           # one step, counted
     ops: int = 0                 # one step, counted
+    per_model: int = 1           # independent models of the same architecture in ``steps`` (batchable)
 
     def gpu_step(self, case: str) -> float:
         tput, per_op = GPU[case]
@@ -163,9 +165,20 @@ def tap_dims(shape, classes: int, taps, pool_to: int) -> list[int]:
     return [acts[t].shape[1] for t in taps]
 
 
-def plan() -> list[tuple[Loop, callable]]:
-    from ccc_lib import counterfeits, drift, iocn, neuralfp
+def _settings(chapter: str, P):
+    """A chapter's settings at ``P`` from where the chapter keeps them (the experiment module's
+    ``settings`` for chapters 2-4, the method module's for chapter 1)."""
+    import importlib
+    mod = importlib.import_module({"counterfeits": "ccc_lib.counterfeits"}.get(chapter, f"ccc_lib.experiments.{chapter}"))
+    return mod.settings(P)
+
+
+def plan(smoke: bool = False) -> list[tuple[Loop, callable]]:
+    """The dominant loops of ``full``: ``(Loop, step function)``. ``smoke``: every batch cut to ≤ 4 (the
+    code paths in seconds; the numbers then mean nothing)."""
+    from ccc_lib import counterfeits
     P = get_profile("full")
+    cut = (lambda b: min(int(b), 4)) if smoke else int
     n_train = {"mnist": 60000, "fashion_mnist": 60000, "svhn": 73257, "cifar10": 50000, "emnist": 112800}
     shape = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "svhn": (3, 32, 32), "cifar10": (3, 32, 32),
              "emnist": (1, 28, 28)}
@@ -177,52 +190,68 @@ def plan() -> list[tuple[Loop, callable]]:
         steps = ep * -(-n_train[ds] // b)
         out.append((Loop("0 classifiers", f"CNN {ds} {shape[ds]} batch {b}", steps,
                          f"{ep} epochs × ⌈{n_train[ds]}/{b}⌉"),
-                    classifier_step(shape[ds], classes.get(ds, 10), b)))
-    s1 = counterfeits.SETTINGS["full"]
+                    classifier_step(shape[ds], classes.get(ds, 10), cut(b))))
+    s1 = _settings("counterfeits", P)
+    sel = counterfeits.selection_settings(P)
+    n_seeds = int(s1.get("n_seeds", 1))
     for ds in P.classifier_datasets:
-        steps = s1["steps"] + s1.get("inversion_steps", 0)
-        out.append((Loop("1 counterfeits", f"generator {ds} batch {s1['batch_size']}", steps,
-                         f"steps {s1['steps']} + inversion {s1.get('inversion_steps', 0)}"),
-                    generator_step(shape[ds], 10, s1["batch_size"], s1)))
-    abl = s1.get("ablation_steps", 0) * 6           # the ablation's variants (assumed 6) on one dataset
+        steps = 2 * n_seeds * s1["steps"]                       # paper + ours, each over the headline seeds
+        out.append((Loop("1 counterfeits", f"generators {ds} batch {s1['batch_size']}", steps,
+                         f"2 variants × {n_seeds} seeds × steps {s1['steps']}"),
+                    generator_step(shape[ds], 10, cut(s1["batch_size"]), s1)))
+    ds = P.classifier_datasets[0]
+    n_cand = len(sel["epsilons"]) * len(sel["taus"])
+    out.append((Loop("1 counterfeits", f"ε/τ selection candidates {ds}", n_cand * sel["steps"] * len(P.classifier_datasets),
+                     f"{n_cand} candidates × {sel['steps']} steps × {len(P.classifier_datasets)} datasets"),
+                generator_step(shape[ds], 10, cut(s1["batch_size"]), s1)))
+    abl = s1.get("ablation_steps", 0) * 6 * s1.get("ablation_datasets", 1)   # the ablation's variants (assumed 6)
     if abl:
-        ds = P.classifier_datasets[0]
         out.append((Loop("1 counterfeits", f"ablation generators {ds}", abl,
-                         f"ablation_steps {s1['ablation_steps']} × 6 variants (assumed)"),
-                    generator_step(shape[ds], 10, s1["batch_size"], s1)))
-    s2 = neuralfp.SETTINGS["full"]
+                         f"ablation_steps {s1['ablation_steps']} × 6 variants (assumed) × "
+                         f"{s1.get('ablation_datasets', 1)} datasets"),
+                    generator_step(shape[ds], 10, cut(s1["batch_size"]), s1)))
+    s2 = _settings("neuralfp", P)
+    from ccc_lib.neuralfp import DEFAULT_TAPS, every_module_taps
     for ds in [d for d in P.classifier_datasets if P.ood_sets.get(d)]:
-        dims = tap_dims(shape[ds], 10, s2["taps"], s2["pool_to"])
-        steps = s2["epochs"] * -(-n_train[ds] // s2["batch_size"])
-        out.append((Loop("2 neuralfp", f"{len(dims)} layer AEs {ds} (dims {dims})", steps,
-                         f"{s2['epochs']} epochs × ⌈{n_train[ds]}/{s2['batch_size']}⌉"),
-                    ae_step(dims, s2["batch_size"], s2["lr"])))
-    s3 = iocn.SETTINGS["full"]
+        n_fit = s2["fit_limit"] or n_train[ds]
+        probe = PaperCNN(CNNConfig(in_channels=shape[ds][0], image_size=shape[ds][1], num_classes=10))
+        for tapset, pool_to in s2["configs"]:
+            taps = DEFAULT_TAPS if tapset == "cnn" else every_module_taps(probe)
+            dims = tap_dims(shape[ds], 10, taps, pool_to)
+            steps = s2["epochs"] * -(-n_fit // s2["batch_size"])
+            out.append((Loop("2 neuralfp", f"{len(dims)} layer AEs {ds} {tapset}/pool {pool_to} (dims {dims})", steps,
+                             f"{s2['epochs']} epochs × ⌈{n_fit}/{s2['batch_size']}⌉"),
+                        ae_step(dims, cut(s2["batch_size"]), s2["lr"])))
+    s3 = _settings("iocn", P)
     n_cls, n_feat = len(s3["classes"]), len(s3["feature_sets"])
     for obj, key in (("iocn", "steps"), ("flow", "flow_steps")):
         out.append((Loop("3 iocn", f"INN {obj} {s3['feature_dim']}-d {s3['n_blocks']} blocks batch {s3['batch_size']}",
-                         s3[key] * n_cls * n_feat, f"{key} {s3[key]} × {n_cls} classes × {n_feat} feature sets"),
-                    inn_step(s3["feature_dim"], s3["n_blocks"], s3["batch_size"], obj)))
+                         s3[key] * n_cls * n_feat, f"{key} {s3[key]} × {n_cls} classes × {n_feat} feature sets",
+                         per_model=n_cls),
+                    inn_step(s3["feature_dim"], s3["n_blocks"], cut(s3["batch_size"]), obj)))
     if "resnet18_imagenet" in s3["feature_sets"]:
         out.append((Loop("3 iocn", "ResNet-18 features at 224×224, batch 8 (forward)", 60000 / 8,
-                         "CIFAR-10 train + test = 60,000 images / 8"), resnet_forward(8)))
-    s4 = drift.SETTINGS["full"]
+                         "CIFAR-10 train + test = 60,000 images / 8"), resnet_forward(2 if smoke else 8)))
+    s4 = _settings("drift", P)
+    from ccc_lib.experiments.drift import per_dataset
     for ds in s4["datasets"]:
-        n_models = 1 + len(s4["drifts"]) + len(s4["control_seeds_per_dataset"].get(ds, s4["control_seeds_per_dataset"]["*"]))
-        ep = s4["epochs"].get(ds, s4["epochs"]["*"])
-        nb = s4["n_base"].get(ds, s4["n_base"]["*"])
-        steps = n_models * ep * -(-nb // b) + s4["n_shadow"] * s4["shadow_epochs"] * -(-s4["n_attack"] // b)
+        n_models = 1 + len(s4["control_seeds"]) + len(s4["drift_kinds"]) * len(s4["drift_seeds"])
+        ep = per_dataset(s4["epochs"], ds)
+        nb = per_dataset(s4["n_base"], ds)
+        n_bb = 2                                             # black-box attacks: shadows on synthetic and on real records
+        steps = n_models * ep * -(-nb // b) + n_bb * s4["n_shadow"] * s4["shadow_epochs"] * -(-s4["n_attack"] // b)
         out.append((Loop("4 drift", f"CNNs {ds} (base, drifted, controls, shadows)", steps,
-                         f"{n_models} models × {ep} epochs × ⌈{nb}/{b}⌉ + {s4['n_shadow']} shadows × "
-                         f"{s4['shadow_epochs']} epochs × ⌈{s4['n_attack']}/{b}⌉"),
-                    classifier_step(shape[ds], classes.get(ds, 10), b)))
+                         f"{n_models} models (1 base + {len(s4['control_seeds'])} controls + {len(s4['drift_kinds'])} "
+                         f"kinds × {len(s4['drift_seeds'])} seeds) × {ep} epochs × ⌈{nb}/{b}⌉ + {n_bb} × "
+                         f"{s4['n_shadow']} shadows × {s4['shadow_epochs']} epochs × ⌈{s4['n_attack']}/{b}⌉"),
+                    classifier_step(shape[ds], classes.get(ds, 10), cut(b))))
         c = classes.get(ds, 10)
         gray_batch = s4["n_per_class"] * c
         iters = n_models * (s4["miface_max_iter"] + s4["adam_steps"])
         out.append((Loop("4 drift", f"gray data {ds}: MIFace + Adam inversion, batch {gray_batch} (≈ CNN step)",
                          iters, f"{n_models} models × (MIFace {s4['miface_max_iter']} + Adam {s4['adam_steps']}) "
                                 "iterations, each ≈ one CNN forward+backward on the gray batch"),
-                    classifier_step(shape[ds], c, gray_batch)))
+                    classifier_step(shape[ds], c, cut(gray_batch))))
     return out
 
 
@@ -231,7 +260,11 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true",
+                    help="every batch cut to ≤ 4, no warm-up, one repeat: the code paths in seconds, numbers meaningless")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.warmup, args.repeats = 0, 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     import os
@@ -240,8 +273,11 @@ def main(argv=None) -> int:
     print(f"ESTIMATE of the `full` profile; CPU steps measured with {args.threads} thread(s), warm-up "
           f"{args.warmup}, fastest of {args.repeats}; GPU from counted FLOPs/ops and the assumptions in the "
           "docstring\n")
-    rows = []
-    for loop, step in plan():
+    rows, seen = [], set()
+    for loop, step in plan(args.smoke):
+        if args.smoke and (loop.chapter, loop.what.split()[0]) in seen:    # one loop of each kind
+            continue
+        seen.add((loop.chapter, loop.what.split()[0]))
         loop.wall_s, loop.cpu_s, loop.flops, loop.ops = measure(step, args.warmup, args.repeats, args.threads)
         rows.append(loop)
         print(f"[{loop.chapter}] {loop.what}: {loop.steps:,.0f} steps ({loop.formula}); CPU {loop.cpu_s * 1e3:.1f} ms/step (wall {loop.wall_s * 1e3:.0f}), "

@@ -13,6 +13,7 @@ Usage (the chapter reads the file this writes)::
 
     python benchmarks/iocn_study.py --profile default --classes 0,2,4 --seeds 0,1 \\
         --out benchmarks/results/iocn_study_default.json
+    python benchmarks/iocn_study.py --smoke      # seconds: the code paths, numbers meaningless
 
 The machine's cores may be shared; absolute times are then inflated, the ratios less so (both methods
 run interleaved, class by class, in the same process with the same thread count).
@@ -78,7 +79,11 @@ def main(argv=None) -> int:
     ap.add_argument("--merge", action="store_true",
                     help="add this run's rows to those already in --out (same profile, classes and seeds); the "
                          "base configuration is then not rerun if --out has it")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes (seconds): smoke profile, one class, one seed, the clamp axis")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.profile, args.classes, args.seeds, args.axes = "smoke", "0", "0", "clamp"
 
     from ccc_lib import get_device, get_profile
     from ccc_lib.experiments import iocn as E

@@ -14,6 +14,7 @@ tensor operation waits for a descheduled thread (we measured 0.3 s instead of 0.
 autoencoder pass), which penalises NeuralFP's many small layers far more than the one CNN pass.
 
     python benchmarks/neuralfp_throughput.py --dataset mnist5k --profile default
+    python benchmarks/neuralfp_throughput.py --smoke     # seconds: the code paths, numbers meaningless
 
 It imports the installed package (``pip install -e .``; or run it with ``PYTHONPATH=.`` from a checkout).
 """
@@ -57,7 +58,10 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes (seconds): checks the script runs")
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.profile, args.n, args.fit_n, args.epochs, args.repeats = "smoke", 64, 200, 1, 1
 
     P = get_profile(args.profile)
     S = xp.settings(P, epochs=args.epochs)
