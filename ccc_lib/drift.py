@@ -282,8 +282,9 @@ def gray_data(model: PaperCNN, method: str, n_per_class: int, S: dict | None = N
 def synthetic_shadow_records(target: PaperCNN, n_per_class: int, *, min_confidence: float = 0.4,
                              max_iterations: int = 40, max_rejections: int = 3, max_retries: int = 6,
                              seed: int = 0):
-    """Shadow training data "created by feeding random examples [to] the model": the hill-climbing
-    synthesis of Shokri et al. (2017) exactly as ART's ``ShadowModels.generate_synthetic_shadow_dataset``
+    """Shadow training data "created by feeding random examples [to] the model" (the slides' words; our
+    reading of them): the hill-climbing synthesis of Shokri et al. (2017) exactly as ART's
+    ``ShadowModels.generate_synthetic_shadow_dataset``
     runs it (``_hill_climbing_synthesis``, ART's defaults), batched over all records instead of one
     record at a time. Per record of target class c: start from a uniformly random image; each step,
     query the target; if p(c) did not drop, keep the record as the best one and accept it when
@@ -369,7 +370,7 @@ class MembershipAttacks:
     * **black-box** (``MembershipInferenceBlackBox``, ART's default attack model: a neural network on
       the probability vector and the label), trained on ``ShadowModels`` — copies of the target's
       architecture trained by ART on half of the shadow data (members) and not on the other half.
-      ``shadow="synthetic"`` (the slides' way) synthesises the shadow data from the target with
+      ``shadow="synthetic"`` (our reading of the slides' shadow models) synthesises the shadow data from the target with
       :func:`synthetic_shadow_records`; ``shadow="real"`` (ours) uses ``attack_data`` (real images
       disjoint from the target's training data)."""
 
