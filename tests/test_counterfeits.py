@@ -525,3 +525,15 @@ def test_budget_study_grid_and_verdict():
     assert tab["meets the claim"].all()                                         # bound 0: every budget meets it
     assert [len(curves[k]) for k in tab.index] == [int(s) for s, _ in grid]
     assert not xcf.budget_study("tiny", clf, "toy", "full_dry", n_per_class=3, bound=1.01)[0]["meets the claim"].any()
+
+
+def test_pretrain_trains_through_the_cache(monkeypatch):
+    monkeypatch.setenv("CCC_JOBS", "1")
+    clf = _frozen(TinyNet())
+    jobs = [{"classifier": clf, "dataset": "toy", "profile": "full_dry", "variant": v, "seed": 3,
+             "overrides": {"epsilon": 2.0} if v == "ours" else {}} for v in cf.VARIANTS]
+    first = xcf.pretrain(jobs)
+    assert len(first) == 2 and all(t > 0 for t in first)
+    assert xcf.pretrain(jobs) == [0.0, 0.0]                                    # read from the cache
+    _, info = cf.get_generator(clf, "toy", "full_dry", variant="ours", seed=3, epsilon=2.0)
+    assert info["from_cache"]

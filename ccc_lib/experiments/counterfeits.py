@@ -25,7 +25,7 @@ __all__ = ["CLAIM_BOUNDS", "GOAL", "ARCH_SETTINGS", "arch_settings", "DIFFER_ELE
            "summarise", "confidence_table", "distance_stats", "ABLATION", "run_ablation", "differ_table",
            "pick_grid", "show_grid", "grid_png", "KNOBS", "slider_values", "SliderPoint",
            "precompute_sliders", "slider_panel", "Candidate", "Selection", "validation_split", "select_ours",
-           "ARCHITECTURES", "other_classifier", "architecture_rows", "plateaued", "budget_study",
+           "ARCHITECTURES", "other_classifier", "architecture_rows", "plateaued", "budget_study", "generator_job", "pretrain",
            "INDEPENDENT_ARCH", "per_image_spread", "diversity_ratio_ci", "SeedMeasures", "seed_measures",
            "headline_spaces", "real_reference", "compare_over_seeds"]
 
@@ -338,6 +338,25 @@ def distance_stats(classifier, train_x: torch.Tensor, queries: dict, feature_lay
 
 
 # ----------------------------------------------------------------------------------------------
+# independent generator trainings side by side
+# ----------------------------------------------------------------------------------------------
+def generator_job(classifier, dataset: str, profile: str, variant: str = "paper", seed: int = 0, tag: str = "",
+                  overrides: dict | None = None) -> float:
+    """One generator through the checkpoint cache (a job of :func:`pretrain`): trained unless cached.
+    Returns its training seconds (0 when read from the cache)."""
+    _, info = cf.get_generator(classifier, dataset, profile, variant=variant, seed=seed, tag=tag, **(overrides or {}))
+    return 0.0 if info["from_cache"] else float(info.get("train_seconds", 0.0))
+
+
+def pretrain(jobs: list) -> list:
+    """Train independent generators side by side (:func:`ccc_lib.parallel.run_jobs` over
+    :func:`generator_job`; each job a dict of its arguments). The loops that use them then read each
+    from the cache with :func:`ccc_lib.counterfeits.get_generator`, so results do not depend on it."""
+    from ..parallel import run_jobs
+    return run_jobs(generator_job, jobs)
+
+
+# ----------------------------------------------------------------------------------------------
 # the headline comparison: the paper's generator and ours, same sampling, several seeds, intervals
 # ----------------------------------------------------------------------------------------------
 #: the architecture whose penultimate features are the *independent* space: a classifier trained on
@@ -582,6 +601,11 @@ def select_ours(classifier, dataset: str, profile, val_x: torch.Tensor, val_y: t
 
     def compute():
         real_fd = feature_diversity(classifier, val_x, val_y, seed=seed)
+        pname = get_profile(profile).name
+        pretrain([{"classifier": classifier, "dataset": dataset, "profile": pname, "variant": "ours", "seed": seed,
+                   "tag": "selection", "overrides": {"steps": int(sel["steps"]), "epsilon": float(e),
+                                                     "div_target": float(t)}}
+                  for e in sel["epsilons"] for t in sel["taus"]])
         cands = []
         for eps in sel["epsilons"]:
             for tau in sel["taus"]:
@@ -691,6 +715,9 @@ def budget_study(arch: str, classifier, dataset: str, profile, *, seed: int = 0,
     s, a = cf.settings(profile), arch_settings(profile)
     n = int(n_per_class or s["n_per_class"])
     rows, curves = [], {}
+    pretrain([{"classifier": classifier, "dataset": dataset, "profile": get_profile(profile).name, "variant": "paper",
+               "seed": seed, "tag": f"arch-{arch}", "overrides": {"steps": int(st), "lr": float(lr)}}
+              for st, lr in a["budget"]])
     for steps, lr in a["budget"]:
         gen, info = cf.get_generator(classifier, dataset, profile, variant="paper", seed=seed, tag=f"arch-{arch}",
                                      steps=int(steps), lr=float(lr))
