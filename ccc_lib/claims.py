@@ -188,7 +188,7 @@ class Claims:
         o, iv = _with_interval(key, ours, interval, level)
         b = _plain(bound)
         holds = _judge(o, op, b)
-        verdict = _interval_verdict(iv, op, b) if iv is not None and holds_possible(o) else \
+        verdict = _interval_verdict(iv, op, b) if iv is not None and _finite_estimate(o) else \
             VERDICTS[0 if holds else 1]
         self._add(Claim(key, text, o, _plain(paper), op, b, bound_from, tuple(assert_at), holds,
                         self.profile.name in assert_at, note, iv, verdict))
@@ -365,7 +365,7 @@ def _judge(ours, op: str, bound) -> bool:
         raise TypeError(f"cannot compare ours={ours!r} {op} bound={bound!r}") from exc
 
 
-def holds_possible(ours) -> bool:
+def _finite_estimate(ours) -> bool:
     """False for a missing or non-finite estimate (such a claim does not hold, whatever its interval)."""
     return not (ours is None or (isinstance(ours, float) and not math.isfinite(ours)))
 
