@@ -316,7 +316,8 @@ def over_seeds(estimates, lows=None, highs=None, level: float = 0.95) -> Interva
     """Mean over k training seeds with an interval combining seed and sampling variation.
 
     ``estimates``: one number per seed (e.g. an AUROC); ``lows``/``highs``: each seed's own interval
-    (sampling variation on the test images, at the same ``level``), optional. With ``x̄`` the mean,
+    (sampling variation on the test images, at the same ``level``), optional; or ``estimates`` as a
+    list of per-seed :class:`Interval` s (e.g. one :func:`auroc_ci` per seed). With ``x̄`` the mean,
     ``s`` the standard deviation over seeds (``spread``, ddof=1) and ``h_i = (hi_i − lo_i)/2`` the
     seeds' sampling half-widths::
 
@@ -329,6 +330,12 @@ def over_seeds(estimates, lows=None, highs=None, level: float = 0.95) -> Interva
     seed the interval is that seed's own (sampling only; ``method`` says so); without ``lows``/``highs``
     it needs k ≥ 2 and is the t interval over seeds."""
     level = _level(level)
+    estimates = list(estimates) if not isinstance(estimates, np.ndarray) else estimates
+    if len(estimates) and all(isinstance(e, Interval) for e in estimates):
+        if lows is not None or highs is not None:
+            raise InputError("over_seeds: the estimates are Intervals already; do not pass lows/highs as well")
+        lows, highs = [e.lo for e in estimates], [e.hi for e in estimates]
+        estimates = [e.estimate for e in estimates]
     x = _scores(estimates, "estimates", minimum=1)
     k = len(x)
     if (lows is None) != (highs is None):

@@ -123,6 +123,7 @@ def test_over_seeds_on_a_known_case():
     assert math.isclose(iv.estimate, 0.92) and math.isclose(iv.spread, 0.02) and iv.n == 3
     assert math.isclose(iv.hi - 0.92, math.hypot(h_seed, 0.02), rel_tol=1e-6)
     assert math.isclose(over_seeds(est).hi - 0.92, h_seed, rel_tol=1e-6)
+    assert over_seeds([Interval(e, l, h) for e, l, h in zip(est, lo, hi)]) == iv           # per-seed Intervals
     one = over_seeds([0.9], [0.85], [0.93])
     assert (one.lo, one.hi) == (0.85, 0.93) and "one seed" in one.method
     t = mean_ci([1.0, 2.0, 3.0])
