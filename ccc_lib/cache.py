@@ -550,10 +550,14 @@ def _print_by_kind(entries: list[CacheEntry], top: int | None = None) -> None:
 
 
 def cmd_cache(args) -> int:
-    """``python -m ccc_lib cache info`` and ``python -m ccc_lib cache prune --unused-for D [--dry-run]``."""
+    """``python -m ccc_lib cache info``, ``cache prune --unused-for D [--dry-run]``,
+    ``cache export --profile P FILE [--since D] [--executed DIR]`` and ``cache import FILE_OR_URL [--force]``
+    (the bundles: :mod:`ccc_lib.bundle`)."""
     from .checks import InputError
     import sys
     root = cache_dir()
+    if args.action in ("export", "import"):
+        return _cmd_bundle(args, root)
     if args.action == "info" and args.top < 0:
         print(f"error: --top {args.top}: give how many kinds to list, 0 or more", file=sys.stderr)
         return 2
@@ -584,6 +588,40 @@ def cmd_cache(args) -> int:
     print(f"cache: {root}: {verb} {len(r['removed'])} artefacts unused for {args.unused_for} "
           f"({_human(r['freed'])}); kept {r['kept']}" + (f"; {r['busy']} skipped (being built)" if r["busy"] else ""))
     _print_by_kind(r["removed"])
+    return 0
+
+
+def _cmd_bundle(args, root: Path) -> int:
+    """``cache export`` / ``cache import``: a clear one-line error and exit 2 on a bad bundle or input."""
+    import sys
+    from . import bundle
+    from .checks import InputError
+    try:
+        if args.action == "export":
+            since = None
+            if getattr(args, "since", None):
+                since = time.time() - parse_duration(args.since)
+            t0 = time.perf_counter()
+            m = bundle.export_bundle(args.profile, args.file, since=since, executed=getattr(args, "executed", None))
+            size = Path(args.file).stat().st_size
+            print(f"cache: {root}: wrote {args.file} ({_human(size)}, {len(m['files'])} artefacts of profile "
+                  f"{m['profile']}; {m['rule']}; code {m['code_version']['git'] or m['code_version']['package']}) "
+                  f"in {time.perf_counter() - t0:.1f} s")
+            return 0
+        t0 = time.perf_counter()
+        r = bundle.import_bundle(args.source, profile=getattr(args, "profile", None), force=getattr(args, "force", False))
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m = r["manifest"]
+    print(f"cache: {root}: installed {r['installed']} artefacts ({r['kept']} already there) of profile "
+          f"{m['profile']} from {args.source}, every SHA-256 verified, in {time.perf_counter() - t0:.1f} s")
+    if not r["code_version_matches"]:
+        cv = m.get("code_version") or {}
+        print(f"note: the bundle was made by ccc_lib {cv.get('git') or cv.get('package')} (sources "
+              f"{str(cv.get('sources_sha256'))[:12]}), not this checkout's code; its settings match, so what this "
+              f"code asks for under the same configuration is read, the rest rebuilt")
+    print(f"next: python -m ccc_lib run --profile {m['profile']}   (a warm rebuild)")
     return 0
 
 
