@@ -608,3 +608,40 @@ def test_mmd_permutation_statistics_match_the_block_formula():
             want = ((xx.sum() - xx.diagonal().sum()) / (n * (n - 1)) + (yy.sum() - yy.diagonal().sum()) / (m * (m - 1))
                     - 2 * xy.mean())
             assert float(v) == pytest.approx(float(want), rel=1e-9, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- what the slides state
+
+def test_no_sentence_gives_the_slides_a_choice_they_do_not_state():
+    """Chapter 4's prose and the method's docstrings read the slides, they do not put words in them:
+    the slides name no library, inversion algorithm, start image, architecture, split or threshold."""
+    import json
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    nb = json.loads((root / "notebooks" / "04_drift.ipynb").read_text())
+    prose = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    text = prose + "\n" + (root / "ccc_lib" / "drift.py").read_text() + (root / "ccc_lib" / "experiments" /
+                                                                           "drift.py").read_text()
+    text = re.sub(r"\s+", " ", text)
+    forbidden = [r"the slides use", r"the slides' (method|inversion|way)", r"(?<!reading of )the slides' setting is",
+                 r"their production model is another split", r"another split[^.]*the slides",
+                 r"as in the slides\)", r"the slides' production model is the second portion"]
+    hits = [(p, m.group(0)) for p in forbidden for m in re.finditer(p, text, re.I)]
+    assert not hits, hits
+    # the table of differences covers all seven steps and says whose each choice is
+    from ccc_lib import get_profile
+    t = X.where_we_differ(X.settings("default"), get_profile("default"))
+    assert {"steps 1-2: the split", "steps 3-4: model inversion", "steps 5-6: membership inference",
+            "step 7: the decision"} <= set(t.index)
+    assert t["whose"].str.contains("the slides'|ours|our reading").all()
+    assert t.loc["steps 3-4: model inversion", "slides"].count("not stated") == 1
+
+
+def test_slides_table2_is_not_a_multiple_of_one_third_k():
+    g = X.table2_granularity()
+    cif = g[(g.dataset == "cifar10") & (g.slides == 0.3611)]
+    assert cif["value × 3K"].iloc[0] == pytest.approx(10.83) and not cif["a multiple of 1/(3K)"].iloc[0]
+    assert g[g.slides == 1.0]["a multiple of 1/(3K)"].all()            # 1.0 is (the check can say yes)
+    em = g[g.dataset == "emnist"].groupby("classes")["a multiple of 1/(3K)"].all()
+    assert not em.any()                                                 # no EMNIST split fits every value
