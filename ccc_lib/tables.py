@@ -8,7 +8,7 @@ The style, as a reader sees it:
 * numbers rounded to what they can support: :data:`DIGITS` significant digits (integers in full, with
   thousands separators), so no rendered number carries more than 6 significant digits;
 * intervals as ``0.994 [0.991, 0.996]`` (an object with ``estimate``/``lo``/``hi``, such as
-  ``ccc_lib.stats.Interval``, a dict with those keys, or a 3-tuple ``(estimate, lo, hi)``);
+  ``ccc_lib.stats.Interval``, or a dict with those keys); lists and tuples of numbers item by item;
 * ✓ / ✗ instead of ``True`` / ``False`` (and for a claims table's "yes" / "NO"), "—" for a missing value;
 * every table in a box (``div.ccc-table``) that scrolls sideways when the table is wider than the page,
   and a long table (more than :data:`LONG_ROWS` rows) in a box of limited height with its header kept
@@ -30,6 +30,8 @@ __all__ = ["DIGITS", "LONG_ROWS", "fmt_value", "fmt_interval", "readable_name", 
 DIGITS = 4
 #: tables longer than this scroll inside a box of limited height
 LONG_ROWS = 20
+#: items of a list or tuple cell shown before "…"
+MAX_ITEMS = 12
 #: the three-valued verdicts (and the claims table's yes/NO) as the table shows them
 VERDICT_MARKS = {"holds": "✓ holds", "does not hold": "✗ does not hold", "not resolved": "? not resolved",
                  "yes": "✓", "no": "✗", "reproduced": "✓ reproduced", "not reproduced": "✗ not reproduced",
@@ -64,6 +66,11 @@ def fmt_value(v, digits: int = DIGITS) -> str:
     iv = _interval_parts(v)
     if iv is not None:
         return fmt_interval(*iv)
+    if isinstance(v, (list, tuple)) or (hasattr(v, "tolist") and getattr(v, "ndim", 0) == 1):
+        items = list(v.tolist() if hasattr(v, "tolist") else v)
+        inner = ", ".join(fmt_value(x, digits) for x in items[:MAX_ITEMS])
+        inner += ", …" if len(items) > MAX_ITEMS else ""
+        return f"[{inner}]" if isinstance(v, list) or hasattr(v, "tolist") else f"({inner}{',' if len(items) == 1 else ''})"
     x = _num(v)
     if x is None:
         try:
@@ -107,9 +114,7 @@ def _interval_parts(v):
         return v.estimate, v.lo, v.hi
     if isinstance(v, dict) and {"estimate", "lo", "hi"} <= set(v):
         return v["estimate"], v["lo"], v["hi"]
-    if isinstance(v, tuple) and len(v) == 3 and all(_num(x) is not None for x in v):
-        return v
-    return None
+    return None                     # a plain tuple is a tuple (a shape, a pair), never guessed to be an interval
 
 
 def readable_name(name) -> str:

@@ -400,7 +400,7 @@ def overlong_numbers(text: str, limit: int = MAX_SIGNIFICANT) -> list[str]:
     """Numbers in ``text`` with more than ``limit`` significant digits (thousands separators ignored,
     trailing zeros of an integer not counted; digits inside words such as "mnist5k" are not numbers)."""
     out = []
-    for tok in re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?", text):
+    for tok in re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w]|\.[A-Za-z_])", text):
         t = tok.replace(",", "")
         digits = t.replace(".", "").lstrip("0")
         if "." not in t:
@@ -479,8 +479,10 @@ def check_search(ctx, site: Path) -> tuple[list[str], list[str]]:
     terms = {t: stem for t, stem in SEARCH_TERMS.items() if (site / "notebooks" / f"{stem}.html").exists()}
     if not terms or not (site / "search.html").exists():
         return [], []
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    handler.log_message = lambda *a, **k: None
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    handler = functools.partial(Quiet, directory=str(site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     problems, log = [], []
