@@ -164,8 +164,25 @@ def to_html(obj, caption: str | None = None) -> str:
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"to_html needs a pandas DataFrame or Series, not {type(obj).__name__}")
     shown = format_frame(df)
-    body = shown.to_html(index=not _plain_index(df), escape=True, border=0, na_rep="—",
-                         classes=["ccc-table-grid"], justify="left")
+    n_index = 0
+    if not _plain_index(df) and not isinstance(df.columns, pd.MultiIndex):
+        # the index becomes the first column(s), so the header is one row; a grouping level (all but the
+        # last of a MultiIndex) is written once per group, as a grouped table reads
+        n_index = df.index.nlevels
+        names = [n if n else "" for n in shown.index.names]
+        flat = pd.DataFrame({f"_i{k}": shown.index.get_level_values(k) for k in range(n_index)})
+        for k in range(n_index - 1):
+            same = pd.Series(True, index=flat.index)
+            for j in range(k + 1):
+                same &= flat[f"_i{j}"].eq(flat[f"_i{j}"].shift())
+            flat.loc[same, f"_i{k}"] = ""
+        flat.columns = names
+        shown = pd.concat([flat, shown.reset_index(drop=True)], axis=1)
+        body = shown.to_html(index=False, escape=True, border=0, na_rep="—", justify="left",
+                             classes=["ccc-table-grid", f"ccc-index-{min(n_index, 3)}"])
+    else:
+        body = shown.to_html(index=not _plain_index(df), escape=True, border=0, na_rep="—",
+                             classes=["ccc-table-grid"], justify="left")
     long = len(df) > LONG_ROWS
     note = (f'<div class="ccc-table-note">{len(df):,} rows: the table scrolls; its header stays in view</div>'
             if long else "")
