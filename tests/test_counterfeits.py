@@ -537,3 +537,14 @@ def test_pretrain_trains_through_the_cache(monkeypatch):
     assert xcf.pretrain(jobs) == [0.0, 0.0]                                    # read from the cache
     _, info = cf.get_generator(clf, "toy", "full_dry", variant="ours", seed=3, epsilon=2.0)
     assert info["from_cache"]
+
+
+def test_notebook_live_slider_cell_is_live_only():
+    import json
+    from pathlib import Path
+    nb = json.loads((Path(__file__).resolve().parent.parent / "notebooks" / "01_counterfeits.ipynb").read_text())
+    tags = {i: c.get("metadata", {}).get("tags", []) for i, c in enumerate(nb["cells"])}
+    live = [i for i, c in enumerate(nb["cells"]) if "widgets.FloatSlider" in "".join(c["source"])]
+    panel = [i for i, c in enumerate(nb["cells"]) if "xcf.slider_panel(" in "".join(c["source"])]
+    assert live and all("live-only" in tags[i] for i in live)
+    assert panel and all("live-only" not in tags[i] for i in panel)
