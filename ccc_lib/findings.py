@@ -122,7 +122,7 @@ def headline_rows(metrics: dict, headlines=HEADLINES) -> list[dict]:
     out = []
     for h in headlines:
         blob = metrics.get(h.chapter)
-        row = {"chapter": h.chapter, "title": h.title, "paper": h.paper, "claim": h.claim, "ours": "—",
+        row = {"chapter": h.chapter, "title": h.title, "paper": h.paper, "claim": h.claim, "ours": "—", "ours_parts": [],
                "verdict": "not run", "profile": "—", "note": ""}
         if blob is None:
             row["note"] = "no metrics file: the chapter did not run in this build"
@@ -138,8 +138,9 @@ def headline_rows(metrics: dict, headlines=HEADLINES) -> list[dict]:
         if status == "running":
             note = "; ".join(x for x in (note, "the chapter had not finished when this page was built") if x)
         elif status not in (None, "ok", "claims_ok"):
-            note = "; ".join(x for x in (note, f"the chapter failed ({status})") if x)
-        row.update(ours="; ".join(parts) if parts else "—", verdict=_overall(verdicts) if rows else "not resolved",
+            failed = "the chapter failed" + ("" if status == "failed" else f" ({status})")
+            note = "; ".join(x for x in (note, failed) if x)
+        row.update(ours="; ".join(parts) if parts else "—", ours_parts=parts, verdict=_overall(verdicts) if rows else "not resolved",
                    profile=str(blob.get("profile") or "—"), note=note,
                    paper_value=", ".join(dict.fromkeys(fmt_value(r.get("paper")) for r in rows)) if rows else "")
         out.append(row)
@@ -157,21 +158,33 @@ def _label(r: dict, h: Headline, n: int) -> str:
     return str(r.get("key", "")) + ": "
 
 
+#: at most this many per-dataset numbers in the "ours" cell (the verdict counts all of them)
+MAX_SHOWN = 3
+_CSS = {"reproduced": "ccc-verdict-holds", "not reproduced": "ccc-verdict-fails", "not resolved": "ccc-verdict-open",
+        "not run": "ccc-verdict-open"}
+
+
 def findings_markdown(metrics: dict, link_prefix: str = "../notebooks/", headlines=HEADLINES) -> str:
     """The MyST list-table (class ``ccc-findings``, label ``tbl-findings``) of :func:`headline_rows`."""
     rows = headline_rows(metrics, headlines)
     profiles = sorted({r["profile"] for r in rows if r["profile"] != "—"})
-    lines = ["```{list-table} What we found: each paper's headline claim, our number and verdict "
-             f"(generated from this build's metrics{', profile ' + ', '.join(profiles) if profiles else ''})",
-             ":header-rows: 1", ":name: tbl-findings", ":class: ccc-findings", "",
-             "* - chapter", "  - headline claim (who claimed it)", "  - our verdict", "  - ours", "  - profile"]
+    lines = ["```{list-table} What we found, read from this build's metrics"
+             f"{' (profile ' + ', '.join(profiles) + ')' if profiles else ''}",
+             ":header-rows: 1", ":name: tbl-findings", ":class: ccc-findings", ":widths: 17 37 16 22 8", "",
+             "* - chapter", "  - headline claim", "  - our verdict", "  - ours (paper)", "  - profile"]
     for r in rows:
-        mark = _MARK.get(r["verdict"].split(" (")[0], "")
-        note = f" *({r['note']})*" if r["note"] else ""
-        link = f"[{r['title']}]({link_prefix}{r['chapter']}.ipynb)"
-        paper = f" — paper: {r['paper_value']}" if r.get("paper_value") and r["paper_value"] not in ("not reported", "—") else ""
-        lines += [f"* - {link}", f"  - {_esc(r['claim'])} ({_esc(r['paper'])}){note}",
-                  f"  - **{mark} {r['verdict']}**", f"  - {_esc(r['ours'])}{_esc(paper)}", f"  - `{r['profile']}`"]
+        head = r["verdict"].split(" (")[0]
+        extra = r["verdict"][len(head):].strip(" ()")
+        verdict = (f'<span class="{_CSS.get(head, "")}">{_MARK.get(head, "")} {head}</span>'
+                   + (f" ({_esc(extra)})" if extra else ""))
+        note = f" *({_esc(r['note'])})*" if r["note"] else ""
+        ours = r["ours_parts"]
+        shown = "; ".join(_esc(x) for x in ours[:MAX_SHOWN]) + (f"; … ({len(ours)} in all)" if len(ours) > MAX_SHOWN else "")
+        paper = r.get("paper_value") or ""
+        paper = f" (paper: {_esc(paper)})" if paper and paper not in ("not reported", "—") else ""
+        lines += [f"* - [{r['title']}]({link_prefix}{r['chapter']}.ipynb) · {_esc(r['paper'])}",
+                  f"  - {_esc(r['claim'])}{note}", f"  - {verdict}", f"  - {shown or '—'}{paper}",
+                  f"  - `{r['profile']}`"]
     lines.append("```")
     return "\n".join(lines)
 

@@ -54,7 +54,8 @@ def test_missing_chapter_and_mixed_verdicts():
 def test_markdown_and_staged_intro(tmp_path):
     md = findings_markdown(_metrics())
     assert md.startswith("```{list-table}") and ":name: tbl-findings" in md and md.endswith("```")
-    assert "[Counterfeits](../notebooks/01_counterfeits.ipynb)" in md and "**✓ reproduced**" in md
+    assert "[Counterfeits](../notebooks/01_counterfeits.ipynb)" in md
+    assert '<span class="ccc-verdict-holds">✓ reproduced</span>' in md and "(1 of 2 hold)" not in md
     (tmp_path / "metrics").mkdir()
     for stem, blob in _metrics().items():
         (tmp_path / "metrics" / f"{stem}.json").write_text(json.dumps(blob))
