@@ -32,8 +32,9 @@ set, or which continuous score lies behind their ROC curves. Our choices (each a
   ``τ_l = exp(m_l + t s_l)`` and ``μ_l = exp(m_l − t s_l)``, so sweeping ``t`` traces the rule's ROC.
 * **Decision at a false-alarm budget α** (:meth:`NeuralFP.set_rule`): ``"joint"`` (default) takes ``t``
   as the (1 − α) quantile of ``max_l |z_l|`` on the calibration data, so the *whole rule* flags a share α
-  of in-distribution inputs; ``"literal"`` puts every layer's ``μ_l``/``τ_l`` at its own α/2 and
-  1 − α/2 quantiles (the layers' false alarms add up); ``"bonferroni"`` uses α/(2L) per tail per layer.
+  of in-distribution inputs; ``"literal"`` (our literal reading of the rule: the slides give no
+  thresholds) puts every layer's ``μ_l``/``τ_l`` at its own α/2 and 1 − α/2 quantiles (the layers' false
+  alarms add up); ``"bonferroni"`` uses α/(2L) per tail per layer. All three are ours.
 * **Our extensions** (``combine``, labelled "ours" in the book): ``"upper"`` = ``max_l z_l`` (upper
   thresholds only) and ``"mahalanobis"`` = the Mahalanobis distance of the vector of log errors under a
   Gaussian fitted to the calibration data (the *joint fingerprint*).

@@ -494,3 +494,18 @@ def test_combined_vs_layers_interval_is_paired_on_the_same_images(fitted):
     j = list(t.index).index(cv[xp.RAW]["best layer"])
     ref = st.auroc_diff_ci(det.score_errors(e_in), det.score_errors(e_out), e_in[:, j], e_out[:, j])
     assert cv[xp.RAW]["diff"].lo == pytest.approx(ref.lo) and cv[xp.RAW]["diff"].hi == pytest.approx(ref.hi)
+
+
+def test_validation_comes_from_the_test_split_only_where_cheap():
+    train, test = _blobs(400, 41), _blobs(300, 42)
+    sp = xp.split_validation(train, test, 60, 200, seed=0)           # 300 - 60 >= 200: cheap
+    assert sp["source"] == "test" and len(sp["val"]) == 60 and len(sp["test"]) == 200
+    assert sp["fit"] is train                                         # the training split is left whole
+    key = lambda d: {tuple(r.flatten()[::7].tolist()) for r in d.x}
+    assert not key(sp["val"]) & key(sp["test"]) and key(sp["val"]) <= key(test)
+    sp = xp.split_validation(train, test, 60, 280, seed=0)           # would shrink the evaluation: train
+    assert sp["source"] == "train" and len(sp["fit"]) == 340 and len(sp["test"]) == 280
+    assert key(sp["val"]) <= key(train) and not key(sp["val"]) & key(sp["fit"])
+    assert not xp.validation_from_test(1000, None, 500)              # all test images evaluated (full)
+    h = xp.held_out(xp.settings("default"), {}, {"a": "test", "b": "train"})
+    assert h.loc["validation ID", "classifier trained on them"] == "no (a); yes, trained on them (b)"

@@ -7,8 +7,9 @@ The method itself (fingerprints, one-out rule, score) is :mod:`ccc_lib.neuralfp`
 baselines are :mod:`ccc_lib.baselines`.
 
 **Fair comparison.** Every detector's free parameters are chosen the same way, by AUROC on held-out
-*validation* data: in-distribution images split off the training set (never used to fit anything)
-against :data:`VALIDATION_OOD` (crops from the *left* halves of scikit-image's photographs — the test
+*validation* data: in-distribution images the classifier did not train on where that is cheap (a part of
+the test split kept apart from the evaluation images, :func:`split_validation`), else split off the training
+set (never used to fit anything), against :data:`VALIDATION_OOD` (crops from the *left* halves of scikit-image's photographs — the test
 crops come from the right halves —, Gaussian noise and scikit-learn's upsampled 8×8 digits; none of them
 is a test OOD set). NeuralFP's
 configuration (tap set × pooling), ODIN's temperature and ε and Mahalanobis' ε are picked there;
@@ -39,7 +40,7 @@ __all__ = ["SETTINGS", "CLAIM_BOUNDS", "settings", "claim_bounds", "SLIDES_AUROC
            "where_we_differ", "SLIDES_SOURCES", "SLIDES_PER_LAYER", "SLIDES_EPS_PRINTED", "SLIDES_BASELINES",
            "SLIDES_TEXT", "RAW", "ZABS", "combined_vs_layers", "combined_vs_layers_ci", "comparable", "slides_label", "slides_per_layer",
            "slides_eps_table", "per_layer_with_slides", "eps_with_slides", "slides_checks", "slides_contradictions_text",
-           "flag_share", "held_out", "diff_verdict", "auroc_over_seeds", "versus_baseline"]
+           "flag_share", "held_out", "validation_from_test", "split_validation", "diff_verdict", "auroc_over_seeds", "versus_baseline"]
 
 #: the noise magnitudes ε of the slides' ODIN and Mahalanobis tables, every value as printed: three tables
 #: print the rows 0.0005, 0.001, **0.014**, 0.002, 0.005, 0.01 and the Fashion-MNIST Mahalanobis table prints
@@ -216,6 +217,27 @@ def validation_split(data: TensorData, n_val: int | None, seed: int = 0) -> tupl
     val = torch.zeros(len(y), dtype=torch.bool)
     val[torch.as_tensor(val_idx)] = True
     return data.where(~val), data.where(val)
+
+
+def validation_from_test(n_test: int, test_limit: int | None, n_val: int | None) -> bool:
+    """Is it cheap to draw the in-distribution validation images from the *test* split (images the
+    classifier never trained on)? Yes when the test split holds ``n_val`` images beyond the
+    ``test_limit`` evaluated, so the evaluation keeps its size; else they come from the training split."""
+    return test_limit is not None and n_test - int(n_val or 0) >= int(test_limit)
+
+
+def split_validation(train: TensorData, test: TensorData, n_val: int | None, test_limit: int | None,
+                     seed: int = 0) -> dict:
+    """The chapter's split of one model's images: ``{"fit": training images for the detectors,
+    "val": validation ID images, "test": evaluation ID images, "source": "test" | "train"}``. Where
+    :func:`validation_from_test` says it is cheap, the validation images are a stratified part of the
+    test split kept apart from the evaluation images (drawn first; the evaluation images are then
+    ``test_limit`` of the rest); else they are split off the training split (see :func:`validation_split`)."""
+    if validation_from_test(len(test), test_limit, n_val):
+        rest, val = validation_split(test, n_val, seed=seed)
+        return {"fit": train, "val": val, "test": rest.subset(test_limit, seed=seed), "source": "test"}
+    fit, val = validation_split(train, n_val, seed=seed)
+    return {"fit": fit, "val": val, "test": test.subset(test_limit, seed=seed), "source": "train"}
 
 
 def validation_ood(shape, n: int, profile, seed: int = 0) -> torch.Tensor:
@@ -630,16 +652,27 @@ def false_alarm_table(det: nfp.NeuralFP, err_in: np.ndarray, err_outs: dict, alp
     return pd.DataFrame(rows).set_index("rule")
 
 
-def held_out(S: dict, counts: dict) -> pd.DataFrame:
+def held_out(S: dict, counts: dict, val_source: dict | None = None) -> pd.DataFrame:
     """Which images are held out from what: one row per image set of the chapter, saying where it is
     drawn from and whether the classifier, the autoencoders and the choices on validation data saw it.
-    ``counts``: ``{set: "n per model"}`` text from the run."""
+    ``counts``: ``{set: "n per model"}`` text from the run; ``val_source``: ``{model: "test" | "train"}``
+    (:func:`split_validation`), where each model's validation ID images come from."""
+    test_m = [m for m, v in (val_source or {}).items() if v == "test"]
+    train_m = [m for m, v in (val_source or {}).items() if v != "test"]
+    from_test, from_train = "test split, kept apart from the evaluation images", "training split, held out before fitting"
+    if test_m and train_m:
+        drawn = f"{from_test} ({', '.join(test_m)}); {from_train} ({', '.join(train_m)})"
+        seen = f"no ({', '.join(test_m)}); yes, trained on them ({', '.join(train_m)})"
+    elif test_m:
+        drawn, seen = from_test, "no"
+    else:
+        drawn, seen = from_train, "yes, trained on them"
     rows = [
-        ("autoencoder fit", "training split, minus validation and calibration", "yes (trained on them)", "yes",
-         "fit the per-layer autoencoders (slides' steps 1-2)"),
+        ("autoencoder fit", "training split (minus the validation images where they come from it) minus calibration",
+         "yes, trained on them", "yes", "fit the per-layer autoencoders (slides' steps 1-2)"),
         ("calibration", f"training split: {S['calib_frac']:.0%} of the autoencoders' share, held out from them",
-         "yes (trained on them)", "no", "m_l, s_l and the one-out thresholds (slides' step 3)"),
-        ("validation ID", "training split, held out before anything is fitted", "yes (trained on them)", "no",
+         "yes, trained on them", "no", "m_l, s_l and the one-out thresholds (slides' step 3)"),
+        ("validation ID", drawn, seen, "no",
          "every detector's free parameters; the counterfeit rows' thresholds"),
         ("validation OOD", "; ".join(VALIDATION_OOD), "no", "no", "every detector's free parameters"),
         ("test ID", "test split", "no", "no", "evaluation only (AUROC, false alarms)"),
@@ -652,9 +685,13 @@ def held_out(S: dict, counts: dict) -> pd.DataFrame:
     return df
 
 
-def where_we_differ(S: dict, P, chosen: dict) -> pd.DataFrame:
+def where_we_differ(S: dict, P, chosen: dict, val_source: dict | None = None) -> pd.DataFrame:
     """The "where we differ from the slides" table, generated from the settings and the choices made
-    on validation data (``chosen``: ``{dataset: Config}``)."""
+    on validation data (``chosen``: ``{dataset: Config}``; ``val_source``: ``{dataset: "test" | "train"}``,
+    where each model's validation ID images come from, see :func:`split_validation`)."""
+    src = {"test": "a part of the test split kept apart from the evaluation images (unseen by the classifier)",
+           "train": "training images held out before fitting (the classifier's own training images)"}
+    val_text = ("; ".join(f"{ds}: {src[v]}" for ds, v in val_source.items()) if val_source else src["train"])
     cfgs = ", ".join(Config(*c).label for c in S["configs"])
     pick = "; ".join(f"{ds}: {c.label}" for ds, c in chosen.items())
     rows = [
@@ -683,8 +720,7 @@ def where_we_differ(S: dict, P, chosen: dict) -> pd.DataFrame:
          "softmax probability); temperature not given",
          "MSP (Hendrycks & Gimpel) and ODIN (Liang et al.: temperature and input perturbation) as two rows; "
          "the slides' ODIN [1] tables beside our ODIN ε table"),
-        ("validation data", "not given", "training images held out before fitting (the classifier's own "
-         "training images) against the validation OOD set"),
+        ("validation data", "not given", f"ID: {val_text}; against the validation OOD set"),
         ("thresholds of the counterfeit rows", "not in the slides", f"each detector's (1 − α) quantile on the "
          "validation ID images"),
         ("OOD images for the MNIST/Fashion models", "CIFAR-10, SVHN, the other dataset (conversion not given)",
