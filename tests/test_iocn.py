@@ -392,7 +392,7 @@ def test_deepod_budget_rule():
     assert all(E.deepod_epochs(m, smoke, smoke["n_train"]) == smoke["deepod_epochs"] for m in smoke["deepod"])
 
 
-def test_every_row_gets_the_same_standardised_arrays(monkeypatch):
+def test_every_row_gets_the_same_standardised_arrays(monkeypatch, tmp_path):
     """The chapter's one preprocessing reaches every row of Table 1: the arrays each detector is fitted on
     and scores are the same, z-scored on the inlier training rows (the INNs divide by 3 inside)."""
     rng = np.random.default_rng(0)
@@ -401,6 +401,7 @@ def test_every_row_gets_the_same_standardised_arrays(monkeypatch):
     feats = {"train": (xtr, np.repeat(np.arange(3), 80)), "test": (xte, np.repeat(np.arange(3), 20)),
              "classes": ["a", "b", "c"]}
     monkeypatch.setattr(E, "fashion_features", lambda *a, **k: feats)
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))            # nothing from an earlier run's cache
     seen = {}
 
     def spy(cls, name):
@@ -497,3 +498,30 @@ def test_study_choice_picks_a_cheap_configuration_where_iocn_wins():
     assert E.study_choice(study, max_time_ratio=4.0).value == 1000
     study["rows"] = [r for r in study["rows"] if r["iocn_minus_flow"] < 0]
     assert E.study_choice(study) is None
+
+
+def test_paired_class_mean_differences_and_seeds():
+    """A − B per class by paired DeLong, the mean over classes with its interval, and over seeds: a clearly
+    better A wins (interval above 0); A against itself is a tie (the interval contains 0)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 200)
+
+    def run(shift_a, seed):
+        r = np.random.default_rng(seed)
+        res = E.OneVsRest("x", ["a", "b", "c"], (0, 1, 2), ["A", "B"], y, np.zeros(len(y), bool))
+        res.scores = {"A": {}, "B": {}}
+        for c in range(3):
+            out = (y != c).astype(float)
+            base = r.standard_normal(len(y))
+            res.scores["B"][c] = base + 0.5 * out
+            res.scores["A"][c] = base + (0.5 + shift_a) * out + 0.3 * r.standard_normal(len(y))
+        return res
+    runs = {s: run(1.0, s) for s in (0, 1, 2)}
+    iv, per_seed, per_class = E.diff_over_seeds(runs, "A", "B")
+    assert iv.lo > 0 and len(per_seed) == 3 and set(per_class[0]) == {0, 1, 2}
+    mean, per = E.class_mean_diff(runs[0], "A", runs[0], "B")
+    assert np.isclose(mean.estimate, np.mean([p.estimate for p in per.values()]))
+    assert mean.hi - mean.lo < np.mean([p.hi - p.lo for p in per.values()])       # the mean is tighter
+    same, _ = E.class_mean_diff(runs[0], "B", run(0.0, 0), "B")
+    assert same.lo <= 0 <= same.hi
+    del rng

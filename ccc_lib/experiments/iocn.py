@@ -52,6 +52,7 @@ SETTINGS = {
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest"),
         "deepod": ("DeepSVDD", "ICL", "SLAD"), "deepod_epochs": 10, "deepod_step_matched": ("GOAD",),
         "deepod_feature_sets": ("cnn_mnist5k",), "deepod_raw": ("SLAD",), "deepod_raw_classes": (0,),
+        "verdict_seeds": (0, 1),       # IOCN and FLOW seeds behind the verdicts (learned features)
         "n_blocks": 4, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 64,
         "steps": 40, "flow_steps": 40, "eval_at": (20, 40),
         "alpha": 0.05,                 # target false-alarm rate of the calibrated threshold
@@ -71,6 +72,7 @@ SETTINGS = {
         "deepod": ("DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"),
         "deepod_epochs": 100, "deepod_step_matched": ("GOAD",),
         "deepod_feature_sets": ("cnn_mnist5k",), "deepod_raw": ("ICL", "SLAD"), "deepod_raw_classes": (0, 1),
+        "verdict_seeds": (0, 1, 2),
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 128,
         "steps": 300, "flow_steps": 300, "eval_at": (50, 100, 200, 300),
         "alpha": 0.05,
@@ -91,6 +93,7 @@ SETTINGS = {
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest", "DeepSVDD"),
         "deepod": ("DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"), "deepod_epochs": 100, "deepod_step_matched": (),
         "deepod_feature_sets": ("resnet18_imagenet", "pixels"), "deepod_raw": ("ICL", "SLAD"), "deepod_raw_classes": (0, 1),
+        "verdict_seeds": (0, 1, 2),
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 256,
         "steps": 4000, "flow_steps": 4000, "eval_at": (100, 250, 500, 1000, 2000, 4000),
         "alpha": 0.05,
@@ -103,7 +106,7 @@ SETTINGS = {
     "full_dry": {   # full's code paths on generated files, tiny sizes, CPU (≤ ~60 s)
         "classes": (0, 1),
         "feature_dim": 8,
-        "deepod_epochs": 1, "deepod_raw_classes": (0,),
+        "deepod_epochs": 1, "deepod_raw_classes": (0,), "verdict_seeds": (0,),
         "n_blocks": 2, "batch_size": 64, "steps": 20, "flow_steps": 20, "eval_at": (10, 20),
         "toy_sets": ("moons",), "toy_n": 200, "toy_steps": 20, "toy_blocks": 2,
         "oned_n": 200, "oned_steps": 20, "oned_snapshots": (0, 5, 20),
@@ -407,6 +410,13 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
     ``S["deepod_feature_sets"]``), FLOW and IOCN. The INN methods record their AUROC at the steps
     ``S["eval_at"]`` (the budget curves)."""
     prof = get_profile(profile)
+    if cache and len(S["classes"]) > 1:
+        # train the classes side by side (ccc_lib.parallel.run_jobs); each job fills the cache, and the
+        # loop below reads every row of every class from it
+        from ..parallel import run_jobs
+        run_jobs(class_job, [{"feature_kind": feature_kind, "S": {**S, "classes": (c,)}, "profile": prof.name,
+                              "methods": None if methods is None else list(methods), "seed": seed}
+                             for c in S["classes"]])
     feats = fashion_features(feature_kind, prof, dataset=S.get("dataset", "fashion_mnist"))
     if methods is None:
         methods = list(S["baselines"])
@@ -471,6 +481,59 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
             if verbose:
                 print(f"class {c} {m:18s} AUROC {res.auroc[m][c]:.4f}  {time.perf_counter() - t0:.1f}s", flush=True)
     return res
+
+
+def class_job(feature_kind: str, S: dict, profile: str, methods, seed: int) -> dict:
+    """One inlier class of :func:`one_vs_rest` (``S["classes"]`` has one entry) through the cache: the
+    job :func:`one_vs_rest` runs per class with :func:`ccc_lib.parallel.run_jobs`. Returns the AUROCs."""
+    res = one_vs_rest(feature_kind, S, profile, methods=methods, seed=seed, cache=True)
+    return {m: v for m, v in res.auroc.items()}
+
+
+# --------------------------------------------------------------------------- intervals (IOCN vs FLOW, vs the best baseline)
+
+def class_mean_diff(res_a: OneVsRest, a: str, res_b: OneVsRest, b: str, level: float = 0.95) -> tuple:
+    """A − B in AUROC, paired on the same test images: per inlier class DeLong's interval of the paired
+    difference (:func:`ccc_lib.stats.auroc_diff_ci`), and their mean over the classes with the interval
+    mean ± z·sqrt(Σ se_c²)/C (the classes' differences treated as independent). ``res_a`` and ``res_b``
+    may be runs with different seeds (same test set). Returns ``(Interval of the mean, {class: Interval})``."""
+    from scipy.stats import norm
+    from ..stats import Interval, auroc_diff_ci
+    y = res_a.y_test
+    per = {}
+    for c in res_a.inliers:
+        sa, sb = res_a.scores[a][c], res_b.scores[b][c]
+        inl = y == c
+        per[c] = auroc_diff_ci(sa[inl], sa[~inl], sb[inl], sb[~inl], level)
+    z = float(norm.ppf(0.5 + level / 2))
+    d = float(np.mean([iv.estimate for iv in per.values()]))
+    se = math.sqrt(sum(((iv.hi - iv.lo) / (2 * z)) ** 2 for iv in per.values())) / len(per)
+    return Interval(d, d - z * se, d + z * se, level, f"mean over {len(per)} classes of paired DeLong", len(per)), per
+
+
+def diff_over_seeds(runs: dict, a: str, b: str, base: OneVsRest | None = None, level: float = 0.95) -> tuple:
+    """A − B (mean over classes) over the seeds of ``runs`` (``{seed: OneVsRest}`` holding A, and B unless
+    ``base`` is given: then B's scores come from ``base`` for every seed — a row run with one seed).
+    Returns ``(Interval over seeds (ccc_lib.stats.over_seeds of the per-seed class-mean intervals),
+    {seed: Interval}, {seed: {class: Interval}})``."""
+    from ..stats import over_seeds
+    per_seed, per_class = {}, {}
+    for seed, r in runs.items():
+        per_seed[seed], per_class[seed] = class_mean_diff(r, a, base if base is not None else r, b, level)
+    return over_seeds(list(per_seed.values()), level=level), per_seed, per_class
+
+
+def plot_forest(rows: dict, ax, title: str = "") -> None:
+    """A forest plot: one line per label with its interval (``{label: Interval}``, AUROC points ×100)
+    and the zero line."""
+    labels = list(rows)
+    for i, lab in enumerate(labels):
+        iv = rows[lab]
+        ax.errorbar(100 * iv.estimate, i, xerr=[[100 * (iv.estimate - iv.lo)], [100 * (iv.hi - iv.estimate)]],
+                    fmt="s" if lab.startswith("mean") else "o", color="k" if lab.startswith("mean") else "C0", capsize=3)
+    ax.axvline(0, color="C3", lw=1)
+    ax.set_yticks(range(len(labels))); ax.set_yticklabels(labels, fontsize=7); ax.invert_yaxis()
+    ax.set_xlabel("AUROC difference ×100 (95 % interval)"); ax.set_title(title, fontsize=9)
 
 
 def auroc_table(results: dict) -> "object":
@@ -688,8 +751,8 @@ def where_we_differ(S: dict, profile: str | Profile | None = None, seed: int = 0
          "(PyOD's COPOD refits its CDFs on the rows it scores)", "paper (chunks: ours)"),
         ("deepOD rows: budget", PAPER_QUOTES["baselines"],
          f"{b['epochs']} epochs (deepOD's default: 100) on all training inliers"
-         + (f"; {matched}: the IOCN's {b['iocn_steps']} gradient steps per class in whole epochs (its 100 epochs "
-            "cost hours per class on a CPU)" if matched else ""), "paper" if b["epochs"] == 100 and not matched else "ours"),
+         + (f"; {matched}: the IOCN's {b['iocn_steps']} gradient steps per class in whole epochs (the cost of its "
+            "100 epochs: see the measured seconds per step)" if matched else ""), "paper" if b["epochs"] == 100 and not matched else "ours"),
         ("deepOD rows: library defects", "not reported",
          f"deepOD {deepod_version()}: " + "; ".join(f"{m}: {t}" for m, t in DEEPOD_FIXES.items()), "ours"),
         ("seeds", "not reported", f"one seed for every row ({seed})", "ours"),
