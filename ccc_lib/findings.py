@@ -56,15 +56,20 @@ HEADLINES = (
 )
 
 VERDICT_WORDS = {"holds": "reproduced", "does not hold": "not reproduced", "not resolved": "not resolved"}
+#: a comparison's verdict (``Claims.compare``) read as a claim's
+_COMPARE = {"wins": "holds", "loses": "does not hold", "tie within uncertainty": "not resolved"}
 _MARK = {"reproduced": "✓", "not reproduced": "✗", "not resolved": "?", "not run": "—"}
 
 
 def claim_verdict(row: dict) -> str | None:
     """"holds", "does not hold" or "not resolved" for a judged claim row (its ``verdict`` when the chapter
-    recorded the three-valued one, else from ``holds``); None for a number shown, not judged."""
+    recorded the three-valued one — a comparison's "wins" / "loses" / "tie within uncertainty" read as
+    these — else from ``holds``); None for a number shown, not judged."""
     v = row.get("verdict")
-    if isinstance(v, str) and v.strip().lower() in VERDICT_WORDS:
-        return v.strip().lower()
+    if isinstance(v, str):
+        v = _COMPARE.get(v.strip().lower(), v.strip().lower())
+        if v in VERDICT_WORDS:
+            return v
     h = row.get("holds")
     if h is None:
         return None

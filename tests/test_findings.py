@@ -49,6 +49,11 @@ def test_missing_chapter_and_mixed_verdicts():
     assert rows["04_drift"]["verdict"] == "not run" and "did not run" in rows["04_drift"]["note"]
     assert rows["01_counterfeits"]["verdict"] == "not reproduced (1 of 2 hold)"
     assert claim_verdict({"holds": None}) is None and claim_verdict({"holds": 1}) == "holds"
+    # Claims' recorded three-valued verdicts and comparisons win over the point estimate's holds
+    assert claim_verdict({"holds": True, "verdict": "not resolved", "interval": [0.1, 0.9]}) == "not resolved"
+    assert claim_verdict({"holds": True, "verdict": "tie within uncertainty"}) == "not resolved"
+    assert claim_verdict({"holds": False, "verdict": "loses"}) == "does not hold"
+    assert claim_verdict({"holds": None, "verdict": "wins"}) == "holds"
 
 
 def test_markdown_and_staged_intro(tmp_path):
