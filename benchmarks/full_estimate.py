@@ -20,6 +20,11 @@ Method (printed with the result):
    10 µs per operation (launch + Python dispatch); the range printed uses 30 TFLOP/s & 5 µs (optimistic)
    and 3 TFLOP/s & 20 µs (pessimistic).
 
+Chapter 3 is printed twice: one INN at a time (as the chapter trains today) and with the ten classes'
+INNs trained as one stacked model (:mod:`ccc_lib.batched`, same weights to 1e-6 in
+``tests/test_batched.py``): the stacked step is timed and counted like any other (its FLOPs are K
+times one model's, its operations about one model's), and there are K times fewer of them.
+
 Not included (stated, not guessed): data loading and downloads, evaluation passes (scoring test sets:
 a few forward passes, small beside training), PyOD's classic baselines (scikit-learn on the CPU, either
 way), notebook start-up and plotting. The result is an estimate until someone runs ``full``."""
@@ -62,6 +67,7 @@ class Loop:
     flops: float = 0.0           # one step, counted
     ops: int = 0                 # one step, counted
     per_model: int = 1           # independent models of the same architecture in ``steps`` (batchable)
+    mode: str = ""               # "" (always counted), "serial" (one model at a time) or "batched" (K at once)
 
     def gpu_step(self, case: str) -> float:
         tput, per_op = GPU[case]
@@ -147,6 +153,39 @@ def inn_step(dim: int, blocks: int, batch: int, objective: str):
     return step
 
 
+def inn_batched_step(dim: int, blocks: int, batch: int, objective: str, k: int):
+    """Chapter 3 with batching: one step of ``k`` INNs trained as one stacked model
+    (:class:`ccc_lib.batched.Stack`, the step of :func:`ccc_lib.batched.train_inns_batched`: the library's
+    own losses, Adam, per-model clipping, the schedule), on ``k`` different training sets."""
+    from ccc_lib import iocn
+    from ccc_lib.batched import Stack
+    models, xs = [], []
+    for i in range(k):
+        m = iocn.INNModel(iocn.INNConfig(dim=dim, n_blocks=blocks, seed=i))
+        x = torch.randn(4 * batch, dim) + i
+        m.set_standardisation(x)
+        models.append(m.train())
+        xs.append((x - m.shift) / m.scale)
+    st = Stack(models)
+    tc = iocn.TrainConfig(objective=objective, steps=1000, batch_size=batch, warmup=0)
+    opt = torch.optim.Adam(st.parameters(), lr=tc.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, iocn._lr_lambda(tc))
+    gens = [torch.Generator().manual_seed(i) for i in range(k)]
+
+    def loss_fn(m, xb, zt):
+        return iocn.iocn_loss(m, xb, zt)[0] if objective == "iocn" else iocn.flow_loss(m, xb)[0]
+
+    def step():
+        xb = torch.stack([x[torch.randint(len(x), (batch,), generator=g)] for x, g in zip(xs, gens)])
+        zt = torch.stack([torch.rand(batch, dim, generator=g) * 2 - 1 for g in gens])
+        opt.zero_grad(set_to_none=True)
+        st.map(loss_fn, xb, zt).sum().backward()
+        st.clip_grad_norm_(tc.clip)
+        opt.step()
+        sched.step()
+    return step
+
+
 def resnet_forward(batch: int):
     import torchvision
     net = torchvision.models.resnet18(weights=None).eval()     # random weights: the same arithmetic
@@ -227,8 +266,13 @@ def plan(smoke: bool = False) -> list[tuple[Loop, callable]]:
     for obj, key in (("iocn", "steps"), ("flow", "flow_steps")):
         out.append((Loop("3 iocn", f"INN {obj} {s3['feature_dim']}-d {s3['n_blocks']} blocks batch {s3['batch_size']}",
                          s3[key] * n_cls * n_feat, f"{key} {s3[key]} × {n_cls} classes × {n_feat} feature sets",
-                         per_model=n_cls),
+                         per_model=n_cls, mode="serial"),
                     inn_step(s3["feature_dim"], s3["n_blocks"], cut(s3["batch_size"]), obj)))
+        out.append((Loop("3 iocn", f"INN {obj}, the {n_cls} classes' INNs stacked (ccc_lib.batched)",
+                         s3[key] * n_feat, f"{key} {s3[key]} × {n_feat} feature sets, one stacked step for "
+                                           f"{n_cls} classes", per_model=n_cls, mode="batched"),
+                    inn_batched_step(s3["feature_dim"], s3["n_blocks"], cut(s3["batch_size"]), obj,
+                                     2 if smoke else n_cls)))
     if "resnet18_imagenet" in s3["feature_sets"]:
         out.append((Loop("3 iocn", "ResNet-18 features at 224×224, batch 8 (forward)", 60000 / 8,
                          "CIFAR-10 train + test = 60,000 images / 8"), resnet_forward(2 if smoke else 8)))
@@ -275,24 +319,29 @@ def main(argv=None) -> int:
           "docstring\n")
     rows, seen = [], set()
     for loop, step in plan(args.smoke):
-        if args.smoke and (loop.chapter, loop.what.split()[0]) in seen:    # one loop of each kind
+        kind = (loop.chapter, loop.what.split()[0], loop.mode)
+        if args.smoke and kind in seen:    # one loop of each kind
             continue
-        seen.add((loop.chapter, loop.what.split()[0]))
+        seen.add(kind)
         loop.wall_s, loop.cpu_s, loop.flops, loop.ops = measure(step, args.warmup, args.repeats, args.threads)
         rows.append(loop)
         print(f"[{loop.chapter}] {loop.what}: {loop.steps:,.0f} steps ({loop.formula}); CPU {loop.cpu_s * 1e3:.1f} ms/step (wall {loop.wall_s * 1e3:.0f}), "
               f"{loop.flops / 1e9:.2f} GFLOP, {loop.ops} ops/step -> CPU {loop.cpu_s * loop.steps / 3600:.2f} h, "
               f"H100 {loop.gpu_step('likely') * loop.steps / 60:.1f} min", flush=True)
-    print(f"\nper chapter, hours (ESTIMATE). CPU: {args.threads} thread(s) as measured; 2 cores: between "
-          "that / 2 (perfect scaling) and that / 1. H100: likely [optimistic–pessimistic]:")
-    print(f"| chapter | {args.threads} CPU thread(s) | 2 CPU cores | one H100 |\n|---|---|---|---|")
-    tot = Counter()
-    chapters = list(dict.fromkeys(r.chapter for r in rows))
-    for ch in chapters + ["all"]:
-        rs = [r for r in rows if ch in ("all", r.chapter)]
-        cpu = sum(r.cpu_s * r.steps for r in rs) / 3600
-        g = {c: sum(r.gpu_step(c) * r.steps for r in rs) / 3600 for c in GPU}
-        print(f"| {ch} | {cpu:.1f} | {cpu / 2:.1f}–{cpu:.1f} | {g['likely']:.2f} [{g['optimistic']:.2f}–{g['pessimistic']:.2f}] |")
+    for title, mode in (("one model at a time (as the chapters train today)", "serial"),
+                        ("chapter 3's per-class INNs batched (ccc_lib.batched: one stacked step for all classes)",
+                         "batched")):
+        rs_all = [r for r in rows if r.mode in ("", mode)]
+        print(f"\nper chapter, hours (ESTIMATE), {title}. CPU: {args.threads} thread(s) as measured; 2 cores: "
+              "between that / 2 (perfect scaling) and that / 1. H100: likely [optimistic–pessimistic]:")
+        print(f"| chapter | {args.threads} CPU thread(s) | 2 CPU cores | one H100 |\n|---|---|---|---|")
+        chapters = list(dict.fromkeys(r.chapter for r in rs_all))
+        for ch in chapters + ["all"]:
+            rs = [r for r in rs_all if ch in ("all", r.chapter)]
+            cpu = sum(r.cpu_s * r.steps for r in rs) / 3600
+            g = {c: sum(r.gpu_step(c) * r.steps for r in rs) / 3600 for c in GPU}
+            print(f"| {ch} | {cpu:.1f} h | {cpu / 2:.1f}–{cpu:.1f} h | {g['likely'] * 60:.0f} min "
+                  f"[{g['optimistic'] * 60:.0f}–{g['pessimistic'] * 60:.0f}] |")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     return 0
 
