@@ -13,7 +13,7 @@ import pandas as pd
 from .utils import absolute_path, atomic_write_json, cache_dir
 
 __all__ = ["glue", "glue_range", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware",
-           "reproduction_summary", "run_problems", "verdict_figure", "CounterfeitRow", "LOOKS_AT",
+           "reproduction_summary", "verdicts_without_interval", "run_problems", "verdict_figure", "CounterfeitRow", "LOOKS_AT",
            "counterfeit_rows", "counterfeit_detection"]
 
 
@@ -84,27 +84,55 @@ def paper_vs_ours(rows: list[dict], glue_as: str | None = None) -> pd.DataFrame:
     return df
 
 
-#: columns of the claims table of the report (one row per claim of every chapter)
-CLAIM_COLUMNS = ["chapter", "key", "claim", "paper", "ours", "bound", "holds", "asserted at", "due"]
+#: columns of the claims table of the report (one row per claim of every chapter). ``verdict`` is the
+#: claim's three-valued verdict (holds / does not hold / not resolved; a comparison's wins / loses / tie
+#: within uncertainty) judged on its ``interval`` ("[lo, hi]" at ``level``) where it has one; ``holds`` is
+#: the point estimate's judgement that the chapter asserted.
+CLAIM_COLUMNS = ["chapter", "key", "claim", "paper", "ours", "interval", "bound", "verdict", "holds", "asserted at",
+                 "due", "level", "kind"]
 CHAPTER_COLUMNS = ["chapter", "profile", "status", "device", "cpu cores", "run time (s)", "claims judged",
-                   "hold", "do not hold", "due here", "failed here"]
+                   "hold", "do not hold", "not resolved", "due here", "failed here"]
+#: verdict words by outcome: positive, negative, unresolved (claims, then comparisons)
+_POSITIVE, _NEGATIVE, _UNRESOLVED = {"holds", "wins"}, {"does not hold", "loses"}, {"not resolved",
+                                                                                   "tie within uncertainty"}
 
 
 def _claim_rows(blob: dict) -> list[dict]:
     """A chapter's claim records: Claims' top-level ``claims`` list; files written before Claims
     (``metrics.paper_vs_ours`` rows with claim/paper/ours/holds) are read as rows without a bound."""
     if "claims" in blob:
-        return list(blob["claims"])
-    return [{"key": r.get("claim"), "claim": r.get("claim"), "paper": r.get("paper"), "ours": r.get("ours"),
-             "bound": "", "holds": r.get("holds"), "asserted at": "", "due": False}
-            for r in blob.get("metrics", {}).get("paper_vs_ours", [])]
+        return [_with_verdict(r) for r in blob["claims"]]
+    return [_with_verdict({"key": r.get("claim"), "claim": r.get("claim"), "paper": r.get("paper"),
+                           "ours": r.get("ours"), "bound": "", "holds": r.get("holds"), "asserted at": "",
+                           "due": False}) for r in blob.get("metrics", {}).get("paper_vs_ours", [])]
+
+
+def _with_verdict(r: dict) -> dict:
+    """A claim row with ``verdict``, ``interval`` (text), ``level`` and ``kind``: as recorded by Claims,
+    or, in files written before intervals (issue 24), the point estimate's verdict and no interval."""
+    r = dict(r)
+    h = r.get("holds")
+    if r.get("verdict") is None:
+        r["verdict"] = None if h is None else ("holds" if h else "does not hold")
+    if not r.get("interval_text"):
+        iv = r.get("interval")
+        if iv and len(iv) == 2 and None not in iv:
+            from .stats import Interval
+            est = r["ours"] if isinstance(r.get("ours"), (int, float)) else float("nan")
+            r["interval_text"] = Interval(est, iv[0], iv[1], r.get("level") or 0.95).fmt().split(" ", 1)[1]
+    r["interval"] = r.get("interval_text") or ""
+    r.setdefault("level", None)
+    r.setdefault("kind", "shown" if h is None else "claim")
+    return r
 
 
 def reproduction_summary(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """From ``load_metrics()``: one row per chapter (profile, status, device, run time, claims judged /
-    held / failed, due at its profile / failed among those) and one row per claim of every chapter
-    (key, claim, paper, ours, bound, holds, asserted at, due). ``holds`` is None for a number shown,
-    not judged; such rows are not counted as claims."""
+    held / failed on the point estimate, not resolved by their interval, due at its profile / failed
+    among those) and one row per claim of every chapter (key, claim, paper, ours, interval, bound,
+    verdict, holds, asserted at, due, level, kind). ``holds`` is None for a number shown, not judged;
+    such rows are not counted as claims. Files written before intervals get the point estimate's
+    verdict and an empty interval."""
     chapters, claims = [], []
     for stem, blob in metrics.items():
         rows = _claim_rows(blob)
@@ -115,12 +143,21 @@ def reproduction_summary(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         chapters.append({"chapter": stem, "profile": blob.get("profile"), "status": blob.get("status"),
                          "device": hw.get("gpu") or hw.get("device"), "cpu cores": hw.get("cpu_count"),
                          "run time (s)": blob.get("run_seconds"), "claims judged": len(judged), "hold": held,
-                         "do not hold": len(judged) - held, "due here": len(due),
+                         "do not hold": len(judged) - held,
+                         "not resolved": sum(r.get("verdict") in _UNRESOLVED for r in judged), "due here": len(due),
                          "failed here": sum(not r["holds"] for r in due)})
         for r in rows:
             claims.append({"chapter": stem, **{k: r.get(k) for k in CLAIM_COLUMNS[1:]}})
     return (pd.DataFrame(chapters, columns=CHAPTER_COLUMNS).set_index("chapter"),
             pd.DataFrame(claims, columns=CLAIM_COLUMNS))
+
+
+def verdicts_without_interval(metrics: dict) -> pd.DataFrame:
+    """Verdicts a chapter glued into its prose (``Claims.glue_verdict``) from a claim that carries no
+    interval, i.e. judged on a point estimate: one row per (chapter, glue name, claim key, words)."""
+    rows = [{"chapter": stem, "name": g.get("name"), "key": g.get("key"), "words": g.get("words")}
+            for stem, blob in metrics.items() for g in blob.get("glued_verdicts") or [] if not g.get("interval")]
+    return pd.DataFrame(rows, columns=["chapter", "name", "key", "words"])
 
 
 def run_problems(metrics: dict, profile: str, expected) -> pd.DataFrame:
@@ -155,17 +192,24 @@ def run_problems(metrics: dict, profile: str, expected) -> pd.DataFrame:
 
 
 def verdict_figure(claims: pd.DataFrame, ax=None, title: str | None = None):
-    """Every chapter's claims as one row of squares: held (asserted here), held (recorded only), failed
-    (asserted here), failed (recorded only), shown (not judged). Returns the figure."""
+    """Every chapter's claims as one row of squares, by verdict: held (asserted here), held (recorded
+    only), not resolved (the interval straddles the bound, or a tie within uncertainty), failed
+    (asserted here), failed (recorded only), shown (not judged). A comparison that wins counts as held,
+    one that loses as failed. Returns the figure."""
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
     kinds = {"held, asserted here": "#1a9850", "held, recorded only": "#a6d96a",
+             "not resolved (interval straddles the bound)": "#74add1",
              "failed, asserted here": "#d73027", "failed, recorded only": "#fdae61", "shown, not judged": "#d9d9d9"}
 
     def kind(r) -> str:
         if r["holds"] is None or (isinstance(r["holds"], float) and pd.isna(r["holds"])):
             return "shown, not judged"
-        return f"{'held' if r['holds'] else 'failed'}, {'asserted here' if r['due'] else 'recorded only'}"
+        v = r.get("verdict")
+        if v in _UNRESOLVED:
+            return "not resolved (interval straddles the bound)"
+        ok = v in _POSITIVE if v in _POSITIVE | _NEGATIVE else bool(r["holds"])
+        return f"{'held' if ok else 'failed'}, {'asserted here' if r['due'] else 'recorded only'}"
     chapters = list(dict.fromkeys(claims["chapter"]))
     width = max([int((claims["chapter"] == c).sum()) for c in chapters] + [1])
     if ax is None:

@@ -122,3 +122,54 @@ def test_glue_range_returns_the_range_and_skips_nan():
     assert report.glue_range("x", [0.5, float("nan"), 0.25]) == (0.25, 0.5)
     lo, hi = report.glue_range("y", [])
     assert math.isnan(lo) and math.isnan(hi)
+
+
+def test_report_shows_verdicts_with_intervals(tmp_path, monkeypatch):
+    from ccc_lib.claims import Claims
+    from ccc_lib.stats import Interval
+    monkeypatch.setenv("CCC_METRICS_DIR", str(tmp_path))
+    C = Claims("02_new", "smoke")
+    C.check("clear", "clears", Interval(0.97, 0.96, 0.98), ">=", 0.95, assert_at=("smoke",))
+    C.check("open", "straddles", Interval(0.96, 0.94, 0.98), ">=", 0.95, assert_at=("smoke",))
+    C.compare("tie", "A − B", Interval(0.001, -0.002, 0.004))
+    C.compare("win", "C − D", Interval(0.01, 0.005, 0.015))
+    C.check("point", "no interval", 0.9, ">=", 0.5)
+    C.finish()
+    report.save_metrics("01_old", "smoke", {"paper_vs_ours": [{"claim": "x", "paper": 1, "ours": 1, "holds": True}]})
+    chapters, claims = report.reproduction_summary(report.load_metrics())
+    assert chapters.loc["02_new", ["claims judged", "hold", "not resolved"]].tolist() == [5, 5, 2]
+    assert chapters.loc["01_old", "not resolved"] == 0
+    c = claims.set_index("key")
+    assert c.loc["clear", "verdict"] == "holds" and c.loc["clear", "interval"] == "[0.96, 0.98]"
+    assert c.loc["open", "verdict"] == "not resolved" and c.loc["open", "holds"]
+    assert c.loc["tie", "verdict"] == "tie within uncertainty" and c.loc["tie", "kind"] == "compare"
+    assert c.loc["win", "verdict"] == "wins" and c.loc["point", "interval"] == ""
+    assert c.loc["x", "verdict"] == "holds" and c.loc["x", "interval"] == ""           # a file from before intervals
+    import matplotlib
+    matplotlib.use("Agg")
+    fig = report.verdict_figure(claims)
+    legend = {t.get_text() for t in fig.axes[0].get_legend().get_texts()}
+    assert legend == {"held, asserted here", "held, recorded only", "not resolved (interval straddles the bound)"}
+
+
+def test_report_reads_an_interval_without_its_text(tmp_path, monkeypatch):
+    import json
+    monkeypatch.setenv("CCC_METRICS_DIR", str(tmp_path))
+    (tmp_path / "03_x.json").write_text(json.dumps({"chapter": "03_x", "profile": "smoke", "claims": [
+        {"key": "k", "claim": "k", "paper": "not reported", "ours": 0.5, "bound": "≥ 0.4 (ours)", "holds": True,
+         "asserted at": "", "due": False, "interval": [0.45, 0.55], "level": 0.9}]}))
+    _, claims = report.reproduction_summary(report.load_metrics())
+    assert claims.loc[0, "interval"] == "[0.4, 0.6]" and claims.loc[0, "verdict"] == "holds"
+
+
+def test_verdicts_glued_without_an_interval_are_listed(tmp_path, monkeypatch):
+    from ccc_lib.claims import Claims
+    from ccc_lib.stats import Interval
+    monkeypatch.setenv("CCC_METRICS_DIR", str(tmp_path))
+    C = Claims("02_g", "smoke")
+    C.check("a", "point only", 0.9, ">=", 0.5)
+    C.compare("b", "A − B", Interval(0.01, 0.005, 0.02))
+    C.glue_verdict("ch_a", "a")
+    C.glue_verdict("ch_b", "b")
+    t = report.verdicts_without_interval(report.load_metrics())
+    assert t.to_dict("records") == [{"chapter": "02_g", "name": "ch_a", "key": "a", "words": "reproduced"}]
