@@ -45,8 +45,8 @@ or ``interval=(lo, hi)`` (or an Interval) beside a number — and then gets a th
   prose (:meth:`Claims.verdict`, :meth:`Claims.glue_verdict`), the table and the report show.
 * The metrics file's rows carry ``interval`` ([lo, hi] or None), ``level``, ``method``,
   ``verdict`` and ``kind`` ("claim", "compare" or "shown"); comparisons also ``a`` and ``b`` (each
-  side's own interval, when given). ``glued_verdicts`` lists every verdict glued into the prose and
-  whether an interval was behind it."""
+  side's own interval, when given). ``glued_verdicts`` lists every verdict handed to the prose
+  (glued by name, or returned by :meth:`Claims.verdict`) and whether an interval was behind it."""
 from __future__ import annotations
 
 import math
@@ -270,7 +270,21 @@ class Claims:
             raise ValueError(f"{key!r} is a shown number, not a judged claim")
         words = COMPARE_VERDICTS if c.kind == "compare" else VERDICTS
         i = words.index(c.verdict)
-        return [yes, no, unresolved][i] or words[i]
+        word = [yes, no, unresolved][i] or words[i]
+        self._record_use(None, key, word)
+        return word
+
+    def _record_use(self, name, key: str, word: str) -> None:
+        """Note in the metrics file (``glued_verdicts``) a verdict handed to the prose, and whether an
+        interval is behind it (:func:`ccc_lib.report.verdicts_without_interval` lists those without)."""
+        c = self.claims[key]
+        if name is not None:
+            self.glued.pop(f"verdict:{key}", None)
+        elif any(g["key"] == key for g in self.glued.values()):
+            return
+        self.glued[name or f"verdict:{key}"] = {"name": name, "key": key, "verdict": c.verdict, "words": word,
+                                               "interval": c.interval is not None}
+        self._save()
 
     def glue_verdict(self, name: str, key: str, yes: str | None = None, no: str | None = None,
                      unresolved: str | None = None) -> str:
@@ -280,10 +294,7 @@ class Claims:
         if self.claims[key].kind != "compare":
             yes, no, unresolved = yes or "reproduced", no or "not reproduced", unresolved or "not resolved"
         word = self.verdict(key, yes, no, unresolved)
-        c = self.claims[key]
-        self.glued[name] = {"name": name, "key": key, "verdict": c.verdict, "words": word,
-                            "interval": c.interval is not None}
-        self._save()
+        self._record_use(name, key, word)
         return glue(name, word)
 
     def tally(self, keys) -> dict:

@@ -153,8 +153,9 @@ def reproduction_summary(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def verdicts_without_interval(metrics: dict) -> pd.DataFrame:
-    """Verdicts a chapter glued into its prose (``Claims.glue_verdict``) from a claim that carries no
-    interval, i.e. judged on a point estimate: one row per (chapter, glue name, claim key, words)."""
+    """Verdicts a chapter handed to its prose (``Claims.glue_verdict``, name given; ``Claims.verdict``,
+    name None) from a claim that carries no interval, i.e. judged on a point estimate: one row per
+    (chapter, glue name, claim key, words)."""
     rows = [{"chapter": stem, "name": g.get("name"), "key": g.get("key"), "words": g.get("words")}
             for stem, blob in metrics.items() for g in blob.get("glued_verdicts") or [] if not g.get("interval")]
     return pd.DataFrame(rows, columns=["chapter", "name", "key", "words"])

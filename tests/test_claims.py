@@ -208,3 +208,15 @@ def test_tally_counts_the_comparisons_own_verdicts(mdir):
     assert C.tally_text(keys, "pairs") == "wins on 1, ties within uncertainty on 2 and loses on 1 of 4 pairs"
     with pytest.raises(ValueError, match="not a comparison"):
         C.tally(["c"])
+
+
+def test_verdicts_handed_to_the_prose_are_recorded(mdir):
+    C = Claims("00_t", "smoke")
+    C.check("p", "point", 0.9, ">=", 0.5)
+    C.compare("d", "A − B", Interval(0.01, 0.005, 0.02))
+    C.verdict("p", "reproduced", "not reproduced")
+    C.verdict("p")                                                   # recorded once
+    C.glue_verdict("ch_d", "d")
+    assert _file(mdir)["glued_verdicts"] == [
+        {"name": None, "key": "p", "verdict": "holds", "words": "reproduced", "interval": False},
+        {"name": "ch_d", "key": "d", "verdict": "wins", "words": "wins", "interval": True}]
