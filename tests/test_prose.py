@@ -15,7 +15,9 @@ The rule, applied to the markdown cells of every notebook in ``notebooks/``:
 3. Every other number must appear, exactly as written, in the notebook's metadata
    ``metadata["ccc"]["prose_numbers"]`` (paper values and fixed settings kept typed on purpose).
 
-A failure lists each offending number with its notebook, cell index and context. Run this file as a
+A failure lists each offending number with its notebook, cell index and context. Comparative verdicts
+("wins", "beats", "reproduces", ...) have their own rule in ``tests/test_prose_verdicts.py``: they must be
+glued from an interval-backed verdict of ``ccc_lib.claims.Claims``. Run this file as a
 script on one notebook to list them: ``python tests/test_prose.py notebooks/01_counterfeits.ipynb``."""
 from __future__ import annotations
 
