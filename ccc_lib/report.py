@@ -13,7 +13,7 @@ import pandas as pd
 from .utils import absolute_path, atomic_write_json, cache_dir
 
 __all__ = ["glue", "glue_range", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware",
-           "reproduction_summary", "verdicts_without_interval", "run_problems", "verdict_figure", "CounterfeitRow", "LOOKS_AT",
+           "reproduction_summary", "comparisons", "verdicts_without_interval", "run_problems", "verdict_figure", "CounterfeitRow", "LOOKS_AT",
            "counterfeit_rows", "counterfeit_detection"]
 
 
@@ -150,6 +150,30 @@ def reproduction_summary(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
             claims.append({"chapter": stem, **{k: r.get(k) for k in CLAIM_COLUMNS[1:]}})
     return (pd.DataFrame(chapters, columns=CHAPTER_COLUMNS).set_index("chapter"),
             pd.DataFrame(claims, columns=CLAIM_COLUMNS))
+
+
+COMPARISON_COLUMNS = ["chapter", "key", "comparison", "difference", "verdict", "A", "B", "level", "method"]
+
+
+def comparisons(metrics: dict) -> pd.DataFrame:
+    """Every chapter's headline comparisons (``Claims.compare`` rows): the difference A − B with its
+    interval ("0.0016 [-0.003, 0.006]"), the verdict (wins / loses / tie within uncertainty) and each
+    side's own interval where recorded. Files from before intervals have none: an empty table."""
+    from .stats import Interval
+
+    def text(d):
+        return str(Interval.from_dict(d)) if isinstance(d, dict) and d.get("lo") is not None else ""
+    rows = []
+    for stem, blob in metrics.items():
+        for r in blob.get("claims") or []:
+            if r.get("kind") != "compare" or not r.get("interval"):
+                continue
+            lo, hi = r["interval"]
+            diff = Interval(r["ours"], lo, hi, r.get("level") or 0.95, r.get("method") or "")
+            rows.append({"chapter": stem, "key": r.get("key"), "comparison": r.get("claim"), "difference": str(diff),
+                         "verdict": r.get("verdict"), "A": text(r.get("a")), "B": text(r.get("b")),
+                         "level": diff.level, "method": diff.method})
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 def verdicts_without_interval(metrics: dict) -> pd.DataFrame:

@@ -173,3 +173,19 @@ def test_verdicts_glued_without_an_interval_are_listed(tmp_path, monkeypatch):
     C.glue_verdict("ch_b", "b")
     t = report.verdicts_without_interval(report.load_metrics())
     assert t.to_dict("records") == [{"chapter": "02_g", "name": "ch_a", "key": "a", "words": "reproduced"}]
+
+
+def test_comparisons_table_lists_every_chapters_differences(tmp_path, monkeypatch):
+    from ccc_lib.claims import Claims
+    from ccc_lib.stats import Interval
+    monkeypatch.setenv("CCC_METRICS_DIR", str(tmp_path))
+    C = Claims("03_c", "smoke")
+    C.compare("iocn_flow", "IOCN − FLOW (AUROC)", Interval(-0.0088, -0.02, 0.003, method="paired DeLong"),
+              a=Interval(0.95, 0.94, 0.96), b=Interval(0.96, 0.95, 0.97))
+    C.check("x", "not a comparison", 0.9, ">=", 0.5)
+    report.save_metrics("01_old", "smoke", {})
+    t = report.comparisons(report.load_metrics())
+    assert t.to_dict("records") == [{"chapter": "03_c", "key": "iocn_flow", "comparison": "IOCN − FLOW (AUROC)",
+                                     "difference": "-0.009 [-0.02, 0.01]", "verdict": "tie within uncertainty",
+                                     "A": "0.950 [0.94, 0.96]", "B": "0.960 [0.95, 0.97]", "level": 0.95,
+                                     "method": "paired DeLong"}]
