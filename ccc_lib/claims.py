@@ -57,7 +57,7 @@ import pandas as pd
 
 from .profiles import Profile, get_profile
 from .report import glue, hardware, metrics_dir
-from .stats import Interval
+from .stats import Interval, difference_verdict
 from .utils import atomic_write_json
 
 __all__ = ["Claims", "Claim", "ClaimsFailed", "OPS", "VERDICTS", "COMPARE_VERDICTS", "fmt_number"]
@@ -217,7 +217,7 @@ class Claims:
         if unknown:
             raise ValueError(f"compare {key!r}: unknown profiles in assert_at: {sorted(unknown)}")
         o, iv = _with_interval(key, diff, None, diff.level)
-        verdict = COMPARE_VERDICTS[0] if iv.lo > 0 else COMPARE_VERDICTS[1] if iv.hi < 0 else COMPARE_VERDICTS[2]
+        verdict = difference_verdict(iv)
         self._add(Claim(key, text, o, _plain(paper), ">", 0.0, "ours", tuple(assert_at), _judge(o, ">", 0.0),
                         self.profile.name in assert_at, note, iv, verdict, "compare", sides))
         return verdict

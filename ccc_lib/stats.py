@@ -47,8 +47,8 @@ from scipy import stats as _st
 
 from .checks import InputError
 
-__all__ = ["Interval", "MIN_PER_SIDE", "auroc", "auroc_ci", "auroc_diff_ci", "wilson", "bootstrap_ci",
-           "mean_ci", "over_seeds"]
+__all__ = ["Interval", "MIN_PER_SIDE", "auroc", "auroc_ci", "auroc_diff_ci", "difference_verdict", "wilson",
+           "bootstrap_ci", "mean_ci", "over_seeds"]
 
 #: fewest scores per side (in-distribution, OOD) for an AUROC interval: DeLong's normal approximation
 #: needs both sides; below this the interval says more than the data can.
@@ -237,6 +237,15 @@ def auroc_diff_ci(a_in, a_out, b_in, b_out, level: float = 0.95) -> Interval:
                         "paired DeLong variance 0: difference of single intervals", min(m, n))
     h = _z(level) * math.sqrt(var)
     return Interval(d, max(-1.0, d - h), min(1.0, d + h), level, "paired DeLong", min(m, n))
+
+
+def difference_verdict(diff: Interval) -> str:
+    """The one rule for "A vs B" from the interval of A − B: "wins" when it lies above 0, "loses" when
+    below, "tie within uncertainty" when it contains 0 (:meth:`ccc_lib.claims.Claims.compare` uses it)."""
+    if not isinstance(diff, Interval):
+        raise InputError(f"difference_verdict: pass the Interval of A − B (e.g. auroc_diff_ci(...)), got "
+                         f"{type(diff).__name__}")
+    return "wins" if diff.lo > 0 else "loses" if diff.hi < 0 else "tie within uncertainty"
 
 
 # --------------------------------------------------------------------------- shares, means, bootstrap

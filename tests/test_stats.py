@@ -9,8 +9,8 @@ from sklearn.metrics import roc_auc_score
 
 from ccc_lib.checks import InputError
 from ccc_lib.metrics import ood_metrics
-from ccc_lib.stats import (MIN_PER_SIDE, Interval, auroc, auroc_ci, auroc_diff_ci, bootstrap_ci, mean_ci,
-                           over_seeds, wilson)
+from ccc_lib.stats import (MIN_PER_SIDE, Interval, auroc, auroc_ci, auroc_diff_ci, bootstrap_ci,
+                           difference_verdict, mean_ci, over_seeds, wilson)
 
 
 def _binormal(rng, reps, n_in, n_out, d, rho=0.0, d2=None):
@@ -106,6 +106,15 @@ def test_interval_formatting_and_serialisation():
     assert Interval.from_dict(iv.to_dict()) == iv
     with pytest.raises(InputError, match="lo"):
         Interval(0.5, 0.6, 0.4)
+
+
+def test_difference_verdict_needs_the_interval_to_exclude_zero():
+    assert difference_verdict(Interval(0.01, 0.001, 0.02)) == "wins"
+    assert difference_verdict(Interval(-0.01, -0.02, -0.001)) == "loses"
+    assert difference_verdict(Interval(0.0016, -0.0021, 0.0053)) == "tie within uncertainty"
+    assert difference_verdict(Interval(0.01, 0.0, 0.02)) == "tie within uncertainty"
+    with pytest.raises(InputError, match="Interval of A − B"):
+        difference_verdict(0.01)
 
 
 def test_wilson_against_known_values():
