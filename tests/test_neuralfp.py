@@ -509,3 +509,30 @@ def test_validation_comes_from_the_test_split_only_where_cheap():
     assert not xp.validation_from_test(1000, None, 500)              # all test images evaluated (full)
     h = xp.held_out(xp.settings("default"), {}, {"a": "test", "b": "train"})
     assert h.loc["validation ID", "classifier trained on them"] == "no (a); yes, trained on them (b)"
+
+
+def test_fit_bank_job_fills_the_cache_the_chapter_reads(tiny_classifier, tmp_path, monkeypatch):
+    # the job loads the classifier and the split as the chapter does and leaves the bank in the cache:
+    # the chapter's own fit with the same key then reads it (from_cache) instead of training again
+    import ccc_lib.train
+    from ccc_lib import get_profile
+    from ccc_lib.parallel import run_jobs
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    model = tiny_classifier(4)
+    info = {"train_data": _blobs(500, 51), "test_data": _blobs(400, 52)}
+    monkeypatch.setattr(ccc_lib.train, "get_classifier", lambda ds, P, seed=0: (model, info))
+    monkeypatch.setitem(xp.SETTINGS, "smoke", {**xp.SETTINGS["smoke"], "epochs": 1, "fit_limit": 200})
+    out = run_jobs(xp.fit_bank_job, [dict(ds="blobs", profile="smoke", taps="cnn", pool_to=1, seed=3)], n_jobs=1)
+    assert out[0]["from_cache"] is False and out[0]["seed"] == 3
+    P = get_profile("smoke")
+    S = xp.settings(P)
+    sp = xp.split_validation(info["train_data"], info["test_data"], S["val_n"], S["test_limit"], seed=0)
+    kw = dict(epochs=S["epochs"], lr=S["lr"], batch_size=S["batch_size"], alpha=S["alpha"])
+    det = nfp.NeuralFP(model, nfp.DEFAULT_TAPS, 1, seed=3, **kw)
+    det.fit(sp["fit"], fit_limit=S["fit_limit"], calib_frac=S["calib_frac"],
+            cache_key=xp.bank_key(model, "blobs", P, S, sp["source"]))
+    assert det.fit_info["from_cache"]
+    other = nfp.NeuralFP(model, nfp.DEFAULT_TAPS, 1, seed=4, **kw)          # another seed: its own bank
+    other.fit(sp["fit"], fit_limit=S["fit_limit"], calib_frac=S["calib_frac"],
+              cache_key=xp.bank_key(model, "blobs", P, S, sp["source"]))
+    assert not other.fit_info["from_cache"]

@@ -40,7 +40,7 @@ __all__ = ["SETTINGS", "CLAIM_BOUNDS", "settings", "claim_bounds", "SLIDES_AUROC
            "where_we_differ", "SLIDES_SOURCES", "SLIDES_PER_LAYER", "SLIDES_EPS_PRINTED", "SLIDES_BASELINES",
            "SLIDES_TEXT", "RAW", "ZABS", "combined_vs_layers", "combined_vs_layers_ci", "comparable", "slides_label", "slides_per_layer",
            "slides_eps_table", "per_layer_with_slides", "eps_with_slides", "slides_checks", "slides_contradictions_text",
-           "flag_share", "held_out", "validation_from_test", "split_validation", "diff_verdict", "auroc_over_seeds", "versus_baseline"]
+           "flag_share", "held_out", "bank_key", "fit_bank_job", "validation_from_test", "split_validation", "diff_verdict", "auroc_over_seeds", "versus_baseline"]
 
 #: the noise magnitudes ε of the slides' ODIN and Mahalanobis tables, every value as printed: three tables
 #: print the rows 0.0005, 0.001, **0.014**, 0.002, 0.005, 0.01 and the Fashion-MNIST Mahalanobis table prints
@@ -357,6 +357,32 @@ def fit_config(model, cfg: Config, train: TensorData, acts: dict, S: dict, cache
         val[c] = auroc(s_in, s_out)
         gap[c] = float((s_out.mean() - s_in.mean()) / max(s_in.std(), 1e-12))
     return FittedConfig(cfg, det, errors, val, gap)
+
+
+def bank_key(model, ds: str, profile, S: dict, val_from: str) -> dict:
+    """The cache key naming what a model's NeuralFP autoencoders in this chapter are fitted on: the
+    classifier (its weights' fingerprint), the dataset, the profile and the validation split."""
+    return {"classifier": fingerprint(model), "dataset": ds, "profile": get_profile(profile).name,
+            "val_n": S["val_n"], "val_from": val_from}
+
+
+def fit_bank_job(ds: str, profile: str, taps: str, pool_to, seed: int, clf_seed: int = 0, alpha=None) -> dict:
+    """One NeuralFP fit as an independent job for :func:`ccc_lib.parallel.run_jobs`: load the classifier
+    and the chapter's split exactly as the chapter does (:func:`split_validation`), fit the autoencoders
+    of configuration (``taps``, ``pool_to``) with ``seed`` through the checkpoint cache (key
+    :func:`bank_key`) and return a summary. The chapter then reads every bank from the cache."""
+    from ..train import get_classifier
+    P = get_profile(profile)
+    S = settings(P, alpha=alpha)
+    model, info = get_classifier(ds, P, seed=clf_seed)
+    split = split_validation(info["train_data"], info["test_data"], S["val_n"], S["test_limit"], seed=clf_seed)
+    cfg = Config(taps, pool_to)
+    det = nfp.NeuralFP(model, tap_set(cfg.taps, model), cfg.pool_to, epochs=S["epochs"], lr=S["lr"],
+                       batch_size=S["batch_size"], alpha=S["alpha"], seed=seed)
+    det.fit(split["fit"], fit_limit=S["fit_limit"], calib_frac=S["calib_frac"],
+            cache_key=bank_key(model, ds, P, S, split["source"]))
+    return {"model": ds, "configuration": cfg.label, "seed": seed, "from_cache": bool(det.fit_info["from_cache"]),
+            "train_seconds": det.fit_info.get("train_seconds", 0.0)}
 
 
 def tune_on_validation(scores: dict, tiebreak: dict | None = None) -> object:
