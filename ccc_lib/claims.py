@@ -298,24 +298,35 @@ class Claims:
         return glue(name, word)
 
     def tally(self, keys) -> dict:
-        """How many of the comparisons ``keys`` win, lose or tie within uncertainty:
-        ``{"wins": n, "loses": n, "tie within uncertainty": n}``."""
-        out = dict.fromkeys(COMPARE_VERDICTS, 0)
+        """How many of ``keys`` got each verdict: comparisons ``{"wins": n, "loses": n, "tie within
+        uncertainty": n}``, judged claims ``{"holds": n, "does not hold": n, "not resolved": n}`` (one
+        kind at a time)."""
+        keys = list(keys)
+        kinds = {self.claims[k].kind for k in keys}
+        if "shown" in kinds:
+            raise ValueError(f"{[k for k in keys if self.claims[k].kind == 'shown']} are shown numbers, not judged")
+        if len(kinds) > 1:
+            raise ValueError("tally: mix of comparisons (Claims.compare) and claims (Claims.check); tally each apart")
+        out = dict.fromkeys(COMPARE_VERDICTS if kinds == {"compare"} else VERDICTS, 0)
         for k in keys:
-            c = self.claims[k]
-            if c.kind != "compare":
-                raise ValueError(f"{k!r} is not a comparison (declare it with Claims.compare)")
-            out[c.verdict] += 1
+            out[self.claims[k].verdict] += 1
         return out
 
-    def tally_text(self, keys, of: str = "") -> str:
-        """The tally as a sentence fragment from the comparisons' own verdicts, e.g. "wins on 3, ties
-        within uncertainty on 2 and loses on 1 of 6" (``of`` is appended after the total, e.g.
-        "(model, OOD set) pairs"); the verdict words never have to be typed in the prose."""
+    def tally_text(self, keys, of: str = "", yes: str | None = None, no: str | None = None,
+                   unresolved: str | None = None) -> str:
+        """The tally as a sentence fragment from the claims' own verdicts, so the verdict words are never
+        typed in the prose: comparisons "wins on 3, ties within uncertainty on 2 and loses on 1 of 6";
+        claims "reproduced in 3, not resolved in 1 and not reproduced in 2 of 6" (``yes``/``no``/
+        ``unresolved`` reword a claim's verdicts, as in :meth:`glue_verdict`). ``of`` follows the total,
+        e.g. "(model, OOD set) pairs"."""
         keys = list(keys)
         t = self.tally(keys)
-        parts = [f"wins on {t['wins']}", f"ties within uncertainty on {t['tie within uncertainty']}",
-                 f"loses on {t['loses']}"]
+        if "wins" in t:
+            parts = [f"wins on {t['wins']}", f"ties within uncertainty on {t['tie within uncertainty']}",
+                     f"loses on {t['loses']}"]
+        else:
+            w = (yes or "reproduced", unresolved or "not resolved", no or "not reproduced")
+            parts = [f"{w[0]} in {t['holds']}", f"{w[1]} in {t['not resolved']}", f"{w[2]} in {t['does not hold']}"]
         return f"{parts[0]}, {parts[1]} and {parts[2]} of {len(keys)}" + (f" {of}" if of else "")
 
     def interval_text(self, key: str) -> str:

@@ -206,8 +206,16 @@ def test_tally_counts_the_comparisons_own_verdicts(mdir):
     keys = [f"p{i}" for i in range(4)]
     assert C.tally(keys) == {"wins": 1, "loses": 1, "tie within uncertainty": 2}
     assert C.tally_text(keys, "pairs") == "wins on 1, ties within uncertainty on 2 and loses on 1 of 4 pairs"
-    with pytest.raises(ValueError, match="not a comparison"):
-        C.tally(["c"])
+    with pytest.raises(ValueError, match="mix of comparisons"):
+        C.tally(["p0", "c"])
+    C.check("c2", "straddles", Interval(0.5, 0.4, 0.6), ">=", 0.45)
+    C.check("c3", "fails", 0.1, ">=", 0.45)
+    assert C.tally(["c", "c2", "c3"]) == {"holds": 1, "does not hold": 1, "not resolved": 1}
+    assert C.tally_text(["c", "c2", "c3"], "pairs") == "reproduced in 1, not resolved in 1 and not reproduced in 1 of 3 pairs"
+    assert C.tally_text(["c"], yes="holds", no="fails") == "holds in 1, not resolved in 0 and fails in 0 of 1"
+    C.report("n", "shown", 3)
+    with pytest.raises(ValueError, match="shown numbers"):
+        C.tally(["n"])
 
 
 def test_verdicts_handed_to_the_prose_are_recorded(mdir):

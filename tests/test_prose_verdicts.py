@@ -19,20 +19,24 @@ blanked first, as in ``tests/test_prose.py``). A sentence with a typed comparati
    reports that IOCN beats FLOW" (but not "Unlike the paper, our IOCN beats FLOW"); or
 3. the sentence contains one of the strings listed in the notebook's metadata
    ``ccc.paper_claim_sentences`` (for a source's claim the rule above misreads; each listed string
-   must occur in the notebook's markdown, so a stale entry fails too).
+   must occur in the notebook's markdown, so a stale entry fails too); or
+4. the sentence names all three verdicts of a scale — "wins", "loses" and "tie within uncertainty",
+   or "reproduced", "not reproduced" and "not resolved" — so it defines the scale, not a verdict.
 
 **Code cells** (the sentences they glue as Markdown are prose too). A string literal with a
 comparative word fails unless
 
 a. it is an argument of a Claims method (``check``, ``compare``, ``report``, ``verdict``,
-   ``glue_verdict``, ``tally``, ``tally_text``): a claim's text, or the wording of a verdict that Claims
+   ``glue_verdict``, ``tally``, ``tally_text``), possibly inside an f-string, a concatenation or a
+   conditional expression: a claim's text, the paper's column, or the wording of a verdict that Claims
    picks;
 b. it is exactly a verdict word (e.g. ``"wins"``, ``"loses"``), used as a token to look up or compare
    Claims' verdicts — but not as a branch of a conditional expression (``"wins" if a > b else "loses"``
    is a verdict from point estimates) nor as a direct argument of ``glue``/``glue_md``/``Markdown``;
 c. it is the key of a figure's colour code: a plot-label call (``set_title``, ``legend``, ...) whose
    text names all three verdicts (wins, loses, tie within uncertainty); or
-d. it reports a source (rule 2) or is listed in ``ccc.paper_claim_sentences``.
+d. it reports a source (rule 2), is listed in ``ccc.paper_claim_sentences`` or defines a scale
+   (rule 4).
 
 A code cell that does not parse (after IPython magics are blanked) fails: nothing is skipped silently.
 Run as a script to list the offenders: ``python tests/test_prose_verdicts.py notebooks/0*.ipynb``."""
@@ -61,6 +65,7 @@ _REPORTING = (r"\b(?:reports?|reported|claims?|claimed|states?|stated|shows?|sho
               r"wrote|concludes?|concluded|says?|said|gives?|gave|lists?|listed|presents?|presented|argues?|"
               r"argued|observes?|observed|suggests?|suggested)\b")
 _REPORTS = re.compile(_SOURCE + r".*?" + _REPORTING + r"|\baccording\s+to\b.*?" + _SOURCE, re.I | re.S)
+_SCALES = [("wins", "loses", "tie within uncertainty"), ("reproduced", "not reproduced", "not resolved")]
 _QUOTE = re.compile(r"\"[^\"\n]*\"|“[^”]*”")
 _ABBREV = re.compile(r"\b(et al|e\.g|i\.e|vs|cf|Eqs?|Fig|Sec|approx|resp)\.")
 _SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+(?=[\"“(*_A-Z\d{])|\n\s*\n|\n(?=\s*(?:[-*+]|\d+\.|#+)\s)")
@@ -89,9 +94,15 @@ def reports_a_source(sentence: str, word_start: int) -> bool:
     return bool(_REPORTS.search(sentence[:word_start]))
 
 
+def names_the_scale(sentence: str) -> bool:
+    """Rule 4: the sentence names all three verdicts of a scale, so it defines it rather than using it."""
+    low = sentence.lower()
+    return any(all(re.search(r"\b" + w + r"\b", low) for w in scale) for scale in _SCALES)
+
+
 def _offending(sentence: str, listed) -> list[str]:
     """The comparative words in one (blanked) sentence that the rules do not allow."""
-    if any(s in sentence for s in listed):
+    if any(s in sentence for s in listed) or names_the_scale(sentence):
         return []
     unquoted = _blank(_blank(sentence, _QUOTE), _INTENT)
     return [m.group(0) for m in COMPARATIVE.finditer(unquoted) if not reports_a_source(unquoted, m.start())]
@@ -141,13 +152,15 @@ def scan_code(src: str, listed=()) -> list[tuple[str, str]]:
         text = node.value
         # climb through f-strings, concatenations and keyword wrappers to the enclosing expression
         up, child = parent.get(node), node
-        while isinstance(up, (ast.JoinedStr, ast.FormattedValue, ast.BinOp, ast.keyword)):
+        in_ifexp = False
+        while isinstance(up, (ast.JoinedStr, ast.FormattedValue, ast.BinOp, ast.keyword, ast.IfExp, ast.BoolOp)):
+            in_ifexp |= isinstance(up, ast.IfExp) and child is not up.test
             up, child = parent.get(up), up
         call = up if isinstance(up, ast.Call) else None
         fname = _name(call.func) if call is not None else ""
         if fname in CLAIMS_METHODS and child is not call.func:                       # rule a
             continue
-        if text.strip() in VERDICT_TOKENS and not isinstance(up, ast.IfExp) and fname not in PROSE_SINKS:
+        if text.strip() in VERDICT_TOKENS and not in_ifexp and fname not in PROSE_SINKS:
             continue                                                                  # rule b
         if fname in PLOT_LABELS:                                                      # rule c
             whole = " ".join(s for a in list(call.args) + [k.value for k in call.keywords] for s in _strings(a))
@@ -217,6 +230,8 @@ def test_the_chapters_are_found():
     ("We set out to reproduce Table 1; the reproduction report collects the verdicts.", []),
     ("The headline `wins` is a code span, $a beats b$ is math.", []),
     ("Our run beats FLOW. See the list.", []),                      # listed in the metadata below
+    ("The comparisons are recorded with their verdicts (wins, loses, tie within uncertainty).", []),
+    ("NeuralFP wins; a tie within uncertainty elsewhere.", ["wins"]),
 ])
 def test_markdown_rule(text, bad):
     assert [w for w, _ in scan_markdown(text, listed=["Our run beats FLOW"])] == bad
@@ -235,6 +250,9 @@ def test_markdown_rule(text, bad):
     ('ax.set_title("green: NeuralFP wins, red: loses, grey: tie within uncertainty")', []),
     ('glue_md("s", "The paper reports that IOCN beats FLOW")', []),
     ('%pip install x\nglue_md("s", "it loses")', ["loses"]),
+    ('C.compare("k", "A − B", d, paper=("wins, except SVHN" if p else "not in the slides"))', []),
+    ('glue_md("v", f"reproduced in {n}" if n else f"not reproduced in any of {m}")', ["reproduced", "not reproduced"]),
+    ('glue_md("v", C.tally_text(keys, "pairs"))', []),
 ])
 def test_code_rule(src, bad):
     assert [w for w, _ in scan_code(src)] == bad
