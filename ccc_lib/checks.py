@@ -10,6 +10,8 @@ reaches torch, NumPy, PyOD or ART internals. All errors derive from :class:`Inpu
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -26,8 +28,10 @@ class NotFittedError(RuntimeError):
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:
-    from .data import TensorData
-    if isinstance(x, TensorData):
+    # TensorData without importing ccc_lib.data (which needs utils, which needs this module): if that
+    # module is not loaded, no TensorData exists, so the lookup loses nothing and keeps checks a leaf
+    data = sys.modules.get("ccc_lib.data")
+    if data is not None and isinstance(x, data.TensorData):
         x = x.x
     if isinstance(x, np.ndarray):
         if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
