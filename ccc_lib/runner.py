@@ -496,7 +496,8 @@ def main(argv=None) -> int:
     f.add_argument("--check", action="store_true", help="only list what is missing (no download)")
     f.add_argument("--timeout", type=float, default=30.0, help="seconds per network attempt")
     sub.add_parser("profiles", help="list the run profiles")
-    k = sub.add_parser("cache", help="look after the cache ($CCC_CACHE): its size by kind, or prune what no run uses")
+    k = sub.add_parser("cache", help="look after the cache ($CCC_CACHE): its size by kind, prune what no run uses, "
+                                     "export a profile's artefacts as a bundle or import one")
     ksub = k.add_subparsers(dest="action", required=True)
     ki = ksub.add_parser("info", help="sizes of the cache's folders and of its artefacts by kind, with last use")
     ki.add_argument("--top", type=int, default=25, help="kinds to list (default 25)")
@@ -505,6 +506,24 @@ def main(argv=None) -> int:
     kp.add_argument("--unused-for", required=True, metavar="DURATION",
                     help="remove what was not used in this long: e.g. 90s, 30m, 2h, 7d")
     kp.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    ke = ksub.add_parser("export", help="write the artefacts a profile's book reads (the cache entries its last run "
+                                        "wrote or read) into one .tar.gz with a manifest: sha256 per file, code "
+                                        "version, profile, settings fingerprints (see ccc_lib/bundle.py)")
+    ke.add_argument("file", metavar="FILE", help="the bundle to write, e.g. ccc-cache-default.tar.gz")
+    ke.add_argument("--profile", required=True, help=f"the book's profile: one of {', '.join(PROFILES)}")
+    ke.add_argument("--since", default=None, metavar="DURATION",
+                    help="take the entries used in this long (e.g. 2h) instead of since the start of the last run "
+                         "at --profile in --executed")
+    ke.add_argument("--executed", default=None,
+                    help="executed notebooks whose metrics date the last run (default: ROOT/book/executed)")
+    kim = ksub.add_parser("import", help="verify a bundle (a file or an http/https/file URL) and install its "
+                                         "artefacts into the cache atomically; a corrupt, unsafe or mismatching "
+                                         "bundle is refused with nothing installed")
+    kim.add_argument("source", metavar="FILE_OR_URL")
+    kim.add_argument("--profile", default=None, help="refuse a bundle made for another profile")
+    kim.add_argument("--force", action="store_true",
+                     help="install even when the bundle's settings differ from this checkout's (such artefacts "
+                          "are then never read)")
     args = ap.parse_args(argv)
     _absolute_paths(args)
     if args.cmd == "cache":
