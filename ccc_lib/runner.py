@@ -234,7 +234,8 @@ def stage_book(executed: Path, staging: Path, repo_url: str | None = None, root:
     """Lay out the book's sources for Jupyter Book: the configuration, ``book/``, the package's
     sources (``ccc_lib/``, for the chapters' ``literalinclude``) and the *executed* notebooks under ``notebooks/``, so that page names (and the launch buttons, which open
     ``notebooks/<chapter>.ipynb`` in the repository) match the sources. ``repo_url`` replaces
-    ``repository.url`` in the staged configuration."""
+    ``repository.url`` in the staged configuration. The staged copies then follow the static book's
+    rules (:func:`ccc_lib.static_book.finish_staging`: ``live-only`` cells, the intro's findings table)."""
     import shutil
     import yaml
     root = Path(root) if root is not None else REPO
@@ -254,6 +255,10 @@ def stage_book(executed: Path, staging: Path, repo_url: str | None = None, root:
     (staging / "notebooks").mkdir()
     for nb in sorted(Path(executed).glob("*.ipynb")):
         shutil.copy(nb, staging / "notebooks" / nb.name)
+    # the static book's rules (ccc_lib.static_book): a live-only cell's widgets become one line saying how to
+    # make them live; the intro gets the findings table read from this run's metrics and the PDF link
+    from .static_book import finish_staging
+    finish_staging(staging, executed)
     return staging
 
 

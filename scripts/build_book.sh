@@ -30,6 +30,7 @@ status=0
 if [ -z "${CCC_NO_HTML:-}" ]; then
   scripts/vendor_assets.sh || exit 1
   "$PY" -m ccc_lib book --root "$PWD" --executed "$EXECUTED" || exit 1
+  "$PY" scripts/book_pdf.py --out "$PWD" || exit 1     # _build/html/book.pdf, linked from the intro
 fi
 "$PY" -m ccc_lib check --root "$PWD" --executed "$EXECUTED" "${nb[@]}" || status=1
 if [ $status -ne 0 ]; then
