@@ -536,3 +536,10 @@ def test_fit_bank_job_fills_the_cache_the_chapter_reads(tiny_classifier, tmp_pat
     other.fit(sp["fit"], fit_limit=S["fit_limit"], calib_frac=S["calib_frac"],
               cache_key=xp.bank_key(model, "blobs", P, S, sp["source"]))
     assert not other.fit_info["from_cache"]
+
+
+def test_auroc_over_seeds_stays_inside_zero_one():
+    rng = np.random.default_rng(2)
+    perfect = {s: {"test": rng.normal(size=40), "ood": rng.normal(50.0, 1.0, size=40)} for s in (0, 1, 2)}
+    ci = xp.auroc_over_seeds(perfect, "ood")
+    assert ci.estimate == 1.0 and 0.0 <= ci.lo < 1.0 and ci.hi == 1.0

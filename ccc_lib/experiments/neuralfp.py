@@ -628,7 +628,14 @@ def auroc_over_seeds(by_seed: dict, ood: str, level: float = 0.95):
     each seed's DeLong interval, combined by :func:`ccc_lib.stats.over_seeds` (one seed: its own)."""
     from ..stats import auroc_ci, over_seeds
     cis = [auroc_ci(v["test"], v[ood], level) for v in by_seed.values()]
-    return over_seeds([c.estimate for c in cis], [c.lo for c in cis], [c.hi for c in cis], level)
+    return _clip(over_seeds([c.estimate for c in cis], [c.lo for c in cis], [c.hi for c in cis], level), 0.0, 1.0)
+
+
+def _clip(iv, lo: float, hi: float):
+    """An interval cut to the range its quantity can take (an AUROC lies in [0, 1], a difference of two in
+    [-1, 1]); :func:`ccc_lib.stats.over_seeds` adds half-widths symmetrically and may step outside."""
+    from dataclasses import replace
+    return replace(iv, lo=max(iv.lo, lo), hi=min(iv.hi, hi))
 
 
 def versus_baseline(by_seed: dict, base: dict, ood: str, level: float = 0.95) -> dict:
@@ -638,7 +645,7 @@ def versus_baseline(by_seed: dict, base: dict, ood: str, level: float = 0.95) ->
     from ..stats import auroc_diff_ci, over_seeds
     per = {s: auroc_diff_ci(v["test"], v[ood], base["test"], base[ood], level) for s, v in by_seed.items()}
     d = list(per.values())
-    comb = over_seeds([x.estimate for x in d], [x.lo for x in d], [x.hi for x in d], level)
+    comb = _clip(over_seeds([x.estimate for x in d], [x.lo for x in d], [x.hi for x in d], level), -1.0, 1.0)
     return {"per_seed": per, "combined": comb, "verdict": diff_verdict(comb)}
 
 
