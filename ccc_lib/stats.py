@@ -13,11 +13,11 @@ AUROC follows :func:`ccc_lib.metrics.ood_metrics`: OOD is the positive class and
   images: DeLong's covariance of the two AUROCs, ``var(A−B) = var A + var B − 2 cov(A, B)``, interval
   ``(A−B) ± z·se`` clipped to [-1, 1].
 * Perfect separation (AUROC exactly 0 or 1) gives DeLong a zero variance, which would claim certainty
-  from a finite sample. Then the bound on the side away from the boundary is the exact one-sided
-  bound for "no misordered pair seen": if a fraction ε of one side's images fell on the wrong side of
-  all the other side's, the chance of seeing none among ``k`` of them is ``(1-ε)^k``; with ``k`` the
-  smaller side (the most conservative), ``ε ≤ 1 - (α/2)^(1/k)`` (≈ 3.7/k at 95 %, the "rule of
-  three"). A paired difference whose DeLong variance is zero (both perfect, or identical rankings)
+  from a finite sample. Then the bound on the side away from the boundary is the one-sided bound
+  for "no misordered pair seen" in the worst case, where every misordered pair involves a share ε of
+  one side's images lying beyond all of the other side's: the chance of seeing none among ``k`` of them
+  is ``(1-ε)^k``; with ``k`` the smaller side (the most conservative), ``ε ≤ 1 - (α/2)^(1/k)`` (≈ 3.7/k
+  at 95 %, the "rule of three"). A paired difference whose DeLong variance is zero (both perfect, or identical rankings)
   falls back to ``[lo_A - hi_B, hi_A - lo_B]`` from the two single intervals. ``method`` says which.
 * :func:`wilson` — Wilson's score interval for a share ``k/n`` (Wilson 1927).
 * :func:`bootstrap_ci` — :func:`scipy.stats.bootstrap`, the percentile interval by default; BCa on
@@ -31,9 +31,11 @@ Input checks (:class:`~ccc_lib.checks.InputError`, naming the cause and the fix)
 :data:`MIN_PER_SIDE` scores on a side, a non-finite score, a detector that gives every image the same
 score, paired scores of different lengths, a level outside (0, 1).
 
-Cost (2-core machine, 10,000 vs 10,000 scores): :func:`auroc_ci` takes milliseconds; a
-2,000-resample bootstrap of the same AUROC through :func:`bootstrap_ci` takes seconds (see the issue-24
-report for the measured numbers).
+Cost, 10,000 vs 10,000 scores, measured on 2 Dec 2026 on the 2-core development machine (load
+about 12 from other work): :func:`auroc_ci` 0.014 s, :func:`auroc_diff_ci` 0.026 s; the same AUROC's
+interval through :func:`bootstrap_ci` (vectorised :func:`auroc`, ``batch=50``) 24-30 s with 2,000
+percentile resamples, 161 s with 10,000, and about 300 s with 2,000 BCa resamples (the jackknife). Hence
+DeLong for AUROCs and their differences, the bootstrap for statistics without a closed form.
 
 References (book/references.bib): ``delong1988auc``, ``sun2014fastdelong``, ``qin2008aucci``,
 ``wilson1927``, ``newcombe1998proportion`` (the Wilson test value), ``efron1987bca``."""
