@@ -123,7 +123,9 @@ def check_pdf(pdf: Path, titles) -> list[str]:
     f = pdf_facts(pdf)
     if f["pages"] < 1:
         return [f"{pdf} has no pages"]
-    norm = lambda s: re.sub(r"\W+", " ", s).strip().lower()        # noqa: E731
+    # Chromium's bookmark of a heading that wraps loses the space at the break ("neuralnetwork"), and a
+    # heading with a hidden anchor may repeat: compare letters and digits only, as a substring
+    norm = lambda s: re.sub(r"\W+", "", s).lower()        # noqa: E731
     have = [norm(t) for t in f["titles"]]
     return [f"the PDF has no bookmark for the chapter {t!r}" for t in titles if not any(norm(t) in h for h in have)]
 
