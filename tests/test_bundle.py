@@ -198,3 +198,15 @@ def test_export_rule_from_the_executed_run_and_the_cli(tmp_path, monkeypatch, ca
     bad.write_bytes(b"not a tarball")
     assert cmd_cache(argparse.Namespace(action="import", source=str(bad), profile=None, force=False)) == 2
     assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def test_the_command_line(tmp_path, monkeypatch, capsys):
+    from ccc_lib.runner import main
+    _fill(monkeypatch, tmp_path / "cache")
+    out = tmp_path / "cli.tar.gz"
+    assert main(["cache", "export", "--profile", "smoke", "--since", "10m", str(out)]) == 0
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path / "reader"))
+    assert main(["cache", "import", "--profile", "default", str(out)]) == 2          # another profile: refused
+    assert "holds profile 'smoke', not 'default'" in capsys.readouterr().err
+    assert main(["cache", "import", out.as_uri()]) == 0
+    assert "installed 2 artefacts" in capsys.readouterr().out
