@@ -652,6 +652,8 @@ def deepod_training_table(res: OneVsRest) -> "object":
                      "train s per class": float(np.mean([x["train_seconds"] for x in h])),
                      "ms per step": 1000 * float(np.sum([x["train_seconds"] for x in h]) / max(1, np.sum([x["steps"] for x in h]))),
                      "score s per class": float(np.mean([v["score_seconds"] for v in per.values()])),
+                     "loss, first epoch": float(np.mean([x["loss"][0] for x in h if x["loss"]])),
+                     "loss, last epoch": float(np.mean([x["loss"][-1] for x in h if x["loss"]])),
                      "classes plateaued": f"{sum(bool(p['plateaued']) for p in pl)}/{len(pl)}",
                      "largest improvement, last 10 %": float(np.nanmax(imp)) if np.isfinite(imp).any() else float("nan"),
                      "mean AUROC": float(np.mean(list(res.auroc[m].values()))),
