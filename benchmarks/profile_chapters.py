@@ -25,7 +25,8 @@ kernel is charged to the Python function that called it):
 py-spy counts a thread as active while it runs *or waits for a core*, so on a loaded machine the
 seconds are close to wall-clock time, not CPU time; the shares are what to compare. Samples of threads
 that only wait (selectors, ``Condition.wait``, the kernel's I/O pump and parent
-poller) are counted apart as *waiting* and left out of the shares. Writes the raw stacks next to the
+poller) are counted apart as *waiting*, and threads with no Python frame at all (zmq's I/O thread) as
+*native*; both are left out of the shares. Writes the raw stacks next to the
 JSON result so that a flame graph can be drawn from them (``flamegraph.pl``, speedscope)."""
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ CATEGORIES = ("compute: torch", "compute: numpy/scipy/sklearn/PyOD/ART", "overhe
               "overhead: notebook machinery", "overhead: Python in ccc_lib", "overhead: other Python")
 WAITING = ("selectors.py", "Condition.wait", "Event.wait", "_watch_pipe_fd", "ParentPollerUnix.run",
            "device (zmq/sugar", "time.sleep", "Thread._wait_for_tstate_lock", "socket.py", "poll (zmq",
-           "_run_once (asyncio", "Queue.get")
+           "_run_once (asyncio", "Queue.get", "GarbageCollectorThread.run")
 _LIBS = (("torch/serialization.py", "overhead: I/O and (de)serialisation"),
          ("torch/", "compute: torch"), ("functorch/", "compute: torch"), ("FrEIA/", "compute: torch"),
          ("numpy/", "compute: numpy/scipy/sklearn/PyOD/ART"), ("scipy/", "compute: numpy/scipy/sklearn/PyOD/ART"),
@@ -67,6 +68,8 @@ _LIBS = (("torch/serialization.py", "overhead: I/O and (de)serialisation"),
 def classify(frames: list[str]) -> str:
     """The category of one sample, from its frames (outermost first) as py-spy's raw format gives them."""
     text = ";".join(frames)
+    if all(f.startswith("process ") for f in frames):
+        return "native"                           # a thread with no Python frame (zmq's I/O thread, ...)
     if any(w in f for f in frames[-3:] for w in WAITING):
         return "waiting"
     if "_find_and_load" in text:
@@ -106,9 +109,10 @@ def profile(cmd: list[str], raw: Path, rate: int, env: dict) -> tuple[int, float
 
 
 def table(name: str, counts: Counter, rate: int, wall: float) -> dict:
-    busy = sum(v for k, v in counts.items() if k != "waiting")
+    busy = sum(v for k, v in counts.items() if k not in ("waiting", "native"))
     print(f"\n{name}: {wall:.0f} s wall, {busy / rate:.0f} s of active samples (running, or runnable and waiting "
-          f"for a core on a loaded machine), {counts.get('waiting', 0) / rate:.0f} s of idle threads left out")
+          f"for a core on a loaded machine); left out: {counts.get('waiting', 0) / rate:.0f} s of idle threads, "
+          f"{counts.get('native', 0) / rate:.0f} s of threads without Python frames")
     shares = {}
     for cat in CATEGORIES:
         v = counts.get(cat, 0)
@@ -117,6 +121,7 @@ def table(name: str, counts: Counter, rate: int, wall: float) -> dict:
     comp = sum(shares[c] for c in CATEGORIES if c.startswith("compute"))
     print(f"  {'= compute':42s} {'':8s}   {100 * comp:5.1f} %   overhead {100 * (1 - comp):5.1f} %")
     return {"wall_s": wall, "busy_s": busy / rate, "waiting_s": counts.get("waiting", 0) / rate,
+            "native_s": counts.get("native", 0) / rate,
             "seconds": {c: counts.get(c, 0) / rate for c in CATEGORIES}, "shares": shares, "compute_share": comp}
 
 
