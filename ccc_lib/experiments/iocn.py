@@ -410,6 +410,7 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
     ``S["deepod_feature_sets"]``), FLOW and IOCN. The INN methods record their AUROC at the steps
     ``S["eval_at"]`` (the budget curves)."""
     prof = get_profile(profile)
+    feats = fashion_features(feature_kind, prof, dataset=S.get("dataset", "fashion_mnist"))   # cached first
     if cache and len(S["classes"]) > 1:
         # train the classes side by side (ccc_lib.parallel.run_jobs); each job fills the cache, and the
         # loop below reads every row of every class from it
@@ -417,7 +418,6 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
         run_jobs(class_job, [{"feature_kind": feature_kind, "S": {**S, "classes": (c,)}, "profile": prof.name,
                               "methods": None if methods is None else list(methods), "seed": seed}
                              for c in S["classes"]])
-    feats = fashion_features(feature_kind, prof, dataset=S.get("dataset", "fashion_mnist"))
     if methods is None:
         methods = list(S["baselines"])
         if feature_kind in S.get("deepod_feature_sets", ()):
