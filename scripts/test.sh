@@ -3,7 +3,8 @@
 #  1. `pytest --nbval` — the user's own flag — over the unit tests (tests/) and every notebook
 #     (notebooks/) on the `smoke` profile: each notebook cell is executed and must not raise, so the
 #     claim cells (Claims.finish) assert; the notebooks are committed without outputs, so no output is
-#     compared (nbval compares only where a cell stores outputs);
+#     compared (nbval compares only where a cell stores outputs); tests/test_benchmarks.py runs every
+#     script in benchmarks/ at its --smoke size, so a refactor that breaks a benchmark fails here;
 #  2. the dry run of `full` (profile full_dry): all six chapters through the runner on generated files
 #     in the real formats, tiny sizes; a failure names the chapter and the cell;
 #  3. the browser test: builds the smoke book and checks every page in headless Chromium, offline.
