@@ -43,8 +43,32 @@ def build_singlehtml(src: Path, out: Path) -> Path:
     if m and (index.parent / m.group(1)).exists():
         single = index.parent / "book-single.html"
         shutil.copy(index.parent / m.group(1), single)
-        return single
+        index = single
+    add_widget_states(index, out / "_build" / "html")
     return index
+
+
+_STATE = re.compile(r'<script type="application/vnd\.jupyter\.widget-state\+json">.*?</script>', re.S)
+_LOADERS = re.compile(r'<script[^>]*(?:require\.min\.js|embed-amd\.js)[^>]*></script>')
+
+
+def add_widget_states(single: Path, html: Path) -> int:
+    """The single page holds every chapter's widget views but, its root being the intro, neither the saved
+    widget states nor the widget manager: copy both from the chapters' HTML pages (``html``, the same
+    build) so the precomputed panels print at the chapter's own setting. Returns the states added."""
+    states, loaders = [], []
+    for page in sorted((html / "notebooks").glob("*.html")) if html.is_dir() else []:
+        text = page.read_text()
+        states += _STATE.findall(text)
+        loaders += [t.replace('src="../_static/', 'src="_static/') for t in _LOADERS.findall(text)]
+    if not states:
+        return 0
+    text = single.read_text()
+    head = "".join(dict.fromkeys(t for t in loaders if t not in text))
+    text = text.replace("</head>", head + "</head>", 1)
+    text = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + "".join(states), text, count=1)
+    single.write_text(text)
+    return len(states)
 
 
 #: A4 less the margins below, in CSS pixels (96 per inch): the width the print layout has
