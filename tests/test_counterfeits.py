@@ -457,26 +457,28 @@ def test_arch_and_selection_settings_per_profile():
 # ---------------------------------------------------------------------------------------------
 # the headline: independent space, intervals, seeds; the residual-CNN budget study
 # ---------------------------------------------------------------------------------------------
-def test_per_image_spread_is_the_within_class_diversity():
+def test_pair_distances_give_the_within_class_diversity():
     x, y = torch.rand(30, 1, 8, 8), torch.arange(3).repeat(10)
-    sp = xcf.per_image_spread(x, y)
-    assert sp.shape == (30,) and (sp > 0).all()
-    assert math.isclose(sp.mean(), xcf.diversity_stats(x, y)["mean"], rel_tol=1e-5)
+    pd_ = xcf._PairDistances(x, y)
+    assert math.isclose(pd_.diversity(np.arange(30)), xcf.diversity_stats(x, y)["mean"], rel_tol=1e-4)
+    assert pd_.diversity(np.repeat(np.arange(30), 2)) < pd_.diversity(np.arange(30))  # repeats pair at distance 0
     with pytest.raises(InputError):
-        xcf.per_image_spread(torch.rand(3, 4), torch.tensor([0, 1, 1]))       # one image in class 0
+        xcf._PairDistances(torch.rand(3, 4), torch.tensor([0, 1, 1]))               # one image in class 0
 
 
 def test_diversity_ratio_interval_separates_spread_from_collapsed():
     y = torch.arange(5).repeat(40)
-    real = xcf.per_image_spread(torch.randn(200, 16), y)
-    wide = xcf.diversity_ratio_ci(xcf.per_image_spread(2 * torch.randn(200, 16), y), real)
-    narrow = xcf.diversity_ratio_ci(xcf.per_image_spread(0.3 * torch.randn(200, 16), y), real)
+    real = torch.randn(200, 16)
+    wide = xcf.diversity_ratio_ci(2 * torch.randn(200, 16), y, real, y, n_resamples=300)
+    narrow = xcf.diversity_ratio_ci(0.3 * torch.randn(200, 16), y, real, y, n_resamples=300)
     assert wide.lo > 1.5 and narrow.hi < 0.5 and wide.lo <= wide.estimate <= wide.hi
+    same = xcf.diversity_ratio_ci(torch.randn(200, 16), y, real, y, n_resamples=300)
+    assert same.lo < 1.0 < same.hi                                                   # same law: the interval covers 1
 
 
 def test_seed_measures_use_the_stated_spaces_and_images():
     """The independent space's diversity is computed on the samples' features in the independent
-    model, against the real images' spread there: a different independent model changes it."""
+    model, against the real images' diversity there: a different independent model changes it."""
     from ccc_lib.stats import Interval
     clf, other = _frozen(TinyNet()), _frozen(TinyNet())
     test_x, test_y, train_x = torch.rand(40, 1, 28, 28), torch.arange(10).repeat(4), torch.rand(50, 1, 28, 28)
@@ -488,9 +490,9 @@ def test_seed_measures_use_the_stated_spaces_and_images():
         spaces = xcf.headline_spaces(clf, ind)
         yard = xcf.real_reference(spaces, test_x, test_y, train_x)
         m = xcf.seed_measures(smp, "paper", 0, True, spaces, *yard)
-        by_hand = (xcf.per_image_spread(xcf.features(ind, smp["x"]), smp["y"]).mean()
-                   / xcf.per_image_spread(xcf.features(ind, test_x), test_y).mean())
-        assert math.isclose(Interval.from_dict(m.independent_diversity_ratio).estimate, by_hand, rel_tol=1e-5)
+        by_hand = (xcf.diversity_stats(xcf.features(ind, smp["x"]), smp["y"])["mean"]
+                   / xcf.diversity_stats(xcf.features(ind, test_x), test_y)["mean"])
+        assert math.isclose(Interval.from_dict(m.independent_diversity_ratio).estimate, by_hand, rel_tol=1e-4)
         out[id(ind)] = Interval.from_dict(m.independent_diversity_ratio).estimate
         assert math.isclose(Interval.from_dict(m.share_099).estimate, 0.25)
         assert set(m.nn_ratio) == {"pixel", "classifier", "independent"}
@@ -502,7 +504,7 @@ def test_seed_measures_use_the_stated_spaces_and_images():
 def test_compare_over_seeds_pairs_seeds_and_calls_ties():
     def ms(variant, seed, share):
         iv = {"estimate": share, "lo": share - 0.01, "hi": share + 0.01, "level": 0.95, "method": "t"}
-        return xcf.SeedMeasures(variant, seed, True, iv, iv, 0.9, iv, iv, {}, {"pixel": iv})
+        return xcf.SeedMeasures(variant, seed, True, iv, iv, 0.9, iv, iv, {"pixel": iv})
     far = [ms("paper", s, 0.5) for s in range(3)] + [ms("ours", s, 0.8 + 0.001 * s) for s in range(3)]
     r = xcf.compare_over_seeds(far, "share_099")
     assert r["seeds"] == 3 and r["diff"].lo > 0 and math.isclose(r["diff"].estimate, 0.301, rel_tol=1e-6)

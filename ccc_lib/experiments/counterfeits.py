@@ -26,7 +26,7 @@ __all__ = ["CLAIM_BOUNDS", "GOAL", "ARCH_SETTINGS", "arch_settings", "DIFFER_ELE
            "pick_grid", "show_grid", "grid_png", "KNOBS", "slider_values", "SliderPoint",
            "precompute_sliders", "slider_panel", "Candidate", "Selection", "validation_split", "select_ours",
            "ARCHITECTURES", "other_classifier", "architecture_rows", "plateaued", "budget_study", "generator_job", "pretrain",
-           "INDEPENDENT_ARCH", "per_image_spread", "diversity_ratio_ci", "SeedMeasures", "seed_measures",
+           "INDEPENDENT_ARCH", "diversity_ratio_ci", "SeedMeasures", "seed_measures",
            "headline_spaces", "real_reference", "compare_over_seeds"]
 
 
@@ -364,47 +364,56 @@ def pretrain(jobs: list) -> list:
 INDEPENDENT_ARCH = "mlp"
 
 
-def per_image_spread(z: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    """For each row of ``z``, its mean Euclidean distance to the other rows of its class. Their mean
-    over a class is the class's mean pairwise distance (:func:`diversity_stats`); with equal class
-    sizes their overall mean is the within-class diversity averaged over classes."""
-    y = check_labels(y, "y", n=len(z))
-    z = torch.as_tensor(z, dtype=torch.float32).flatten(1)
-    out = np.zeros(len(z))
-    for c in torch.unique(y):
-        idx = torch.nonzero(y == c)[:, 0]
-        if len(idx) < 2:
-            raise InputError(f"class {int(c)} has {len(idx)} image(s): diversity needs ≥ 2 per class")
-        d = torch.cdist(z[idx], z[idx])
-        out[idx.numpy()] = (d.sum(1) / (len(idx) - 1)).numpy()
-    return out
-
-
-def _ratio_of_means(a, b, axis=-1):
-    return np.mean(a, axis=axis) / np.mean(b, axis=axis)
-
-
-def _diff_of_ratios(a, b, e, axis=-1):
-    return (np.mean(a, axis=axis) - np.mean(b, axis=axis)) / np.mean(e, axis=axis)
-
-
 def _median_ratio(a, b, axis=-1):
     return np.median(a, axis=axis) / np.median(b, axis=axis)
 
 
-def diversity_ratio_ci(spread_fake: np.ndarray, spread_real: np.ndarray, *, seed: int = 0, n_resamples: int = 1000):
-    """Within-class diversity of generated images over that of real images (ratio of the means of
-    :func:`per_image_spread`), with a bootstrap interval (images resampled on each side)."""
+class _PairDistances:
+    """All pairwise Euclidean distances of the rows of ``z`` (at most ``cap`` seeded rows per class) and
+    their labels: the within-class diversity of any resample of the rows, re-formed from its pairs."""
+
+    def __init__(self, z, y, cap: int = 200, seed: int = 0):
+        y = check_labels(y, "y", n=len(z)).numpy()
+        g = np.random.default_rng(seed)
+        keep = []
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            if len(idx) < 2:
+                raise InputError(f"class {int(c)} has {len(idx)} image(s): diversity needs ≥ 2 per class")
+            keep.append(np.sort(g.choice(idx, cap, replace=False)) if len(idx) > cap else idx)
+        keep = np.concatenate(keep)
+        zz = torch.as_tensor(z, dtype=torch.float32).flatten(1)[torch.as_tensor(keep)]
+        self.d, self.y = torch.cdist(zz, zz).double().numpy(), y[keep]
+
+    def diversity(self, rows) -> float:
+        """Mean over classes of the mean distance between distinct positions of ``rows`` (indices into
+        the kept rows, repeats allowed: a repeated image pairs with itself at distance 0, the usual
+        bootstrap of a U-statistic)."""
+        rows = np.asarray(rows).astype(int)
+        out = []
+        for c in np.unique(self.y):
+            r = rows[self.y[rows] == c]
+            if len(r) >= 2:
+                out.append(self.d[np.ix_(r, r)].sum() / (len(r) * (len(r) - 1)))
+        return float(np.mean(out))
+
+
+def diversity_ratio_ci(z_fake, y_fake, z_real, y_real, *, seed: int = 0, n_resamples: int = 1000, cap: int = 200):
+    """Within-class diversity (mean pairwise distance, averaged over classes) of generated images
+    over that of real images, in the coordinates given (pixels or a model's features), with a
+    percentile bootstrap interval: images resampled on each side and every pair re-formed from the
+    resample, so the interval carries the pairwise statistic's own variance (resampling per-image
+    means would understate it about twofold). At most ``cap`` seeded rows per class on each side."""
     from ..stats import bootstrap_ci
-    return bootstrap_ci(_ratio_of_means, spread_fake, spread_real, seed=seed, n_resamples=n_resamples,
-                        vectorized=True, method="percentile")
+    f, r = _PairDistances(z_fake, y_fake, cap, seed), _PairDistances(z_real, y_real, cap, seed)
+    return bootstrap_ci(lambda i, j: f.diversity(i) / r.diversity(j), np.arange(len(f.y), dtype=float),
+                        np.arange(len(r.y), dtype=float), seed=seed, n_resamples=n_resamples, method="percentile")
 
 
 @dataclass
 class SeedMeasures:
     """One generator at one seed, sampled as the headline samples: the intervals its rows rest on
-    (each an :class:`ccc_lib.stats.Interval` as a dict) and the raw per-image values the paired
-    differences need."""
+    (each an :class:`ccc_lib.stats.Interval` as a dict)."""
     variant: str
     seed: int
     dropout: bool
@@ -413,27 +422,26 @@ class SeedMeasures:
     worst_class_mean_confidence: float
     feature_diversity_ratio: dict
     independent_diversity_ratio: dict
-    spread: dict            # space → per-image spread (list)
     nn_ratio: dict          # space → interval dict: median NN distance to training / test images'
 
 
-@cached("ch1-seed-measures", version=1)
-def seed_measures(smp: dict, variant: str, seed: int, dropout: bool, spaces: dict, real_spread: dict,
-                  nn_test: dict, train_z: dict) -> SeedMeasures:
+@cached("ch1-seed-measures", version=2)   # 2: diversity intervals from re-formed pairs
+def seed_measures(smp: dict, variant: str, seed: int, dropout: bool, spaces: dict, real_z: dict,
+                  real_y: torch.Tensor, nn_test: dict, train_z: dict) -> SeedMeasures:
     """Measure one generator's samples ``smp``: Wilson intervals for the share at ≥ 0.99 (all and
-    the worst class), bootstrap intervals for the diversity ratio in each space (``spaces``: name →
-    model, ``"pixel"`` → None) against ``real_spread`` (name → per-image spread of real test images), and
-    for the median NN distance to the training images ``train_z`` (name → their coordinates) over
-    that of test images (``nn_test``: name → test images' NN distances)."""
+    the worst class), bootstrap intervals (:func:`diversity_ratio_ci`) for the diversity ratio in
+    each space (``spaces``: name → model, ``"pixel"`` → None) against the real test images (``real_z``:
+    name → their coordinates there; ``real_y`` their labels), and for the median NN distance to the
+    training images ``train_z`` (name → their coordinates) over that of test images (``nn_test``: name
+    → test images' NN distances). :func:`real_reference` gives ``real_z``, ``nn_test`` and ``train_z``."""
     from ..stats import bootstrap_ci, wilson
     conf, y = smp["confidence"].numpy(), smp["y"].numpy()
     ok = conf >= 0.99
     worst = min(np.unique(y), key=lambda c: (ok[y == c].mean(), conf[y == c].mean()))
-    spread, div, nn = {}, {}, {}
+    div, nn = {}, {}
     for name, model in spaces.items():
         z = smp["x"] if model is None else features(model, smp["x"])
-        spread[name] = per_image_spread(z, smp["y"])
-        div[name] = diversity_ratio_ci(spread[name], real_spread[name], seed=seed).to_dict()
+        div[name] = diversity_ratio_ci(z, smp["y"], real_z[name], real_y, seed=seed).to_dict()
         d = nearest_neighbour_distance(z, train_z[name])
         nn[name] = bootstrap_ci(_median_ratio, d, nn_test[name], seed=seed, n_resamples=1000, vectorized=True,
                                 method="percentile").to_dict()
@@ -441,8 +449,7 @@ def seed_measures(smp: dict, variant: str, seed: int, dropout: bool, spaces: dic
         variant=variant, seed=seed, dropout=dropout, share_099=wilson(int(ok.sum()), len(ok)).to_dict(),
         worst_class_share_099=wilson(int(ok[y == worst].sum()), int((y == worst).sum())).to_dict(),
         worst_class_mean_confidence=min(float(conf[y == c].mean()) for c in np.unique(y)),
-        feature_diversity_ratio=div["classifier"], independent_diversity_ratio=div["independent"],
-        spread={k: v.tolist() for k, v in spread.items()}, nn_ratio=nn)
+        feature_diversity_ratio=div["classifier"], independent_diversity_ratio=div["independent"], nn_ratio=nn)
 
 
 def headline_spaces(classifier, independent) -> dict:
@@ -452,21 +459,21 @@ def headline_spaces(classifier, independent) -> dict:
 
 
 def real_reference(spaces: dict, test_x: torch.Tensor, test_y: torch.Tensor, train_x: torch.Tensor) -> tuple:
-    """Per space: the real test images' per-image spread, their NN distances to ``train_x``, and the
-    training images' coordinates (the yardsticks of :func:`seed_measures`)."""
-    spread, nn, tz = {}, {}, {}
+    """Per space: the real test images' coordinates, their labels, their NN distances to ``train_x``,
+    and the training images' coordinates (the yardsticks of :func:`seed_measures`, in its order)."""
+    rz, nn, tz = {}, {}, {}
     for name, model in spaces.items():
         tz[name] = train_x if model is None else features(model, train_x)
-        z = test_x if model is None else features(model, test_x)
-        spread[name] = per_image_spread(z, test_y)
-        nn[name] = nearest_neighbour_distance(z, tz[name])
-    return spread, nn, tz
+        rz[name] = test_x if model is None else features(model, test_x)
+        nn[name] = nearest_neighbour_distance(rz[name], tz[name])
+    return rz, test_y, nn, tz
 
 
 def compare_over_seeds(measures: list, metric: str, level: float = 0.95) -> dict:
     """Per variant the mean of ``metric`` over seeds with :func:`ccc_lib.stats.over_seeds`'s interval,
     and the difference ours − paper (per seed, ours and the paper's generator at the same seed; its
-    sampling half-width sqrt(h_ours² + h_paper²) from the two intervals). ``metric``: a field of
+    sampling half-width sqrt(h_ours² + h_paper²) from the two intervals: conservative where both are
+    measured against the same real images, whose error then cancels in the difference). ``metric``: a field of
     :class:`SeedMeasures` holding an interval, or ``nn_ratio:<space>``. Returns
     ``{"paper": Interval, "ours": Interval, "diff": Interval, "seeds": k}``."""
     from ..stats import Interval, over_seeds
