@@ -4,6 +4,7 @@ driving Debian's Chromium).
     python scripts/browser_test.py                 # run every chapter on `smoke`, build the book, check it
     python scripts/browser_test.py --html DIR      # only check an already built site (e.g. _build/html)
     python scripts/browser_test.py --selftest      # check a tiny hand-made book with a precomputed panel
+    python scripts/browser_test.py --selftest --dead-widget --raw-table   # ... that must fail those checks
 
 Without ``--html`` it runs the chapters on ``smoke`` with the runner into a scratch folder, vendors the
 front-end assets (``scripts/vendor_assets.sh``) and builds the book from there (``book/executed`` is left
@@ -20,8 +21,19 @@ the same repository (checked on hrefs and the thebe configuration only: nothing 
 and nothing may be requested outside the site before a reader clicks Thebe. Every font URL in the page's
 styles must name an existing file (the widget CSS loads fonts lazily). Prints, per page, the bytes
 the saved widget state (the precomputed panels' images and numbers) adds, and the time the page took.
-Screenshots of every page go to ``<site>/../screenshots/``, listed at the end. Prints its time; exit
-status 1 on any failure.
+
+The reader's book (issue 30), on every page: no table cut by a box that hides what does not fit (wide
+tables scroll in their box); no number in a table with more than 6 significant digits; no control a
+reader can move outside a precomputed panel (a live-kernel control must be tagged ``live-only``, which the
+static book replaces by a note); exactly one search field; in the theme's dark mode, table and widget
+text with a contrast of at least 3 and every figure on a light card. The report chapter shows no code
+cell; the intro opens with the generated findings table (a verdict and a working link per row) and links
+to the PDF. Served over localhost, the search lists the chapter for "IOCN", "ODIN" and "MIFace". The PDF
+of the whole book (``<site>/book.pdf``, made by ``scripts/book_pdf.py`` when this script builds the site)
+exists and has a bookmark for every chapter page's title.
+
+Screenshots of every page, light and dark (``<page>.png``, ``<page>-dark.png``), go to
+``<site>/../screenshots/``, listed at the end. Prints its time; exit status 1 on any failure.
 
 Playwright comes from PyPI (``pip install playwright``); its own browser download is not needed: the
 script launches ``chromium`` from the system (``apt-get install chromium``)."""
