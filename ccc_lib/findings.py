@@ -127,7 +127,8 @@ def headline_rows(metrics: dict, headlines=HEADLINES) -> list[dict]:
     out = []
     for h in headlines:
         blob = metrics.get(h.chapter)
-        row = {"chapter": h.chapter, "title": h.title, "paper": h.paper, "claim": h.claim, "ours": "—", "ours_parts": [],
+        row = {"chapter": h.chapter, "title": h.title, "paper": h.paper, "claim": h.claim, "ours": "—",
+               "ours_parts": [],
                "verdict": "not run", "profile": "—", "note": ""}
         if blob is None:
             row["note"] = "no metrics file: the chapter did not run in this build"
@@ -145,7 +146,8 @@ def headline_rows(metrics: dict, headlines=HEADLINES) -> list[dict]:
         elif status not in (None, "ok", "claims_ok"):
             failed = "the chapter failed" + ("" if status == "failed" else f" ({status})")
             note = "; ".join(x for x in (note, failed) if x)
-        row.update(ours="; ".join(parts) if parts else "—", ours_parts=parts, verdict=_overall(verdicts) if rows else "not resolved",
+        row.update(ours="; ".join(parts) if parts else "—", ours_parts=parts,
+                   verdict=_overall(verdicts) if rows else "not resolved",
                    profile=str(blob.get("profile") or "—"), note=note,
                    paper_value=", ".join(dict.fromkeys(fmt_value(r.get("paper")) for r in rows)) if rows else "")
         out.append(row)
@@ -184,7 +186,8 @@ def findings_markdown(metrics: dict, link_prefix: str = "../notebooks/", headlin
                    + (f" ({_esc(extra)})" if extra else ""))
         note = f" *({_esc(r['note'])})*" if r["note"] else ""
         ours = r["ours_parts"]
-        shown = "; ".join(_esc(x) for x in ours[:MAX_SHOWN]) + (f"; … ({len(ours)} in all)" if len(ours) > MAX_SHOWN else "")
+        shown = "; ".join(_esc(x) for x in ours[:MAX_SHOWN])
+        shown += f"; … ({len(ours)} in all)" if len(ours) > MAX_SHOWN else ""
         paper = r.get("paper_value") or ""
         paper = f" (paper: {_esc(paper)})" if paper and paper not in ("not reported", "—") else ""
         lines += [f"* - [{r['title']}]({link_prefix}{r['chapter']}.ipynb) · {_esc(r['paper'])}",

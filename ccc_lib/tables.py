@@ -70,7 +70,9 @@ def fmt_value(v, digits: int = DIGITS) -> str:
         items = list(v.tolist() if hasattr(v, "tolist") else v)
         inner = ", ".join(fmt_value(x, digits) for x in items[:MAX_ITEMS])
         inner += ", …" if len(items) > MAX_ITEMS else ""
-        return f"[{inner}]" if isinstance(v, list) or hasattr(v, "tolist") else f"({inner}{',' if len(items) == 1 else ''})"
+        if isinstance(v, list) or hasattr(v, "tolist"):
+            return f"[{inner}]"
+        return f"({inner}{',' if len(items) == 1 else ''})"
     x = _num(v)
     if x is None:
         try:
