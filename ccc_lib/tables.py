@@ -172,11 +172,11 @@ def to_html(obj, caption: str | None = None) -> str:
         # last of a MultiIndex) is written once per group, as a grouped table reads
         n_index = df.index.nlevels
         names = [n if n else "" for n in shown.index.names]
-        flat = pd.DataFrame({f"_i{k}": shown.index.get_level_values(k) for k in range(n_index)})
-        for k in range(n_index - 1):
-            same = pd.Series(True, index=flat.index)
-            for j in range(k + 1):
-                same &= flat[f"_i{j}"].eq(flat[f"_i{j}"].shift())
+        levels = pd.DataFrame({f"_i{k}": shown.index.get_level_values(k) for k in range(n_index)})
+        flat = levels.copy()
+        same = pd.Series(True, index=flat.index)
+        for k in range(n_index - 1):               # compared on the original labels, outer levels first
+            same &= levels[f"_i{k}"].eq(levels[f"_i{k}"].shift())
             flat.loc[same, f"_i{k}"] = ""
         flat.columns = names
         shown = pd.concat([flat, shown.reset_index(drop=True)], axis=1)

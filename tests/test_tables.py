@@ -60,6 +60,14 @@ def test_claims_holds_column_and_grouped_index():
     assert html.count("<td>01</td>") == 1 and "<td></td>" in html and "<th>chapter</th>" in html
 
 
+def test_three_level_grouping_blanks_each_repeated_level():
+    df = pd.DataFrame({"ch": [2, 2, 2, 3], "looks": ["conf", "conf", "feat", "conf"], "det": list("abcd"),
+                       "v": [1, 2, 3, 4]}).set_index(["ch", "looks", "det"])
+    cells = re.findall(r"<td>(.*?)</td>", to_html(df))
+    rows = [cells[i:i + 4] for i in range(0, len(cells), 4)]
+    assert rows == [["2", "conf", "a", "1"], ["", "", "b", "2"], ["", "feat", "c", "3"], ["3", "conf", "d", "4"]]
+
+
 def test_long_tables_scroll_in_a_box():
     html = to_html(pd.DataFrame({"x": range(LONG_ROWS + 1)}))
     assert "ccc-table-long" in html and f"{LONG_ROWS + 1} rows" in html
