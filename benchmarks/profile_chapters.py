@@ -20,6 +20,7 @@ kernel is charged to the Python function that called it):
 * **overhead: tables** — pandas;
 * **overhead: notebook machinery** — papermill, nbclient, jupyter_client, ipykernel, IPython, myst-nb,
   zmq, tornado, asyncio (kernel start-up, cell execution, output capture);
+* **overhead: job dispatch** — joblib / loky / multiprocessing (sending jobs and results to workers);
 * **overhead: Python in ccc_lib** / **other Python** — the rest (loops, checks, bookkeeping).
 
 py-spy counts a thread as active while it runs *or waits for a core*, so on a loaded machine the
@@ -43,10 +44,12 @@ from pathlib import Path
 
 CATEGORIES = ("compute: torch", "compute: numpy/scipy/sklearn/PyOD/ART", "overhead: imports",
               "overhead: I/O and (de)serialisation", "overhead: plotting", "overhead: tables (pandas)",
-              "overhead: notebook machinery", "overhead: Python in ccc_lib", "overhead: other Python")
+              "overhead: notebook machinery", "overhead: job dispatch (joblib/loky)", "overhead: Python in ccc_lib",
+              "overhead: other Python")
 WAITING = ("selectors.py", "Condition.wait", "Event.wait", "_watch_pipe_fd", "ParentPollerUnix.run",
            "device (zmq/sugar", "time.sleep", "Thread._wait_for_tstate_lock", "socket.py", "poll (zmq",
-           "_run_once (asyncio", "Queue.get", "GarbageCollectorThread.run")
+           "_run_once (asyncio", "Queue.get", "GarbageCollectorThread.run",
+           "Parallel._retrieve", "resource_tracker.py", "Popen.poll (joblib", "_wait_for_job", "queues.py")
 _LIBS = (("torch/serialization.py", "overhead: I/O and (de)serialisation"),
          ("torch/", "compute: torch"), ("functorch/", "compute: torch"), ("FrEIA/", "compute: torch"),
          ("numpy/", "compute: numpy/scipy/sklearn/PyOD/ART"), ("scipy/", "compute: numpy/scipy/sklearn/PyOD/ART"),
@@ -62,6 +65,8 @@ _LIBS = (("torch/serialization.py", "overhead: I/O and (de)serialisation"),
          ("ipykernel/", "overhead: notebook machinery"), ("IPython/", "overhead: notebook machinery"),
          ("myst_nb/", "overhead: notebook machinery"), ("zmq/", "overhead: notebook machinery"),
          ("tornado/", "overhead: notebook machinery"), ("asyncio/", "overhead: notebook machinery"),
+         ("joblib/", "overhead: job dispatch (joblib/loky)"), ("multiprocessing/", "overhead: job dispatch (joblib/loky)"),
+         ("cloudpickle", "overhead: job dispatch (joblib/loky)"),
          ("ccc_lib/", "overhead: Python in ccc_lib"))
 
 
