@@ -304,6 +304,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--chapters", default=None, help="comma-separated chapter numbers to estimate (default: all)")
     ap.add_argument("--smoke", action="store_true",
                     help="every batch cut to ≤ 4, no warm-up, one repeat: the code paths in seconds, numbers meaningless")
     args = ap.parse_args(argv)
@@ -319,6 +320,8 @@ def main(argv=None) -> int:
           "docstring\n")
     rows, seen = [], set()
     for loop, step in plan(args.smoke):
+        if args.chapters and loop.chapter.split()[0] not in args.chapters.split(","):
+            continue
         kind = (loop.chapter, loop.what.split()[0], loop.mode)
         if args.smoke and kind in seen:    # one loop of each kind
             continue
