@@ -220,4 +220,4 @@ def _check(bad: torch.Tensor, step: int, what: str, values: torch.Tensor, tc) ->
         from . import iocn
         k = int(torch.nonzero(bad).flatten()[0])
         raise iocn.INNTrainingError(f"{tc.objective.upper()} step {step}, model {k} of {len(bad)} (batched): {what} "
-                                    f"{float(values[k]):.3g} (limit {tc.blowup:g}). {iocn._advice(tc)}.")
+                                    f"{float(values[k].detach()):.3g} (limit {tc.blowup:g}). {iocn._advice(tc)}.")
