@@ -47,7 +47,7 @@ HEADLINES = (
     Headline("03_iocn", "IOCN", "Schmier, Köthe & Straehle (2024)",
              "an invertible one-class network detects outliers better than the baselines (mean AUROC)",
              keys=(r"^iocn_ge_best_baseline_", r"^iocn_ge_flow_"), prefer="learned features"),
-    Headline("04_drift", "Drift via gray data", "the drift slides (2023)",
+    Headline("04_drift", "Drift via gray data", "the drift slides (no year stated)",
              "model inversion and membership inference detect a drifted production model",
              keys=(r"_detected$",)),
     Headline("05_report", "Across chapters", "this book",
