@@ -111,11 +111,8 @@ def settings_fingerprints(profile) -> dict:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from .utils import file_digest
+    return file_digest(path, "sha256")
 
 
 # --------------------------------------------------------------------------- export

@@ -21,7 +21,6 @@ files; :mod:`ccc_lib.data` reads a dry folder through subclasses whose tables co
 manifest (no library internals are patched)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -172,11 +171,8 @@ def _write_cifar10(root: Path, spec: DrySet) -> None:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from .utils import file_digest
+    return file_digest(path, "md5")
 
 
 def write_dry_data(root, sets: dict | None = None) -> Path:

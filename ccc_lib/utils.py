@@ -28,6 +28,7 @@ On the CPU this makes a rerun bit-identical on the same machine and torch build 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -227,6 +228,15 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     root = absolute_path(root)
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (read in 1 MiB blocks): the bundle's sha256, the dry run's md5."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
