@@ -446,7 +446,7 @@ def cmd_run(args) -> int:
 
 
 #: the options that name paths; :func:`_absolute_paths` resolves them once, where they enter
-PATH_OPTIONS = ("out", "root", "notebooks", "executed", "parameters")
+PATH_OPTIONS = ("out", "root", "notebooks", "executed", "parameters", "file", "source")
 
 
 def _absolute_paths(args) -> None:
@@ -457,8 +457,9 @@ def _absolute_paths(args) -> None:
     from .utils import absolute_path, absolutize_env
     absolutize_env()
     for name in PATH_OPTIONS:
-        if getattr(args, name, None):
-            setattr(args, name, absolute_path(getattr(args, name)))
+        value = getattr(args, name, None)
+        if value and "://" not in str(value):             # a bundle's URL stays as it is
+            setattr(args, name, absolute_path(value))
 
 
 def main(argv=None) -> int:

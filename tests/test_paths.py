@@ -62,6 +62,12 @@ def test_path_options_are_made_absolute(tmp_path, monkeypatch):
     assert args.out == tmp_path / "book" / "executed" and args.root == tmp_path
     assert args.notebooks == tmp_path / "nb" and args.executed == tmp_path.parent / "ex" and args.parameters is None
     assert os.environ["CCC_CACHE"] == str(tmp_path / "rel-cache")
+    bundle = argparse.Namespace(file="b.tar.gz", source="https://host/b.tar.gz")      # cache export / import
+    runner._absolute_paths(bundle)
+    assert bundle.file == tmp_path / "b.tar.gz" and bundle.source == "https://host/b.tar.gz"
+    local = argparse.Namespace(source="sub/b.tar.gz")
+    runner._absolute_paths(local)
+    assert local.source == tmp_path / "sub" / "b.tar.gz"
 
 
 # --------------------------------------------------------------------------- end to end, as the README does
