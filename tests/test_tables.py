@@ -80,7 +80,9 @@ def test_series_and_bad_input():
         to_html([1, 2])
 
 
-def test_install_formatter_outside_ipython_is_a_no_op():
+def test_install_formatter_outside_ipython_is_a_no_op(monkeypatch):
+    import IPython
+    monkeypatch.setattr(IPython, "get_ipython", lambda: None)      # outside IPython, whatever other tests left
     assert install_formatter() is False
 
 
