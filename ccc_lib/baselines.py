@@ -30,7 +30,10 @@ from .utils import get_device, to_numpy
 
 __all__ = ["MSP", "Energy", "ODIN", "Mahalanobis", "MahalanobisODIN", "EPS_GRID", "make_baselines"]
 
-#: the noise magnitudes of the NeuralFP slides' ODIN and Mahalanobis tables
+#: the noise magnitudes of the NeuralFP slides' ODIN and Mahalanobis tables. Three of their four tables
+#: print the third value as 0.014 (out of order, between 0.001 and 0.002); the fourth prints 0.0014, which
+#: fits the ascending order. This is the default grid; chapter 2 sweeps both 0.0014 and 0.014 and puts each
+#: slides number at the ε printed beside it (:mod:`ccc_lib.experiments.neuralfp`)
 EPS_GRID = (0.0005, 0.001, 0.0014, 0.002, 0.005, 0.01)
 
 
@@ -88,7 +91,9 @@ def _eps(e, name: str = "eps") -> float:
 
 class ODIN(_Checked):
     """ODIN (Liang et al. 2018): x̂ = x − ε·sign(∇ₓ CE(f(x)/T, ŷ)), score = −max softmax(f(x̂)/T).
-    The NeuralFP slides give ε grids but no temperature; ODIN's authors pick T (and ε) on validation
+    The NeuralFP slides give ε grids but no temperature; their ODIN tables cite reference [1], which is
+    Hendrycks & Gimpel's maximum-softmax baseline (MSP), not Liang et al.'s ODIN, so which method the
+    slides ran is unclear (chapter 2 shows both). ODIN's authors pick T (and ε) on validation
     data, and so does chapter 2 (:func:`ccc_lib.experiments.neuralfp.tune_baselines`). The default
     T = 1000 is the ODIN paper's most used value, not the slides'."""
     name = "ODIN"

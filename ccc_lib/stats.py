@@ -42,7 +42,7 @@ References (book/references.bib): ``delong1988auc``, ``sun2014fastdelong``, ``qi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats as _st
@@ -323,7 +323,7 @@ def bootstrap_ci(statistic, *samples, level: float = 0.95, n_resamples: int = 20
 
 # --------------------------------------------------------------------------- seeds
 
-def over_seeds(estimates, lows=None, highs=None, level: float = 0.95) -> Interval:
+def over_seeds(estimates, lows=None, highs=None, level: float = 0.95, bounds=None) -> Interval:
     """Mean over k training seeds with an interval combining seed and sampling variation.
 
     ``estimates``: one number per seed (e.g. an AUROC); ``lows``/``highs``: each seed's own interval
@@ -339,8 +339,16 @@ def over_seeds(estimates, lows=None, highs=None, level: float = 0.95) -> Interva
     ``h_samp`` is not divided by √k: the seeds are usually scored on the SAME test images, so their
     sampling errors do not average out (with independent test sets this is conservative). With one
     seed the interval is that seed's own (sampling only; ``method`` says so); without ``lows``/``highs``
-    it needs k ≥ 2 and is the t interval over seeds."""
+    it needs k ≥ 2 and is the t interval over seeds. ``bounds=(lo, hi)`` cuts the interval to the range
+    the quantity can take (an AUROC lies in [0, 1], a difference of two in [−1, 1]): the half-widths are
+    added symmetrically and may step outside it."""
     level = _level(level)
+    if bounds is not None:
+        b_lo, b_hi = bounds
+        if not b_lo < b_hi:
+            raise InputError(f"over_seeds: bounds must be (low, high) with low < high, got {bounds!r}")
+        iv = over_seeds(estimates, lows, highs, level)
+        return replace(iv, lo=max(iv.lo, b_lo), hi=min(iv.hi, b_hi))
     estimates = list(estimates) if not isinstance(estimates, np.ndarray) else estimates
     if len(estimates) and all(isinstance(e, Interval) for e in estimates):
         if lows is not None or highs is not None:

@@ -198,3 +198,12 @@ def _ok(n=MIN_PER_SIDE):
 def test_bad_input_names_the_cause(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+def test_over_seeds_bounds_cut_the_interval_to_the_quantitys_range():
+    from ccc_lib.stats import over_seeds
+    raw = over_seeds([0.99, 0.995, 0.999], [0.98, 0.99, 0.995], [0.999, 0.9995, 1.0])
+    cut = over_seeds([0.99, 0.995, 0.999], [0.98, 0.99, 0.995], [0.999, 0.9995, 1.0], bounds=(0.0, 1.0))
+    assert raw.hi > 1.0 and cut.hi == 1.0 and cut.lo == raw.lo and cut.estimate == raw.estimate
+    with pytest.raises(InputError, match="bounds"):
+        over_seeds([0.5, 0.6], bounds=(1.0, 0.0))

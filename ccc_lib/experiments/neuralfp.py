@@ -40,7 +40,7 @@ __all__ = ["SETTINGS", "CLAIM_BOUNDS", "settings", "claim_bounds", "SLIDES_AUROC
            "where_we_differ", "SLIDES_SOURCES", "SLIDES_PER_LAYER", "SLIDES_EPS_PRINTED", "SLIDES_BASELINES",
            "SLIDES_TEXT", "RAW", "ZABS", "combined_vs_layers", "combined_vs_layers_ci", "comparable", "slides_label", "slides_per_layer",
            "slides_eps_table", "per_layer_with_slides", "eps_with_slides", "slides_checks", "slides_contradictions_text",
-           "flag_share", "held_out", "bank_key", "fit_bank_job", "validation_from_test", "split_validation", "diff_verdict", "auroc_over_seeds", "versus_baseline"]
+           "flag_share", "held_out", "bank_key", "fit_bank_job", "validation_from_test", "split_validation", "auroc_over_seeds", "versus_baseline"]
 
 #: the noise magnitudes ε of the slides' ODIN and Mahalanobis tables, every value as printed: three tables
 #: print the rows 0.0005, 0.001, **0.014**, 0.002, 0.005, 0.01 and the Fashion-MNIST Mahalanobis table prints
@@ -617,36 +617,23 @@ def slides_contradictions_text() -> str:
     return " ".join(parts) if parts else "The slides' own numbers agree with every statement of their text."
 
 
-def diff_verdict(diff) -> str:
-    """The verdict of "NeuralFP − baseline" from its interval alone: "wins" when the interval lies above
-    zero, "loses" when below, else "tie within uncertainty"."""
-    return "wins" if diff.lo > 0 else "loses" if diff.hi < 0 else "tie within uncertainty"
-
-
 def auroc_over_seeds(by_seed: dict, ood: str, level: float = 0.95):
     """AUROC of one detector over autoencoder seeds (``by_seed``: ``{seed: {"test": s_in, ood: s_out}}``):
     each seed's DeLong interval, combined by :func:`ccc_lib.stats.over_seeds` (one seed: its own)."""
     from ..stats import auroc_ci, over_seeds
     cis = [auroc_ci(v["test"], v[ood], level) for v in by_seed.values()]
-    return _clip(over_seeds([c.estimate for c in cis], [c.lo for c in cis], [c.hi for c in cis], level), 0.0, 1.0)
-
-
-def _clip(iv, lo: float, hi: float):
-    """An interval cut to the range its quantity can take (an AUROC lies in [0, 1], a difference of two in
-    [-1, 1]); :func:`ccc_lib.stats.over_seeds` adds half-widths symmetrically and may step outside."""
-    from dataclasses import replace
-    return replace(iv, lo=max(iv.lo, lo), hi=min(iv.hi, hi))
+    return over_seeds(cis, level=level, bounds=(0.0, 1.0))
 
 
 def versus_baseline(by_seed: dict, base: dict, ood: str, level: float = 0.95) -> dict:
     """NeuralFP (scores per autoencoder seed, ``{seed: {"test": .., ood: ..}}``) minus a baseline (``base``:
     ``{"test": .., ood: ..}``) on the *same* images: each seed's paired DeLong interval of the AUROC
     difference, combined over seeds by :func:`ccc_lib.stats.over_seeds`, and the verdict from that interval."""
-    from ..stats import auroc_diff_ci, over_seeds
+    from ..stats import auroc_diff_ci, difference_verdict, over_seeds
     per = {s: auroc_diff_ci(v["test"], v[ood], base["test"], base[ood], level) for s, v in by_seed.items()}
     d = list(per.values())
-    comb = _clip(over_seeds([x.estimate for x in d], [x.lo for x in d], [x.hi for x in d], level), -1.0, 1.0)
-    return {"per_seed": per, "combined": comb, "verdict": diff_verdict(comb)}
+    comb = over_seeds(d, level=level, bounds=(-1.0, 1.0))
+    return {"per_seed": per, "combined": comb, "verdict": difference_verdict(comb)}
 
 
 def flag_share(s_val_id: np.ndarray, s_x: np.ndarray, alpha: float) -> dict:
