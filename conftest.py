@@ -20,6 +20,8 @@ _sys.path.insert(0, str(_Path(__file__).resolve().parent / "tests"))
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: runs a chapter notebook in a subprocess (minutes on 2 cores); "
                                        "still part of the test command — deselect with -m 'not slow' locally")
+    config.addinivalue_line("markers", "step: a whole step of the test command (the dry run of full, the browser "
+                                       "test); runs only with CCC_TEST_STEPS=1, as scripts/test.sh sets it")
 
 
 @_pytest.fixture(scope="session")
@@ -30,3 +32,36 @@ def chapter0_reference(tmp_path_factory):
     r = run_chapter("0", root / "out", root / "cache")
     assert r.returncode == 0, f"chapter 0 failed on smoke:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return read_metrics(root / "out"), root / "cache", root / "out"
+
+
+# ---------------------------------------------------------------- the test command's order on 2 workers
+#: files that take longest on 2 cores (seconds measured in the test command, 3 Dec 2026), started first so
+#: that ``pytest -n 2 --dist loadfile --no-loadscope-reorder`` (scripts/test.sh) does not end on one of them
+#: alone; every other file keeps pytest's order after these. A notebook's cells stay in their order (a
+#: stable sort by file).
+HEAVY_FIRST = (
+    "tests/test_step_full_dry.py",        # ~320 s: the dry run of full, every chapter
+    "tests/test_step_browser.py",         # ~230 s: every chapter on smoke, the book, its PDF, Chromium
+    "notebooks/04_drift.ipynb",           # ~210 s
+    "notebooks/01_counterfeits.ipynb",    # ~145 s
+    "notebooks/02_neuralfp.ipynb",        # ~130 s
+    "tests/test_determinism.py",          # ~105 s
+    "tests/test_benchmarks.py",           # ~100 s
+    "tests/test_browser.py",              # ~60 s
+    "tests/test_interrupt.py",            # ~55 s
+    "notebooks/00_classifiers.ipynb",
+    "notebooks/03_iocn.ipynb",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+
+    def key(item):
+        path = _Path(str(item.fspath)).resolve()
+        try:
+            rel = path.relative_to(_Path(__file__).resolve().parent).as_posix()
+        except ValueError:
+            rel = path.as_posix()
+        return rank.get(rel, len(rank))
+    items.sort(key=key)

@@ -36,7 +36,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # chapter 3's deep one-class baselines: deepOD's metadata pins torch<1.13.1, which it does not need on
   # torch 2.x, so it is installed without its dependencies (all of them are installed above)
   "$VENV/bin/python" -m pip install -q --no-deps "deepod>=0.4,<0.5" 2>&1 | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -c "import ccc_lib, torch, torchvision, FrEIA, pytorch_ood, pyod, art, papermill, nbval, jupyter_book, playwright, deepod" \
+  "$VENV/bin/python" -c "import ccc_lib, torch, torchvision, FrEIA, pytorch_ood, pyod, art, papermill, nbval, xdist, jupyter_book, playwright, deepod" \
     || { echo "[setup] ERROR: the environment is incomplete (see pip's output above)"; exit 1; }
   echo "$want" > "$stamp"
 fi
