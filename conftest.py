@@ -26,11 +26,22 @@ def pytest_configure(config):
 
 @_pytest.fixture(scope="session")
 def chapter0_reference(tmp_path_factory):
-    """Chapter 0 on ``smoke``, run once from a cold private cache: (metrics dict, cache dir, out dir)."""
+    """Chapter 0 on ``smoke``, run once from a cold private cache: (metrics dict, cache dir, out dir). Under
+    pytest-xdist every worker has its own session, so the run is shared through a folder all workers see
+    (the parent of the workers' temporary folders) and a file lock: the first worker to ask runs it, the
+    others wait and read it."""
+    import fcntl
     from _chapter_runs import read_metrics, run_chapter
-    root = tmp_path_factory.mktemp("ch0-reference")
-    r = run_chapter("0", root / "out", root / "cache")
-    assert r.returncode == 0, f"chapter 0 failed on smoke:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    root = base / "ch0-reference"
+    with open(base / "ch0-reference.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "done").exists():
+            r = run_chapter("0", root / "out", root / "cache")
+            assert r.returncode == 0, f"chapter 0 failed on smoke:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+            (root / "done").write_text("ok")
     return read_metrics(root / "out"), root / "cache", root / "out"
 
 

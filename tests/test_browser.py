@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,19 +23,26 @@ if not shutil.which("chromium"):
     pytest.skip("Debian's chromium is not installed (apt-get install chromium)", allow_module_level=True)
 
 
-def _run(tmp_path, *extra, keep=True):
-    """The self-test, building in ``tmp_path`` (``--keep``) or, with ``keep=False``, in a temporary folder
-    of its own under ``tmp_path`` (TMPDIR), as CI runs it."""
-    env = {**os.environ, "TMPDIR": str(tmp_path)}
-    where = ["--keep", str(tmp_path)] if keep else []
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "browser_test.py"), "--selftest", *where, *extra],
+@pytest.fixture
+def short_tmp():
+    """A temporary folder with a short path: Chromium puts a Unix socket (at most 107 bytes) under TMPDIR, and
+    pytest's own folders under pytest-xdist (…/pytest-N/popen-gwK/<test name>/) are too long for it."""
+    d = Path(tempfile.mkdtemp(prefix="ccc-bt-"))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _run(tmp, *extra):
+    """The self-test, building in a temporary folder of its own under ``tmp`` (TMPDIR), as CI runs it."""
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "browser_test.py"), "--selftest", *extra],
                           capture_output=True, text=True, timeout=600, cwd=REPO, env=env)
 
 
-def test_browser_checks_pass_on_a_good_page_and_remove_their_scratch_build(tmp_path):
+def test_browser_checks_pass_on_a_good_page_and_remove_their_scratch_build(short_tmp):
     """One passing run, as CI runs it (no --keep): every check passes, the PDF and the screenshots (light and
     dark) are made, and the scratch build (~150 MB at smoke) is removed afterwards."""
-    r = _run(tmp_path, keep=False)
+    r = _run(short_tmp)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "panel 1:" in r.stdout and "all pages pass" in r.stdout and "browser test time" in r.stdout
     assert "launch: Binder, Colab, Thebe -> " in r.stdout and "notebooks/01_counterfeits.ipynb" in r.stdout
@@ -42,14 +50,14 @@ def test_browser_checks_pass_on_a_good_page_and_remove_their_scratch_build(tmp_p
     assert "notebooks__01_counterfeits-dark.png" in r.stdout
     pdf = re.search(r"PDF(?: of the book)?: \S+ \((\d+) pages", r.stdout)
     assert pdf and int(pdf.group(1)) >= 1, r.stdout[-3000:]
-    assert "removed the scratch build" in r.stdout and not list(tmp_path.glob("ccc-book-*"))
+    assert "removed the scratch build" in r.stdout and not list(short_tmp.glob("ccc-book-*"))
 
 
-def test_browser_checks_fail_on_every_broken_page_feature_and_keep_the_build(tmp_path):
+def test_browser_checks_fail_on_every_broken_page_feature_and_keep_the_build(short_tmp):
     """One page with every fault at once — the slider unlinked from its stack, no Colab and Thebe buttons, the
     live-only slider left in the static page, a clipped table of unrounded numbers — fails with each problem
     named, and the failing run keeps its scratch build (screenshots included) and says where."""
-    r = _run(tmp_path, "--unlinked", "--no-launch", "--dead-widget", "--raw-table", keep=False)
+    r = _run(short_tmp, "--unlinked", "--no-launch", "--dead-widget", "--raw-table")
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     assert "did not change the image" in r.stdout and "did not change the numbers" in r.stdout
     assert "no Colab launch link to notebooks/01_counterfeits.ipynb" in r.stdout
@@ -58,7 +66,7 @@ def test_browser_checks_fail_on_every_broken_page_feature_and_keep_the_build(tmp
     assert "outside a precomputed panel, which change nothing without a kernel" in r.stdout
     assert "more than 6 significant digits" in r.stdout and "0.123456789" in r.stdout
     assert "cut by a box that hides what does not fit" in r.stdout
-    kept = list(tmp_path.glob("ccc-book-*"))
+    kept = list(short_tmp.glob("ccc-book-*"))
     assert len(kept) == 1 and f"kept for a look: {kept[0]}" in r.stdout
     assert list((kept[0] / "_build" / "screenshots").glob("*.png"))
 
