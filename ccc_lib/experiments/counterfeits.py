@@ -475,8 +475,11 @@ def compare_over_seeds(measures: list, metric: str, level: float = 0.95) -> dict
     sampling half-width sqrt(h_ours² + h_paper²) from the two intervals: conservative where both are
     measured against the same real images, whose error then cancels in the difference). ``metric``: a field of
     :class:`SeedMeasures` holding an interval, or ``nn_ratio:<space>``. Returns
-    ``{"paper": Interval, "ours": Interval, "diff": Interval, "seeds": k}``."""
+    ``{"paper": Interval, "ours": Interval, "diff": Interval, "seeds": k}``. Intervals are cut to the range
+    the quantity can take (a share in [0, 1], its difference in [−1, 1], a ratio ≥ 0)."""
     from ..stats import Interval, over_seeds
+    share = "share" in metric
+    bounds, diff_bounds = ((0.0, 1.0), (-1.0, 1.0)) if share else ((0.0, math.inf), None)
 
     def get(m):
         if metric.startswith("nn_ratio:"):
@@ -486,11 +489,13 @@ def compare_over_seeds(measures: list, metric: str, level: float = 0.95) -> dict
     out = {}
     for v, ms in by.items():
         iv = [get(m) for m in ms]
-        out[v] = over_seeds([i.estimate for i in iv], [i.lo for i in iv], [i.hi for i in iv], level=level)
+        out[v] = over_seeds([i.estimate for i in iv], [i.lo for i in iv], [i.hi for i in iv], level=level,
+                            bounds=bounds)
     pairs = [(get(o), get(p)) for o, p in zip(by["ours"], by["paper"]) if o.seed == p.seed]
     d = [o.estimate - p.estimate for o, p in pairs]
     h = [math.hypot((o.hi - o.lo) / 2, (p.hi - p.lo) / 2) for o, p in pairs]
-    out["diff"] = over_seeds(d, [x - y for x, y in zip(d, h)], [x + y for x, y in zip(d, h)], level=level)
+    out["diff"] = over_seeds(d, [x - y for x, y in zip(d, h)], [x + y for x, y in zip(d, h)], level=level,
+                             bounds=diff_bounds)
     out["seeds"] = len(pairs)
     return out
 

@@ -530,7 +530,7 @@ def diff_over_seeds(runs: dict, a: str, b: str, base: OneVsRest | None = None, l
     per_seed, per_class = {}, {}
     for seed, r in runs.items():
         per_seed[seed], per_class[seed] = class_mean_diff(r, a, base if base is not None else r, b, level)
-    return over_seeds(list(per_seed.values()), level=level), per_seed, per_class
+    return over_seeds(list(per_seed.values()), level=level, bounds=(-1.0, 1.0)), per_seed, per_class
 
 
 def plot_forest(rows: dict, ax, title: str = "") -> None:
