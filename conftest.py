@@ -66,6 +66,16 @@ HEAVY_FIRST = (
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:        # a step of the test command runs only when scripts/test.sh asks for it
+        step = item.get_closest_marker("step")
+        if step is None:
+            continue
+        what = step.kwargs.get("what", "this step")
+        if os.environ.get("CCC_TEST_STEPS") != "1":
+            item.add_marker(_pytest.mark.skip(reason=f"{what}: a step of the test command (scripts/test.sh); "
+                                                      f"set CCC_TEST_STEPS=1 to run it here"))
+        elif os.environ.get(step.kwargs.get("skip_env", "")):
+            item.add_marker(_pytest.mark.skip(reason=f"{step.kwargs['skip_env']} is set: {what} did not run"))
     rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
 
     def key(item):

@@ -16,13 +16,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.step]
+# skipped unless CCC_TEST_STEPS=1 (conftest.pytest_collection_modifyitems)
+pytestmark = [pytest.mark.step(skip_env="CCC_TEST_SKIP_BROWSER", what="the browser test")]
 
 
-@pytest.mark.skipif(os.environ.get("CCC_TEST_STEPS") != "1",
-                    reason="a step of the test command (scripts/test.sh); set CCC_TEST_STEPS=1 to run it here")
-@pytest.mark.skipif(bool(os.environ.get("CCC_TEST_SKIP_BROWSER")), reason="CCC_TEST_SKIP_BROWSER is set: the "
-                                                                           "browser test did not run")
 def test_browser_test_of_the_smoke_book_passes(tmp_path):
     pytest.importorskip("playwright", reason="pip install playwright (the browser test drives Chromium with it)")
     assert shutil.which("chromium"), "Debian's chromium is not installed (apt-get install chromium)"

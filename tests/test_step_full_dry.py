@@ -13,13 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytestmark = [pytest.mark.step]
+# skipped unless CCC_TEST_STEPS=1 (conftest.pytest_collection_modifyitems)
+pytestmark = [pytest.mark.step(skip_env="CCC_TEST_SKIP_DRY", what="the dry run of full")]
 
 
-@pytest.mark.skipif(os.environ.get("CCC_TEST_STEPS") != "1",
-                    reason="a step of the test command (scripts/test.sh); set CCC_TEST_STEPS=1 to run it here")
-@pytest.mark.skipif(bool(os.environ.get("CCC_TEST_SKIP_DRY")), reason="CCC_TEST_SKIP_DRY is set: the dry run of "
-                                                                       "full did not run")
 def test_dry_run_of_full_runs_every_chapter(tmp_path):
     env = {**os.environ, "CCC_PROGRESS": "off", "MPLBACKEND": "Agg"}
     r = subprocess.run([sys.executable, "-m", "ccc_lib", "run", "all", "--profile", "full_dry",
