@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-__all__ = ["Stack", "train_inns_batched"]
+__all__ = ["Stack", "train_inns_batched", "fit_stacked"]
 
 
 class _Apply(nn.Module):
@@ -123,7 +123,8 @@ class Stack:
 
 # --------------------------------------------------------------------------- chapter 3's INNs, K at once
 
-def train_inns_batched(models: Sequence[nn.Module], xs: Sequence[torch.Tensor], tc) -> list[dict]:
+def train_inns_batched(models: Sequence[nn.Module], xs: Sequence[torch.Tensor], tc,
+                       eval_fns: Sequence[Callable] | None = None) -> list[dict]:
     """:func:`ccc_lib.iocn.train_inn` for K INNs of one architecture at once (one per class, say): the
     same Algorithm 1 (``tc.objective="iocn"``) or likelihood (``"flow"``) with the library's own
     losses (:func:`~ccc_lib.iocn.iocn_loss`, :func:`~ccc_lib.iocn.flow_loss`), Adam, warm-up + cosine
@@ -131,17 +132,19 @@ def train_inns_batched(models: Sequence[nn.Module], xs: Sequence[torch.Tensor], 
     noise from its own generator seeded with ``tc.seed``, as ``train_inn`` does, so it sees the batches
     it would see alone. ``xs[k]`` are model k's training rows (standardised by its buffers); every
     model must get the same batch size (``min(tc.batch_size, len(xs[k]))``). Returns one metadata dict
-    per model (loss history, seconds per step shared out over the K models). ``tc.eval_at`` is not
-    supported here (evaluate afterwards). The models are trained in place."""
+    per model (loss history, seconds per step shared out over the K models). With ``tc.eval_at``,
+    ``eval_fns[k](model_k) -> dict`` is called after each of those steps (the stacked weights written back
+    into model k first; eval mode, no grad) and recorded with the step and model k's share of the training
+    wall-clock so far, as ``train_inn`` records its ``eval_fn``. The models are trained in place."""
     from . import iocn
     from .checks import InputError, check_features
     from .utils import cpu_threads, get_device, set_seed
     if tc.objective not in ("iocn", "flow"):
         raise InputError(f"objective must be 'iocn' or 'flow', not {tc.objective!r}")
-    if tc.eval_at:
-        raise InputError("train_inns_batched does not evaluate during training (tc.eval_at); evaluate each model "
-                         "after training, or train one by one with iocn.train_inn")
     models, dev = list(models), get_device()
+    eval_at = set(int(s) for s in tc.eval_at)
+    if eval_fns is not None and len(eval_fns) != len(models):
+        raise InputError(f"{len(models)} models but {len(eval_fns)} eval_fns")
     if len(models) != len(xs):
         raise InputError(f"{len(models)} models but {len(xs)} training sets")
     xs = [check_features(x, f"training data {k}", dim=m.cfg.dim) for k, (m, x) in enumerate(zip(models, xs))]
@@ -163,6 +166,7 @@ def train_inns_batched(models: Sequence[nn.Module], xs: Sequence[torch.Tensor], 
         perms = [torch.randperm(len(x), generator=g) for x, g in zip(xn, gens)]
         pos = [0] * len(models)
         hist = [{"loss": [], "pull": [], "push": []} for _ in models]
+        evals = [[] for _ in models]
         t_train = 0.0
 
         def iocn_fn(m, xb, zt):
@@ -206,12 +210,61 @@ def train_inns_batched(models: Sequence[nn.Module], xs: Sequence[torch.Tensor], 
                 hist[k]["loss"].append(float(loss[k].detach()))
                 hist[k]["pull"].append(float(pull[k].detach()))
                 hist[k]["push"].append(float(push[k].detach()))
+            if eval_fns is not None and step in eval_at:
+                for k, m in enumerate(stack.unstack()):
+                    m.eval()
+                    with torch.no_grad():
+                        ev = eval_fns[k](m)
+                    m.train()
+                    evals[k].append({"step": step, "train_seconds": t_train / len(models), **ev})
         stack.unstack()
     for m in models:
         m.eval()
     return [{"history": h, "train_seconds": t_train / len(models), "seconds_per_step": t_train / len(models) / max(tc.steps, 1),
-             "steps": tc.steps, "evals": [], "objective": tc.objective, "n_train": len(x), "device": str(dev),
-             "batched": len(models)} for h, x in zip(hist, xn)]
+             "steps": tc.steps, "evals": ev, "objective": tc.objective, "n_train": len(x), "device": str(dev),
+             "batched": len(models)} for h, x, ev in zip(hist, xn, evals)]
+
+
+def fit_stacked(dets: Sequence, datas: Sequence, eval_fns: Sequence[Callable] | None = None) -> list:
+    """Fit K INN detectors (:class:`ccc_lib.iocn.IOCN` or :class:`~ccc_lib.iocn.FlowDetector`, one
+    architecture, one training config) as one stacked model: what ``det.fit(x, eval_fn)`` does for each,
+    through the same checkpoints (a detector whose checkpoint is cached is loaded, not retrained; the others
+    are trained together by :func:`train_inns_batched` and each is stored under the key its own ``fit``
+    would use, so a later ``fit`` loads it). Returns the detectors, fitted."""
+    from .cache import NotCached, load_or_train
+    from .checks import InputError
+    dets = list(dets)
+    if len(dets) != len(datas) or (eval_fns is not None and len(eval_fns) != len(dets)):
+        raise InputError(f"fit_stacked: {len(dets)} detectors, {len(datas)} training sets"
+                         + ("" if eval_fns is None else f", {len(eval_fns)} eval_fns"))
+    preps, todo = [d.prepare(x) for d, x in zip(dets, datas)], []
+    for i, (d, (x, model, key)) in enumerate(zip(dets, preps)):
+        if key is not None:
+            try:
+                d.finish(model, load_or_train(model, d.cache_kind, key, None, cache_only=True))
+                continue
+            except NotCached:
+                pass
+        todo.append(i)
+    if not todo:
+        return dets
+    tcs = {_json_key(dets[i].train_cfg.to_dict()) for i in todo} | {dets[i].objective for i in todo}
+    if len(tcs) != 2:
+        raise InputError("fit_stacked: the detectors differ in objective or training config; stack only detectors "
+                         "trained alike (group them by method and settings)")
+    metas = train_inns_batched([preps[i][1] for i in todo], [preps[i][0] for i in todo], dets[todo[0]].train_cfg,
+                               eval_fns=None if eval_fns is None else [eval_fns[i] for i in todo])
+    for i, meta in zip(todo, metas):
+        x, model, key = preps[i]
+        meta = (load_or_train(model, dets[i].cache_kind, key, lambda m, meta=meta: meta) if key is not None
+                else {**meta, "from_cache": False})
+        dets[i].finish(model, meta)
+    return dets
+
+
+def _json_key(d: dict) -> str:
+    import json
+    return json.dumps(d, sort_keys=True, default=str)
 
 
 def _check(bad: torch.Tensor, step: int, what: str, values: torch.Tensor, tc) -> None:

@@ -332,7 +332,22 @@ class _INNDetector(Detector):
 
     def fit(self, data, eval_fn=None, desc: str | None = None) -> "_INNDetector":
         """Train on in-distribution feature rows (N×D, finite); with ``cache_tag`` set, load/store the
-        checkpoint (the key is the tag, the INN and training configs and a fingerprint of the data)."""
+        checkpoint (the key is the tag, the INN and training configs and a fingerprint of the data).
+        :func:`ccc_lib.batched.fit_stacked` fits K such detectors at once into the same checkpoints."""
+        x, model, key = self.prepare(data)
+        desc = desc or self.name
+        train_fn = lambda m: train_inn(m, x, self.train_cfg, eval_fn=eval_fn, desc=desc)  # noqa: E731
+        meta = (load_or_train(model, self.cache_kind, key, train_fn) if key is not None
+                else {**train_fn(model), "from_cache": False})
+        return self.finish(model, meta)
+
+    @property
+    def cache_kind(self) -> str:
+        return f"iocn-{self.objective}"
+
+    def prepare(self, data) -> tuple:
+        """Checked training rows, an untrained model standardised on them, and the cache key (None
+        without ``cache_tag``): what :meth:`fit` trains."""
         x = check_features(data, f"{self.name}.fit data",
                            dim=self.inn_cfg.dim if self.inn_cfg is not None else None)
         if len(x) < 2:
@@ -341,14 +356,15 @@ class _INNDetector(Detector):
         self.inn_cfg = cfg
         model = INNModel(cfg)
         model.set_standardisation(x, self.divisor)
-        desc = desc or self.name
-        train_fn = lambda m: train_inn(m, x, self.train_cfg, eval_fn=eval_fn, desc=desc)  # noqa: E731
+        key = None
         if self.cache_tag:
             key = {"tag": self.cache_tag, "inn": cfg.to_dict(), "train": self.train_cfg.to_dict(),
                    "divisor": self.divisor, "n": len(x), "fingerprint": fingerprint(torch.as_tensor(x, dtype=torch.float32))}
-            self.meta = load_or_train(model, f"iocn-{self.objective}", key, train_fn)
-        else:
-            self.meta = {**train_fn(model), "from_cache": False}
+        return x, model, key
+
+    def finish(self, model: INNModel, meta: dict) -> "_INNDetector":
+        """Take a trained ``model`` (and its training metadata) as this detector's."""
+        self.meta = meta
         self.model = model.to(get_device()).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)

@@ -104,3 +104,45 @@ def test_frozen_parameters_stay_frozen():
     assert not st.params["inn.module_list.0.w_perm"].requires_grad
     assert all(p.requires_grad for p in st.parameters())
     assert len(st.parameters()) == sum(p.requires_grad for p in models[0].parameters())
+
+
+def test_chapter3_stacked_inns_equal_one_by_one(monkeypatch, tmp_path):
+    """Chapter 3 with ``stack_inns`` (on at full): each method's per-class INNs trained as one stacked model
+    land in the checkpoints the one-by-one run would write, with the same weights, budget curves and
+    AUROCs to float rounding; a second run reads them (nothing retrained)."""
+    import numpy as np
+    from ccc_lib.experiments import iocn as E
+    rng = np.random.default_rng(0)
+    feats = {"train": (rng.standard_normal((240, 10)).astype(np.float32) + np.repeat(np.arange(3), 80)[:, None] * 0.5,
+                       np.repeat(np.arange(3), 80)),
+             "test": (rng.standard_normal((90, 10)).astype(np.float32) + np.repeat(np.arange(3), 30)[:, None] * 0.5,
+                      np.repeat(np.arange(3), 30)),
+             "classes": ["a", "b", "c"]}
+    monkeypatch.setattr(E, "fashion_features", lambda *a, **k: feats)
+    monkeypatch.setenv("CCC_JOBS", "1")                   # the class jobs in this process (they see the patch)
+    S = E.settings("smoke", classes=(0, 1, 2), n_train=None, feature_dim=6, steps=8, flow_steps=8, eval_at=(4, 8),
+                   n_blocks=2, batch_size=32)
+    runs = {}
+    for stacked in (False, True):
+        monkeypatch.setenv("CCC_CACHE", str(tmp_path / str(stacked)))
+        runs[stacked] = E.one_vs_rest("cnn_mnist5k", {**S, "stack_inns": stacked}, "smoke", methods=["FLOW", "IOCN"])
+    a, b = runs[False], runs[True]
+    for m in ("FLOW", "IOCN"):
+        for c in (0, 1, 2):
+            assert b.detectors[m][c].meta["batched"] == 3 and "batched" not in a.detectors[m][c].meta
+            _close(a.detectors[m][c].model, b.detectors[m][c].model, tol=1e-5)
+            assert a.auroc[m][c] == pytest.approx(b.auroc[m][c], abs=1e-6)
+            assert [e["step"] for e in a.evals[m][c]] == [e["step"] for e in b.evals[m][c]] == [4, 8]
+            assert [e["auroc"] for e in a.evals[m][c]] == pytest.approx([e["auroc"] for e in b.evals[m][c]], abs=1e-6)
+    again = E.one_vs_rest("cnn_mnist5k", {**S, "stack_inns": True}, "smoke", methods=["FLOW", "IOCN"])
+    assert all(all(again.from_cache[m].values()) for m in ("FLOW", "IOCN"))
+
+
+def test_fit_stacked_refuses_mixed_training_configs():
+    x = torch.randn(100, 4)
+    dets = [iocn.IOCN(iocn.INNConfig(dim=4, n_blocks=2, hidden=8), {"steps": 3}),
+            iocn.IOCN(iocn.INNConfig(dim=4, n_blocks=2, hidden=8), {"steps": 4})]
+    from ccc_lib.batched import fit_stacked
+    from ccc_lib.checks import InputError
+    with pytest.raises(InputError, match="group them"):
+        fit_stacked(dets, [x, x])

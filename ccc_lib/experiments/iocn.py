@@ -46,6 +46,9 @@ SETTINGS = {
     # `goad_check`: where GOAD is step-matched, is it under-trained? GOAD with `n_trans` transformations
     # (deepOD's default: 256), cheap enough for deepOD's default `epochs`, on `classes`: does its loss settle,
     # and where (chance is ln n_trans)?
+    # `stack_inns`: train each method's per-class INNs as one stacked model (ccc_lib.batched; the same weights
+    # as one by one, to float rounding): on a GPU one step is launch-bound, so the ten classes cost about one
+    # (on at full, and in its dry run); on the CPU profiles the classes run side by side as jobs instead.
     "smoke": {
         "dataset": "fashion_mnist",
         "classes": (0, 1, 7),          # three Fashion-MNIST classes as inliers (T-shirt, Trouser, Sneaker)
@@ -57,6 +60,7 @@ SETTINGS = {
         "deepod_feature_sets": ("cnn_mnist5k",), "deepod_raw": ("SLAD",), "deepod_raw_classes": (0,),
         "goad_check": {"classes": (0,), "n_trans": 8, "epochs": 10},
         "verdict_seeds": (0, 1),       # IOCN and FLOW seeds behind the verdicts (learned features)
+        "stack_inns": False,
         "n_blocks": 4, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 64,
         "steps": 40, "flow_steps": 40, "eval_at": (20, 40),
         "alpha": 0.05,                 # target false-alarm rate of the calibrated threshold
@@ -78,6 +82,7 @@ SETTINGS = {
         "deepod_feature_sets": ("cnn_mnist5k",), "deepod_raw": ("ICL", "SLAD"), "deepod_raw_classes": (0, 1),
         "goad_check": {"classes": (0, 1), "n_trans": 32, "epochs": 100},
         "verdict_seeds": (0, 1, 2),
+        "stack_inns": False,
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 128,
         "steps": 300, "flow_steps": 300, "eval_at": (50, 100, 200, 300),
         "alpha": 0.05,
@@ -100,6 +105,7 @@ SETTINGS = {
         "deepod_feature_sets": ("resnet18_imagenet", "pixels"), "deepod_raw": ("ICL", "SLAD"), "deepod_raw_classes": (0, 1),
         "goad_check": {"classes": (), "n_trans": 32, "epochs": 100},     # GOAD runs its 100 epochs in Table 1
         "verdict_seeds": (0, 1, 2),
+        "stack_inns": True,
         "n_blocks": 12, "clamp": 1.0, "lr": 1e-3, "noise": 0.1, "divisor": 3.0, "batch_size": 256,
         "steps": 4000, "flow_steps": 4000, "eval_at": (100, 250, 500, 1000, 2000, 4000),
         "alpha": 0.05,
@@ -421,6 +427,15 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
     ``S["eval_at"]`` (the budget curves)."""
     prof = get_profile(profile)
     feats = fashion_features(feature_kind, prof, dataset=S.get("dataset", "fashion_mnist"))   # cached first
+    if cache and S.get("stack_inns") and len(S["classes"]) > 1:
+        # the per-class INNs of each method trained as one stacked model (ccc_lib.batched.fit_stacked: the
+        # same weights as one by one, to float rounding), into the checkpoints the loop below reads
+        from ..batched import fit_stacked
+        for m in ("IOCN", "FLOW"):
+            if methods is None or m in methods:
+                sps = [one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed) for c in S["classes"]]
+                fit_stacked([_inn_detector(m, S, sp, feature_kind, prof, c, seed, cache) for c, sp in zip(S["classes"], sps)],
+                            [sp.train for sp in sps], [_inn_eval_fn(sp, m.lower()) for sp in sps])
     if cache and len(S["classes"]) > 1:
         # train the classes side by side (ccc_lib.parallel.run_jobs); each job fills the cache, and the
         # loop below reads every row of every class from it
@@ -443,29 +458,12 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
         sp = one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed)
         y = sp.is_out
         res.pca[c] = sp.pca
-        xte_t = torch.as_tensor(sp.test)
-
-        def eval_fn(model, obj):
-            det = IOCN() if obj == "iocn" else FlowDetector()
-            det.model, det.inn_cfg = model, model.cfg
-            s = det.score(xte_t)
-            ev = {"auroc": ood_metrics(s[y == 0], s[y == 1])["auroc"]}
-            if obj == "iocn":
-                ev["inside_train"] = float((det.score(sp.train) < 0).mean())
-            return ev
-
         for m in methods:
             t0 = time.perf_counter()
             det, cached = None, False
             if m in ("IOCN", "FLOW"):
-                obj = m.lower()
-                tc = TrainConfig(objective=obj, steps=S["steps"] if m == "IOCN" else S["flow_steps"], lr=S["lr"],
-                                 batch_size=S["batch_size"], noise=S["noise"], seed=seed, eval_at=tuple(S["eval_at"]))
-                cls = IOCN if m == "IOCN" else FlowDetector
-                det = cls(INNConfig(dim=sp.train.shape[1], n_blocks=S["n_blocks"], clamp=S["clamp"], seed=seed), tc,
-                          standardise_divisor=S["divisor"],
-                          cache_tag=f"fashion-{feature_kind}-{prof.name}-class{c}" if cache else None)
-                det.fit(sp.train, eval_fn=lambda mod, o=obj: eval_fn(mod, o), desc=f"{m} class {c}")
+                det = _inn_detector(m, S, sp, feature_kind, prof, c, seed, cache)
+                det.fit(sp.train, eval_fn=_inn_eval_fn(sp, m.lower()), desc=f"{m} class {c}")
                 res.evals.setdefault(m, {})[c] = det.meta.get("evals", [])
                 res.seconds_per_step.setdefault(m, {})[c] = det.meta["seconds_per_step"]
                 cached = bool(det.meta.get("from_cache"))
@@ -491,6 +489,31 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
             if verbose:
                 print(f"class {c} {m:18s} AUROC {res.auroc[m][c]:.4f}  {time.perf_counter() - t0:.1f}s", flush=True)
     return res
+
+
+def _inn_detector(m: str, S: dict, sp: Split, feature_kind: str, prof: Profile, c: int, seed: int, cache: bool):
+    """Table 1's IOCN or FLOW row for inlier class ``c``, unfitted (its checkpoint tag names the class)."""
+    tc = TrainConfig(objective=m.lower(), steps=S["steps"] if m == "IOCN" else S["flow_steps"], lr=S["lr"],
+                     batch_size=S["batch_size"], noise=S["noise"], seed=seed, eval_at=tuple(S["eval_at"]))
+    cls = IOCN if m == "IOCN" else FlowDetector
+    return cls(INNConfig(dim=sp.train.shape[1], n_blocks=S["n_blocks"], clamp=S["clamp"], seed=seed), tc,
+               standardise_divisor=S["divisor"], cache_tag=f"fashion-{feature_kind}-{prof.name}-class{c}" if cache else None)
+
+
+def _inn_eval_fn(sp: Split, obj: str):
+    """The budget curve's evaluation during training: test AUROC (and for the IOCN the share of training
+    inliers inside the cube) of the model at that step."""
+    xte_t, y = torch.as_tensor(sp.test), sp.is_out
+
+    def eval_fn(model):
+        det = IOCN() if obj == "iocn" else FlowDetector()
+        det.model, det.inn_cfg = model, model.cfg
+        s = det.score(xte_t)
+        ev = {"auroc": ood_metrics(s[y == 0], s[y == 1])["auroc"]}
+        if obj == "iocn":
+            ev["inside_train"] = float((det.score(sp.train) < 0).mean())
+        return ev
+    return eval_fn
 
 
 def class_job(feature_kind: str, S: dict, profile: str, methods, seed: int) -> dict:
