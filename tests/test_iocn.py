@@ -525,3 +525,33 @@ def test_paired_class_mean_differences_and_seeds():
     same, _ = E.class_mean_diff(runs[0], "B", run(0.0, 0), "B")
     assert same.lo <= 0 <= same.hi
     del rng
+
+
+def test_goad_check_table_and_its_curves(monkeypatch, tmp_path):
+    """The GOAD check (fewer transformations, more epochs) sits beside Table 1's GOAD with its loss against
+    chance, and its curves (loss ÷ ln n_trans per epoch) are kept for the chapter's figure."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rng = np.random.default_rng(0)
+    feats = {"train": (rng.standard_normal((160, 8)).astype(np.float32), np.repeat(np.arange(2), 80)),
+             "test": (rng.standard_normal((60, 8)).astype(np.float32) + np.repeat(np.arange(2), 30)[:, None],
+                      np.repeat(np.arange(2), 30)),
+             "classes": ["a", "b"]}
+    monkeypatch.setattr(E, "fashion_features", lambda *a, **k: feats)
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    S = E.settings("smoke", classes=(0,), n_train=None, feature_dim=4, baselines=(), deepod=("GOAD",),
+                   steps=4, flow_steps=4, eval_at=(4,), n_blocks=2, goad_check={"classes": (0,), "n_trans": 4, "epochs": 3})
+    res = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=["GOAD (deepOD)"], cache=True)
+    t = E.goad_check_table(feats, res, S)
+    assert len(t) == 2 and t["epochs"].tolist()[1] == 3
+    assert t["chance (ln n)"].tolist()[1] == pytest.approx(np.log(4))
+    curves = t.attrs["curves"]
+    assert [len(v) for v in curves.values()] == t["epochs"].tolist()
+    check = [v for (c, lab), v in curves.items() if lab.startswith("check")][0]
+    assert check[-1] == pytest.approx(t["last loss / chance"].tolist()[1])
+    fig, ax = plt.subplots()
+    E.plot_goad_check(t, ax)
+    assert len(ax.lines) == 3                                  # two curves and the chance line
+    plt.close(fig)
+    assert E.goad_check_table(feats, res, {**S, "goad_check": {}}).empty

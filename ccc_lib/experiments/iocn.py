@@ -748,7 +748,7 @@ def goad_check_table(feats: dict, res: OneVsRest, S: dict, seed: int = 0, cache:
     name = "GOAD (deepOD)"
     if name not in res.deepod or not chk.get("classes"):
         return pd.DataFrame()
-    rows = []
+    rows, curves = [], {}
     for c in chk["classes"]:
         if c not in res.inliers:
             continue
@@ -762,12 +762,26 @@ def goad_check_table(feats: dict, res: OneVsRest, S: dict, seed: int = 0, cache:
                 (f"check ({chk['n_trans']} transformations, {chk['epochs']} epochs)", chk["n_trans"], out["history"],
                  ood_metrics(out["scores"][y == 0], out["scores"][y == 1])["auroc"])):
             pl = plateau(h["loss"], **PLATEAU)
+            curves[(res.class_names[c], label)] = np.asarray(h["loss"], dtype=float) / np.log(n_trans)
             rows.append({"class": res.class_names[c], "GOAD": label, "epochs": int(h["epochs"]), "steps": int(h["steps"]),
                          "train s": float(h["train_seconds"]), "loss, last epoch": float(h["loss"][-1]),
                          "chance (ln n)": float(np.log(n_trans)),
                          "last loss / chance": float(h["loss"][-1] / np.log(n_trans)),
                          "improvement, last 10 %": pl["improvement"], "plateaued": pl["plateaued"], "AUROC": float(auroc)})
-    return pd.DataFrame(rows).set_index(["class", "GOAD"])
+    table = pd.DataFrame(rows).set_index(["class", "GOAD"])
+    table.attrs["curves"] = curves        # (class, GOAD) → loss per epoch ÷ chance, for plot_goad_check
+    return table
+
+
+def plot_goad_check(table, ax) -> None:
+    """The GOAD check's training curves: loss per epoch divided by chance (ln of the transformations; 1 =
+    cannot tell its transformations apart), Table 1's step-matched GOAD and the check's, per class."""
+    for (cls, label), curve in table.attrs.get("curves", {}).items():
+        ax.plot(np.arange(1, len(curve) + 1), curve, ls="-" if label.startswith("check") else "--",
+                marker="" if len(curve) > 12 else "o", ms=3, label=f"{cls}: {label}")
+    ax.axhline(1.0, color="k", lw=0.8, ls=":", label="chance (loss = ln n_trans)")
+    ax.set_xlabel("epoch"); ax.set_ylabel("GOAD training loss / chance")
+    ax.legend(fontsize=7)
 
 
 # --------------------------------------------------------------------------- where we differ
