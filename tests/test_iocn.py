@@ -377,12 +377,14 @@ def test_one_dimensional_inn_is_refused_with_the_fix():
 
 def test_deepod_budget_rule():
     """One rule at every profile: deepod_epochs (deepOD's 100 at default and full) for every row, except the
-    step-matched rows (GOAD at default), which get the IOCN's gradient steps in whole epochs."""
+    step-matched rows (none at default and full), which get the IOCN's gradient steps in whole epochs."""
     S = E.settings("default")
     assert set(S["deepod"]) == {"DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"}
     assert S["deepod_epochs"] == 100 and E.deepod_default("ICL", "epochs") == 100
-    for m in ("DeepSVDD", "RCA", "ICL", "SLAD"):
+    for m in S["deepod"]:
         assert E.deepod_epochs(m, S, S["n_train"]) == 100
+    assert not S["goad_check"]["classes"]                                       # GOAD's 100 epochs are in Table 1
+    S = {**S, "deepod_step_matched": ("GOAD",)}
     per_epoch = -(-S["n_train"] // E.deepod_default("GOAD", "batch_size"))
     g = E.deepod_epochs("GOAD", S, S["n_train"])
     assert (g - 1) * per_epoch < S["steps"] <= g * per_epoch                     # the IOCN's steps, whole epochs
