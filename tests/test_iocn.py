@@ -557,3 +557,20 @@ def test_goad_check_table_and_its_curves(monkeypatch, tmp_path):
     assert len(ax.lines) == 3                                  # two curves and the chance line
     plt.close(fig)
     assert E.goad_check_table(feats, res, {**S, "goad_check": {}}).empty
+
+
+def test_one_class_split_is_the_same_bits_on_any_number_of_blas_threads():
+    """The split's bits go into the cache keys of every row trained on it: a per-class job (one thread) and
+    the notebook's kernel (all cores) must compute the same split, or the kernel misses what the jobs
+    trained and trains it again (measured at default: every Table 1 row retrained in the kernel)."""
+    from threadpoolctl import threadpool_limits
+    from ccc_lib.cache import fingerprint
+    rng = np.random.default_rng(0)
+    xtr = rng.standard_normal((3000, 256)).astype(np.float32)
+    feats = {"train": (xtr, np.repeat(np.arange(2), 1500)), "test": (xtr[:500], np.zeros(500, int)), "classes": ["a", "b"]}
+    prints = set()
+    for n in (1, 2, 4):
+        with threadpool_limits(limits=n):
+            sp = E.one_class_split(feats, 0, 16, 1000, seed=0)
+        prints.add((fingerprint(torch.as_tensor(sp.train)), fingerprint(torch.as_tensor(sp.test))))
+    assert len(prints) == 1

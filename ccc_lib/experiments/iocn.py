@@ -289,11 +289,18 @@ def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = No
     if n_train is not None and n_train < len(idx):
         idx = np.sort(np.random.default_rng(seed).choice(idx, n_train, replace=False))
     dim = min(dim, len(idx), xtr.shape[1])
-    pca = PCA(n_components=dim, random_state=seed).fit(xtr[idx])
-    raw_tr, raw_te = pca.transform(xtr[idx]), pca.transform(xte)
-    prep = Pipeline([("pca", pca), ("zscore", StandardScaler().fit(raw_tr))])
+    # on one BLAS thread, whatever the caller's: a multi-threaded BLAS sums in another order, and the split's
+    # last bits go into every cache key of the rows trained on it, so a per-class job (one thread) and the
+    # notebook's kernel (all cores) must compute the same bits, or the kernel misses what the jobs trained
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1):
+        pca = PCA(n_components=dim, random_state=seed).fit(xtr[idx])
+        raw_tr, raw_te = pca.transform(xtr[idx]), pca.transform(xte)
+        prep = Pipeline([("pca", pca), ("zscore", StandardScaler().fit(raw_tr))])
     z = prep.named_steps["zscore"]
-    return Split(inlier, z.transform(raw_tr).astype(np.float32), z.transform(raw_te).astype(np.float32),
+    with threadpool_limits(limits=1):
+        ztr, zte = z.transform(raw_tr), z.transform(raw_te)
+    return Split(inlier, ztr.astype(np.float32), zte.astype(np.float32),
                  (yte != inlier).astype(int), prep, float(pca.explained_variance_ratio_.sum()),
                  raw_tr.astype(np.float32), raw_te.astype(np.float32))
 
