@@ -231,7 +231,7 @@ def fit_stacked(dets: Sequence, datas: Sequence, eval_fns: Sequence[Callable] | 
     through the same checkpoints (a detector whose checkpoint is cached is loaded, not retrained; the others
     are trained together by :func:`train_inns_batched` and each is stored under the key its own ``fit``
     would use, so a later ``fit`` loads it). Returns the detectors, fitted."""
-    from .cache import NotCached, load_or_train
+    from .cache import NotCached, config_hash, load_or_train
     from .checks import InputError
     dets = list(dets)
     if len(dets) != len(datas) or (eval_fns is not None and len(eval_fns) != len(dets)):
@@ -248,7 +248,7 @@ def fit_stacked(dets: Sequence, datas: Sequence, eval_fns: Sequence[Callable] | 
         todo.append(i)
     if not todo:
         return dets
-    tcs = {_json_key(dets[i].train_cfg.to_dict()) for i in todo} | {dets[i].objective for i in todo}
+    tcs = {config_hash(dets[i].train_cfg.to_dict()) for i in todo} | {dets[i].objective for i in todo}
     if len(tcs) != 2:
         raise InputError("fit_stacked: the detectors differ in objective or training config; stack only detectors "
                          "trained alike (group them by method and settings)")
@@ -260,11 +260,6 @@ def fit_stacked(dets: Sequence, datas: Sequence, eval_fns: Sequence[Callable] | 
                 else {**meta, "from_cache": False})
         dets[i].finish(model, meta)
     return dets
-
-
-def _json_key(d: dict) -> str:
-    import json
-    return json.dumps(d, sort_keys=True, default=str)
 
 
 def _check(bad: torch.Tensor, step: int, what: str, values: torch.Tensor, tc) -> None:
