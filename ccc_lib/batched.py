@@ -248,8 +248,7 @@ def fit_stacked(dets: Sequence, datas: Sequence, eval_fns: Sequence[Callable] | 
         todo.append(i)
     if not todo:
         return dets
-    tcs = {config_hash(dets[i].train_cfg.to_dict()) for i in todo} | {dets[i].objective for i in todo}
-    if len(tcs) != 2:
+    if len({(dets[i].objective, config_hash(dets[i].train_cfg.to_dict())) for i in todo}) != 1:
         raise InputError("fit_stacked: the detectors differ in objective or training config; stack only detectors "
                          "trained alike (group them by method and settings)")
     metas = train_inns_batched([preps[i][1] for i in todo], [preps[i][0] for i in todo], dets[todo[0]].train_cfg,

@@ -42,8 +42,9 @@ SETTINGS = {
     # and full; fewer at smoke, a pipeline check), except the rows in `deepod_step_matched`, which get the
     # IOCN's number of gradient steps (`steps`, in whole epochs). No row is step-matched at default or full:
     # with the book's faster GOAD loss and score (tested equal to deepOD's) GOAD's 100 epochs cost minutes
-    # per class on a CPU (measured in the chapter; deepOD's own took hours). `deepod_raw` rows are also run on the raw PCA components (no z-score) for the classes
-    # `deepod_raw_classes`, to show what the inputs do. Their test scores are cached.
+    # per class on a CPU (measured in the chapter; deepOD's own took hours). `deepod_raw` rows are also run
+    # on the raw PCA components (no z-score) for the classes `deepod_raw_classes`, to show what the inputs
+    # do. Their test scores are cached.
     # `goad_check`: where GOAD is step-matched, is it under-trained? GOAD with `n_trans` transformations
     # (deepOD's default: 256), cheap enough for deepOD's default `epochs`, on `classes`: does its loss settle,
     # and where (chance is ln n_trans)?
@@ -296,10 +297,9 @@ def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = No
     with threadpool_limits(limits=1):
         pca = PCA(n_components=dim, random_state=seed).fit(xtr[idx])
         raw_tr, raw_te = pca.transform(xtr[idx]), pca.transform(xte)
-        prep = Pipeline([("pca", pca), ("zscore", StandardScaler().fit(raw_tr))])
-    z = prep.named_steps["zscore"]
-    with threadpool_limits(limits=1):
+        z = StandardScaler().fit(raw_tr)
         ztr, zte = z.transform(raw_tr), z.transform(raw_te)
+    prep = Pipeline([("pca", pca), ("zscore", z)])
     return Split(inlier, ztr.astype(np.float32), zte.astype(np.float32),
                  (yte != inlier).astype(int), prep, float(pca.explained_variance_ratio_.sum()),
                  raw_tr.astype(np.float32), raw_te.astype(np.float32))
@@ -439,9 +439,9 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
         # the per-class INNs of each method trained as one stacked model (ccc_lib.batched.fit_stacked: the
         # same weights as one by one, to float rounding), into the checkpoints the loop below reads
         from ..batched import fit_stacked
+        sps = [one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed) for c in S["classes"]]
         for m in ("IOCN", "FLOW"):
             if methods is None or m in methods:
-                sps = [one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed) for c in S["classes"]]
                 fit_stacked([_inn_detector(m, S, sp, feature_kind, prof, c, seed, cache) for c, sp in zip(S["classes"], sps)],
                             [sp.train for sp in sps], [_inn_eval_fn(sp, m.lower()) for sp in sps])
     if cache and len(S["classes"]) > 1:
