@@ -316,7 +316,7 @@ class _INNDetector(Detector):
     input_kind = "features"
 
     def __init__(self, inn: INNConfig | dict | None = None, train: TrainConfig | dict | None = None,
-                 standardise_divisor: float = 1.0, cache_tag: str | None = None):
+                 standardise_divisor: float = 1.0, cache_tag: str | None = None, data_key: dict | None = None):
         self.inn_cfg = inn if isinstance(inn, INNConfig) or inn is None else INNConfig(**inn)
         tc = train if isinstance(train, TrainConfig) else TrainConfig(**(train or {}))
         tc.objective = self.objective
@@ -327,12 +327,16 @@ class _INNDetector(Detector):
         self.train_cfg = tc
         self.divisor = standardise_divisor
         self.cache_tag = cache_tag
+        # what the training rows *are* (e.g. a split's inputs and settings), keyed in place of their bytes:
+        # rows recomputed elsewhere can differ in the last bits and would miss the checkpoint
+        self.data_key = data_key
         self.model: INNModel | None = None
         self.meta: dict = {}
 
     def fit(self, data, eval_fn=None, desc: str | None = None) -> "_INNDetector":
         """Train on in-distribution feature rows (N×D, finite); with ``cache_tag`` set, load/store the
-        checkpoint (the key is the tag, the INN and training configs and a fingerprint of the data).
+        checkpoint (the key is the tag, the INN and training configs and a fingerprint of the data, or
+        ``data_key`` where the detector was given one).
         :func:`ccc_lib.batched.fit_stacked` fits K such detectors at once into the same checkpoints."""
         x, model, key = self.prepare(data)
         desc = desc or self.name
@@ -359,7 +363,11 @@ class _INNDetector(Detector):
         key = None
         if self.cache_tag:
             key = {"tag": self.cache_tag, "inn": cfg.to_dict(), "train": self.train_cfg.to_dict(),
-                   "divisor": self.divisor, "n": len(x), "fingerprint": fingerprint(torch.as_tensor(x, dtype=torch.float32))}
+                   "divisor": self.divisor, "n": len(x)}
+            if self.data_key is not None:
+                key["data"] = self.data_key
+            else:
+                key["fingerprint"] = fingerprint(torch.as_tensor(x, dtype=torch.float32))
         return x, model, key
 
     def finish(self, model: INNModel, meta: dict) -> "_INNDetector":

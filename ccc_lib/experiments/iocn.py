@@ -171,25 +171,30 @@ def fashion_features(kind: str, profile: str | Profile | None = None, batch_size
     unit hypersphere as the paper does with its MoCo features; ``"resnet18_imagenet"`` — the 512-d
     pooled features of torchvision's ImageNet-pretrained ResNet-18 (it never saw a CIFAR-10 label),
     on the hypersphere; ``"pixels"`` — the raw pixel values (C·H·W per image).
-    Returns ``{"train": (x, y), "test": (x, y), "classes": [...]}``."""
+    Returns ``{"train": (x, y), "test": (x, y), "classes": [...], "key": ...}``; ``key`` names what the
+    features are (kind, encoder, images, labels, profile), the identity the chapter's cache keys use."""
     from ..train import profile_data
     _check_kind(kind)
     prof = get_profile(profile)
-    out = {}
+    out, key = {}, {"v": 1, "dataset": dataset, "profile": prof.name}
     for split in ("train", "test"):
         data = profile_data(dataset, split, prof)
         out["classes"] = list(data.classes)
-        out[split] = (_cached_encoding(kind, data, prof, batch_size), data.y.numpy())
+        x, key[split] = _cached_encoding(kind, data, prof, batch_size)
+        key[f"{split}_labels"] = fingerprint(data.y)
+        out[split] = (x, data.y.numpy())
     out["image_shape"] = tuple(data.shape)
+    out["key"] = key
     return out
 
 
-def _cached_encoding(kind: str, data, prof: Profile, batch_size: int) -> np.ndarray:
+def _cached_encoding(kind: str, data, prof: Profile, batch_size: int) -> tuple[np.ndarray, dict]:
     """:func:`encode_images` of a whole split, through the tensor cache for the learned encoders (keyed by
     the encoder's identity and a fingerprint of the images), so a warm rebuild does not re-encode the
-    training set; the pixels are the data themselves and are not cached."""
+    training set; the pixels are the data themselves and are not cached. Returns ``(features, key)``:
+    the key names the features by their inputs, not by their (platform-dependent) last bits."""
     if kind == "pixels":
-        return encode_images(kind, data, prof, batch_size)
+        return encode_images(kind, data, prof, batch_size), {"kind": kind, "images": fingerprint(data.x)}
     if kind == "cnn_mnist5k":
         from ..train import get_classifier
         encoder = fingerprint(get_classifier("mnist5k", prof)[0])
@@ -198,7 +203,7 @@ def _cached_encoding(kind: str, data, prof: Profile, batch_size: int) -> np.ndar
     key = {"kind": kind, "encoder": encoder, "images": fingerprint(data.x), "profile": prof.name}
     out = load_or_compute("iocn-features", key,
                           lambda: {"x": torch.as_tensor(encode_images(kind, data, prof, batch_size))})
-    return out["x"].numpy()
+    return out["x"].numpy(), key
 
 
 @functools.lru_cache(maxsize=4)
@@ -273,6 +278,8 @@ class Split:
     explained_variance: float
     raw_train: np.ndarray | None = None     # the PCA components before the z-score (for the raw-input table)
     raw_test: np.ndarray | None = None
+    key: dict | None = None     # what the split is (its features' key, class, dimension, rows, seed): the cache
+                                # keys of the rows trained on it use this, not the split's floating-point bits
 
 
 def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = None, seed: int = 0) -> Split:
@@ -300,9 +307,15 @@ def one_class_split(feats: dict, inlier: int, dim: int, n_train: int | None = No
         z = StandardScaler().fit(raw_tr)
         ztr, zte = z.transform(raw_tr), z.transform(raw_te)
     prep = Pipeline([("pca", pca), ("zscore", z)])
+    # the split named by its inputs: the PCA's last bits depend on the BLAS, its threads and the process
+    # (a notebook kernel and a fresh job have been seen to differ), and must not decide a cache hit
+    key = {"split": 1, "features": feats.get("key") or {"train": fingerprint(xtr), "test": fingerprint(xte),
+                                                         "train_labels": fingerprint(np.asarray(ytr)),
+                                                         "test_labels": fingerprint(np.asarray(yte))},
+           "inlier": int(inlier), "dim": int(dim), "n_train": None if n_train is None else int(n_train), "seed": int(seed)}
     return Split(inlier, ztr.astype(np.float32), zte.astype(np.float32),
                  (yte != inlier).astype(int), prep, float(pca.explained_variance_ratio_.sum()),
-                 raw_tr.astype(np.float32), raw_te.astype(np.float32))
+                 raw_tr.astype(np.float32), raw_te.astype(np.float32), key)
 
 
 def calibration_mask(y_test: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -384,16 +397,17 @@ def _scores_cached(kind: str, key: dict, fit_score, cache: bool) -> tuple[np.nda
 
 
 def deepod_scores(name: str, train: np.ndarray, test: np.ndarray, S: dict, seed: int = 0, cache: bool = True,
-                  fixes: bool = True, epochs: int | None = None, **kw) -> dict:
+                  fixes: bool = True, epochs: int | None = None, data_key: dict | None = None, **kw) -> dict:
     """Fit deepOD row ``name`` ("<method> (deepOD)") on ``train`` under :func:`deepod_budget`'s rule and
     score ``test``; through the tensor cache (keyed by the method, its epochs, the fixes, the seed and
-    fingerprints of the data), so a warm rebuild does not retrain. Returns ``{"scores", "history"
+    fingerprints of the data, or ``data_key``: what the data are), so a warm rebuild does not retrain. Returns ``{"scores", "history"
     (loss per epoch, epochs, steps, seconds), "fixes", "score_seconds", "from_cache"}``. ``epochs`` and
     ``kw`` (deepOD hyper-parameters, e.g. ``n_trans``) override the rule and the defaults (a side study)."""
     method = name[:-len(" (deepOD)")]
     epochs = deepod_epochs(method, S, len(train)) if epochs is None else int(epochs)
     key = {"v": 2, "method": name, "epochs": epochs, "fixes": fixes, "seed": seed, "deepod": deepod_version(),
-           "train": fingerprint(torch.as_tensor(train)), "test": fingerprint(torch.as_tensor(test))}
+           **({"data": data_key} if data_key is not None else
+              {"train": fingerprint(torch.as_tensor(train)), "test": fingerprint(torch.as_tensor(test))})}
     if kw:
         key["kwargs"] = dict(sorted(kw.items()))
 
@@ -411,8 +425,8 @@ class LazyBaseline:
     """A PyOD row whose test scores came from the cache: fitted (on the same rows, with the same seed)
     only if something else asks it to score, e.g. chapter 1's counterfeits."""
 
-    def __init__(self, name: str, train: np.ndarray, seed: int):
-        self.name, self.train, self.seed, self.det = name, train, seed, None
+    def __init__(self, name: str, train: np.ndarray, seed: int, data_key: dict | None = None):
+        self.name, self.train, self.seed, self.det, self.data_key = name, train, seed, None, data_key
 
     def score(self, x) -> np.ndarray:
         """Scores of ``x``, through the tensor cache (keyed by the method, its training rows, the seed
@@ -421,7 +435,8 @@ class LazyBaseline:
             if self.det is None:
                 self.det = make_oneclass_baseline(self.name).fit(self.train, seed=self.seed)
             return {"scores": torch.as_tensor(np.asarray(self.det.score(x), dtype=np.float64))}
-        key = {"method": self.name, "train": fingerprint(torch.as_tensor(self.train)), "seed": self.seed,
+        key = {"method": self.name, "seed": self.seed,
+               **({"data": self.data_key} if self.data_key is not None else {"train": fingerprint(torch.as_tensor(self.train))}),
                "x": fingerprint(torch.as_tensor(np.asarray(x)))}
         return load_or_compute("iocn-baseline-scores", key, compute)["scores"].numpy()
 
@@ -477,13 +492,12 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
                 cached = bool(det.meta.get("from_cache"))
                 s = det.score(sp.test)
             elif m.endswith(" (deepOD)"):
-                out = deepod_scores(m, sp.train, sp.test, S, seed, cache)
+                out = deepod_scores(m, sp.train, sp.test, S, seed, cache, data_key=sp.key)
                 s, cached = out["scores"], out["from_cache"]
                 res.deepod.setdefault(m, {})[c] = {k: out[k] for k in ("history", "fixes", "score_seconds")}
             else:
-                key = {"method": m, "seed": seed, "train": fingerprint(torch.as_tensor(sp.train)),
-                       "test": fingerprint(torch.as_tensor(sp.test))}
-                det = LazyBaseline(m, sp.train, seed)
+                key = {"method": m, "seed": seed, "data": sp.key}
+                det = LazyBaseline(m, sp.train, seed, sp.key)
                 s, cached, _ = _scores_cached("iocn-pyod-scores", key, lambda: det.score(sp.test), cache)
             res.fit_seconds[m][c] = time.perf_counter() - t0
             res.auroc[m][c] = ood_metrics(s[y == 0], s[y == 1])["auroc"]
@@ -505,7 +519,8 @@ def _inn_detector(m: str, S: dict, sp: Split, feature_kind: str, prof: Profile, 
                      batch_size=S["batch_size"], noise=S["noise"], seed=seed, eval_at=tuple(S["eval_at"]))
     cls = IOCN if m == "IOCN" else FlowDetector
     return cls(INNConfig(dim=sp.train.shape[1], n_blocks=S["n_blocks"], clamp=S["clamp"], seed=seed), tc,
-               standardise_divisor=S["divisor"], cache_tag=f"fashion-{feature_kind}-{prof.name}-class{c}" if cache else None)
+               standardise_divisor=S["divisor"], cache_tag=f"fashion-{feature_kind}-{prof.name}-class{c}" if cache else None,
+               data_key=sp.key)
 
 
 def _inn_eval_fn(sp: Split, obj: str):
@@ -735,7 +750,7 @@ def raw_input_table(feats: dict, res: OneVsRest, S: dict, seed: int = 0, cache: 
             name = f"{m} (deepOD)"
             if name not in res.auroc:
                 continue
-            out = deepod_scores(name, sp.raw_train, sp.raw_test, S, seed, cache)
+            out = deepod_scores(name, sp.raw_train, sp.raw_test, S, seed, cache, data_key={**sp.key, "inputs": "raw"})
             y = sp.is_out
             rows.append({"row": name, "class": res.class_names[c],
                          "per-feature std of the raw inputs": f"{sd.min():.2g}–{sd.max():.2g}",
@@ -763,7 +778,8 @@ def goad_check_table(feats: dict, res: OneVsRest, S: dict, seed: int = 0, cache:
         sp = one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed)
         y = sp.is_out
         main = res.deepod[name][c]["history"]
-        out = deepod_scores(name, sp.train, sp.test, S, seed, cache, epochs=chk["epochs"], n_trans=chk["n_trans"])
+        out = deepod_scores(name, sp.train, sp.test, S, seed, cache, epochs=chk["epochs"], n_trans=chk["n_trans"],
+                            data_key=sp.key)
         for label, n_trans, h, auroc in (
                 (f"Table 1 ({deepod_default('GOAD', 'n_trans')} transformations, "
                  + ("step-matched" if "GOAD" in deepod_budget(S)["step_matched"] else f"{int(main['epochs'])} epochs") + ")",

@@ -163,8 +163,9 @@ def stopgrad_ablation(sp: "Split", S: dict, seed: int = 0, steps: int | None = N
     if not cache:
         return _stopgrad_ablation(sp, S, seed, steps)
     key = {"v": 1, "steps": steps, "seed": seed, **{k: S[k] for k in ("lr", "batch_size", "noise", "n_blocks", "clamp", "divisor")},
-           "train": fingerprint(torch.as_tensor(sp.train)), "test": fingerprint(torch.as_tensor(sp.test)),
-           "is_out": fingerprint(np.asarray(sp.is_out))}
+           **({"data": sp.key} if sp.key is not None else
+              {"train": fingerprint(torch.as_tensor(sp.train)), "test": fingerprint(torch.as_tensor(sp.test)),
+               "is_out": fingerprint(np.asarray(sp.is_out))})}
     out = load_or_compute("iocn-stopgrad-ablation", key,
                           lambda: {"meta": {"runs": [vars(r) for r in _stopgrad_ablation(sp, S, seed, steps)]}})
     return [AblationRun(**r) for r in out["meta"]["runs"]]
