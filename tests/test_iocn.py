@@ -607,3 +607,17 @@ def test_rows_are_keyed_on_what_the_split_is_not_on_its_last_bits(monkeypatch, t
     other = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=methods, cache=True).from_cache
     assert not any(other[m][0] for m in methods), other
     assert split(feats, 0, 4).key != split(feats, 1, 4).key != split(feats, 1, 3).key
+
+
+def test_lazy_baseline_scores_are_keyed_on_what_the_rows_are(tmp_path, monkeypatch):
+    """With a data key and an ``x_key``, rows one ulp off (recomputed elsewhere) read the cached scores; a
+    different ``x_key`` does not."""
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    x_in, x_out = _blobs(120, 3)
+    lazy = E.LazyBaseline("KNN", x_in, seed=0, data_key={"split": "toy"})
+    a = lazy.score(x_out, x_key={"images": "q"})
+    other = E.LazyBaseline("KNN", np.nextafter(x_in, np.inf), seed=0, data_key={"split": "toy"})
+    np.testing.assert_array_equal(other.score(np.nextafter(x_out, np.inf), x_key={"images": "q"}), a)
+    assert other.det is None                                   # read, not fitted
+    other.score(x_out, x_key={"images": "r"})
+    assert other.det is not None

@@ -428,16 +428,16 @@ class LazyBaseline:
     def __init__(self, name: str, train: np.ndarray, seed: int, data_key: dict | None = None):
         self.name, self.train, self.seed, self.det, self.data_key = name, train, seed, None, data_key
 
-    def score(self, x) -> np.ndarray:
+    def score(self, x, x_key: dict | None = None) -> np.ndarray:
         """Scores of ``x``, through the tensor cache (keyed by the method, its training rows, the seed
-        and ``x``): a warm rebuild fits nothing."""
+        and ``x``, or ``x_key``: what ``x`` is): a warm rebuild fits nothing."""
         def compute():
             if self.det is None:
                 self.det = make_oneclass_baseline(self.name).fit(self.train, seed=self.seed)
             return {"scores": torch.as_tensor(np.asarray(self.det.score(x), dtype=np.float64))}
         key = {"method": self.name, "seed": self.seed,
                **({"data": self.data_key} if self.data_key is not None else {"train": fingerprint(torch.as_tensor(self.train))}),
-               "x": fingerprint(torch.as_tensor(np.asarray(x)))}
+               "x": x_key if x_key is not None else fingerprint(torch.as_tensor(np.asarray(x)))}
         return load_or_compute("iocn-baseline-scores", key, compute)["scores"].numpy()
 
 
@@ -946,10 +946,14 @@ def score_counterfeits(res: OneVsRest, x: torch.Tensor, labels, profile: str | P
         if not m_c.any():
             continue
         z = pca.transform(feats[m_c]).astype(np.float32)
+        # the rows named by the images they encode (through class c's split, which the detector's key names)
+        z_key = {"images": fingerprint(torch.as_tensor(x)[torch.as_tensor(m_c)]), "kind": res.feature_kind}
         for m, dets in res.detectors.items():
             if dets.get(c) is None:
                 continue
-            sc, s_in = dets[c].score(z), res.scores[m][c][res.y_test == c]
+            det = dets[c]
+            sc = det.score(z, x_key=z_key) if isinstance(det, LazyBaseline) else det.score(z)
+            s_in = res.scores[m][c][res.y_test == c]
             row = {"method": m, "class": res.class_names[c], "counterfeits": int(m_c.sum()),
                    "AUROC (test inliers vs counterfeits)": ood_metrics(s_in, sc)["auroc"],
                    f"flagged at {alpha:.0%} false alarms": float((sc > np.quantile(s_in, 1 - alpha)).mean())}
