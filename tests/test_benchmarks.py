@@ -76,3 +76,22 @@ def test_rebuild_times_prints_the_parallel_speed_up(capsys):
     rt.print_jobs({"CCC_JOBS=1": fake([100.0, 10.0]), "CCC_JOBS=2": fake([50.0, 10.0])}, top=2)
     out = capsys.readouterr().out
     assert "2.00×" in out and "1.00×" in out and out.index("cell0") < out.index("cell1")
+
+
+def test_rebuild_times_book_build_and_the_bundle_total(capsys, tmp_path):
+    """``--book``: the HTML book's build is run by the book's own command (here on a folder missing
+    chapters, which it must refuse, naming the fix), and the bundle's time against the goal is import +
+    chapters + book."""
+    spec = importlib.util.spec_from_file_location("rebuild_times", BENCH / "rebuild_times.py")
+    rt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rt)
+    (tmp_path / "executed").mkdir()
+    b = rt.build_book(tmp_path / "executed", tmp_path / "cache", tmp_path / "book")
+    assert b["returncode"] != 0 and "no executed notebook" in b["tail"] and "ccc_lib run" in b["tail"], b["tail"]
+    run = {"wall_s": 60.0, "cpu_s": 1.0, "import_s": 20.0, "book": {"seconds": 90.0, "returncode": 0},
+           "chapters": {"00_classifiers": {"seconds": 60.0, "status": "ok"}}}
+    tot = rt.print_chapters({"bundle": run}, "default", 2)
+    out = capsys.readouterr().out
+    assert tot["bundle_with_import_and_book"] == 170.0
+    assert "import 20.0 s + book 90.0 s = 170.0 s from the bundle to a built book" in out
+    assert "goal bundle (import + chapters + book): ≤ 180 s — met (170 s)" in out
