@@ -70,11 +70,8 @@ def code_version() -> dict:
     """The package version, ``git describe --always --dirty`` of the checkout ccc_lib is imported from
     (None outside one) and a SHA-256 of ccc_lib's ``.py`` sources (names and bytes)."""
     import subprocess
+    from .utils import sources_sha256
     pkg = Path(__file__).resolve().parent
-    h = hashlib.sha256()
-    for f in sorted(pkg.rglob("*.py")):
-        h.update(str(f.relative_to(pkg)).encode())
-        h.update(f.read_bytes())
     try:
         from importlib.metadata import version
         ver = version("ccc_lib")
@@ -85,7 +82,7 @@ def code_version() -> dict:
                              timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         git = None
-    return {"package": ver, "git": git, "sources_sha256": h.hexdigest()}
+    return {"package": ver, "git": git, "sources_sha256": sources_sha256()}
 
 
 def settings_fingerprints(profile) -> dict:

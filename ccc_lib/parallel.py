@@ -38,6 +38,24 @@ machines on a shared file system) that ask for the same artefact build it once �
 reads it — and a run that is interrupted (Ctrl-C, a failed job, a killed node) resumes from every artefact
 already written: rerun the same ``run_jobs`` call and only the missing ones are computed.
 
+A finished call is remembered
+-----------------------------
+When every job of a call succeeds, the call is recorded in the cache (with the jobs' results) under the
+function's name, the identity of the jobs' arguments (``ccc_lib.cache`` identities: numbers and text as
+themselves, tensors and models by fingerprint), the deterministic setting and a hash of ccc_lib's
+sources. A worker pool costs each worker its imports (torch, ccc_lib, the field's libraries: seconds
+each) even when every job is a cache hit, so the same call again — a warm rebuild — starts no pool:
+
+* ``when_done="in_process"`` (the default): the jobs run in this process, one after another; they read
+  their artefacts from the cache (anything pruned since is computed here), and their results are this
+  run's (e.g. "read from the cache", 0 s of training);
+* ``when_done="skip"``: for a caller that uses the jobs only to fill the cache and reads (or computes)
+  every artefact itself afterwards: the recorded results are returned and nothing runs;
+* ``when_done="run"``: the jobs run as if no call were on record.
+
+``CCC_RESULT_CACHE=0``, arguments without a stable identity, or any change to ccc_lib's code run the
+jobs as if no call were on record.
+
 The same code on a cluster (Dask)
 ---------------------------------
 Nothing in the jobs changes; start a ``dask.distributed`` client and select joblib's Dask backend, by
@@ -216,8 +234,46 @@ def _active_is_dask() -> bool:
     return type(backend).__name__.startswith("Dask")
 
 
+def _done_key(fn: Callable, jobs: list) -> dict | None:
+    """What identifies a finished :func:`run_jobs` call (see "A finished call is remembered"), or None
+    where the arguments have no stable identity or the result cache is off."""
+    if os.environ.get("CCC_RESULT_CACHE", "1") == "0":
+        return None
+    from .cache import _identity
+    from .utils import deterministic_enabled, sources_sha256
+    try:
+        ids = [_identity(job) for job in jobs]
+    except TypeError:
+        return None
+    return {"fn": f"{fn.__module__}.{fn.__qualname__}", "jobs": ids, "deterministic": deterministic_enabled(),
+            "code": sources_sha256()}
+
+
+WHEN_DONE = ("in_process", "skip", "run")
+
+
+def _remembered(key: dict | None, results: list | None = None):
+    """Read (``results`` None; None when absent) or store a finished call's results."""
+    if key is None:
+        return None
+    from .cache import NotCached, _decode, _encode, _get_or_build
+
+    def build():
+        if results is None:
+            raise NotCached("not stored")
+        return {"results": _encode(list(results))}, results
+    try:
+        out, _, _ = _get_or_build("jobs-done", key, None, lambda blob: _decode(blob["results"]), build,
+                                  what="finished jobs", redo="running them again", cache_only=results is None)
+    except NotCached:
+        return None
+    except TypeError:          # a result the cache cannot store: nothing remembered
+        return None
+    return out
+
+
 def run_jobs(fn: Callable, jobs: Sequence[dict], n_jobs: int | None = None, backend: str | None = None, *,
-             threads: int | None = 1, verbose: int = 0) -> list:
+             threads: int | None = 1, verbose: int = 0, when_done: str = "in_process") -> list:
     """Run ``fn(**job)`` for every dict in ``jobs``, side by side, and return the results in the order of
     ``jobs`` (see the module docstring for the backends, the environment, the random streams and the
     cluster set-up).
@@ -227,7 +283,9 @@ def run_jobs(fn: Callable, jobs: Sequence[dict], n_jobs: int | None = None, back
     ``CCC_JOBS``, else the CPU cores; with Dask every worker). ``backend``: ``"loky"``, ``"dask"`` or
     ``"sequential"`` (default ``CCC_JOBLIB_BACKEND``, else joblib's active backend, i.e. loky).
     ``threads``: torch threads per job in a worker process (default 1; None leaves torch's default).
-    A failing job raises :class:`JobError` naming it."""
+    ``when_done``: what an identical call already on record does: ``"in_process"`` (run the jobs here,
+    one after another: no pool to start), ``"skip"`` (return its recorded results) or ``"run"`` (see the
+    module docstring). A failing job raises :class:`JobError` naming it."""
     from .checks import InputError
     _check_fn(fn)
     jobs = list(jobs)
@@ -235,8 +293,23 @@ def run_jobs(fn: Callable, jobs: Sequence[dict], n_jobs: int | None = None, back
         if not isinstance(job, dict):
             raise InputError(f"run_jobs: job {i} is a {type(job).__name__}; give each job as a dict of keyword "
                              f"arguments, e.g. [{{'cls': 0}}, {{'cls': 1}}]")
+    if when_done not in WHEN_DONE:
+        raise InputError(f"run_jobs: when_done={when_done!r}; use one of {WHEN_DONE}")
     if not jobs:
         return []
+    key = _done_key(fn, jobs) if when_done != "run" else None
+    done = _remembered(key)
+    if done is not None and len(done) == len(jobs):
+        if when_done == "skip":
+            return done
+        backend = "sequential"
+    results = _run_jobs(fn, jobs, n_jobs, backend, threads, verbose)
+    if done is None:
+        _remembered(key, results)
+    return results
+
+
+def _run_jobs(fn: Callable, jobs: list, n_jobs, backend, threads, verbose) -> list:
     backend = resolve_backend(backend)
     dask = backend == "dask" or (backend is None and _active_is_dask())
     if dask and n_jobs is None:

@@ -85,6 +85,18 @@ def _mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
+@lru_cache(maxsize=1)
+def sources_sha256() -> str:
+    """SHA-256 of ccc_lib's ``.py`` sources (names and bytes): the code's identity, e.g. in a bundle's
+    manifest and in :func:`ccc_lib.parallel.run_jobs`'s record of a finished call."""
+    pkg = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for f in sorted(pkg.rglob("*.py")):
+        h.update(str(f.relative_to(pkg)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def deterministic_enabled() -> bool:
     """Deterministic algorithms on (the default) unless ``CCC_DETERMINISTIC`` is 0/false/no/off."""
     return os.environ.get("CCC_DETERMINISTIC", "1").strip().lower() not in ("0", "false", "no", "off")
@@ -96,7 +108,13 @@ def configure_determinism(deterministic: bool | None = None) -> bool:
     on CUDA: the right choice for long GPU runs of fixed-size batches, at the cost of bitwise
     reproducibility). Returns the mode set. Idempotent and cheap; :func:`seed_everything` calls it."""
     det = deterministic_enabled() if deterministic is None else bool(deterministic)
-    torch.use_deterministic_algorithms(det, warn_only=True)
+    import sys
+    if "torch._inductor.config" in sys.modules or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(det, warn_only=True)
+    else:
+        # torch.use_deterministic_algorithms also imports torch._inductor to set its config (about 2 s in every
+        # kernel and worker); the book compiles nothing, so only the flag itself is set until inductor is loaded
+        torch._C._set_deterministic_algorithms(det, warn_only=True)
     # torch's deterministic mode also fills every torch.empty() with NaN (to expose reads of uninitialised
     # memory); that costs ~10 % of a CPU training step here (benchmarks/determinism_overhead.py) and no
     # torch kernel depends on it, so it stays off.

@@ -108,3 +108,15 @@ def test_chapter0_twice_gives_the_same_metrics(chapter0_reference, tmp_path):
     assert normalise_metrics(ref)["metrics"], "the chapter recorded no metrics"
     assert normalise_metrics(cold) == normalise_metrics(ref)
     assert normalise_metrics(warm) == normalise_metrics(ref)
+
+
+def test_determinism_is_set_without_importing_inductor():
+    """torch.use_deterministic_algorithms imports torch._inductor (about 2 s per kernel and worker); the
+    book sets the flag itself, and the flag is the same."""
+    import subprocess
+    import sys
+    code = ("import sys, torch; from ccc_lib.utils import configure_determinism; configure_determinism(True); "
+            "print(torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), "
+            "'torch._inductor' in sys.modules); configure_determinism(False); print(torch.are_deterministic_algorithms_enabled())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "True", "False", "False"], out.stdout + out.stderr

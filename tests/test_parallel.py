@@ -165,3 +165,32 @@ def test_dask_without_client_says_how_to_start_one():
     pytest.importorskip("distributed", reason="dask.distributed is not installed")
     with pytest.raises(RuntimeError, match="no Dask client"):
         run_jobs(square_after, [{"x": 1}, {"x": 2}], backend="dask")
+
+
+def pid_of(x):
+    return {"x": x, "pid": os.getpid()}
+
+
+def test_a_finished_call_starts_no_pool_the_second_time(tmp_path, monkeypatch):
+    """A warm rebuild repeats calls whose jobs are all cache hits; the pool's start (each worker imports
+    torch and ccc_lib) is the cost then. An identical finished call is on record: ``in_process`` runs the
+    jobs here (this run's results), ``skip`` returns the recorded ones, ``run`` starts the pool again; other
+    arguments, a failed call or ``CCC_RESULT_CACHE=0`` are not taken for a finished call."""
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    jobs = [{"x": i} for i in range(3)]
+    first = run_jobs(pid_of, jobs, n_jobs=2)
+    assert any(r["pid"] != os.getpid() for r in first)                 # a pool ran it
+    again = run_jobs(pid_of, jobs, n_jobs=2)
+    assert [r["x"] for r in again] == [0, 1, 2] and all(r["pid"] == os.getpid() for r in again)
+    assert run_jobs(pid_of, jobs, n_jobs=2, when_done="skip") == first  # the record, nothing run
+    assert any(r["pid"] != os.getpid() for r in run_jobs(pid_of, jobs, n_jobs=2, when_done="run"))
+    other = [{"x": i} for i in range(1, 4)]
+    assert any(r["pid"] != os.getpid() for r in run_jobs(pid_of, other, n_jobs=2, when_done="skip"))
+    with pytest.raises(JobError):
+        run_jobs(fail_on, [{"x": i, "bad": 1} for i in range(3)], n_jobs=2)
+    with pytest.raises(JobError):                                      # a failed call is not on record
+        run_jobs(fail_on, [{"x": i, "bad": 1} for i in range(3)], n_jobs=2, when_done="skip")
+    monkeypatch.setenv("CCC_RESULT_CACHE", "0")
+    assert any(r["pid"] != os.getpid() for r in run_jobs(pid_of, jobs, n_jobs=2, when_done="skip"))
+    with pytest.raises(InputError, match="when_done"):
+        run_jobs(pid_of, jobs, when_done="sometimes")

@@ -236,7 +236,7 @@ def production_models(dataset: str, profile, S: dict, n_jobs: int | None = None)
     specs = [(f"no drift, seed {sd}", "none", 0.0, sd) for sd in S["control_seeds"]]
     specs += [(f"{k}, seed {sd}", k, float(S["severity"]), sd) for k in S["drift_kinds"] for sd in S["drift_seeds"]]
     run_jobs(train_production, [dict(dataset=dataset, profile=profile, S=S, kind=kind, severity=sev, seed=sd)
-                                for _, kind, sev, sd in specs], n_jobs=n_jobs)
+                                for _, kind, sev, sd in specs], n_jobs=n_jobs, when_done="skip")
     out = []
     for name, kind, sev, sd in specs:
         m, info, data = get_model(dataset, profile, S, "production", kind, sev, sd)

@@ -465,7 +465,7 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
         from ..parallel import run_jobs
         run_jobs(class_job, [{"feature_kind": feature_kind, "S": {**S, "classes": (c,)}, "profile": prof.name,
                               "methods": None if methods is None else list(methods), "seed": seed}
-                             for c in S["classes"]])
+                             for c in S["classes"]], when_done="skip")
     if methods is None:
         methods = list(S["baselines"])
         if feature_kind in S.get("deepod_feature_sets", ()):
