@@ -8,6 +8,7 @@ the same command, threads, data and profile; the only difference is the cache.
     python benchmarks/rebuild_times.py --cache DIR --warm-only   # only a warm run on an existing cache
     python benchmarks/rebuild_times.py --bundle FILE        # + a run from a shipped bundle (cache import FILE)
     python benchmarks/rebuild_times.py --cache DIR --warm-only --bundle FILE --book   # + the HTML book's build
+    python benchmarks/rebuild_times.py --cache DIR --warm-only --chapter-jobs 2      # two chapters side by side
     python benchmarks/rebuild_times.py --jobs 1,2 3         # cold runs with CCC_JOBS=1 and =2: speed-up per heavy cell
     python benchmarks/rebuild_times.py --compare BEFORE.json AFTER.json   # side by side, nothing run
     python benchmarks/rebuild_times.py --smoke --json F     # seconds: one cold run of chapter 5 at smoke
@@ -58,7 +59,7 @@ def cell_times(notebook: Path) -> list[dict]:
 
 
 def run_once(chapters: list[str], profile: str, cache: Path, out: Path, threads: int,
-             extra_env: dict | None = None) -> dict:
+             extra_env: dict | None = None, chapter_jobs: int = 1) -> dict:
     """One runner invocation; returns per-chapter seconds and status from the metrics files, and the
     per-cell durations of the executed notebooks."""
     env = dict(os.environ, CCC_CACHE=str(cache), CCC_PROGRESS="off", MPLBACKEND="Agg",
@@ -66,7 +67,7 @@ def run_once(chapters: list[str], profile: str, cache: Path, out: Path, threads:
     load0 = os.getloadavg()
     t0, c0 = time.perf_counter(), os.times()
     proc = subprocess.run([sys.executable, "-m", "ccc_lib", "run", *chapters, "--profile", profile,
-                           "--out", str(out)], env=env, capture_output=True, text=True)
+                           "--out", str(out), "--jobs", str(chapter_jobs)], env=env, capture_output=True, text=True)
     wall, c1 = time.perf_counter() - t0, os.times()
     per = {}
     for stem in CHAPTERS:
@@ -213,6 +214,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="where executed notebooks go (default: a temp dir)")
     ap.add_argument("--keep-cache", action="store_true", help="keep the fresh cache after the runs")
     ap.add_argument("--bundle", default=None, help="also time a run from this bundle (file or URL) on a fresh cache")
+    ap.add_argument("--chapter-jobs", type=int, default=1,
+                    help="chapters side by side in every run (the runner's --jobs; the --threads are shared out)")
     ap.add_argument("--book", action="store_true",
                     help="after the warm and the bundle runs, also time the HTML book's build from their notebooks")
     ap.add_argument("--jobs", default=None, help="comma-separated CCC_JOBS values: one cold run each, per-cell speed-up")
@@ -250,7 +253,8 @@ def main(argv=None) -> int:
     try:
         for kind in (("warm",) if args.warm_only else ("cold",) if args.smoke else ("cold", "warm")):
             print(f"[{kind}] running chapters {args.chapters or 'all'} at {args.profile} on cache {cache} ...", flush=True)
-            runs[kind] = run_once(args.chapters, args.profile, cache, out_root / kind, args.threads)
+            runs[kind] = run_once(args.chapters, args.profile, cache, out_root / kind, args.threads,
+                                  chapter_jobs=args.chapter_jobs)
             report(kind, runs[kind])
             if args.book and kind == "warm":
                 runs[kind]["book"] = build_book(out_root / kind, cache, out_root / f"{kind}-book")
@@ -260,7 +264,8 @@ def main(argv=None) -> int:
             scratch.append(bcache)
             print(f"[bundle] importing {args.bundle} into {bcache} ...", flush=True)
             t_import = import_bundle(args.bundle, bcache)
-            runs["bundle"] = run_once(args.chapters, args.profile, bcache, out_root / "bundle", args.threads)
+            runs["bundle"] = run_once(args.chapters, args.profile, bcache, out_root / "bundle", args.threads,
+                                      chapter_jobs=args.chapter_jobs)
             runs["bundle"]["import_s"] = t_import
             report("bundle", runs["bundle"])
             msg = f"[bundle] import {t_import:.1f} s + run {runs['bundle']['wall_s']:.1f} s"
@@ -275,7 +280,7 @@ def main(argv=None) -> int:
             name = f"CCC_JOBS={j}"
             print(f"[{name}] cold run of chapters {args.chapters or 'all'} ...", flush=True)
             jobs_runs[name] = run_once(args.chapters, args.profile, jcache, out_root / f"jobs{j}", args.threads,
-                                       {"CCC_JOBS": j})
+                                       {"CCC_JOBS": j}, chapter_jobs=args.chapter_jobs)
             report(name, jobs_runs[name])
     finally:
         if fresh and not args.keep_cache:
@@ -290,7 +295,8 @@ def main(argv=None) -> int:
     dst = args.json or Path(__file__).resolve().parent / "results" / f"rebuild_times_{args.profile}.json"
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_suffix(".json.tmp")
-    payload = {"profile": args.profile, "threads": args.threads, "chapters": args.chapters or "all",
+    payload = {"profile": args.profile, "threads": args.threads, "chapter_jobs": args.chapter_jobs,
+               "chapters": args.chapters or "all",
                "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                "runs": {k: {kk: ({**vv, "tail": ""} if kk == "book" else vv) for kk, vv in v.items() if kk != "tail"}
                         for k, v in runs.items()},

@@ -424,7 +424,36 @@ def cmd_run(args) -> int:
         if missing:
             print(fetch.missing_report(missing, prof.name), file=sys.stderr)
             return 3
-    print(f"running {len(chapters)} notebook(s) on profile '{profile}' into {out}", flush=True)
+    jobs = _chapter_jobs(args.jobs)
+    print(f"running {len(chapters)} notebook(s) on profile '{profile}' into {out}"
+          + (f", {jobs} side by side" if jobs > 1 and len(chapters) > 1 else ""), flush=True)
+    if jobs > 1 and len(chapters) > 1:
+        results = _run_side_by_side(chapters, profile, out, notebook_dir, root, args, jobs)
+    else:
+        results = _run_in_turn(chapters, profile, out, notebook_dir, params)
+    from .utils import atomic_write_json
+    atomic_write_json(Path(args.summary) if args.summary else out / "run_summary.json",
+                      {"profile": profile, "results": results})
+    failed = [r["chapter"] for r in results if r["status"] != "ok"]
+    print("\nper chapter: " + ", ".join(f"{r['chapter']} {r['status']} {r.get('seconds', '-')} s" for r in results))
+    print(f"{len(results) - len(failed)} ok, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _chapter_jobs(value) -> int:
+    """How many chapters run side by side: ``--jobs``, else ``CCC_CHAPTER_JOBS``, else 1."""
+    from .checks import InputError
+    raw = value if value is not None else os.environ.get("CCC_CHAPTER_JOBS", "").strip() or 1
+    try:
+        n = int(raw)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise InputError(f"run --jobs / CCC_CHAPTER_JOBS={raw!r}: give how many chapters run side by side, 1 or more")
+    return n
+
+
+def _run_in_turn(chapters, profile, out, notebook_dir, params) -> list:
     results = []
     for stem in chapters:
         print(f"\n=== {stem} ({profile}) ===", flush=True)
@@ -437,16 +466,58 @@ def cmd_run(args) -> int:
                      if "cell_index" in r else "")
             print(f"FAILED: chapter {stem}{where}: {r.get('error')}\n  partial notebook kept: "
                   f"{r.get('output')}", flush=True)
-    from .utils import atomic_write_json
-    atomic_write_json(out / "run_summary.json", {"profile": profile, "results": results})
-    failed = [r["chapter"] for r in results if r["status"] != "ok"]
-    print("\nper chapter: " + ", ".join(f"{r['chapter']} {r['status']} {r.get('seconds', '-')} s" for r in results))
-    print(f"{len(results) - len(failed)} ok, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    return results
+
+
+def _run_side_by_side(chapters, profile, out, notebook_dir, root, args, jobs: int) -> list:
+    """The chapters ``jobs`` at a time, each in its own ``python -m ccc_lib run STEM`` (its own kernel), with
+    the threads shared out: each gets ``OMP_NUM_THREADS`` ÷ ``jobs`` torch/BLAS threads (default: the cores)
+    and ``CCC_JOBS`` = cores ÷ ``jobs`` workers for its own jobs, so the machine is not oversubscribed. The
+    chapters share artefacts only through the cache, whose locks make a second builder wait and read; the
+    report (chapter 5) reads the others' metrics, so it runs after them. Returns the chapters' results in
+    the order given."""
+    import subprocess
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        cores = max(1, os.cpu_count() or 1)
+    threads = max(1, int(os.environ.get("OMP_NUM_THREADS") or cores) // jobs)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), CCC_CHAPTER_JOBS="1",
+               CCC_JOBS=os.environ.get("CCC_JOBS") or str(max(1, cores // jobs)))
+    tmp = Path(tempfile.mkdtemp(prefix="ccc-run-"))
+
+    def one(stem):
+        summary = tmp / f"{stem}.json"
+        cmd = [sys.executable, "-m", "ccc_lib", "run", stem, "--profile", profile, "--out", str(out),
+               "--notebooks", str(notebook_dir), "--root", str(root), "--skip-fetch-check", "--summary", str(summary)]
+        if args.parameters:
+            cmd += ["--parameters", str(args.parameters)]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        try:
+            r = json.loads(summary.read_text())["results"][0]
+        except (OSError, ValueError, KeyError, IndexError):
+            r = {"chapter": stem, "profile": profile, "status": "failed",
+                 "error": f"the chapter's runner exited {proc.returncode}: {(proc.stdout + proc.stderr)[-1500:]}"}
+        lines = [l for l in proc.stdout.splitlines() if l.startswith(("ok in", "FAILED", "  partial"))]
+        print(f"\n=== {stem} ({profile}) ===\n" + "\n".join(lines), flush=True)
+        return r
+
+    last = [s for s in chapters if s == CHAPTERS["5"]]
+    first = [s for s in chapters if s not in last]
+    try:
+        with ThreadPoolExecutor(jobs) as pool:
+            results = dict(zip(first, pool.map(one, first)))
+        results.update({s: one(s) for s in last})
+    finally:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [results[s] for s in chapters]
 
 
 #: the options that name paths; :func:`_absolute_paths` resolves them once, where they enter
-PATH_OPTIONS = ("out", "root", "notebooks", "executed", "parameters", "file", "source")
+PATH_OPTIONS = ("out", "root", "notebooks", "executed", "parameters", "file", "source", "summary")
 
 
 def _absolute_paths(args) -> None:
@@ -481,6 +552,10 @@ def main(argv=None) -> int:
                         "unless --profile is given), e.g. scripts/full_gpu.yaml")
     r.add_argument("--skip-fetch-check", action="store_true",
                    help="at a downloading profile (full), do not stop when files are missing up front")
+    r.add_argument("--jobs", default=None,
+                   help="how many chapters run side by side, each in its own kernel with its share of the "
+                        "threads (default: $CCC_CHAPTER_JOBS, else 1); the report runs last")
+    r.add_argument("--summary", default=None, help=argparse.SUPPRESS)
     b = sub.add_parser("book", help="build the HTML book from executed notebooks (never from a dry run)")
     b.add_argument("--executed", default=None, help="folder of executed notebooks (default: ROOT/book/executed)")
     b.add_argument("--out", default=None, help="the HTML goes to OUT/_build/html (default: ROOT)")

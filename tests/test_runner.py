@@ -221,3 +221,41 @@ def test_stack_figures_makes_one_figure_of_several():
     w, h = fig.get_size_inches() * fig.dpi
     assert round(w) == 300 and round(h) == 200
     plt.close(fig)
+
+
+def test_chapters_side_by_side(tmp_path, capsys):
+    """``run --jobs 2``: two chapters at a time, each in its own kernel with half the threads, the report
+    after the others, results and summary in the chapters' order, a failing chapter reported with its cell."""
+    src, log = tmp_path / "nb", tmp_path / "log"
+    src.mkdir()
+    log.mkdir()
+    params = new_code_cell("profile = None", metadata={"tags": ["parameters"]})
+    for stem, fail in (("00_classifiers", False), ("01_counterfeits", False), ("02_neuralfp", True), ("05_report", False)):
+        _nb(src / f"{stem}.ipynb", [params, new_code_cell(
+            "import json, os, time\nt0 = time.time()\ntime.sleep(1.5)\n"
+            f"json.dump({{'start': t0, 'end': time.time(), 'omp': os.environ.get('OMP_NUM_THREADS'),"
+            f" 'jobs': os.environ.get('CCC_JOBS')}}, open({str(log / stem)!r}, 'w'))"),
+            new_code_cell("raise ValueError('boom')" if fail else "print('fine')")])
+    out = tmp_path / "out"
+    import os
+    old = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "CCC_JOBS")}
+    os.environ["OMP_NUM_THREADS"] = "2"
+    os.environ.pop("CCC_JOBS", None)
+    try:
+        rc = runner.main(["run", "0", "1", "2", "5", "--profile", "smoke", "--jobs", "2", "--notebooks", str(src),
+                          "--out", str(out), "--root", str(runner.REPO)])
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    assert rc == 1                                                     # chapter 2 failed
+    t = {p.name: json.loads(p.read_text()) for p in log.iterdir()}
+    assert t["00_classifiers"]["start"] < t["01_counterfeits"]["end"] and t["01_counterfeits"]["start"] < t["00_classifiers"]["end"]
+    assert t["05_report"]["start"] >= max(t[s]["end"] for s in ("00_classifiers", "01_counterfeits", "02_neuralfp"))
+    assert {v["omp"] for v in t.values()} == {"1"}                     # 2 threads shared by 2 chapters
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert [r["chapter"] for r in summary["results"]] == ["00_classifiers", "01_counterfeits", "02_neuralfp", "05_report"]
+    bad = summary["results"][2]
+    assert bad["status"] == "failed" and "boom" in bad["error"] and bad["source_cell"] == 2
+    assert [r["status"] for r in summary["results"]] == ["ok", "ok", "failed", "ok"]
+    assert runner.main(["run", "0", "--jobs", "0", "--notebooks", str(src), "--out", str(out), "--root", str(runner.REPO)]) != 0
+    assert "how many chapters run side by side" in capsys.readouterr().err
