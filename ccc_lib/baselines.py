@@ -136,6 +136,9 @@ class Mahalanobis(_Checked):
     def __init__(self, model):
         self.model = model
         self.detector = pod.Mahalanobis(model.features)
+        # what the fit saw (fingerprints of the images and labels, or of the features): a cache key can name
+        # the fit by it instead of by its class means and precision, whose last bits depend on the BLAS threads
+        self.fitted_on: dict | None = None
 
     def _ready(self) -> None:
         check_fitted(self.detector, "precision", "Mahalanobis", "fit(data)")
@@ -152,12 +155,16 @@ class Mahalanobis(_Checked):
             for i in range(0, len(x), batch_size):
                 feats.append(self.model.features(x[i:i + batch_size].to(get_device())).float())
         self.detector.fit_features(torch.cat(feats), y.to(get_device()))
+        from .cache import fingerprint
+        self.fitted_on = {"images": fingerprint(x), "labels": fingerprint(y)}
         return self
 
     def fit_features(self, z, y) -> "Mahalanobis":
         z = check_features(z, "z")
         y = check_labels(y, "y", n=len(z), num_classes=getattr(self.model, "num_classes", None))
         self.detector.fit_features(z.to(get_device()), y.to(get_device()))
+        from .cache import fingerprint
+        self.fitted_on = {"features": fingerprint(z), "labels": fingerprint(y)}
         return self
 
     @torch.no_grad()
@@ -179,12 +186,15 @@ class MahalanobisODIN(_Checked):
         self.model = model
         self.eps = _eps(eps)
         self.detector = pod.MahalanobisODIN(model.features, eps=eps)
+        self.fitted_on = None
         if base is not None:                      # share a fitted Mahalanobis detector
             self.detector._base = base.detector
+            self.fitted_on = base.fitted_on
 
     def fit(self, data, batch_size: int = 512) -> "MahalanobisODIN":
         base = Mahalanobis(self.model).fit(data, batch_size)
         self.detector._base = base.detector
+        self.fitted_on = base.fitted_on
         return self
 
     def _ready(self) -> None:

@@ -220,11 +220,24 @@ def raw_class_p(pc: np.ndarray, cpc: np.ndarray | None, margin: float, alpha: fl
     """Per class c: :func:`prediction_interval_p` of ``pc[c]`` against column c of ``cpc`` (NaN
     where the class has no value, or any control lacks one, or there are no controls)."""
     raw = np.full(len(pc), np.nan)
-    if cpc is not None:
-        for c in range(len(pc)):
-            col = cpc[:, c]
-            if np.isfinite(pc[c]) and np.isfinite(col).all():
-                raw[c] = prediction_interval_p(pc[c], col, margin, alpha)[3]
+    if cpc is None:
+        return raw
+    ok = np.isfinite(pc) & np.isfinite(cpc).all(0)
+    if not ok.any():
+        return raw
+    if len(cpc) < 2 or not (0 < alpha < 1) or margin < 0:
+        prediction_interval_p(pc[ok][0], cpc[:, ok][:, 0], margin, alpha)      # raises the clear error
+    # prediction_interval_p for every class at once (one t quantile, one vectorised cdf: the decision
+    # panels re-run this for many α, and scipy's per-call overhead dominated)
+    from scipy import stats
+    n, x, ctrl = len(cpc), pc[ok], cpc[:, ok]
+    m = np.array([float(col.mean()) for col in ctrl.T])
+    s = np.array([float(col.std(ddof=1)) for col in ctrl.T])
+    t = float(stats.t.ppf(1 - alpha, n - 1))
+    sigma = np.maximum(s * math.sqrt(1 + 1 / n), margin / t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = stats.t.cdf((x - m) / np.where(sigma > 0, sigma, 1.0), n - 1)
+    raw[ok] = np.where(sigma > 0, p, (x >= m).astype(float))
     return raw
 
 

@@ -645,3 +645,21 @@ def test_slides_table2_is_not_a_multiple_of_one_third_k():
     assert g[g.slides == 1.0]["a multiple of 1/(3K)"].all()            # 1.0 is (the check can say yes)
     em = g[g.dataset == "emnist"].groupby("classes")["a multiple of 1/(3K)"].all()
     assert not em.any()                                                 # no EMNIST split fits every value
+def test_class_p_values_vectorised_equal_one_class_at_a_time():
+    """raw_class_p computes every class's prediction_interval_p at once; it equals the one-by-one call,
+    including a class without a value, a control without one, and controls that agree exactly (s = 0)."""
+    from ccc_lib.metrics import prediction_interval_p, raw_class_p
+    rng = np.random.default_rng(0)
+    cpc = rng.uniform(0.6, 1.0, (10, 7))
+    cpc[:, 3] = 0.9                       # s = 0: the margin sets the scale
+    cpc[2, 5] = np.nan                    # a control without the class
+    pc = rng.uniform(0.3, 1.0, 7)
+    pc[1] = np.nan
+    for margin, alpha in ((0.1, 0.05), (0.0, 0.2), (0.05, 0.001)):
+        got = raw_class_p(pc, cpc, margin, alpha)
+        for c in range(7):
+            if np.isnan(pc[c]) or np.isnan(cpc[:, c]).any():
+                assert np.isnan(got[c])
+            else:
+                assert got[c] == pytest.approx(prediction_interval_p(pc[c], cpc[:, c], margin, alpha)[3], abs=1e-12)
+    assert np.isnan(raw_class_p(pc, None, 0.1, 0.05)).all()

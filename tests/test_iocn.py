@@ -602,6 +602,11 @@ def test_rows_are_keyed_on_what_the_split_is_not_on_its_last_bits(monkeypatch, t
     monkeypatch.setattr(E, "one_class_split", off_by_one_ulp)
     again = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=methods, cache=True)
     assert all(again.from_cache[m][0] for m in methods), again.from_cache
+    for m in methods:                         # the INN rows' scores, cube share and reconstruction: from the cache
+        np.testing.assert_array_equal(again.scores[m][0], first.scores[m][0])
+    assert (again.inside_train, again.recon) == (first.inside_train, first.recon)
+    fresh = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=["IOCN"], cache=False)
+    np.testing.assert_allclose(fresh.scores["IOCN"][0], first.scores["IOCN"][0], atol=1e-5)   # retrained: float rounding
     monkeypatch.setattr(E, "one_class_split", split)
     feats["key"] = {"features": "other"}
     other = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=methods, cache=True).from_cache

@@ -490,7 +490,8 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
                 res.evals.setdefault(m, {})[c] = det.meta.get("evals", [])
                 res.seconds_per_step.setdefault(m, {})[c] = det.meta["seconds_per_step"]
                 cached = bool(det.meta.get("from_cache"))
-                s = det.score(sp.test)
+                inn = _inn_numbers(det, sp, m == "IOCN", cache)
+                s = inn["scores"]
             elif m.endswith(" (deepOD)"):
                 out = deepod_scores(m, sp.train, sp.test, S, seed, cache, data_key=sp.key)
                 s, cached = out["scores"], out["from_cache"]
@@ -505,9 +506,7 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
             res.detectors[m][c] = det
             res.from_cache[m][c] = cached
             if m == "IOCN":
-                res.inside_train[c] = share_inside_cube(det, sp.train)
-                res.recon[c] = float(max(reconstruction_error(det, sp.train).max(),
-                                         reconstruction_error(det, sp.test).max()))
+                res.inside_train[c], res.recon[c] = inn["inside_train"], inn["recon"]
             if verbose:
                 print(f"class {c} {m:18s} AUROC {res.auroc[m][c]:.4f}  {time.perf_counter() - t0:.1f}s", flush=True)
     return res
@@ -521,6 +520,24 @@ def _inn_detector(m: str, S: dict, sp: Split, feature_kind: str, prof: Profile, 
     return cls(INNConfig(dim=sp.train.shape[1], n_blocks=S["n_blocks"], clamp=S["clamp"], seed=seed), tc,
                standardise_divisor=S["divisor"], cache_tag=f"fashion-{feature_kind}-{prof.name}-class{c}" if cache else None,
                data_key=sp.key)
+
+
+def _inn_numbers(det, sp: Split, iocn: bool, cache: bool) -> dict:
+    """A fitted INN row's test scores and, for the IOCN, the share of training inliers inside the cube and
+    the largest reconstruction error |INN⁻¹(INN(x)) − x| over the training and test rows; through the tensor
+    cache (keyed by the model's weights and the split), so a warm rebuild does not run the INN again."""
+    def compute():
+        out = {"scores": torch.as_tensor(np.asarray(det.score(sp.test), dtype=np.float64)), "meta": {}}
+        if iocn:
+            out["meta"] = {"inside_train": share_inside_cube(det, sp.train),
+                           "recon": float(max(reconstruction_error(det, sp.train).max(),
+                                              reconstruction_error(det, sp.test).max()))}
+        return out
+    if cache:
+        out = load_or_compute("iocn-inn-numbers", {"model": fingerprint(det.model), "iocn": iocn, "data": sp.key}, compute)
+    else:
+        out = compute()
+    return {"scores": out["scores"].numpy(), **out["meta"]}
 
 
 def _inn_eval_fn(sp: Split, obj: str):

@@ -415,7 +415,9 @@ def sweep_cached(detector, x: torch.Tensor, eps_grid, what: str, model_id: str) 
     cfg = {"what": what, "model": model_id, "x": fingerprint(x), "eps": [float(e) for e in eps_grid],
            "T": float(getattr(detector, "temperature", 0.0))}
     if isinstance(detector, bl.MahalanobisODIN):
-        cfg["maha"] = fingerprint([detector.detector._base.mu, detector.detector._base.precision])
+        # the fit named by what it saw (with the classifier, that fixes it), not by its means' and precision's
+        # bits, which differ with the BLAS threads (a chapter run side by side with another has fewer)
+        cfg["maha"] = detector.fitted_on or fingerprint([detector.detector._base.mu, detector.detector._base.precision])
     res = load_or_compute("neuralfp-sweep", cfg, lambda: {
         f"{e!r}": torch.as_tensor(v) for e, v in detector.sweep(x, eps_grid).items()})
     return {e: res[f"{float(e)!r}"].numpy() for e in eps_grid}
