@@ -128,21 +128,26 @@ def print_chapters(runs: dict, profile: str, threads) -> dict:
         status = " / ".join(str((runs[k]["chapters"].get(s) or {}).get("status", "—")) for k in kinds)
         print(f"{s:16s} " + " ".join(fmt(vals[k]) for k in kinds) + f" {ratio}  {status}")
     print(f"{'total':16s} " + " ".join(fmt(tot[k]) for k in kinds))
+    wall = {k: runs[k].get("wall_s") for k in kinds}
+    print(f"{'wall clock':16s} " + " ".join(fmt(wall[k]) for k in kinds)
+          + "   (the runner's whole command: chapters side by side overlap, so the goal is judged on this)")
     extra = {}
     for k in kinds:
         parts = {"import": runs[k].get("import_s"), "book": (runs[k].get("book") or {}).get("seconds")}
         parts = {p: v for p, v in parts.items() if v is not None}
         if parts:
             extra[k] = sum(parts.values())
-            print(f"{k}: + " + " + ".join(f"{p} {v:.1f} s" for p, v in parts.items())
-                  + f" = {tot[k] + extra[k]:.1f} s " + ("from the bundle to a built book" if k == "bundle" else "with the book's build"))
+            base = runs[k].get("wall_s") if runs[k].get("wall_s") is not None else tot[k]
+            print(f"{k}: {base:.1f} s (wall) + " + " + ".join(f"{p} {v:.1f} s" for p, v in parts.items())
+                  + f" = {base + extra[k]:.1f} s " + ("from the bundle to a built book" if k == "bundle" else "with the book's build"))
     goal = GOAL_S.get(profile)
     if goal:
         for k in kinds:
-            t = tot[k] + (extra.get(k, 0.0) if k == "bundle" else 0.0)
+            t = (wall[k] if wall[k] is not None else tot[k]) + (extra.get(k, 0.0) if k == "bundle" else 0.0)
             what = " (import + chapters + book)" if k == "bundle" and k in extra else ""
             print(f"goal {k}{what}: ≤ {goal[k]:.0f} s — {'met' if t <= goal[k] else 'NOT met'} ({t:.0f} s)")
-    return {**tot, **{f"{k}_with_import_and_book": tot[k] + v for k, v in extra.items()}}
+    return {**tot, **{f"{k}_wall": w for k, w in wall.items() if w is not None},
+            **{f"{k}_with_import_and_book": (wall[k] if wall[k] is not None else tot[k]) + v for k, v in extra.items()}}
 
 
 def heavy_cells(run: dict, top: int) -> list[tuple[str, dict]]:

@@ -89,9 +89,10 @@ def test_rebuild_times_book_build_and_the_bundle_total(capsys, tmp_path):
     b = rt.build_book(tmp_path / "executed", tmp_path / "cache", tmp_path / "book")
     assert b["returncode"] != 0 and "no executed notebook" in b["tail"] and "ccc_lib run" in b["tail"], b["tail"]
     run = {"wall_s": 60.0, "cpu_s": 1.0, "import_s": 20.0, "book": {"seconds": 90.0, "returncode": 0},
-           "chapters": {"00_classifiers": {"seconds": 60.0, "status": "ok"}}}
+           "chapters": {"00_classifiers": {"seconds": 50.0, "status": "ok"}, "01_counterfeits": {"seconds": 40.0, "status": "ok"}}}
     tot = rt.print_chapters({"bundle": run}, "default", 2)
     out = capsys.readouterr().out
     assert tot["bundle_with_import_and_book"] == 170.0
-    assert "import 20.0 s + book 90.0 s = 170.0 s from the bundle to a built book" in out
+    assert tot["bundle"] == 90.0 and tot["bundle_wall"] == 60.0          # two chapters side by side: the wall counts
+    assert "60.0 s (wall) + import 20.0 s + book 90.0 s = 170.0 s from the bundle to a built book" in out
     assert "goal bundle (import + chapters + book): ≤ 180 s — met (170 s)" in out
