@@ -469,9 +469,29 @@ def _run_in_turn(chapters, profile, out, notebook_dir, params) -> list:
     return results
 
 
+#: the chapters from the heaviest, where no earlier run says otherwise (measured at default, warm and cold)
+HEAVY_ORDER = ("03_iocn", "02_neuralfp", "01_counterfeits", "04_drift", "00_classifiers", "05_report")
+
+
+def heaviest_first(chapters, out: Path) -> list:
+    """``chapters`` ordered for running side by side, the longest first (so that the last to start are short
+    and the lanes end together): by the ``run_seconds`` of the previous run in ``out`` where every chapter
+    has one, else :data:`HEAVY_ORDER`."""
+    last = {}
+    for stem in chapters:
+        try:
+            last[stem] = float(json.loads((Path(out) / "metrics" / f"{stem}.json").read_text())["run_seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            break
+    if len(last) == len(chapters):
+        return sorted(chapters, key=lambda s: -last[s])
+    rank = {s: i for i, s in enumerate(HEAVY_ORDER)}
+    return sorted(chapters, key=lambda s: rank.get(s, len(rank)))
+
+
 def _run_side_by_side(chapters, profile, out, notebook_dir, root, args, jobs: int) -> list:
     """The chapters ``jobs`` at a time, each in its own ``python -m ccc_lib run STEM`` (its own kernel), with
-    the threads shared out: each gets ``OMP_NUM_THREADS`` ÷ ``jobs`` torch/BLAS threads (default: the cores)
+    the threads shared out (the heaviest first: :func:`heaviest_first`): each gets ``OMP_NUM_THREADS`` ÷ ``jobs`` torch/BLAS threads (default: the cores)
     and ``CCC_JOBS`` = cores ÷ ``jobs`` workers for its own jobs, so the machine is not oversubscribed. The
     chapters share artefacts only through the cache, whose locks make a second builder wait and read; the
     report (chapter 5) reads the others' metrics, so it runs after them. Returns the chapters' results in
@@ -505,7 +525,7 @@ def _run_side_by_side(chapters, profile, out, notebook_dir, root, args, jobs: in
         return r
 
     last = [s for s in chapters if s == CHAPTERS["5"]]
-    first = [s for s in chapters if s not in last]
+    first = heaviest_first([s for s in chapters if s not in last], out)
     try:
         with ThreadPoolExecutor(jobs) as pool:
             results = dict(zip(first, pool.map(one, first)))

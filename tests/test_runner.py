@@ -249,7 +249,9 @@ def test_chapters_side_by_side(tmp_path, capsys):
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     assert rc == 1                                                     # chapter 2 failed
     t = {p.name: json.loads(p.read_text()) for p in log.iterdir()}
-    assert t["00_classifiers"]["start"] < t["01_counterfeits"]["end"] and t["01_counterfeits"]["start"] < t["00_classifiers"]["end"]
+    # the heaviest first (runner.HEAVY_ORDER: 2, then 1), side by side; chapter 0 when a lane is free
+    assert t["02_neuralfp"]["start"] < t["01_counterfeits"]["end"] and t["01_counterfeits"]["start"] < t["02_neuralfp"]["end"]
+    assert t["00_classifiers"]["start"] >= min(t["01_counterfeits"]["end"], t["02_neuralfp"]["end"])
     assert t["05_report"]["start"] >= max(t[s]["end"] for s in ("00_classifiers", "01_counterfeits", "02_neuralfp"))
     assert {v["omp"] for v in t.values()} == {"1"}                     # 2 threads shared by 2 chapters
     summary = json.loads((out / "run_summary.json").read_text())
@@ -259,3 +261,16 @@ def test_chapters_side_by_side(tmp_path, capsys):
     assert [r["status"] for r in summary["results"]] == ["ok", "ok", "failed", "ok"]
     assert runner.main(["run", "0", "--jobs", "0", "--notebooks", str(src), "--out", str(out), "--root", str(runner.REPO)]) != 0
     assert "how many chapters run side by side" in capsys.readouterr().err
+
+
+def test_heaviest_chapters_start_first(tmp_path):
+    """Side by side, the longest chapters start first: by the previous run's seconds in the output folder
+    where every chapter has them, else by the book's measured order."""
+    chapters = ["00_classifiers", "01_counterfeits", "03_iocn"]
+    assert runner.heaviest_first(chapters, tmp_path) == ["03_iocn", "01_counterfeits", "00_classifiers"]
+    (tmp_path / "metrics").mkdir()
+    for stem, sec in (("00_classifiers", 50.0), ("01_counterfeits", 5.0), ("03_iocn", 20.0)):
+        (tmp_path / "metrics" / f"{stem}.json").write_text(json.dumps({"run_seconds": sec}))
+    assert runner.heaviest_first(chapters, tmp_path) == ["00_classifiers", "03_iocn", "01_counterfeits"]
+    (tmp_path / "metrics" / "03_iocn.json").write_text("{}")            # one without: the measured order
+    assert runner.heaviest_first(chapters, tmp_path) == ["03_iocn", "01_counterfeits", "00_classifiers"]
