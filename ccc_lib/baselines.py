@@ -143,20 +143,25 @@ class Mahalanobis(_Checked):
     def _ready(self) -> None:
         check_fitted(self.detector, "precision", "Mahalanobis", "fit(data)")
 
-    def fit(self, data, batch_size: int = 512) -> "Mahalanobis":
-        """Fit the class means and shared covariance on labelled in-distribution ``data`` (TensorData)."""
+    def fit(self, data, batch_size: int = 512, cache: bool = False) -> "Mahalanobis":
+        """Fit the class means and shared covariance on labelled in-distribution ``data`` (TensorData).
+        ``cache=True``: the penultimate features go through the tensor cache (keyed by the fingerprints of
+        the classifier and of the images), so a warm rebuild does not run the images through it again."""
         if not hasattr(data, "y"):
             raise InputError(
                 "Mahalanobis.fit needs labelled data (TensorData with .x and .y), or use fit_features(z, y)")
         x = self._images(data.x, "data.x")
         y = check_labels(data.y, "data.y", n=len(x), num_classes=getattr(self.model, "num_classes", None))
-        feats = []
-        with torch.no_grad():
-            for i in range(0, len(x), batch_size):
-                feats.append(self.model.features(x[i:i + batch_size].to(get_device())).float())
-        self.detector.fit_features(torch.cat(feats), y.to(get_device()))
-        from .cache import fingerprint
+        from .cache import fingerprint, load_or_compute
+
+        def features():
+            with torch.no_grad():
+                return {"z": torch.cat([self.model.features(x[i:i + batch_size].to(get_device())).float().cpu()
+                                        for i in range(0, len(x), batch_size)])}
         self.fitted_on = {"images": fingerprint(x), "labels": fingerprint(y)}
+        z = (load_or_compute("maha-features", {"model": fingerprint(self.model), "images": self.fitted_on["images"]},
+                             features) if cache else features())["z"]
+        self.detector.fit_features(z.to(get_device()), y.to(get_device()))
         return self
 
     def fit_features(self, z, y) -> "Mahalanobis":

@@ -148,3 +148,27 @@ def test_mahalanobis_fit_checks_labels(setup, case, make_y, match):
         bl.Mahalanobis(model).fit(bad)
     with pytest.raises(InputError):
         bl.Mahalanobis(model).fit(train.x)                         # no labels at all
+
+
+def test_mahalanobis_fit_through_the_cache_is_the_same_fit(setup, tmp_path, monkeypatch):
+    """``fit(cache=True)`` reads the penultimate features from the cache on a second fit: same means and
+    precision as the uncached fit, and the fit is named by what it saw (for the perturbation sweeps' keys)."""
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path))
+    model, train, dets = setup
+    ref = bl.Mahalanobis(model).fit(train)
+    calls = []
+    real = model.features
+
+    def counting(x):
+        calls.append(len(x))
+        return real(x)
+    monkeypatch.setattr(model, "features", counting)
+    a = bl.Mahalanobis(model).fit(train, cache=True)
+    n = len(calls)
+    b = bl.Mahalanobis(model).fit(train, cache=True)
+    assert n > 0 and len(calls) == n                                  # the second fit ran no image through
+    for m in (a, b):
+        torch.testing.assert_close(m.detector.mu, ref.detector.mu)
+        torch.testing.assert_close(m.detector.precision, ref.detector.precision)
+        assert m.fitted_on == ref.fitted_on and set(m.fitted_on) == {"images", "labels"}
+    assert bl.MahalanobisODIN(model, base=a).fitted_on == a.fitted_on
