@@ -205,7 +205,19 @@ def compare(before: Path, after: Path) -> int:
             print(f"{s:16s} " + " ".join(cols))
     print(f"{'total':16s} " + " ".join(f"{tot[k][0]:13.1f} {tot[k][1]:12.1f} "
                                       f"{(tot[k][0] / tot[k][1] if tot[k][1] else float('nan')):6.2f}" for k in kinds))
-    print("ratio = before ÷ after (> 1: faster after)")
+
+    def wall(d, k):
+        r = d.get("runs", {}).get(k) or {}
+        w = r.get("wall_s")
+        return None if w is None else w + (r.get("import_s") or 0.0) + ((r.get("book") or {}).get("seconds") or 0.0)
+    cols = []
+    for k in kinds:
+        x, y = wall(a, k), wall(b, k)
+        cols.append(f"{fmt(x):>13s} {fmt(y):>12s} " + (f"{x / y:6.2f}" if x and y else f"{'—':>6s}"))
+    print(f"{'wall clock':16s} " + " ".join(cols))
+    print("ratio = before ÷ after (> 1: faster after); wall clock = the runner's command, plus the bundle's import and "
+          "the book's build where the file has them; chapters side by side (chapter_jobs: "
+          f"{a.get('chapter_jobs', 1)} before, {b.get('chapter_jobs', 1)} after) overlap in it")
     return 0
 
 
