@@ -46,7 +46,7 @@ HEADLINES = (
              keys=(r"^auroc_.+_vs_",), exclude=(r"_eng$",)),
     Headline("03_iocn", "IOCN", "Schmier, Köthe & Straehle (2024)",
              "an invertible one-class network detects outliers better than the baselines (mean AUROC)",
-             keys=(r"^iocn_ge_best_baseline_", r"^iocn_ge_flow_"), prefer="learned features"),
+             keys=(r"^iocn_vs_best_", r"^iocn_vs_flow_"), prefer="learned features"),
     Headline("04_drift", "Drift via gray data", "the drift slides (no year stated)",
              "model inversion and membership inference detect a drifted production model",
              keys=(r"_detected$",)),
