@@ -267,7 +267,7 @@ def _remembered(key: dict | None, results: list | None = None):
                                   what="finished jobs", redo="running them again", cache_only=results is None)
     except NotCached:
         return None
-    except TypeError:          # a result the cache cannot store: nothing remembered
+    except (TypeError, OSError):   # a result the cache cannot store, a read-only cache: nothing remembered
         return None
     return out
 
