@@ -103,6 +103,14 @@ class JobError(RuntimeError):
         return (JobError, (self.index, self.job, self.error, self.tb))
 
 
+def available_cores() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:           # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def resolve_n_jobs(n_jobs: int | None = None) -> int:
     """``n_jobs``, else ``CCC_JOBS``, else the CPU cores this process may use; a bad value is an error
     naming the fix."""
@@ -111,10 +119,7 @@ def resolve_n_jobs(n_jobs: int | None = None) -> int:
     if n_jobs is None:
         env = os.environ.get("CCC_JOBS", "").strip()
         if not env:
-            try:
-                return max(1, len(os.sched_getaffinity(0)))
-            except AttributeError:           # macOS, Windows
-                return max(1, os.cpu_count() or 1)
+            return available_cores()
         source = "CCC_JOBS"
         try:
             n_jobs = int(env)

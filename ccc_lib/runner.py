@@ -499,10 +499,8 @@ def _run_side_by_side(chapters, profile, out, notebook_dir, root, args, jobs: in
     import subprocess
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        cores = max(1, os.cpu_count() or 1)
+    from .parallel import available_cores
+    cores = available_cores()
     threads = max(1, int(os.environ.get("OMP_NUM_THREADS") or cores) // jobs)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), CCC_CHAPTER_JOBS="1",
                CCC_JOBS=os.environ.get("CCC_JOBS") or str(max(1, cores // jobs)))
