@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 __all__ = ["InputError", "NotFittedError", "check_images", "check_features", "check_labels", "check_fitted",
-           "check_positive", "check_fraction", "check_choice"]
+           "check_positive", "check_fraction", "check_choice", "as_tensor", "require_finite"]
 
 
 class InputError(ValueError):
@@ -27,7 +27,7 @@ class NotFittedError(RuntimeError):
     """A detector (or model) was used before ``fit``."""
 
 
-def _as_tensor(x, name: str) -> torch.Tensor:
+def as_tensor(x, name: str) -> torch.Tensor:
     # TensorData without importing ccc_lib.data (which needs utils, which needs this module): if that
     # module is not loaded, no TensorData exists, so the lookup loses nothing and keeps checks a leaf
     data = sys.modules.get("ccc_lib.data")
@@ -46,7 +46,7 @@ def _as_tensor(x, name: str) -> torch.Tensor:
     return x
 
 
-def _finite(x: torch.Tensor, name: str, what: str) -> None:
+def require_finite(x: torch.Tensor, name: str, what: str) -> None:
     if x.is_floating_point() and x.numel():
         bad = ~torch.isfinite(x)
         if bool(bad.any()):
@@ -61,7 +61,7 @@ def check_images(x, name: str = "x", *, expected_shape=None, value_range=(0.0, 1
     """N×C×H×W images as float32: 4-D, non-empty, finite, within ``value_range`` (None: any range),
     and of ``expected_shape`` = (C, H, W) when given (e.g. the classifier's ``input_shape``).
     A single C×H×W image is rejected with the fix (``x.unsqueeze(0)``) rather than guessed."""
-    x = _as_tensor(x, name)
+    x = as_tensor(x, name)
     if x.ndim == 3 and expected_shape is not None and tuple(x.shape) == tuple(expected_shape):
         raise InputError(f"{name}: got one image of shape {tuple(x.shape)}; expected a batch N×C×H×W — "
                          f"pass {name}.unsqueeze(0)")
@@ -84,7 +84,7 @@ def check_images(x, name: str = "x", *, expected_shape=None, value_range=(0.0, 1
             raise InputError(f"{name}: uint8 images; scale them to [0, 1] first: {name}.float() / 255")
         x = x.float()
     x = x.float() if x.dtype != torch.float32 else x
-    _finite(x, name, "images")
+    require_finite(x, name, "images")
     if value_range is not None and x.numel():
         lo, hi = value_range
         mn, mx = float(x.min()), float(x.max())
@@ -97,7 +97,7 @@ def check_images(x, name: str = "x", *, expected_shape=None, value_range=(0.0, 1
 
 def check_features(x, name: str = "x", *, dim: int | None = None, allow_empty: bool = False) -> torch.Tensor:
     """N×D feature vectors as float32: 2-D, non-empty, finite, ``D == dim`` when given."""
-    x = _as_tensor(x, name)
+    x = as_tensor(x, name)
     if x.ndim == 1 and dim == 1:
         x = x[:, None]
     if x.ndim != 2:
@@ -110,13 +110,13 @@ def check_features(x, name: str = "x", *, dim: int | None = None, allow_empty: b
     if len(x) == 0 and not allow_empty:
         raise InputError(f"{name}: no rows (0 samples); pass at least one")
     x = x.float()
-    _finite(x, name, "rows")
+    require_finite(x, name, "rows")
     return x
 
 
 def check_labels(y, name: str = "y", *, n: int | None = None, num_classes: int | None = None) -> torch.Tensor:
     """Integer class labels (1-D, ``n`` of them, in ``[0, num_classes)``) as int64."""
-    y = _as_tensor(y, name)
+    y = as_tensor(y, name)
     if y.ndim == 2 and y.shape[1] > 1:
         raise InputError(f"{name}: got a {tuple(y.shape)} array (one-hot?); pass class indices: {name}.argmax(1)")
     y = y.reshape(-1)

@@ -195,7 +195,7 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> TensorDat
             ds = tvd.MNIST(root, train=train, download=download)
             return _from_uint8(ds.data, name, split, MNIST_CLASSES, ds.targets)
         if name == "fashion_mnist":
-            _stage_debian_fashion(root)
+            stage_debian_fashion(root)
             ds = tvd.FashionMNIST(root, train=train, download=download)
             return _from_uint8(ds.data, name, split, FASHION_CLASSES, ds.targets)
         if name == "emnist":
@@ -245,7 +245,7 @@ def _torchvision_dry(name: str, split: str, root: Path) -> TensorData:
     raise KeyError(name)
 
 
-def _stage_debian_fashion(root: Path) -> None:
+def stage_debian_fashion(root: Path) -> None:
     """Gunzip Debian's Fashion-MNIST files where torchvision looks for them (once)."""
     raw = root / "FashionMNIST" / "raw"
     names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",

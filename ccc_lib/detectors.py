@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checks import InputError, NotFittedError, _as_tensor, _finite, check_features, check_images
+from .checks import InputError, NotFittedError, as_tensor, check_features, check_images, require_finite
 from .data import TensorData
 from .metrics import ood_metrics
 from .utils import get_device, to_numpy
@@ -176,7 +176,7 @@ class Detector:
         shape = self.expected_input_shape
         model = getattr(self, "model", None)
         if kind == "auto":
-            t = _as_tensor(x, name)
+            t = as_tensor(x, name)
             if shape is not None or _model_channels(model) is not None:
                 kind = "images"
             elif t.ndim == 2 or (not fitting and self.__dict__.get("_ccc_fit_dim") is not None):
@@ -185,10 +185,10 @@ class Detector:
                 if t.numel() == 0 or len(t) == 0:
                     raise InputError(f"{self.name}: {name} is empty (shape {tuple(t.shape)}); pass at least one input")
                 t = t.float()
-                _finite(t, f"{self.name}: {name}", "inputs")
+                require_finite(t, f"{self.name}: {name}", "inputs")
                 return t
         if kind == "images":
-            t = _as_tensor(x, name)
+            t = as_tensor(x, name)
             channels = _model_channels(model) if shape is None else None
             if shape is None and channels is not None and t.ndim == 4 and t.shape[1] != channels:
                 raise InputError(f"{self.name}: {name} has {t.shape[1]} channel(s) but the model's first "
@@ -197,7 +197,7 @@ class Detector:
             return check_images(x, f"{self.name}: {name}", expected_shape=shape, value_range=self.value_range)
         if kind == "features":
             dim = None if fitting else self.__dict__.get("_ccc_fit_dim")
-            t = _as_tensor(x, name)
+            t = as_tensor(x, name)
             if dim is not None and t.ndim > 2 and int(np.prod(t.shape[1:])) == dim:
                 t = t.reshape(len(t), -1)          # rows given unflattened: same numbers, same order
             return check_features(t, f"{self.name}: {name}", dim=dim)
