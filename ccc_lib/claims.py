@@ -43,102 +43,37 @@ or ``interval=(lo, hi)`` (or an Interval) beside a number — and then gets a th
   :meth:`Claims.finish` asserts: asserted claims keep their bounds (a claim that holds on its estimate
   but whose interval straddles the bound does not fail the notebook). The ``verdict`` is what the
   prose (:meth:`Claims.verdict`, :meth:`Claims.glue_verdict`), the table and the report show.
-* The metrics file's rows carry ``interval`` ([lo, hi] or None), ``level``, ``method``,
-  ``verdict`` and ``kind`` ("claim", "compare" or "shown"); comparisons also ``a`` and ``b`` (each
-  side's own interval, when given). ``glued_verdicts`` lists every verdict handed to the prose
+* A paper that claims a MATCH ("matches the state of the art") is judged by :meth:`Claims.matches`:
+  equivalence with a margin δ read from the chapter's settings (two one-sided tests on the 90 %
+  interval: "holds" only when it lies inside [−δ, δ]). A tie within uncertainty is never a match.
+* A method against several baselines is judged by :meth:`Claims.compare_every` on
+  :func:`ccc_lib.stats.versus_every` (every baseline on the same images; none picked on the test set).
+* An interval from one trained model (:attr:`ccc_lib.stats.Interval.one_model`) is shown as
+  "[lo, hi] (one model)", never as an interval over seeds.
+* The metrics file's rows carry ``interval`` ([lo, hi] or None), ``level``, ``method``, ``seeds``,
+  ``one_model``, ``verdict`` and ``kind`` ("claim", "compare", "equivalence" or "shown"); comparisons
+  also ``a`` and ``b`` (each side's own interval, when given) and, against every baseline,
+  ``baselines``; equivalence claims ``margin`` and ``margin_setting``. ``glued_verdicts`` lists every verdict handed to the prose
   (glued by name, or returned by :meth:`Claims.verdict`) and whether an interval was behind it."""
 from __future__ import annotations
 
-import math
-import operator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .profiles import Profile, get_profile
+from .checks import InputError
+from .claim_rows import (COMPARE_VERDICTS, MATCH_WORDS, OPS, VERDICTS, Claim, finite_estimate, fmt_number,
+                         interval_verdict, judge, known_profiles, plain, with_interval)
+from .profiles import get_profile
 from .report import glue, hardware, metrics_dir
-from .stats import Interval, difference_verdict
+from .stats import EQUIVALENCE_LEVEL, Interval, VersusEvery, difference_verdict, equivalence
 from .utils import atomic_write_json
 
-__all__ = ["Claims", "Claim", "ClaimsFailed", "OPS", "VERDICTS", "COMPARE_VERDICTS", "fmt_number"]
-
-OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
-_SYMBOL = {">=": "≥", ">": ">", "<=": "≤", "<": "<", "==": "="}
-#: a judged claim's verdict words (positive, negative, unresolved), and a comparison's
-VERDICTS = ("holds", "does not hold", "not resolved")
-COMPARE_VERDICTS = ("wins", "loses", "tie within uncertainty")
+__all__ = ["Claims", "Claim", "ClaimsFailed", "OPS", "VERDICTS", "COMPARE_VERDICTS", "MATCH_WORDS", "fmt_number"]
 
 
 class ClaimsFailed(AssertionError):
     """One or more claims due at this profile do not hold (the metrics file already records them)."""
-
-
-def _plain(v):
-    """JSON-friendly scalars (NumPy and torch numbers to Python)."""
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
-        try:
-            return v.item()
-        except (ValueError, AttributeError):
-            pass
-    return v
-
-
-def fmt_number(v, digits: int = 4) -> str:
-    v = _plain(v)
-    if isinstance(v, bool) or v is None or isinstance(v, str):
-        return str(v)
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{round(v, digits):g}"
-    return str(v)
-
-
-@dataclass
-class Claim:
-    key: str
-    text: str
-    ours: object
-    paper: object = "not reported"
-    op: str | None = None           # None: a number shown, not judged
-    bound: object = None
-    bound_from: str = ""            # "paper" or "ours" ("" for shown numbers)
-    assert_at: tuple = ()
-    holds: bool | None = None       # the point estimate against the bound (what finish() asserts)
-    due: bool = False               # asserted at this run's profile?
-    note: str = ""
-    interval: Interval | None = None
-    verdict: str | None = None      # VERDICTS / COMPARE_VERDICTS word; None for a shown number
-    kind: str = "claim"             # "claim", "compare" or "shown"
-    sides: dict = field(default_factory=dict)   # compare: {"a": Interval, "b": Interval} when given
-
-    @property
-    def bound_text(self) -> str:
-        if self.op is None:
-            return ""
-        if self.kind == "compare":
-            return "difference > 0"
-        who = "paper" if self.bound_from == "paper" else "ours"
-        return f"{_SYMBOL[self.op]} {fmt_number(self.bound)} ({who})"
-
-    @property
-    def interval_text(self) -> str:
-        """``"[0.991, 0.996]"`` (bounds rounded outwards, :meth:`Interval.fmt`), "" without one."""
-        return "" if self.interval is None else self.interval.fmt().split(" ", 1)[1]
-
-    def row(self) -> dict:
-        iv = self.interval
-        r = {"key": self.key, "claim": self.text, "paper": _plain(self.paper), "ours": _plain(self.ours),
-             "bound": self.bound_text, "holds": self.holds, "asserted at": ", ".join(self.assert_at),
-             "due": self.due, "note": self.note, "kind": self.kind, "verdict": self.verdict,
-             "interval": None if iv is None else [iv.lo, iv.hi], "level": None if iv is None else iv.level,
-             "method": "" if iv is None else iv.method, "interval_text": self.interval_text}
-        for side, v in self.sides.items():
-            r[side] = v.to_dict()
-        return r
-
 
 @dataclass
 class Claims:
@@ -168,29 +103,25 @@ class Claims:
         (module docstring)."""
         if op not in OPS:
             raise ValueError(f"claim {key!r}: op must be one of {list(OPS)}, not {op!r}")
-        paper_num = isinstance(_plain(paper), (int, float)) and not isinstance(_plain(paper), bool)
+        paper_num = isinstance(plain(paper), (int, float)) and not isinstance(plain(paper), bool)
         if bound is None:
             if not paper_num:
                 raise ValueError(f"claim {key!r}: give a bound (the paper reports no number to judge against)")
             bound = paper
         if bound_from is None:
-            bound_from = "paper" if paper_num and _plain(bound) == _plain(paper) else "ours"
+            bound_from = "paper" if paper_num and plain(bound) == plain(paper) else "ours"
         if bound_from not in ("paper", "ours"):
             raise ValueError(f"claim {key!r}: bound_from must be 'paper' or 'ours'")
-        if bound_from == "paper" and not (paper_num and _plain(bound) == _plain(paper)):
+        if bound_from == "paper" and not (paper_num and plain(bound) == plain(paper)):
             raise ValueError(f"claim {key!r}: bound_from='paper' but the bound {bound!r} is not the paper's "
                              f"number {paper!r}")
-        if isinstance(assert_at, str):
-            assert_at = (assert_at,)
-        unknown = set(assert_at) - set(_known_profiles())
-        if unknown:
-            raise ValueError(f"claim {key!r}: unknown profiles in assert_at: {sorted(unknown)}")
-        o, iv = _with_interval(key, ours, interval, level)
-        b = _plain(bound)
-        holds = _judge(o, op, b)
-        verdict = _interval_verdict(iv, op, b) if iv is not None and _finite_estimate(o) else \
+        assert_at = self._profiles(key, assert_at)
+        o, iv = with_interval(key, ours, interval, level)
+        b = plain(bound)
+        holds = judge(o, op, b)
+        verdict = interval_verdict(iv, op, b) if iv is not None and finite_estimate(o) else \
             VERDICTS[0 if holds else 1]
-        self._add(Claim(key, text, o, _plain(paper), op, b, bound_from, tuple(assert_at), holds,
+        self._add(Claim(key, text, o, plain(paper), op, b, bound_from, tuple(assert_at), holds,
                         self.profile.name in assert_at, note, iv, verdict))
         return holds
 
@@ -211,23 +142,71 @@ class Claims:
                 if not isinstance(v, Interval):
                     raise TypeError(f"compare {key!r}: {side} must be an Interval, got {type(v).__name__}")
                 sides[side] = v
-        if isinstance(assert_at, str):
-            assert_at = (assert_at,)
-        unknown = set(assert_at) - set(_known_profiles())
-        if unknown:
-            raise ValueError(f"compare {key!r}: unknown profiles in assert_at: {sorted(unknown)}")
-        o, iv = _with_interval(key, diff, None, diff.level)
+        assert_at = self._profiles(key, assert_at)
+        o, iv = with_interval(key, diff, None, diff.level)
         verdict = difference_verdict(iv)
-        self._add(Claim(key, text, o, _plain(paper), ">", 0.0, "ours", tuple(assert_at), _judge(o, ">", 0.0),
+        self._add(Claim(key, text, o, plain(paper), ">", 0.0, "ours", tuple(assert_at), judge(o, ">", 0.0),
                         self.profile.name in assert_at, note, iv, verdict, "compare", sides))
         return verdict
+
+    def matches(self, key: str, text: str, diff, *, settings: dict, margin_key: str,
+                level: float = EQUIVALENCE_LEVEL, paper="not reported", assert_at=(), note: str = "") -> str:
+        """Declare "A matches B" as equivalence and record it; returns its verdict ("holds", "does not
+        hold", "not resolved"; :func:`ccc_lib.stats.equivalence`).
+
+        ``diff``: the interval of A − B, best computed at ``level`` (90 %, e.g. ``auroc_diff_ci(...,
+        level=0.90)``, ``class_mean_ci(..., level=0.90)``; one at another level is rescaled, said in its
+        method), or per-seed Intervals / differences. The margin δ is ``settings[margin_key]`` — the
+        chapter's settings for this profile, declared before the run, never chosen from the results; both
+        are recorded in the row (``margin``, ``margin_setting``). ``holds`` is the point estimate
+        ``|A − B| ≤ δ``, asserted only at ``assert_at`` (none by default)."""
+        if not isinstance(settings, dict) or margin_key not in settings:
+            raise InputError(f"matches {key!r}: the margin must come from the chapter's settings: add "
+                             f"{margin_key!r} (e.g. 0.01 AUROC) to its SETTINGS for every profile and pass "
+                             f"settings=S, margin_key={margin_key!r}")
+        eq = equivalence(diff, settings[margin_key], level)
+        assert_at = self._profiles(key, assert_at)
+        iv = eq.interval
+        self._add(Claim(key, text, iv.estimate, plain(paper), "within", eq.margin, "ours", assert_at,
+                        abs(iv.estimate) <= eq.margin, self.profile.name in assert_at, note, iv, eq.verdict,
+                        "equivalence", margin=eq.margin, margin_setting=str(margin_key)))
+        return eq.verdict
+
+    def compare_every(self, key: str, text: str, result, *, a=None, paper="not reported", assert_at=(),
+                      note: str = "") -> str:
+        """Declare a method against EVERY baseline (``result`` from :func:`ccc_lib.stats.versus_every`) and
+        record it as a comparison: verdict "wins" only when ahead of each baseline, "loses" when behind one
+        after Holm, else "tie within uncertainty"; the interval is ``result.summary`` (A − the closest
+        baseline, valid for the smallest of the differences); the row's ``baselines`` lists each baseline's
+        interval, p-value and Holm-adjusted p-value. ``holds`` is the point estimate ``summary > 0``."""
+        if not isinstance(result, VersusEvery):
+            raise TypeError(f"compare_every {key!r}: pass the result of ccc_lib.stats.versus_every(...), got "
+                            f"{type(result).__name__}")
+        if a is not None and not isinstance(a, Interval):
+            raise TypeError(f"compare_every {key!r}: a must be an Interval, got {type(a).__name__}")
+        assert_at = self._profiles(key, assert_at)
+        iv = result.summary
+        rows = [{"baseline": r["baseline"], "interval": r["interval"].to_dict(), "text": str(r["interval"]),
+                 "p": r["p"], "p_holm": r["p_holm"], "verdict": r["verdict"]} for r in result.rows]
+        self._add(Claim(key, text, iv.estimate, plain(paper), ">", 0.0, "ours", assert_at, iv.estimate > 0,
+                        self.profile.name in assert_at, note, iv, result.verdict, "compare",
+                        {"a": a} if a is not None else {}, baselines=rows))
+        return result.verdict
+
+    def _profiles(self, key: str, assert_at) -> tuple:
+        if isinstance(assert_at, str):
+            assert_at = (assert_at,)
+        unknown = set(assert_at) - set(known_profiles())
+        if unknown:
+            raise ValueError(f"{key!r}: unknown profiles in assert_at: {sorted(unknown)}")
+        return tuple(assert_at)
 
     def report(self, key: str, text: str, ours, *, paper="not reported", note: str = "",
                interval=None, level: float = 0.95) -> None:
         """Record a number shown beside the claims without judging it (``holds`` stays None); with an
         interval (``ours`` an Interval, or ``interval=``) the table shows it."""
-        o, iv = _with_interval(key, ours, interval, level)
-        self._add(Claim(key, text, o, _plain(paper), note=note, interval=iv, kind="shown"))
+        o, iv = with_interval(key, ours, interval, level)
+        self._add(Claim(key, text, o, plain(paper), note=note, interval=iv, kind="shown"))
 
     def _add(self, claim: Claim) -> None:
         if claim.key in self.claims:
@@ -264,12 +243,13 @@ class Claims:
                 unresolved: str | None = None) -> str:
         """The claim's verdict in words: ``yes`` when it holds (a comparison: wins), ``no`` when it does
         not (loses), ``unresolved`` when its interval straddles the bound (a tie within uncertainty);
-        each defaults to the canonical word (:data:`VERDICTS`, :data:`COMPARE_VERDICTS`)."""
+        each defaults to the canonical word (:data:`VERDICTS`, :data:`COMPARE_VERDICTS`; an equivalence
+        claim's :data:`MATCH_WORDS`: "matches" only when its 90 % interval lies inside ±δ)."""
         c = self.claims[key]
         if c.verdict is None:
             raise ValueError(f"{key!r} is a shown number, not a judged claim")
-        words = COMPARE_VERDICTS if c.kind == "compare" else VERDICTS
-        i = words.index(c.verdict)
+        words = COMPARE_VERDICTS if c.kind == "compare" else MATCH_WORDS if c.kind == "equivalence" else VERDICTS
+        i = (COMPARE_VERDICTS if c.kind == "compare" else VERDICTS).index(c.verdict)
         word = [yes, no, unresolved][i] or words[i]
         self._record_use(None, key, word)
         return word
@@ -289,9 +269,9 @@ class Claims:
     def glue_verdict(self, name: str, key: str, yes: str | None = None, no: str | None = None,
                      unresolved: str | None = None) -> str:
         """Glue :meth:`verdict` as ``name`` (use ``{glue:text}`name``` in the prose). Default words: a
-        comparison's own ("wins" / "loses" / "tie within uncertainty"), a claim's "reproduced" /
-        "not reproduced" / "not resolved". Recorded in the metrics file's ``glued_verdicts``."""
-        if self.claims[key].kind != "compare":
+        comparison's own ("wins" / "loses" / "tie within uncertainty"), an equivalence claim's "matches" /
+        "does not match" / "not resolved", a claim's "reproduced" / "not reproduced" / "not resolved". Recorded in the metrics file's ``glued_verdicts``."""
+        if self.claims[key].kind == "claim":
             yes, no, unresolved = yes or "reproduced", no or "not reproduced", unresolved or "not resolved"
         word = self.verdict(key, yes, no, unresolved)
         self._record_use(name, key, word)
@@ -302,7 +282,7 @@ class Claims:
         uncertainty": n}``, judged claims ``{"holds": n, "does not hold": n, "not resolved": n}`` (one
         kind at a time)."""
         keys = list(keys)
-        kinds = {self.claims[k].kind for k in keys}
+        kinds = {"claim" if self.claims[k].kind == "equivalence" else self.claims[k].kind for k in keys}
         if "shown" in kinds:
             raise ValueError(f"{[k for k in keys if self.claims[k].kind == 'shown']} are shown numbers, not judged")
         if len(kinds) > 1:
@@ -374,60 +354,3 @@ class Claims:
             raise ClaimsFailed(f"{len(bad)} claim(s) due at profile {self.profile.name!r} do not hold "
                                f"(recorded in {metrics_dir() / (self.chapter + '.json')}):\n" + "\n".join(lines))
         return self.table()
-
-
-def _judge(ours, op: str, bound) -> bool:
-    if ours is None:
-        return False
-    if isinstance(ours, float) and not math.isfinite(ours):
-        return False
-    try:
-        return bool(OPS[op](ours, bound))
-    except TypeError as exc:
-        raise TypeError(f"cannot compare ours={ours!r} {op} bound={bound!r}") from exc
-
-
-def _finite_estimate(ours) -> bool:
-    """False for a missing or non-finite estimate (such a claim does not hold, whatever its interval)."""
-    return not (ours is None or (isinstance(ours, float) and not math.isfinite(ours)))
-
-
-def _with_interval(key: str, ours, interval, level: float):
-    """``(point estimate, Interval or None)`` from ``ours`` (a number or an Interval) and ``interval``
-    (None, ``(lo, hi)`` or an Interval); the interval must contain the estimate."""
-    if isinstance(ours, Interval):
-        if interval is not None:
-            raise ValueError(f"claim {key!r}: ours is already an Interval; do not pass interval= as well")
-        return ours.estimate, ours
-    o = _plain(ours)
-    if interval is None:
-        return o, None
-    if isinstance(interval, Interval):
-        iv = interval
-    else:
-        try:
-            lo, hi = (float(_plain(v)) for v in interval)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"claim {key!r}: interval must be (lo, hi) or an Interval, got {interval!r}") from exc
-        iv = Interval(o if isinstance(o, (int, float)) and not isinstance(o, bool) else float("nan"),
-                      lo, hi, level, "given")
-    if not (math.isfinite(iv.lo) and math.isfinite(iv.hi)):
-        raise ValueError(f"claim {key!r}: interval [{iv.lo}, {iv.hi}] is not finite")
-    if isinstance(o, (int, float)) and math.isfinite(o) and not (iv.lo - 1e-12 <= o <= iv.hi + 1e-12):
-        raise ValueError(f"claim {key!r}: ours={o!r} lies outside its interval [{iv.lo}, {iv.hi}]; pass the "
-                         f"interval of this number")
-    return o, iv
-
-
-def _interval_verdict(iv: Interval, op: str, bound) -> str:
-    """"holds" when the whole interval clears ``op bound``, "does not hold" when it lies entirely on
-    the wrong side, "not resolved" when it straddles the bound."""
-    lo, hi, b = iv.lo, iv.hi, bound
-    clears = {">=": lo >= b, ">": lo > b, "<=": hi <= b, "<": hi < b, "==": lo == hi == b}[op]
-    wrong = {">=": hi < b, ">": hi <= b, "<=": lo > b, "<": lo >= b, "==": b < lo or b > hi}[op]
-    return VERDICTS[0] if clears else VERDICTS[1] if wrong else VERDICTS[2]
-
-
-def _known_profiles():
-    from .profiles import PROFILES
-    return PROFILES.keys()

@@ -35,9 +35,11 @@ class Headline:
     keys: tuple = ()             # regular expressions over claim keys, most preferred first
     prefer: str = ""             # among several matching rows, those whose text contains this come first
     exclude: tuple = field(default=())   # keys matching these are never the headline
-    # comparisons (Claims.compare) whose paper claim is a *match*, not a win: a tie within uncertainty or a
-    # win reproduces it, a loss does not (IOCN "match[es] the state of the art", SLAD: difference 0.0)
+    # comparisons (Claims.compare) whose paper claim is a *match*, not a win (IOCN "match[es] the state of
+    # the art"): they are judged by the chapter's equivalence claim (Claims.matches, keys matching
+    # ``equivalence``) instead; without one the match is "not resolved" — a tie is never a match (issue 38)
     match: tuple = field(default=())
+    equivalence: tuple = field(default=())
 
 
 HEADLINES = (
@@ -50,7 +52,8 @@ HEADLINES = (
     Headline("03_iocn", "IOCN", "Schmier, Köthe & Straehle (2024)",
              "an invertible one-class network outperforms a standard normalizing flow and matches the best "
              "baseline (mean AUROC; the abstract's two claims)",
-             keys=(r"^iocn_vs_(flow|best)_",), prefer="learned features", match=(r"^iocn_vs_best_",)),
+             keys=(r"^iocn_vs_(flow|best)_",), prefer="learned features", match=(r"^iocn_vs_best_",),
+             equivalence=(r"^iocn_matches_best_",)),
     Headline("04_drift", "Drift via gray data", "the drift slides (no year stated)",
              "model inversion and membership inference detect a drifted production model",
              keys=(r"_detected$",)),
@@ -94,11 +97,37 @@ def _interval(row: dict):
 
 
 def _number(row: dict) -> str:
+    """Our number with its interval where recorded; "(one model)" after an interval from one trained model
+    (never read as an interval over seeds)."""
     iv = _interval(row)
     ours = row.get("ours")
     if iv is not None and isinstance(ours, (int, float)) and not isinstance(ours, bool):
-        return fmt_interval(ours, *iv)
+        one = row.get("one_model") or row.get("seeds") == 1 or (isinstance(row.get("interval"), dict)
+                                                                 and row["interval"].get("seeds") == 1)
+        text = fmt_interval(ours, *iv) + (" (one model)" if one else "")
+        if row.get("kind") == "equivalence" and row.get("margin") is not None:
+            text += f", margin ±{fmt_value(row['margin'])}"
+        return text
     return fmt_value(ours)
+
+
+def _matches(h: Headline, rows: list[dict], claims: list[dict]) -> tuple[list[dict], str]:
+    """Replace the headline's match comparisons (``h.match``) by the chapter's equivalence claims
+    (``h.equivalence``, the same ``prefer`` rule); none declared: the match rows stay and read "not
+    resolved" (:func:`_read`), and the note says why."""
+    if not h.match or not any(_is(r, h.match) for r in rows):
+        return rows, ""
+    eq = [r for r in claims if _is(r, h.equivalence) and claim_verdict(r) is not None]
+    if h.prefer and any(h.prefer in str(r.get("claim", "")) for r in eq):
+        eq = [r for r in eq if h.prefer in str(r.get("claim", ""))]
+    if eq:
+        return [r for r in rows if not _is(r, h.match)] + eq, ""
+    return rows, ("no equivalence test with a declared margin for the match claim: a tie within uncertainty "
+                  "is not a match, so it is not resolved")
+
+
+def _is(r: dict, patterns) -> bool:
+    return any(re.search(p, str(r.get("key", ""))) for p in patterns)
 
 
 def _pick(h: Headline, rows: list[dict]) -> tuple[list[dict], str]:
@@ -139,6 +168,10 @@ def headline_rows(metrics: dict, headlines=HEADLINES) -> list[dict]:
             out.append(row)
             continue
         rows, note = _pick(h, list(blob.get("claims") or []))
+        rows, why = _matches(h, rows, list(blob.get("claims") or []))
+        if rows and all(_interval(r) is None for r in rows):
+            why = "; ".join(x for x in (why, "judged on a point estimate: the chapter recorded no interval") if x)
+        note = "; ".join(x for x in (note, why) if x)
         verdicts = [_read(h, r) for r in rows]
         parts = []
         for r in rows:
@@ -159,11 +192,11 @@ def headline_rows(metrics: dict, headlines=HEADLINES) -> list[dict]:
 
 
 def _read(h: Headline, r: dict) -> str | None:
-    """A headline claim row's verdict (:func:`claim_verdict`); for a comparison in ``h.match`` (the paper
-    claims a match), a tie within uncertainty holds too."""
-    if any(re.search(p, str(r.get("key", ""))) for p in h.match) and \
-            str(r.get("verdict", "")).strip().lower() in ("wins", "tie within uncertainty"):
-        return "holds"
+    """A headline claim row's verdict (:func:`claim_verdict`). A comparison standing for a match claim
+    (``h.match``; no equivalence claim replaced it) is "not resolved" whatever its verdict: neither a tie
+    nor a win shows a match; only an equivalence claim (``Claims.matches``) can."""
+    if _is(r, h.match) and r.get("kind") != "equivalence":
+        return "not resolved"
     return claim_verdict(r)
 
 

@@ -63,13 +63,17 @@ def test_paired_difference_matches_the_definition_sklearn_and_a_bootstrap():
     rng = np.random.default_rng(3)
     a_in, a_out, b_in, b_out = (x[0] for x in _binormal(rng, 1, 60, 40, 1.2, rho=0.5, d2=0.8))
     a_in, b_out = np.round(a_in, 1), np.round(b_out, 1)                 # ties, to exercise the midranks
-    iv = auroc_diff_ci(a_in, a_out, b_in, b_out)
+    iv = auroc_diff_ci(a_in, a_out, b_in, b_out, method="wald")
     y = np.r_[np.zeros(60), np.ones(40)]
     sk = roc_auc_score(y, np.r_[a_in, a_out]) - roc_auc_score(y, np.r_[b_in, b_out])
     assert math.isclose(iv.estimate, sk, abs_tol=1e-12)
     aucs, cov = _delong_brute(np.stack([a_out, b_out]), np.stack([a_in, b_in]))
     se = math.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
     assert math.isclose(iv.hi - iv.estimate, norm.ppf(0.975) * se, rel_tol=1e-9)
+    # the default (MOVER on the logit-scale intervals) has the same estimate and, away from AUROC 1, about
+    # the same width (its ends move towards the side with room)
+    mv = auroc_diff_ci(a_in, a_out, b_in, b_out)
+    assert mv.estimate == iv.estimate and "MOVER" in mv.method and abs(mv.width / iv.width - 1) < 0.1
     single = auroc_ci(a_in, a_out)
     assert math.isclose(single.estimate, aucs[0]) and math.isclose(single.estimate, ood_metrics(a_in, a_out)["auroc"])
     # a paired bootstrap over images (in and OOD resampled separately, same indices for A and B) agrees
@@ -134,7 +138,9 @@ def test_over_seeds_on_a_known_case():
     assert math.isclose(over_seeds(est).hi - 0.92, h_seed, rel_tol=1e-6)
     assert over_seeds([Interval(e, l, h) for e, l, h in zip(est, lo, hi)]) == iv           # per-seed Intervals
     one = over_seeds([0.9], [0.85], [0.93])
-    assert (one.lo, one.hi) == (0.85, 0.93) and "one seed" in one.method
+    assert (one.lo, one.hi) == (0.85, 0.93) and one.method.startswith("one model") and one.one_model
+    assert one.seeds == 1 and one.label == "one model" and iv.seeds == 3 and not iv.one_model and iv.label == ""
+    assert Interval.from_dict(one.to_dict()) == one
     t = mean_ci([1.0, 2.0, 3.0])
     assert math.isclose(t.hi, 2 + 4.302653 / math.sqrt(3), rel_tol=1e-6)
 

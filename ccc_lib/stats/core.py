@@ -1,44 +1,7 @@
-"""Intervals for the book's numbers: AUROC and the paired difference of two AUROCs (DeLong), shares
-(Wilson), any statistic (bootstrap) and the spread over training seeds. Every function returns an
-:class:`Interval`; ``str(interval)`` is how the book prints it: ``0.9935 [0.991, 0.996]``.
-
-AUROC follows :func:`ccc_lib.metrics.ood_metrics`: OOD is the positive class and a higher score means
-"more OOD", so ``AUROC = P(s_out > s_in) + ½ P(s_out = s_in)`` (the Mann-Whitney statistic).
-
-* :func:`auroc_ci` — DeLong, DeLong & Clarke-Pearson (1988)'s variance of the AUROC, computed with
-  Sun & Xu (2014)'s fast algorithm from midranks (O(N log N) instead of O(m·n)). The interval is
-  built on the logit scale, ``logit(A) ± z·se/(A(1-A))``, mapped back (it stays inside [0, 1] and
-  covers better near 1 than ``A ± z·se``; Qin & Hotilovac 2008).
-* :func:`auroc_diff_ci` — the **paired** difference A − B of two detectors that scored the *same*
-  images: DeLong's covariance of the two AUROCs, ``var(A−B) = var A + var B − 2 cov(A, B)``, interval
-  ``(A−B) ± z·se`` clipped to [-1, 1].
-* Perfect separation (AUROC exactly 0 or 1) gives DeLong a zero variance, which would claim certainty
-  from a finite sample. Then the bound on the side away from the boundary is the one-sided bound
-  for "no misordered pair seen" in the worst case, where every misordered pair involves a share ε of
-  one side's images lying beyond all of the other side's: the chance of seeing none among ``k`` of them
-  is ``(1-ε)^k``; with ``k`` the smaller side (the most conservative), ``ε ≤ 1 - (α/2)^(1/k)`` (≈ 3.7/k
-  at 95 %, the "rule of three"). A paired difference whose DeLong variance is zero (both perfect, or identical rankings)
-  falls back to ``[lo_A - hi_B, hi_A - lo_B]`` from the two single intervals. ``method`` says which.
-* :func:`wilson` — Wilson's score interval for a share ``k/n`` (Wilson 1927).
-* :func:`bootstrap_ci` — :func:`scipy.stats.bootstrap`, the percentile interval by default; BCa on
-  request (its jackknife evaluates the statistic once per observation: O(N²) for an AUROC), falling
-  back to percentile when BCa is undefined (a degenerate bootstrap distribution); ``method`` says which.
-* :func:`mean_ci` — Student's t interval for a mean.
-* :func:`over_seeds` — mean and spread over training seeds, with an interval that combines the
-  variation between seeds and the sampling variation within one (formula in its docstring).
-
-Input checks (:class:`~ccc_lib.checks.InputError`, naming the cause and the fix): fewer than
-:data:`MIN_PER_SIDE` scores on a side, a non-finite score, a detector that gives every image the same
-score, paired scores of different lengths, a level outside (0, 1).
-
-Cost, 10,000 vs 10,000 scores, measured on 2 Dec 2026 on the 2-core development machine (load
-about 12 from other work): :func:`auroc_ci` 0.014 s, :func:`auroc_diff_ci` 0.026 s; the same AUROC's
-interval through :func:`bootstrap_ci` (vectorised :func:`auroc`, ``batch=50``) 24-30 s with 2,000
-percentile resamples, 161 s with 10,000, and about 300 s with 2,000 BCa resamples (the jackknife). Hence
-DeLong for AUROCs and their differences, the bootstrap for statistics without a closed form.
-
-References (book/references.bib): ``delong1988auc``, ``sun2014fastdelong``, ``qin2008aucci``,
-``wilson1927``, ``newcombe1998proportion`` (the Wilson test value), ``efron1987bca``."""
+"""The core of :mod:`ccc_lib.stats`: the :class:`Interval` every function returns, the input checks,
+Wilson's interval for a share, Student's t interval for a mean, the bootstrap, the spread over training
+seeds, and reading an interval back as a p-value or at another level (:func:`p_value`, :func:`rescale`).
+The package docstring (``ccc_lib/stats/__init__.py``) says which function to use for what."""
 from __future__ import annotations
 
 import math
@@ -47,10 +10,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats as _st
 
-from .checks import InputError
+from ..checks import InputError
 
-__all__ = ["Interval", "MIN_PER_SIDE", "auroc", "auroc_ci", "auroc_diff_ci", "difference_verdict", "wilson",
-           "bootstrap_ci", "mean_ci", "over_seeds"]
+__all__ = ["Interval", "MIN_PER_SIDE", "wilson", "bootstrap_ci", "mean_ci", "over_seeds", "p_value", "rescale",
+           "ONE_MODEL"]
+
+#: the label of an interval from one trained model (one seed): the test images' sampling error only
+ONE_MODEL = "one model"
 
 #: fewest scores per side (in-distribution, OOD) for an AUROC interval: DeLong's normal approximation
 #: needs both sides; below this the interval says more than the data can.
@@ -63,7 +29,11 @@ class Interval:
 
     method : how it was computed (e.g. "DeLong (logit)", "Wilson", "bootstrap BCa")
     n      : the sample size behind it (images, trials or seeds), when one number says it
-    spread : the standard deviation over seeds (:func:`over_seeds` only)"""
+    spread : the standard deviation over seeds (:func:`over_seeds` only)
+    seeds  : how many trained models (seeds) stand behind it, where that matters (:func:`over_seeds`);
+             1 is "one model" (:attr:`one_model`): the test images' sampling error only, no seed variation
+    df     : the degrees of freedom of its reference distribution (Student's t) where it has one, None for
+             the normal (:func:`p_value` and :func:`rescale` read it)"""
     estimate: float
     lo: float
     hi: float
@@ -71,14 +41,17 @@ class Interval:
     method: str = ""
     n: int | None = None
     spread: float | None = None
+    seeds: int | None = None
+    df: float | None = None
 
     def __post_init__(self):
         for name in ("estimate", "lo", "hi", "level"):
             object.__setattr__(self, name, float(getattr(self, name)))
         if self.n is not None:
             object.__setattr__(self, "n", int(self.n))
-        if self.spread is not None:
-            object.__setattr__(self, "spread", float(self.spread))
+        for name, kind in (("spread", float), ("seeds", int), ("df", float)):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, kind(getattr(self, name)))
         if not 0 < self.level < 1:
             raise InputError(f"Interval: level must lie in (0, 1), got {self.level!r} (e.g. 0.95)")
         if not (self.lo <= self.hi) and not (math.isnan(self.lo) or math.isnan(self.hi)):
@@ -88,6 +61,17 @@ class Interval:
     @property
     def width(self) -> float:
         return self.hi - self.lo
+
+    @property
+    def one_model(self) -> bool:
+        """True for an interval from one trained model (``seeds == 1``): it carries the test images'
+        sampling error only, never the variation between training seeds; the book labels it "one model"."""
+        return self.seeds == 1
+
+    @property
+    def label(self) -> str:
+        """:data:`ONE_MODEL` for a one-model interval, else ""."""
+        return ONE_MODEL if self.one_model else ""
 
     def excludes(self, x: float) -> bool:
         """True when ``x`` lies outside ``[lo, hi]`` (e.g. ``diff.excludes(0)``: a real difference)."""
@@ -117,12 +101,14 @@ class Interval:
 
     def to_dict(self) -> dict:
         return {"estimate": self.estimate, "lo": self.lo, "hi": self.hi, "level": self.level,
-                "method": self.method, "n": self.n, "spread": self.spread}
+                "method": self.method, "n": self.n, "spread": self.spread, "seeds": self.seeds, "df": self.df}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Interval":
-        return cls(**{k: d.get(k) for k in ("estimate", "lo", "hi", "level", "method", "n", "spread")
-                      if d.get(k) is not None})
+        return cls(**{k: d.get(k) for k in _FIELDS if d.get(k) is not None})
+
+
+_FIELDS = ("estimate", "lo", "hi", "level", "method", "n", "spread", "seeds", "df")
 
 
 # --------------------------------------------------------------------------- checks
@@ -135,6 +121,11 @@ def _level(level) -> float:
 
 def _z(level: float) -> float:
     return float(_st.norm.ppf(0.5 + level / 2))
+
+
+def _q(level: float, df=None) -> float:
+    """Two-sided quantile of the normal (``df`` None) or Student's t with ``df`` degrees of freedom."""
+    return _z(level) if df is None or not math.isfinite(df) else float(_st.t.ppf(0.5 + level / 2, df))
 
 
 def _scores(x, name: str, minimum: int = MIN_PER_SIDE) -> np.ndarray:
@@ -157,97 +148,6 @@ def _not_constant(s_in, s_out, who: str) -> None:
         raise InputError(f"{who}: every image got the same score ({s_in[0]:g}); the detector does not rank "
                          f"the images, so its AUROC (0.5) has no interval. Check that it was fitted and that "
                          f"its scores are not saturated (e.g. a softmax rounded to 1.0)")
-
-
-# --------------------------------------------------------------------------- AUROC
-
-def auroc(scores_in, scores_out, axis: int = -1):
-    """AUROC (OOD positive, higher = more OOD) from midranks, vectorised along ``axis``: the statistic
-    :func:`bootstrap_ci` resamples (equal to :func:`ccc_lib.metrics.ood_metrics`' AUROC)."""
-    s_in, s_out = np.moveaxis(np.asarray(scores_in, float), axis, -1), np.moveaxis(np.asarray(scores_out, float), axis, -1)
-    n, m = s_in.shape[-1], s_out.shape[-1]
-    ranks = _st.rankdata(np.concatenate([s_out, s_in], axis=-1), axis=-1)
-    return (ranks[..., :m].sum(-1) - m * (m + 1) / 2) / (m * n)
-
-
-def _delong(pos: np.ndarray, neg: np.ndarray):
-    """Fast DeLong (Sun & Xu 2014): ``pos`` k×m (OOD scores of k detectors), ``neg`` k×n (in-distribution).
-    Returns the k AUROCs and their k×k covariance.
-
-    With midranks T_z over the pooled m+n scores, T_x within the positives and T_y within the negatives,
-    the structural components are V10_i = (T_z,i − T_x,i)/n (share of negatives below positive i, ties
-    ½) and V01_j = 1 − (T_z,j − T_y,j)/m (share of positives above negative j); AUROC = mean V10 and
-    cov = S10/m + S01/n with S10, S01 the sample covariances (over images) of V10 and V01."""
-    k, m = pos.shape
-    n = neg.shape[1]
-    tz = _st.rankdata(np.concatenate([pos, neg], axis=1), axis=1)
-    tx, ty = _st.rankdata(pos, axis=1), _st.rankdata(neg, axis=1)
-    v10 = (tz[:, :m] - tx) / n
-    v01 = 1.0 - (tz[:, m:] - ty) / m
-    aucs = v10.mean(1)
-    cov = np.atleast_2d(np.cov(v10)) / m + np.atleast_2d(np.cov(v01)) / n
-    return aucs, cov
-
-
-def _perfect_bound(level: float, m: int, n: int) -> float:
-    """Largest misordered-pair share ε compatible with seeing none: ε = 1 − (α/2)^(1/min(m, n))."""
-    return 1.0 - ((1 - level) / 2) ** (1.0 / min(m, n))
-
-
-def auroc_ci(scores_in, scores_out, level: float = 0.95) -> Interval:
-    """AUROC of a detector (higher score = more OOD; OOD positive) with DeLong's interval on the logit
-    scale; at AUROC 0 or 1 the exact "no misordered pair" bound (module docstring). ``n`` is the
-    smaller side's size."""
-    level = _level(level)
-    s_in, s_out = _scores(scores_in, "scores_in"), _scores(scores_out, "scores_out")
-    _not_constant(s_in, s_out, "auroc_ci")
-    aucs, cov = _delong(s_out[None], s_in[None])
-    a, var = float(aucs[0]), float(cov[0, 0])
-    m, n = len(s_out), len(s_in)
-    if a >= 1.0 or a <= 0.0 or var <= 0:
-        eps = _perfect_bound(level, m, n)
-        lo, hi = (1.0 - eps, 1.0) if a >= 0.5 else (0.0, eps)
-        return Interval(a, min(lo, a), max(hi, a), level, "no misordered pair: exact bound", min(m, n))
-    z, se = _z(level), math.sqrt(var)
-    lg, se_lg = math.log(a / (1 - a)), se / (a * (1 - a))
-    lo, hi = (1 / (1 + math.exp(-(lg + s * z * se_lg))) for s in (-1, 1))
-    return Interval(a, lo, hi, level, "DeLong (logit)", min(m, n))
-
-
-def auroc_diff_ci(a_in, a_out, b_in, b_out, level: float = 0.95) -> Interval:
-    """Paired difference AUROC(A) − AUROC(B) of two detectors that scored the SAME images in the SAME
-    order (``a_in[i]`` and ``b_in[i]`` belong to one image): DeLong's covariance, interval
-    ``(A−B) ± z·sqrt(var A + var B − 2 cov(A, B))`` clipped to [-1, 1] (module docstring for the
-    zero-variance case). A difference is a real one only when the interval excludes 0."""
-    level = _level(level)
-    a_in, a_out = _scores(a_in, "a_in"), _scores(a_out, "a_out")
-    b_in, b_out = _scores(b_in, "b_in"), _scores(b_out, "b_out")
-    if len(a_in) != len(b_in) or len(a_out) != len(b_out):
-        raise InputError(f"auroc_diff_ci: detector A scored {len(a_in)} in-distribution and {len(a_out)} OOD "
-                         f"images, detector B {len(b_in)} and {len(b_out)}; a paired difference needs both "
-                         f"detectors' scores on the same images in the same order (for different image sets, "
-                         f"compare two auroc_ci intervals instead)")
-    _not_constant(a_in, a_out, "auroc_diff_ci (detector A)")
-    _not_constant(b_in, b_out, "auroc_diff_ci (detector B)")
-    aucs, cov = _delong(np.stack([a_out, b_out]), np.stack([a_in, b_in]))
-    d = float(aucs[0] - aucs[1])
-    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
-    m, n = len(a_out), len(a_in)
-    if var <= 1e-15:
-        ia, ib = auroc_ci(a_in, a_out, level), auroc_ci(b_in, b_out, level)
-        return Interval(d, min(ia.lo - ib.hi, d), max(ia.hi - ib.lo, d), level,
-                        "paired DeLong variance 0: difference of single intervals", min(m, n))
-    h = _z(level) * math.sqrt(var)
-    return Interval(d, max(-1.0, d - h), min(1.0, d + h), level, "paired DeLong", min(m, n))
-
-
-def difference_verdict(diff: Interval) -> str:
-    """The one rule for "A vs B" from the interval of A − B: "wins" when it lies above 0, "loses" when
-    below, "tie within uncertainty" when it contains 0 (:meth:`ccc_lib.claims.Claims.compare` uses it)."""
-    if not isinstance(diff, Interval):
-        raise InputError(f"difference_verdict: pass the Interval of A − B (e.g. auroc_diff_ci(...)), got "
-                         f"{type(diff).__name__}")
-    return "wins" if diff.lo > 0 else "loses" if diff.hi < 0 else "tie within uncertainty"
 
 
 # --------------------------------------------------------------------------- shares, means, bootstrap
@@ -275,11 +175,12 @@ def mean_ci(x, level: float = 0.95) -> Interval:
     x = _scores(x, "x", minimum=2)
     s = float(np.std(x, ddof=1))
     h = float(_st.t.ppf(0.5 + level / 2, len(x) - 1)) * s / math.sqrt(len(x))
-    return Interval(float(x.mean()), float(x.mean()) - h, float(x.mean()) + h, level, "t", len(x), s)
+    return Interval(float(x.mean()), float(x.mean()) - h, float(x.mean()) + h, level, "t", len(x), s, df=len(x) - 1)
 
 
 def bootstrap_ci(statistic, *samples, level: float = 0.95, n_resamples: int = 2000, seed: int = 0,
-                 paired: bool = False, method: str = "percentile", vectorized: bool = False, batch=None) -> Interval:
+                 paired: bool = False, method: str = "percentile", vectorized: bool = False, batch=None,
+                 outside: str = "raise") -> Interval:
     """Bootstrap interval of ``statistic(*samples)`` through :func:`scipy.stats.bootstrap`.
 
     method    : "percentile" (the default) or "BCa" (bias-corrected and accelerated; its jackknife costs
@@ -289,12 +190,20 @@ def bootstrap_ci(statistic, *samples, level: float = 0.95, n_resamples: int = 20
     paired    : resample the same indices in every sample (e.g. two detectors' scores of the same
                 images); otherwise each sample is resampled on its own (e.g. in- and out-distribution).
     vectorized: ``statistic`` takes an ``axis`` keyword (e.g. :func:`auroc`); much faster.
+    outside   : what to do when the estimate (``statistic`` on the original samples) lies outside the
+                bootstrap interval (a skewed or biased bootstrap distribution: the percentile interval
+                then does not describe the estimate). "raise" (the default): an :class:`InputError` naming
+                the fixes; "widen": stretch the interval to the estimate and SAY so in ``method``
+                ("widened to include the estimate"); "keep": return the interval as computed, the
+                estimate outside it, ``method`` saying so. Never widened silently (issue 38).
     The estimate is ``statistic`` on the original samples."""
     level = _level(level)
     if method not in ("BCa", "percentile"):
         raise InputError(f"bootstrap_ci: method must be 'BCa' or 'percentile', got {method!r}")
     if not samples:
         raise InputError("bootstrap_ci: pass at least one sample after the statistic")
+    if outside not in ("raise", "widen", "keep"):
+        raise InputError(f"bootstrap_ci: outside must be 'raise', 'widen' or 'keep', got {outside!r}")
     data = [_scores(s, f"sample {i}", minimum=2) for i, s in enumerate(samples)]
     if paired and len({len(s) for s in data}) > 1:
         raise InputError(f"bootstrap_ci: paired=True needs samples of one length, got {[len(s) for s in data]}; "
@@ -317,8 +226,18 @@ def bootstrap_ci(statistic, *samples, level: float = 0.95, n_resamples: int = 20
             lo, hi = res.confidence_interval
             used = "percentile (BCa undefined)"
     lo, hi = float(lo), float(hi)
-    return Interval(est, min(lo, est), max(hi, est), level, f"bootstrap {used}, {int(n_resamples)} resamples",
-                    min(len(s) for s in data))
+    what = f"bootstrap {used}, {int(n_resamples)} resamples"
+    if not lo <= est <= hi:
+        if outside == "raise":
+            raise InputError(f"bootstrap_ci: the estimate {est:.6g} lies outside the {used} interval "
+                             f"[{lo:.6g}, {hi:.6g}] (a skewed or biased bootstrap distribution). Use method='BCa' "
+                             f"(bias-corrected), more resamples, or pass outside='widen' (the interval stretched "
+                             f"to the estimate, said in its method) or outside='keep' (as computed)")
+        if outside == "widen":
+            lo, hi, what = min(lo, est), max(hi, est), what + "; widened to include the estimate"
+        else:
+            what += "; the estimate lies outside this interval"
+    return Interval(est, lo, hi, level, what, min(len(s) for s in data))
 
 
 # --------------------------------------------------------------------------- seeds
@@ -338,8 +257,12 @@ def over_seeds(estimates, lows=None, highs=None, level: float = 0.95, bounds=Non
 
     ``h_samp`` is not divided by √k: the seeds are usually scored on the SAME test images, so their
     sampling errors do not average out (with independent test sets this is conservative). With one
-    seed the interval is that seed's own (sampling only; ``method`` says so); without ``lows``/``highs``
-    it needs k ≥ 2 and is the t interval over seeds. ``bounds=(lo, hi)`` cuts the interval to the range
+    seed the interval is that seed's own: the test images' sampling error only, labelled "one model"
+    (``seeds=1``, :attr:`Interval.one_model`; the claims table and the findings show the label), never an
+    interval over seeds — it is narrower than k = 2 would give because it cannot see the seed variation.
+    Without ``lows``/``highs`` it needs k ≥ 2 and is the t interval over seeds. ``seeds`` is k; ``df``
+    the Welch-Satterthwaite degrees of freedom of the combination (the sampling part counted as normal),
+    which :func:`p_value` and :func:`rescale` use. ``bounds=(lo, hi)`` cuts the interval to the range
     the quantity can take (an AUROC lies in [0, 1], a difference of two in [−1, 1]): the half-widths are
     added symmetrically and may step outside it."""
     level = _level(level)
@@ -353,8 +276,11 @@ def over_seeds(estimates, lows=None, highs=None, level: float = 0.95, bounds=Non
     if len(estimates) and all(isinstance(e, Interval) for e in estimates):
         if lows is not None or highs is not None:
             raise InputError("over_seeds: the estimates are Intervals already; do not pass lows/highs as well")
+        single_df = estimates[0].df if len(estimates) == 1 else None
         lows, highs = [e.lo for e in estimates], [e.hi for e in estimates]
         estimates = [e.estimate for e in estimates]
+    else:
+        single_df = None
     x = _scores(estimates, "estimates", minimum=1)
     k = len(x)
     if (lows is None) != (highs is None):
@@ -374,9 +300,75 @@ def over_seeds(estimates, lows=None, highs=None, level: float = 0.95, bounds=Non
                          "seeds or pass that seed's interval as lows=[lo], highs=[hi]")
     mean = float(x.mean())
     if k == 1:
-        return Interval(mean, float(lo_[0]), float(hi_[0]), level, "one seed: sampling interval only", 1, None)
+        return Interval(mean, float(lo_[0]), float(hi_[0]), level,
+                        f"{ONE_MODEL}: the test images' sampling interval only, no seed variation", 1, None,
+                        seeds=1, df=single_df)
     s = float(np.std(x, ddof=1))
     h_seed = float(_st.t.ppf(0.5 + level / 2, k - 1)) * s / math.sqrt(k)
     h = math.hypot(h_seed, h_samp)
     what = "seeds (t) ⊕ sampling (mean half-width)" if lows is not None else "seeds (t)"
-    return Interval(mean, mean - h, mean + h, level, f"{k} {what}", k, s)
+    v_seed, v_samp = s * s / k, (h_samp / _z(level)) ** 2
+    df = (v_seed + v_samp) ** 2 / (v_seed ** 2 / (k - 1)) if v_seed > 0 else None
+    return Interval(mean, mean - h, mean + h, level, f"{k} {what}", k, s, seeds=k, df=df)
+
+
+# --------------------------------------------------------------------------- reading an interval back
+
+def _side_se(iv: Interval, toward: float) -> float:
+    """The standard error implied by the half of ``iv`` that faces ``toward`` (its own level and df)."""
+    half = (iv.estimate - iv.lo) if toward < iv.estimate else (iv.hi - iv.estimate)
+    return max(half, 0.0) / _q(iv.level, iv.df)
+
+
+def p_value(iv: Interval, null: float = 0.0) -> float:
+    """Two-sided p-value of "the quantity equals ``null``" read back from ``iv``: the standard error
+    implied by the half of the interval that faces ``null`` (so ``p < 1 − level`` exactly when ``iv``
+    excludes ``null``), against the normal or, with ``iv.df``, Student's t. Exact for Wald and t
+    intervals; for an asymmetric one (logit, MOVER) the test that the interval inverts at its own level,
+    approximated at other levels."""
+    if not isinstance(iv, Interval):
+        raise InputError(f"p_value: pass an Interval, got {type(iv).__name__}")
+    dist = 0.0 if not math.isfinite(iv.estimate) else iv.estimate - float(null)
+    se = _side_se(iv, null)
+    if dist == 0:
+        return 1.0
+    if se <= 0:
+        return 0.0
+    ref = _st.norm if iv.df is None or not math.isfinite(iv.df) else _st.t(iv.df)
+    return float(min(1.0, 2 * ref.sf(abs(dist) / se)))
+
+
+def rescale(iv: Interval, level: float, scale: str = "linear") -> Interval:
+    """``iv`` at another ``level``: each half scaled by the ratio of the two quantiles (normal, or t with
+    ``iv.df``), on the ``scale`` it was built on — "linear" (Wald, t, over seeds, differences) or "logit"
+    (an AUROC or a share in [0, 1]). Exact for symmetric Wald and t intervals; for asymmetric ones the
+    same construction approximately. An AUROC at exactly 0 or 1 with the "no misordered pair" bound is
+    recomputed at the new level from the same number of images. ``method`` records the rescaling."""
+    level = _level(level)
+    if level == iv.level:
+        return iv
+    f = _q(level, iv.df) / _q(iv.level, iv.df)
+    tag = (f"{iv.method}; " if iv.method else "") + f"rescaled from {iv.level:g} to {level:g}"
+    if scale == "linear":
+        lo, hi = iv.estimate - f * (iv.estimate - iv.lo), iv.estimate + f * (iv.hi - iv.estimate)
+        return replace(iv, lo=lo, hi=hi, level=level, method=tag)
+    if scale != "logit":
+        raise InputError(f"rescale: scale must be 'linear' or 'logit', got {scale!r}")
+    a = iv.estimate
+    if not 0 <= iv.lo <= a <= iv.hi <= 1:
+        raise InputError(f"rescale: a logit-scale interval must lie in [0, 1] around its estimate, got {iv}")
+    if a >= 1 or a <= 0:                           # the exact bound: 1 − (α/2)^(1/k) ⇒ k from the old bound
+        eps = (1 - iv.lo) if a >= 1 else iv.hi
+        if eps <= 0 or eps >= 1:
+            raise InputError(f"rescale: cannot read the number of images back from {iv}")
+        k = math.log((1 - iv.level) / 2) / math.log(1 - eps)
+        e2 = 1 - ((1 - level) / 2) ** (1 / k)
+        lo, hi = ((1 - e2, 1.0) if a >= 1 else (0.0, e2))
+        return replace(iv, lo=lo, hi=hi, level=level, method=tag)
+    lg = math.log(a / (1 - a))
+
+    def back(bound, default):
+        if bound <= 0 or bound >= 1:
+            return default
+        return 1 / (1 + math.exp(-(lg + f * (math.log(bound / (1 - bound)) - lg))))
+    return replace(iv, lo=back(iv.lo, 0.0), hi=back(iv.hi, 1.0), level=level, method=tag)
