@@ -115,15 +115,19 @@ def _matches(h: Headline, rows: list[dict], claims: list[dict]) -> tuple[list[di
     """Replace the headline's match comparisons (``h.match``) by the chapter's equivalence claims
     (``h.equivalence``, the same ``prefer`` rule); none declared: the match rows stay and read "not
     resolved" (:func:`_read`), and the note says why."""
-    if not h.match or not any(_is(r, h.match) for r in rows):
+    if not h.match and not h.equivalence:
         return rows, ""
     eq = [r for r in claims if _is(r, h.equivalence) and claim_verdict(r) is not None]
     if h.prefer and any(h.prefer in str(r.get("claim", "")) for r in eq):
         eq = [r for r in eq if h.prefer in str(r.get("claim", ""))]
     if eq:
         return [r for r in rows if not _is(r, h.match)] + eq, ""
-    return rows, ("no equivalence test with a declared margin for the match claim: a tie within uncertainty "
-                  "is not a match, so it is not resolved")
+    why = ("no equivalence test with a declared margin for the match claim: a tie within uncertainty is not a "
+           "match, so it is not resolved")
+    if not any(_is(r, h.match) for r in rows):      # the match claim is missing altogether: it still counts
+        rows = rows + [{"key": "(match claim not declared)", "claim": "match: not declared", "ours": None,
+                        "kind": "equivalence", "verdict": "not resolved"}]
+    return rows, why
 
 
 def _is(r: dict, patterns) -> bool:
