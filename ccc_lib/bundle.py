@@ -9,7 +9,7 @@ produced, and rebuilds the book warm::
 
 Which artefacts (the rule)
 --------------------------
-Every cache hit stamps its file's modification time (:func:`ccc_lib.cache._mark_used`) and every build
+Every cache hit stamps its file's modification time (:func:`ccc_lib.cache_files.mark_used`) and every build
 writes it, so after a run of the book at profile P each artefact that run wrote or read carries a time
 at or after the run's start. The bundle holds every checkpoint-cache entry (``<cache>/checkpoints/*.pt``)
 used since the start of the earliest chapter of the last run at P in the executed folder (each chapter's
@@ -40,7 +40,6 @@ What ``import`` checks (anything wrong: :class:`BundleError`, nothing installed)
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re

@@ -11,7 +11,8 @@ Interrupted and concurrent runs
 * A checkpoint appears only complete (written to a temporary file, fsynced, renamed), so a run killed
   while training or writing leaves either no file or the whole file: the rerun resumes from every
   checkpoint already written and trains the rest.
-* Building is *claimed* with an exclusive ``fcntl.flock`` on ``<checkpoint>.lock``: when two processes
+* Building is *claimed* with an exclusive ``fcntl.flock`` on ``<checkpoint>.lock``
+  (:mod:`ccc_lib.cache_files`, which also looks after the folder: listing, pruning): when two processes
   (two chapters running side by side on one cache) ask for the same missing checkpoint, one trains and
   the other waits, then loads what the first wrote; nothing is trained twice or half-read. A lock held
   by a process that dies is released by the OS, so a killed run never blocks the next one. Waiting
@@ -26,26 +27,21 @@ import hashlib
 import io
 import json
 import os
-import time
+import re
 import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .cache_files import (CacheEntry, CacheLockTimeout, build_lock, cache_entries, mark_used, parse_duration,
+                          prune)
 from .utils import atomic_write_bytes, cache_dir, rng_isolated
 
-try:
-    import fcntl
-except ImportError:                   # Windows: no advisory locks; concurrent runs may both train
-    fcntl = None
-
-__all__ = ["config_hash", "checkpoint_path", "load_or_train", "load_or_compute", "cached", "fingerprint", "NotCached",
-           "CacheLockTimeout", "build_lock", "CACHE_VERSION", "CacheEntry", "cache_entries", "prune",
-           "parse_duration"]
+__all__ = ["config_hash", "checkpoint_path", "load_or_train", "load_or_compute", "load_or_compute_value", "cached",
+           "fingerprint", "arg_identity", "NotCached", "CacheLockTimeout", "build_lock", "mark_used", "CACHE_VERSION",
+           "CacheEntry", "cache_entries", "prune", "parse_duration"]
 
 #: bump to invalidate every checkpoint when training code changes meaning
 CACHE_VERSION = 1
@@ -53,72 +49,6 @@ CACHE_VERSION = 1
 
 class NotCached(LookupError):
     """``load_or_train(..., cache_only=True)`` found no usable checkpoint (and trained nothing)."""
-
-
-class CacheLockTimeout(TimeoutError):
-    """Another process held a checkpoint's build lock for longer than the timeout."""
-
-
-def _lock_timeout(timeout: float | None) -> float:
-    if timeout is not None:
-        return float(timeout)
-    env = os.environ.get("CCC_LOCK_TIMEOUT", "")
-    try:
-        return float(env) if env else 6 * 3600.0
-    except ValueError:
-        raise ValueError(f"CCC_LOCK_TIMEOUT={env!r} is not a number of seconds") from None
-
-
-@contextmanager
-def build_lock(path: Path, timeout: float | None = None, poll: float = 0.2):
-    """Hold the exclusive build claim on ``path`` (a ``flock`` on ``<path>.lock``) for the block.
-    Waits for another holder, saying so once; raises :class:`CacheLockTimeout` after ``timeout`` seconds
-    (default ``CCC_LOCK_TIMEOUT`` or 6 h). Released on exit, and by the OS if the process dies."""
-    path = Path(path)
-    if fcntl is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(path.name + ".lock")
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        limit, t0, told = _lock_timeout(timeout), time.monotonic(), False
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                holder = _lock_holder(lock)
-                waited = time.monotonic() - t0
-                if waited >= limit:
-                    raise CacheLockTimeout(
-                        f"waited {waited:.0f} s for {lock} (held by {holder}); if that process is still "
-                        f"training, let it finish or raise CCC_LOCK_TIMEOUT; if it hangs, stop it — its lock "
-                        f"goes with it") from None
-                if not told:
-                    print(f"[cache] {path.name} is being built by {holder}; waiting for it", flush=True)
-                    told = True
-                time.sleep(poll)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
-        for tmp in path.parent.glob(f".{path.name}.*.tmp"):     # left by a writer that was killed
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-        yield
-    finally:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        finally:
-            os.close(fd)
-
-
-def _lock_holder(lock: Path) -> str:
-    try:
-        return lock.read_text().strip() or "another process"
-    except OSError:
-        return "another process"
 
 
 def _stable(o):
@@ -152,7 +82,7 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-_KIND = __import__("re").compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_KIND = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 def checkpoint_path(kind: str, config: dict, root=None) -> Path:
@@ -188,7 +118,7 @@ def _get_or_build(kind: str, config: dict, root, unpack: Callable[[dict], object
             return None
         try:
             hit = (unpack(_read_blob(path, key)),)
-            _mark_used(path)
+            mark_used(path)
             return hit
         except Exception as exc:      # corrupt, truncated, foreign, wrong architecture, ...
             if not quiet:             # (the first look is quiet: the look under the lock warns)
@@ -217,14 +147,6 @@ def _get_or_build(kind: str, config: dict, root, unpack: Callable[[dict], object
         atomic_write_bytes(path, buf.getvalue())
     return result, False, path
 
-
-def _mark_used(path: Path) -> None:
-    """Stamp a cache hit with the time of use (the file's mtime), so that ``cache prune --unused-for``
-    knows what a run still reads. A read-only cache is fine: the stamp is only a hint."""
-    try:
-        os.utime(path)
-    except OSError:
-        pass
 
 
 def load_or_train(module: nn.Module, kind: str, config: dict, train_fn: Callable[[nn.Module], dict],
@@ -325,7 +247,7 @@ def load_or_compute(kind: str, config: dict, compute_fn: Callable[[], dict], *, 
 
 # --------------------------------------------------------------------------- results of deterministic functions
 
-def _identity(v):
+def arg_identity(v):
     """A small, JSON-able stand-in for an argument of a :func:`cached` function: numbers, text and
     containers as themselves, tensors, arrays and modules by :func:`fingerprint`, dataclasses (e.g.
     ``TensorData``) field by field. An object with no stable identity is refused (see :func:`_stable`)."""
@@ -339,11 +261,11 @@ def _identity(v):
         return v.item()
     if dataclasses.is_dataclass(v) and not isinstance(v, type):
         return {"__type__": type(v).__qualname__,
-                **{f.name: _identity(getattr(v, f.name)) for f in dataclasses.fields(v)}}
+                **{f.name: arg_identity(getattr(v, f.name)) for f in dataclasses.fields(v)}}
     if isinstance(v, dict):
-        return {str(k): _identity(x) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
+        return {str(k): arg_identity(x) for k, x in sorted(v.items(), key=lambda kv: str(kv[0]))}
     if isinstance(v, (list, tuple)):
-        return [_identity(x) for x in v]
+        return [arg_identity(x) for x in v]
     return _stable(v)
 
 
@@ -399,6 +321,26 @@ def _decode(o):
     raise ValueError("unknown record in a cached result")
 
 
+def load_or_compute_value(kind: str, config: dict, compute_fn: Callable[[], object] | None, *, root=None,
+                          force: bool = False, cache_only: bool = False, lock_timeout: float | None = None,
+                          what: str = "cached result", redo: str = "recomputing") -> tuple:
+    """The cache for any value :func:`cached` stores (tensors, arrays, numbers, text, lists, tuples, dicts,
+    ccc_lib's dataclasses): read it under ``kind`` and a hash of ``config``, or call ``compute_fn()`` and
+    store what it returns. Returns ``(value, from_cache)``. With ``cache_only=True`` a missing or unusable
+    entry raises :class:`NotCached` (``compute_fn`` may then be None). A value that cannot be stored raises
+    ``TypeError``. Same guarantees as :func:`load_or_compute`; ``what`` and ``redo`` word the warning about
+    an unusable file."""
+    def build():
+        if compute_fn is None:
+            raise NotCached(f"no {kind!r} entry and nothing to compute it with")
+        value = compute_fn()
+        return {"result": _encode(value)}, value
+
+    value, hit, _ = _get_or_build(kind, config, root, lambda blob: _decode(blob["result"]), build, what=what,
+                                  redo=redo, force=force, cache_only=cache_only, lock_timeout=lock_timeout)
+    return value, hit
+
+
 def cached(kind: str, version: int = 1):
     """Decorator: store the result of a deterministic function of tensors, models and settings in the
     checkpoint cache, keyed by the function's name, ``version`` and its arguments' identities
@@ -423,213 +365,9 @@ def cached(kind: str, version: int = 1):
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             config = {"fn": name, "version": version, "device": get_device().type,
-                      "args": {k: _identity(v) for k, v in bound.arguments.items()}}
-
-            def build():
-                result = fn(*args, **kwargs)
-                return {"result": _encode(result)}, result
-
-            result, _, _ = _get_or_build(kind, config, None, lambda blob: _decode(blob["result"]), build,
-                                         what="cached result", redo="recomputing")
-            return result
+                      "args": {k: arg_identity(v) for k, v in bound.arguments.items()}}
+            return load_or_compute_value(kind, config, lambda: fn(*args, **kwargs))[0]
 
         wrapper.uncached = fn
         return wrapper
     return deco
-
-
-# --------------------------------------------------------------------------- looking after the cache on disk
-
-@dataclass(frozen=True)
-class CacheEntry:
-    """One artefact in the checkpoint folder: its file, kind, size and the last time a run wrote or read it."""
-    path: Path
-    kind: str
-    size: int
-    last_used: float
-
-
-_ENTRY = __import__("re").compile(r"^(?P<kind>.+)-[0-9a-f]{16}\.pt$")
-
-
-def cache_entries(root=None) -> list[CacheEntry]:
-    """Every artefact in the checkpoint folder (default ``<cache>/checkpoints``), oldest use first.
-    A hit stamps its file's mtime (see :func:`_mark_used`), so ``last_used`` is the last write or read."""
-    root = Path(root) if root is not None else cache_dir() / "checkpoints"
-    out = []
-    for f in root.glob("*.pt") if root.is_dir() else ():
-        m = _ENTRY.match(f.name)
-        if not m:
-            continue
-        try:
-            st = f.stat()
-        except OSError:                  # removed meanwhile
-            continue
-        out.append(CacheEntry(f, m.group("kind"), st.st_size, st.st_mtime))
-    return sorted(out, key=lambda e: e.last_used)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``'90'``, ``'90s'``, ``'30m'``, ``'2h'`` or ``'7d'``; an error names the accepted forms."""
-    import re
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
-    if not m:
-        from .checks import InputError
-        raise InputError(f"duration {text!r} is not a number with an optional unit: give e.g. 90s, 30m, 2h or 7d")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-
-
-def prune(unused_for: float, *, root=None, dry_run: bool = False, now: float | None = None) -> dict:
-    """Remove the artefacts no run has written or read for ``unused_for`` seconds, with their lock
-    files, and temporary files of killed writers as old. An artefact whose build lock another process
-    holds is skipped (it is being built or waited for). Returns what was (or, with ``dry_run``, would be)
-    removed: ``{"removed": [CacheEntry...], "kept": n, "freed": bytes, "busy": n}``.
-
-    The usual way: run the book once on a warm cache (every artefact it needs is read and stamped),
-    then ``python -m ccc_lib cache prune --unused-for 1h``: what earlier code versions or other
-    settings left behind goes, and the next run finds everything it reads."""
-    if unused_for < 0:
-        from .checks import InputError
-        raise InputError(f"unused_for must be >= 0 seconds, got {unused_for}")
-    root = Path(root) if root is not None else cache_dir() / "checkpoints"
-    cutoff = (time.time() if now is None else now) - unused_for
-    removed, kept, busy = [], 0, 0
-    for e in cache_entries(root):
-        if e.last_used >= cutoff:
-            kept += 1
-            continue
-        lock = e.path.with_name(e.path.name + ".lock")
-        if dry_run:
-            removed.append(e)
-            continue
-        try:
-            with build_lock(e.path, timeout=0):       # the builders' own claim, not waited for
-                e.path.unlink(missing_ok=True)
-                lock.unlink(missing_ok=True)
-        except CacheLockTimeout:
-            busy += 1
-            continue
-        removed.append(e)
-    for lock in root.glob("*.pt.lock") if root.is_dir() and not dry_run else ():   # locks of vanished files
-        if not lock.with_name(lock.name[:-len(".lock")]).exists():
-            try:
-                if lock.stat().st_mtime < cutoff:
-                    lock.unlink()
-            except OSError:
-                pass
-    for tmp in root.glob(".*.pt.*.tmp") if root.is_dir() else ():
-        try:
-            if tmp.stat().st_mtime < cutoff:
-                if not dry_run:
-                    tmp.unlink()
-        except OSError:
-            pass
-    return {"removed": removed, "kept": kept, "freed": sum(e.size for e in removed), "busy": busy}
-
-
-def _human(n: float) -> str:
-    if n < 1000:
-        return f"{n:.0f} B"
-    for unit in ("kB", "MB", "GB"):
-        n /= 1000
-        if n < 1000 or unit == "GB":
-            return f"{n:.1f} {unit}"
-
-
-def _print_by_kind(entries: list[CacheEntry], top: int | None = None) -> None:
-    """One line per kind of artefact (files, size, last use), largest first; ``top`` lines at most."""
-    by_kind: dict[str, list[CacheEntry]] = {}
-    for e in entries:
-        by_kind.setdefault(e.kind, []).append(e)
-    rows, now = sorted(by_kind.items(), key=lambda kv: -sum(e.size for e in kv[1])), time.time()
-    for kind, es in rows[:top]:
-        print(f"  {kind:36s} {len(es):5d} {_human(sum(e.size for e in es)):>9s}  "
-              f"last used {_ago(now - max(e.last_used for e in es))}")
-    if top is not None and len(rows) > top:
-        print(f"  ... and {len(rows) - top} more kinds (--top N)")
-
-
-def cmd_cache(args) -> int:
-    """``python -m ccc_lib cache info``, ``cache prune --unused-for D [--dry-run]``,
-    ``cache export --profile P FILE [--since D] [--executed DIR]`` and ``cache import FILE_OR_URL [--force]``
-    (the bundles: :mod:`ccc_lib.bundle`)."""
-    from .checks import InputError
-    import sys
-    root = cache_dir()
-    if args.action in ("export", "import"):
-        return _cmd_bundle(args, root)
-    if args.action == "info" and args.top < 0:
-        print(f"error: --top {args.top}: give how many kinds to list, 0 or more", file=sys.stderr)
-        return 2
-    if args.action == "info":
-        entries = cache_entries()
-        print(f"cache: {root} (CCC_CACHE)")
-        from .dryrun import GENERATOR_VERSION
-        known = {"checkpoints", "data", "metrics", f"dry_run_data_v{GENERATOR_VERSION}"}
-        for d in sorted(p for p in root.iterdir() if p.is_dir()):
-            size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-            note = "" if d.name in known or d.name.startswith(".") else \
-                "  not used by this version of ccc_lib (left by an older one): safe to delete"
-            print(f"  {d.name + '/':24s} {_human(size):>9s}{note}")
-        if not entries:
-            print("no cached artefacts")
-            return 0
-        print(f"\n{len(entries)} artefacts, {_human(sum(e.size for e in entries))}; by kind (largest first):")
-        print(f"  {'kind':36s} {'files':>5s} {'size':>9s}")
-        _print_by_kind(entries, args.top)
-        return 0
-    try:
-        seconds = parse_duration(args.unused_for)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    r = prune(seconds, dry_run=args.dry_run)
-    verb = "would remove" if args.dry_run else "removed"
-    print(f"cache: {root}: {verb} {len(r['removed'])} artefacts unused for {args.unused_for} "
-          f"({_human(r['freed'])}); kept {r['kept']}" + (f"; {r['busy']} skipped (being built)" if r["busy"] else ""))
-    _print_by_kind(r["removed"])
-    return 0
-
-
-def _cmd_bundle(args, root: Path) -> int:
-    """``cache export`` / ``cache import``: a clear one-line error and exit 2 on a bad bundle or input."""
-    import sys
-    from . import bundle
-    from .checks import InputError
-    try:
-        if args.action == "export":
-            since = None
-            if getattr(args, "since", None):
-                since = time.time() - parse_duration(args.since)
-            t0 = time.perf_counter()
-            m = bundle.export_bundle(args.profile, args.file, since=since, executed=getattr(args, "executed", None))
-            size = Path(args.file).stat().st_size
-            print(f"cache: {root}: wrote {args.file} ({_human(size)}, {len(m['files'])} artefacts of profile "
-                  f"{m['profile']}; {m['rule']}; code {m['code_version']['git'] or m['code_version']['package']}) "
-                  f"in {time.perf_counter() - t0:.1f} s")
-            return 0
-        t0 = time.perf_counter()
-        r = bundle.import_bundle(args.source, profile=getattr(args, "profile", None), force=getattr(args, "force", False))
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    m = r["manifest"]
-    print(f"cache: {root}: installed {r['installed']} artefacts ({r['kept']} already there) of profile "
-          f"{m['profile']} from {args.source}, every SHA-256 verified, in {time.perf_counter() - t0:.1f} s")
-    if not r["code_version_matches"]:
-        cv = m.get("code_version") or {}
-        print(f"note: the bundle was made by ccc_lib {cv.get('git') or cv.get('package')} (sources "
-              f"{str(cv.get('sources_sha256'))[:12]}), not this checkout's code; its settings match, so what this "
-              f"code asks for under the same configuration is read, the rest rebuilt")
-    print(f"next: python -m ccc_lib run --profile {m['profile']}   (a warm rebuild)")
-    return 0
-
-
-def _ago(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s ago"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min ago"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.1f} h ago"
-    return f"{seconds / 86400:.1f} days ago"

@@ -1,4 +1,4 @@
-"""Prefetch for offline GPU nodes: ``python -m ccc_lib fetch --profile full``.
+"""Prefetch for offline GPU nodes: what ``python -m ccc_lib fetch --profile full`` (:mod:`ccc_lib.cli.fetch`) does.
 
 Compute nodes on clusters often have no internet. This module lists every file a profile needs
 (datasets under ``CCC_DATA``, the ImageNet ResNet-18 weights in torch's hub cache), checks what is
@@ -9,16 +9,14 @@ there is a network, and exits non-zero. ``python -m ccc_lib run --profile full``
 :func:`missing_for` first and stops in seconds with the same list."""
 from __future__ import annotations
 
-import os
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .profiles import Profile, get_profile
 
-__all__ = ["Need", "needs_for", "missing_for", "missing_report", "fetch", "cmd_fetch"]
+__all__ = ["Need", "needs_for", "missing_for", "missing_report", "fetch"]
 
 
 @dataclass
@@ -59,8 +57,8 @@ def _dataset_needs(name: str, root: Path) -> Need:
         return Need(name, "dataset", 11.6, str(root / "MNIST"), _idx_present(root / "MNIST" / "raw", mnist_files),
                     lambda: [tvd.MNIST(root, train=t, download=True) for t in (True, False)] and None)
     if name == "fashion_mnist":
-        from .data import _stage_debian_fashion
-        _stage_debian_fashion(root)        # Debian's package, where installed, is used before any download
+        from .data import stage_debian_fashion
+        stage_debian_fashion(root)        # Debian's package, where installed, is used before any download
         return Need(name, "dataset", 30.9, str(root / "FashionMNIST"),
                     _idx_present(root / "FashionMNIST" / "raw", mnist_files),
                     lambda: [tvd.FashionMNIST(root, train=t, download=True) for t in (True, False)] and None)
@@ -161,24 +159,3 @@ def _size_on_disk(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
-
-
-def cmd_fetch(args) -> int:
-    prof = get_profile(args.profile)
-    needs = needs_for(prof)
-    if not needs:
-        print(f"profile '{prof.name}' downloads nothing (it reads offline data only)")
-        return 0
-    if args.check:
-        missing = [n for n in needs if not n.present()]
-        if missing:
-            print(missing_report(missing, prof.name), file=sys.stderr)
-            return 1
-        print(f"everything profile '{prof.name}' needs is present")
-        return 0
-    failed = fetch(prof, timeout=args.timeout)
-    if failed:
-        print("\n" + missing_report(failed, prof.name), file=sys.stderr)
-        return 1
-    print(f"\neverything profile '{prof.name}' needs is present (data: {_data_root()})")
-    return 0

@@ -77,7 +77,6 @@ their streams are not isolated (a warning says so).
 from __future__ import annotations
 
 import os
-import sys
 import traceback
 import warnings
 from typing import Callable, Sequence
@@ -244,10 +243,10 @@ def _done_key(fn: Callable, jobs: list) -> dict | None:
     where the arguments have no stable identity or the result cache is off."""
     if os.environ.get("CCC_RESULT_CACHE", "1") == "0":
         return None
-    from .cache import _identity
+    from .cache import arg_identity
     from .utils import deterministic_enabled, sources_sha256
     try:
-        ids = [_identity(job) for job in jobs]
+        ids = [arg_identity(job) for job in jobs]
     except TypeError:
         return None
     return {"fn": f"{fn.__module__}.{fn.__qualname__}", "jobs": ids, "deterministic": deterministic_enabled(),
@@ -261,15 +260,10 @@ def _remembered(key: dict | None, results: list | None = None):
     """Read (``results`` None; None when absent) or store a finished call's results."""
     if key is None:
         return None
-    from .cache import NotCached, _decode, _encode, _get_or_build
-
-    def build():
-        if results is None:
-            raise NotCached("not stored")
-        return {"results": _encode(list(results))}, results
+    from .cache import NotCached, load_or_compute_value
     try:
-        out, _, _ = _get_or_build("jobs-done", key, None, lambda blob: _decode(blob["results"]), build,
-                                  what="finished jobs", redo="running them again", cache_only=results is None)
+        out, _ = load_or_compute_value("jobs-done", key, None if results is None else lambda: list(results),
+                                       cache_only=results is None, what="finished jobs", redo="running them again")
     except NotCached:
         return None
     except (TypeError, OSError):   # a result the cache cannot store, a read-only cache: nothing remembered

@@ -1,6 +1,7 @@
 """A PDF of the whole book from the same build: Jupyter Book's single-page HTML (builder ``singlehtml``,
 from the sources ``python -m ccc_lib book`` staged in ``<out>/_build/src``) printed by headless Chromium
-(Playwright driving Debian's ``chromium``, as ``scripts/browser_test.py`` does), offline.
+(Playwright driving Debian's ``chromium``: ``scripts/headless.py``, shared with
+``scripts/browser_test.py``), offline.
 
     python scripts/book_pdf.py                   # <root>/_build/src -> <root>/_build/html/book.pdf
     python scripts/book_pdf.py --out DIR         # a book built with `ccc_lib book --out DIR`
@@ -24,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_test import _wait_rendered, chromium  # noqa: E402  (the same browser, launched the same way)
+from headless import launch, wait_rendered  # noqa: E402  (the browser test's Chromium, launched the same way)
 
 
 def build_singlehtml(src: Path, out: Path) -> Path:
@@ -90,14 +91,13 @@ def print_pdf(index: Path, pdf: Path, timeout_ms: int = 120000) -> list[str]:
     Returns the figures and tables that the print layout (at the page's width) would cut at the edge."""
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium(), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": PRINT_WIDTH_PX, "height": 1000})
         page.route("**/*", lambda r: r.continue_() if r.request.url.startswith(("file:", "data:", "blob:", "about:"))
                    else r.abort())
         page.goto(index.resolve().as_uri(), wait_until="load", timeout=timeout_ms)
         try:
-            _wait_rendered(page, timeout_ms=60000)
+            wait_rendered(page, timeout_ms=60000)
         except Exception:
             print("warning: MathJax or the saved widgets did not finish rendering; printing anyway", file=sys.stderr)
         page.emulate_media(media="print", color_scheme="light")

@@ -40,483 +40,25 @@ script launches ``chromium`` from the system (``apt-get install chromium``)."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from browser_checks import (DARK_JS, FONT_URLS_JS, LIBRARY_CODE_JS, MAX_SIGNIFICANT, PAGE_FACTS_JS,  # noqa: E402
+                            WIDGET_BYTES_JS, book_repository, check_findings, check_launch, check_search,
+                            drive_panels, image_is_blank, overlong_numbers)
+from browser_sites import build_selftest_site, build_smoke_site, vendor_assets  # noqa: E402
+from headless import launch, wait_rendered  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 VIEWPORT = {"width": 1300, "height": 900}
 #: the chapters whose pages must carry precomputed slider panels
 PANEL_PAGES = ("01_counterfeits", "02_neuralfp", "03_iocn", "04_drift")
 SKIP_PAGES = {"genindex.html", "search.html", "index.html"}
-
-
-# ------------------------------------------------------------------ set-up
-def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False, env=env)
-        if shutil.which("chromium"):
-            return shutil.which("chromium")
-    sys.exit("Chromium is needed: apt-get install chromium (Debian) — Playwright drives the system's browser")
-
-
-def vendor_assets() -> None:
-    subprocess.run([str(REPO / "scripts" / "vendor_assets.sh")], check=True)
-
-
-def build_smoke_site(workdir: Path) -> tuple[Path, list[str]]:
-    """Run every chapter on `smoke` with the runner into ``workdir/executed`` and build the book there."""
-    try:
-        from ccc_lib import runner
-    except ImportError as exc:
-        sys.exit(f"ccc_lib is not installed in this Python ({exc}): run scripts/setup.sh, or "
-                 f"pip install -e . in {REPO}, and use that environment's python")
-    os.environ.setdefault("CCC_PROGRESS", "off")
-    # the kernels must draw figures inline: MPLBACKEND=Agg (set for tests and scripts) would leave
-    # every chapter page without a single figure
-    if os.environ.get("MPLBACKEND", "").lower() == "agg":
-        os.environ.pop("MPLBACKEND")
-    executed = workdir / "executed"
-    problems = []
-    if runner.main(["run", "all", "--profile", "smoke", "--out", str(executed), "--root", str(REPO)]):
-        import json
-        summary = json.loads((executed / "run_summary.json").read_text())
-        problems += [f"chapter {r['chapter']} failed on smoke: {r.get('error')}" for r in summary["results"]
-                     if r["status"] != "ok"]
-    vendor_assets()
-    # --strict: a Sphinx warning (a literalinclude object that moved, a duplicate figure label, a broken
-    # reference) or a figure cell with more than one output fails the build, and so this test
-    rc = runner.main(["book", "--executed", str(executed), "--out", str(workdir), "--strict", "--root", str(REPO)])
-    if rc:
-        problems.append(f"the book build failed or warned (exit status {rc}; its log above names the warning)")
-    return workdir / "_build" / "html", problems
-
-
-# ------------------------------------------------------------------ the tiny self-test book
-SELFTEST_NB = r'''
-import base64, io
-import ipywidgets as widgets
-import matplotlib.pyplot as plt
-import numpy as np
-from IPython.display import display
-
-def png(k):
-    fig, ax = plt.subplots(figsize=(2, 2))
-    ax.imshow(np.random.default_rng(k).random((8, 8)), cmap="gray"); ax.axis("off")
-    buf = io.BytesIO(); fig.savefig(buf, format="png"); plt.close(fig)
-    return buf.getvalue()
-
-values = ["0.0", "0.5", "1.0", "2.0"]
-children = [widgets.VBox([widgets.Image(value=png(k), format="png"),
-                          widgets.HTML(f"<b>mean confidence</b> {0.5 + 0.1 * k:.3f}, <b>share ≥ 0.99</b> {0.1 * k:.2f}")])
-            for k in range(len(values))]
-stack = widgets.Stack(children, selected_index=0)
-slider = widgets.SelectionSlider(options=values, value=values[0], description="α")
-if LINKED:
-    widgets.jslink((slider, "index"), (stack, "selected_index"))
-panel = widgets.VBox([slider, stack])
-panel.add_class("ccc-precomputed")
-display(panel)
-'''
-
-
-RAW_TABLE = ("from IPython.display import HTML, display\n"
-             "cells = ''.join(f'<td>{0.123456789 * k}</td>' for k in range(1, 40))\n"
-             "style = 'display:table; overflow:visible; max-width:none'\n"
-             "display(HTML(f'<div style=\"overflow:hidden; width:300px\"><table style=\"{style}\"><tr>{cells}</tr>'\n"
-             "             '</table></div>'))")
-
-
-def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True, static: bool = True,
-                        raw_table: bool = False) -> Path:
-    """A one-page book (the repository's Sphinx settings) with one precomputed slider panel, a figure, a
-    wide table in the book's table style and a ``live-only`` cell with a slider. ``linked=False`` leaves
-    the slider unlinked from the stack, ``launch=False`` drops the Colab and Thebe launch buttons,
-    ``static=False`` leaves the live-only slider in the page (as if the staging rule were missing) and
-    ``raw_table=True`` adds a clipped table of unrounded numbers: the checks must then fail."""
-    import nbformat
-    from nbclient import NotebookClient
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-    import yaml
-    src = workdir / "src"
-    if src.exists():
-        shutil.rmtree(src)
-    (src / "notebooks").mkdir(parents=True)
-    vendor_assets()                        # before the copy: the site serves book/_static/vendor
-    shutil.copytree(REPO / "book", src / "book", ignore=shutil.ignore_patterns("executed"))
-    cfg = yaml.safe_load((REPO / "_config.yml").read_text())
-    cfg["title"] = "browser self-test"
-    cfg.pop("bibtex_bibfiles", None)
-    if not launch:
-        for key in ("colab_url", "thebe"):
-            cfg.get("launch_buttons", {}).pop(key, None)
-    (src / "_config.yml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    (src / "_toc.yml").write_text("format: jb-book\nroot: notebooks/01_counterfeits\n")
-    long_text = " ".join(["A paragraph of prose so that the page is not empty."] * 12)
-    fig = ("import matplotlib.pyplot as plt\nfig, ax = plt.subplots(figsize=(4, 3))\n"
-           "ax.plot([0, 1, 2], [0, 1, 4]); ax.set_title('a figure'); plt.show()")
-    wide = ("import pandas as pd\nfrom ccc_lib.tables import install_formatter\ninstall_formatter()\n"
-            "pd.DataFrame([[0.123456789] * 30], columns=[f'a_rather_long_column_name_{i}' for i in range(30)])")
-    live = "import ipywidgets as widgets\nwidgets.IntSlider(value=3, max=10, description='retrain')"
-    nb = new_notebook(cells=[
-        new_markdown_cell("# Self-test page\n\n" + long_text + "\n\nInline math $\\alpha + \\beta$ and\n\n"
-                          "$$\\mathcal{L} = \\alpha \\, \\mathcal{L}_1 + \\beta \\, \\mathcal{L}_2$$"),
-        new_code_cell(f"LINKED = {linked}\n" + SELFTEST_NB),
-        new_markdown_cell("```{glue:figure} selftest_fig\n:name: fig-selftest\n\nA numbered, captioned figure.\n```"),
-        new_code_cell("%matplotlib inline\nfrom myst_nb import glue\n" + fig.replace("plt.show()", "glue('selftest_fig', fig, display=False)")),
-        new_code_cell(wide),
-        new_code_cell(live, metadata={"tags": ["hide-input", "live-only"]}),
-        *([new_code_cell(RAW_TABLE)] if raw_table else []),
-        new_markdown_cell("The library's own code:\n\n```{literalinclude} ../ccc_lib/metrics.py\n"
-                          ":pyobject: expected_calibration_error\n:language: python\n```"),
-    ])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(src)}}).execute()
-    nbformat.write(nb, src / "notebooks" / "01_counterfeits.ipynb")
-    if static:                        # the static book's rule for live-only cells, as `ccc_lib book` stages it
-        import json
-        from ccc_lib.static_book import static_notebook
-        path = src / "notebooks" / "01_counterfeits.ipynb"
-        raw = json.loads(path.read_text())
-        static_notebook(raw)
-        path.write_text(json.dumps(raw, indent=1))
-    (src / "ccc_lib").mkdir(exist_ok=True)                        # staged as `ccc_lib book` stages it
-    shutil.copy(REPO / "ccc_lib" / "metrics.py", src / "ccc_lib" / "metrics.py")
-    shutil.rmtree(workdir / "_build" / "html", ignore_errors=True)
-    jb = Path(sys.executable).with_name("jupyter-book")
-    subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(src), "--path-output", str(workdir),
-                    "--builder", "html"], check=True, stdout=subprocess.DEVNULL)
-    return workdir / "_build" / "html"
-
-
-# ------------------------------------------------------------------ checks in the browser
-PAGE_FACTS_JS = r"""() => {
-  const main = document.querySelector('main') || document.querySelector('.bd-article') || document.body;
-  const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
-  return {
-    text: main.innerText || '',
-    images: Array.from(main.querySelectorAll('img')).filter(visible).map(i => ({src: i.getAttribute('src') || '',
-             w: i.naturalWidth, h: i.naturalHeight})),
-    mathjax: document.querySelectorAll('mjx-container').length,
-    rawMath: main.querySelectorAll('.math').length,
-    widgetStates: document.querySelectorAll('script[type^="application/vnd.jupyter.widget-view"]').length,
-    widgets: document.querySelectorAll('.jupyter-widgets, .widget-box, .widget-slider, .widget-html').length,
-    figNumbers: main.querySelectorAll('figure .caption-number, div.figure .caption-number').length,
-    pageWidth: document.documentElement.scrollWidth, viewWidth: window.innerWidth,
-    // tables/code wider than the article must sit in a box that scrolls sideways, not run off the edge
-    offEdge: (() => {
-      const right = main.getBoundingClientRect().right + 2;
-      const scrolls = el => { for (let a = el; a && a !== main; a = a.parentElement) {
-          const s = getComputedStyle(a).overflowX;
-          if ((s === 'auto' || s === 'scroll') && a.getBoundingClientRect().right <= right) return true;
-        } return false; };
-      return Array.from(main.querySelectorAll('table, pre')).filter(e => visible(e)
-          && e.getBoundingClientRect().right > right && !scrolls(e))
-        .map(e => e.tagName.toLowerCase() + ' ' + (e.innerText || '').slice(0, 40).replace(/\s+/g, ' '));
-    })(),
-    // tables cut by a box that hides what does not fit (overflow hidden/clip): columns a reader never sees
-    clipped: (() => {
-      const out = [];
-      for (const t of Array.from(main.querySelectorAll('table')).filter(visible)) {
-        for (let a = t; a && a !== main.parentElement; a = a.parentElement) {
-          const s = getComputedStyle(a).overflowX;
-          if (s === 'auto' || s === 'scroll') break;
-          if ((s === 'hidden' || s === 'clip') && a.scrollWidth > a.clientWidth + 1) {
-            out.push((t.innerText || '').slice(0, 40).replace(/\s+/g, ' ')); break; }
-        }
-      }
-      return out;
-    })(),
-    // every table cell's text, shown or collapsed (a hide-output table is read once opened)
-    tableText: Array.from(main.querySelectorAll('table td, table th')).map(c => c.textContent).join('\n'),
-    // code cells whose source a reader sees without clicking
-    visibleCode: Array.from(main.querySelectorAll('.cell .cell_input, div.cell_input')).filter(visible).length,
-    // controls a reader can move or press, outside the precomputed panels (which the test drives)
-    deadControls: Array.from(document.querySelectorAll('.widget-slider, .widget-hslider, .widget-vslider, '
-        + '.widget-dropdown, .widget-button, .jupyter-button, .widget-checkbox, .widget-toggle-buttons, '
-        + '.widget-radio, .widget-text, .widget-play, .widget-inline-hbox input'))
-      .filter(e => visible(e) && !e.closest('.ccc-precomputed'))
-      .map(e => (e.className || '').toString().split(' ').filter(c => c.startsWith('widget') || c.startsWith('jupyter'))[0]
-           + ': ' + ((e.closest('.widget-inline-hbox, .widget-box') || e).innerText || '').slice(0, 40).replace(/\s+/g, ' ')),
-    // search entry points a reader sees (the sidebar's field, the header's button, a form's input)
-    searchFields: (() => {
-      const all = Array.from(document.querySelectorAll('.search-button__button, .search-button-field, '
-          + 'form.bd-search input, input[type=search]')).filter(e => visible(e) && !e.closest('dialog'));
-      return all.filter(e => !all.some(o => o !== e && o.contains(e))).length;
-    })(),
-    h1: (main.querySelector('h1') || {}).textContent || '',
-  };
-}"""
-
-LAUNCH_JS = r"""() => {
-  const hrefs = Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'));
-  const thebeBtn = document.querySelectorAll('[onclick*="initThebe"], .btn-launch-thebe').length;
-  const cfg = Array.from(document.querySelectorAll('script[type="text/x-thebe-config"]')).map(s => s.textContent).join('\n');
-  const scripts = Array.from(document.querySelectorAll('script[src]')).map(s => s.getAttribute('src'));
-  return {binder: hrefs.filter(h => h.includes('mybinder.org')), colab: hrefs.filter(h => h.includes('colab.research.google.com')),
-          thebeBtn, thebeCfg: cfg, scripts};
-}"""
-
-WIDGET_BYTES_JS = r"""() => {
-  // the saved widget state: what the precomputed panels (their PNGs and HTML numbers) add to the page
-  let total = 0, images = 0, models = 0;
-  for (const s of document.querySelectorAll('script[type="application/vnd.jupyter.widget-state+json"]')) {
-    total += new Blob([s.textContent]).size;
-    try {
-      const st = JSON.parse(s.textContent).state || {};
-      for (const m of Object.values(st)) {
-        models += 1;
-        if ((m.model_name || '') === 'ImageModel')
-          for (const b of (m.buffers || [])) images += (b.data || '').length;
-      }
-    } catch (e) {}
-  }
-  const views = Array.from(document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'))
-    .reduce((n, s) => n + new Blob([s.textContent]).size, 0);
-  return {total: total + views, images, models};
-}"""
-
-LIBRARY_CODE_JS = """() => Array.from(document.querySelectorAll('div.highlight pre'))
-    .filter(p => !p.closest('.cell') && /\\bdef \\w+\\(/.test(p.textContent)).length"""
-
-FONT_URLS_JS = r"""() => Array.from(document.querySelectorAll('style')).map(s => s.textContent)
-  .flatMap(t => Array.from(t.matchAll(/url\(\s*['"]?([^'")]+\.(?:woff2?|ttf|eot|otf))(?:[?#][^'")]*)?['"]?\s*\)/g), m => m[1]))"""
-
-PANEL_STATE_JS = r"""(panel) => {
-  const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
-  const imgs = Array.from(panel.querySelectorAll('img')).filter(visible);
-  const html = Array.from(panel.querySelectorAll('.widget-html')).filter(visible);
-  return {img: imgs.length ? imgs[0].getAttribute('src') : null,
-          text: html.map(h => h.innerText).join(' | ')};
-}"""
-
-
-def _wait_rendered(page, timeout_ms: int = 20000) -> None:
-    """Until MathJax has typeset and saved widgets are rendered (or the page has neither)."""
-    page.wait_for_function("""() => {
-        const math = document.querySelectorAll('.math').length;
-        const mj = !math || document.querySelectorAll('mjx-container').length > 0;
-        const states = document.querySelectorAll('script[type^="application/vnd.jupyter.widget-view"]').length;
-        const w = !states || document.querySelectorAll('.jupyter-widgets, .widget-box, .widget-slider').length > 0;
-        return mj && w;
-    }""", timeout=timeout_ms)
-
-
-def drive_panels(page, required: bool) -> tuple[list[str], list[str]]:
-    """Move every precomputed panel's slider one step; (problems, log lines)."""
-    problems, log = [], []
-    panels = page.locator(".ccc-precomputed")
-    n = panels.count()
-    if n == 0:
-        if required:
-            problems.append("no .ccc-precomputed slider panel (chapters 1-4 must each precompute one)")
-        return problems, log
-    for i in range(n):
-        panel = panels.nth(i)
-        panel.scroll_into_view_if_needed()
-        before = panel.evaluate(PANEL_STATE_JS)
-        handle = panel.locator(".noUi-handle, .ui-slider-handle, input[type=range]").first
-        if handle.count() == 0:
-            problems.append(f"panel {i + 1}: no slider handle")
-            continue
-        if not before["img"] or not re.search(r"\d", before["text"] or ""):
-            problems.append(f"panel {i + 1}: the visible child shows no image and numbers ({before})")
-            continue
-        handle.focus()
-        page.keyboard.press("ArrowRight")
-        after = before
-        for _ in range(50):
-            page.wait_for_timeout(100)
-            after = panel.evaluate(PANEL_STATE_JS)
-            if after["img"] != before["img"] and after["text"] != before["text"]:
-                break
-        if after["img"] == before["img"]:
-            problems.append(f"panel {i + 1}: moving the slider did not change the image")
-        if after["text"] == before["text"]:
-            problems.append(f"panel {i + 1}: moving the slider did not change the numbers ({before['text']!r})")
-        log.append(f"panel {i + 1}: {before['text'][:60]!r} -> {after['text'][:60]!r}")
-    return problems, log
-
-
-def check_launch(page, name: str, repo: str | None) -> tuple[list[str], str]:
-    """Binder, Colab and Thebe controls on a chapter page, pointing at this page's notebook in one
-    repository (``org/name``; None: any, but the same for all three). Hrefs and attributes only."""
-    stem = Path(name).stem
-    nb = f"notebooks/{stem}.ipynb"
-    f = page.evaluate(LAUNCH_JS)
-    problems = []
-    binder = [h for h in f["binder"] if re.search(rf"/v2/gh/[^/]+/[^/]+/[^?]+\?urlpath=(tree|lab/tree)/{re.escape(nb)}$", h)]
-    colab = [h for h in f["colab"] if re.search(rf"/github/[^/]+/[^/]+/blob/[^/]+/{re.escape(nb)}$", h)]
-    if not binder:
-        problems.append(f"no Binder launch link to {nb} (found {f['binder'][:2]})")
-    if not colab:
-        problems.append(f"no Colab launch link to {nb} (found {f['colab'][:2]})")
-    if not f["thebeBtn"]:
-        problems.append("no Thebe (Live Code) launch button")
-    m = re.search(r'repo:\s*"([^"]+)"', f["thebeCfg"])
-    if not m:
-        problems.append("no thebe configuration (binderOptions.repo) on the page")
-    elif not re.search(r'path:\s*"(\./)?notebooks/?"', f["thebeCfg"]):
-        problems.append("the thebe kernel does not start in notebooks/ (kernelOptions.path), the folder the "
-                        "notebooks run from")
-    repos = {re.search(r"/v2/gh/([^/]+/[^/]+)/", h).group(1) for h in binder} | \
-            {re.search(r"/github/([^/]+/[^/]+)/blob/", h).group(1) for h in colab} | ({m.group(1)} if m else set())
-    if len(repos) > 1:
-        problems.append(f"launch controls point to different repositories: {sorted(repos)}")
-    if repo and repos and repos != {repo}:
-        problems.append(f"launch controls point to {sorted(repos)}, not the book's repository {repo}")
-    cdn = [s for s in f["scripts"] if re.match(r"(https?:)?//", s)]
-    if cdn:
-        problems.append(f"script(s) loaded from outside the site before any click: {cdn[:3]}")
-    return problems, f"launch: Binder, Colab, Thebe -> {sorted(repos)[0] if repos else '?'} {nb}"
-
-
-def book_repository(site: Path) -> str | None:
-    """``org/name`` of the staged configuration's repository.url (the build's ``_build/src`` or the
-    self-test's ``src``), or None when it cannot be found."""
-    import yaml
-    for cfg in (site.parent / "src" / "_config.yml", site.parent.parent / "src" / "_config.yml"):
-        if cfg.exists():
-            url = (yaml.safe_load(cfg.read_text()).get("repository") or {}).get("url", "")
-            m = re.match(r"https://github\.com/([^/]+/[^/]+?)(?:\.git)?/?$", url)
-            return m.group(1) if m else None
-    return None
-
-
-def image_is_blank(path: Path) -> bool:
-    from PIL import Image
-    import numpy as np
-    a = np.asarray(Image.open(path).convert("L"), dtype=float)
-    return a.std() < 2.0
-
-
-#: the most significant digits a number in a rendered table may show (the table style rounds to 4)
-MAX_SIGNIFICANT = 6
-#: technical terms the site's search must find, and the chapter page it must list for each
-SEARCH_TERMS = {"IOCN": "03_iocn", "ODIN": "02_neuralfp", "MIFace": "04_drift"}
-VERDICTS = ("reproduced", "not reproduced", "not resolved", "not run")
-
-
-def overlong_numbers(text: str, limit: int = MAX_SIGNIFICANT) -> list[str]:
-    """Numbers in ``text`` with more than ``limit`` significant digits (thousands separators ignored,
-    trailing zeros of an integer not counted; digits inside words such as "mnist5k" are not numbers)."""
-    out = []
-    for tok in re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w]|\.[A-Za-z_])", text):
-        t = tok.replace(",", "")
-        digits = t.replace(".", "").lstrip("0")
-        if "." not in t:
-            digits = digits.rstrip("0")
-        if len(digits) > limit:
-            out.append(tok)
-    return out
-
-
-DARK_JS = r"""() => {
-  // the theme's dark mode, as its switch sets it; then what a reader could not read
-  document.documentElement.dataset.mode = 'dark';
-  document.documentElement.dataset.theme = 'dark';
-  const main = document.querySelector('main') || document.querySelector('.bd-article') || document.body;
-  const visible = el => !!(el.offsetWidth || el.offsetHeight || el.getClientRects().length);
-  const rgba = s => { const m = (s || '').match(/[\d.]+/g) || []; return m.map(Number); };
-  const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
-                     return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]); };
-  const bg = el => { for (let a = el; a; a = a.parentElement) { const c = rgba(getComputedStyle(a).backgroundColor);
-                       if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c; }
-                     return rgba(getComputedStyle(document.body).backgroundColor); };
-  const ratio = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
-  const text = Array.from(main.querySelectorAll('table td, table th, .widget-html-content, .ccc-table-note'))
-    .filter(e => visible(e) && e.textContent.trim()).slice(0, 600)
-    .map(e => ({r: ratio(rgba(getComputedStyle(e).color), bg(e)), t: e.textContent.trim().slice(0, 30)}))
-    .filter(x => x.r < 3);
-  const figs = Array.from(main.querySelectorAll('img')).filter(i => visible(i) && /_images\//.test(i.getAttribute('src') || ''))
-    .filter(i => lum(bg(i)) < 0.6).map(i => i.getAttribute('src'));
-  return {lowContrast: text.map(x => x.t + ' (contrast ' + x.r.toFixed(1) + ')'), darkFigures: figs,
-          pageBg: rgba(getComputedStyle(document.body).backgroundColor)};
-}"""
-
-FINDINGS_JS = r"""() => {
-  const t = document.querySelector('table#tbl-findings, #tbl-findings table, table.ccc-findings');
-  if (!t) return null;
-  const rows = Array.from(t.querySelectorAll('tbody tr'));
-  const pdf = document.querySelector('a[href$="book.pdf"]');
-  return {rows: rows.map(r => ({link: (r.querySelector('td a') || {getAttribute: () => null}).getAttribute('href'),
-                                verdict: (r.cells[2] || {}).innerText || ''})),
-          pdf: pdf ? pdf.getAttribute('href') : null, top: t.getBoundingClientRect().top + window.scrollY};
-}"""
-
-
-def check_findings(page, page_path: Path) -> tuple[list[str], str]:
-    """The intro's generated findings table: present near the top, one row per paper, each linked to an
-    existing chapter page and carrying a verdict, and a link to the book's PDF that exists."""
-    f = page.evaluate(FINDINGS_JS)
-    if f is None:
-        return ["no 'what we found' table (table#tbl-findings) on the intro page"], ""
-    problems = []
-    if len(f["rows"]) < 4:
-        problems.append(f"the findings table has {len(f['rows'])} rows, not one per paper")
-    for i, r in enumerate(f["rows"]):
-        target = r["link"] and (page_path.parent / r["link"].split("#")[0]).resolve()
-        if not target or not target.exists():
-            problems.append(f"findings row {i + 1}: no link to an existing chapter page ({r['link']})")
-        if not any(v in r["verdict"] for v in VERDICTS):
-            problems.append(f"findings row {i + 1}: no verdict ({r['verdict']!r})")
-    if f["top"] > 2500:
-        problems.append(f"the findings table starts {f['top']:.0f} px down the intro page: it must come first")
-    if not f["pdf"]:
-        problems.append("the intro page does not link to the book's PDF")
-    elif not (page_path.parent / f["pdf"]).resolve().exists():
-        problems.append(f"the intro's PDF link {f['pdf']} points to a missing file")
-    verdicts = ", ".join(r["verdict"].strip() for r in f["rows"])
-    return problems, f"findings table: {len(f['rows'])} rows ({verdicts}); PDF link {f['pdf']}"
-
-
-def check_search(ctx, site: Path) -> tuple[list[str], list[str]]:
-    """The site's search, served over HTTP on localhost (Sphinx's search fetches each hit's page, which a
-    browser refuses over file://), must list the chapter of each of :data:`SEARCH_TERMS`."""
-    import functools
-    import http.server
-    import threading
-    from urllib.parse import quote
-    terms = {t: stem for t, stem in SEARCH_TERMS.items() if (site / "notebooks" / f"{stem}.html").exists()}
-    if not terms or not (site / "search.html").exists():
-        return [], []
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-    handler = functools.partial(Quiet, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    problems, log = [], []
-    page = ctx.new_page()
-    try:
-        for term, stem in terms.items():
-            page.goto(f"http://127.0.0.1:{server.server_address[1]}/search.html?q={quote(term)}", wait_until="load")
-            try:
-                page.wait_for_function("""() => { const s = document.querySelector('#search-results');
-                    return s && /found \d+ page|did not match|Search finished/i.test(s.innerText); }""", timeout=30000)
-            except Exception:
-                pass
-            hrefs = page.evaluate("() => Array.from(document.querySelectorAll('#search-results a, ul.search a'))"
-                                  ".map(a => a.getAttribute('href'))")
-            if not any(f"notebooks/{stem}.html" in (h or "") for h in hrefs):
-                problems.append(f"search for {term!r} does not list notebooks/{stem}.html (found {hrefs[:4]})")
-            log.append(f"search {term!r}: {len(hrefs)} hit(s), notebooks/{stem}.html "
-                       f"{'listed' if any(f'notebooks/{stem}.html' in (h or '') for h in hrefs) else 'MISSING'}")
-    finally:
-        page.close()
-        server.shutdown()
-    return problems, log
 
 
 def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES, titles: list | None = None) -> list[str]:
@@ -530,8 +72,7 @@ def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES, titles: list | 
     problems: list[str] = []
     repo = book_repository(site)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium(), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = launch(pw)
         ctx = browser.new_context(viewport=VIEWPORT, service_workers="block")
         for page_path in pages:
             name = str(page_path.relative_to(site))
@@ -555,7 +96,7 @@ def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES, titles: list | 
                     failed.append(f"{resp.url} (HTTP {resp.status})") if resp.status >= 400 else None)
             page.goto(page_path.as_uri(), wait_until="load")
             try:
-                _wait_rendered(page)
+                wait_rendered(page)
             except Exception:
                 pass                          # reported by the checks below
             page.wait_for_timeout(300)
@@ -679,7 +220,6 @@ def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES, titles: list | 
 
 def make_pdf(out: Path, selftest: bool = False) -> list[str]:
     """Print the book's single-page HTML to ``<site>/book.pdf`` (scripts/book_pdf.py); problems."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import book_pdf
     try:
         if selftest:                  # the self-test book is staged in <work>/src
@@ -692,7 +232,6 @@ def make_pdf(out: Path, selftest: bool = False) -> list[str]:
 
 def pdf_problems(pdf: Path, titles: list[str]) -> list[str]:
     """The book's PDF exists and has a bookmark for every chapter page's title."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import book_pdf
     found = book_pdf.check_pdf(pdf, titles)
     if pdf.exists():

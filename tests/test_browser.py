@@ -73,6 +73,6 @@ def test_browser_checks_fail_on_every_broken_page_feature_and_keep_the_build(sho
 
 def test_overlong_numbers():
     sys.path.insert(0, str(REPO / "scripts"))
-    from browser_test import overlong_numbers
+    from browser_checks import overlong_numbers
     assert overlong_numbers("0.9935 [0.991, 0.996] 1,234,567 60,000 mnist5k 12345678 0.0001234567") == \
         ["1,234,567", "12345678", "0.0001234567"]

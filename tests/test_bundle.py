@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from ccc_lib.bundle import BundleError, export_bundle, import_bundle, run_start
-from ccc_lib.cache import cmd_cache, load_or_compute
+from ccc_lib.cache import load_or_compute
+from ccc_lib.cli.cache import cmd_cache
 
 
 def _fill(monkeypatch, root: Path) -> float:
@@ -201,7 +202,7 @@ def test_export_rule_from_the_executed_run_and_the_cli(tmp_path, monkeypatch, ca
 
 
 def test_the_command_line(tmp_path, monkeypatch, capsys):
-    from ccc_lib.runner import main
+    from ccc_lib.cli import main
     _fill(monkeypatch, tmp_path / "cache")
     out = tmp_path / "cli.tar.gz"
     assert main(["cache", "export", "--profile", "smoke", "--since", "10m", str(out)]) == 0

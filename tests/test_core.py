@@ -416,7 +416,7 @@ def test_cache_hit_stamps_last_use_and_prune_removes_only_the_unused(tmp_path, m
 
 
 def test_cache_cli_info_and_prune(tmp_path, monkeypatch, capsys):
-    from ccc_lib.runner import main
+    from ccc_lib.cli import main
     monkeypatch.setenv("CCC_CACHE", str(tmp_path))
     C.load_or_compute("cli-test", {"k": 1}, lambda: {"x": torch.zeros(10)})
     (tmp_path / "drift-gray").mkdir()                     # the folder an older version's own cache used

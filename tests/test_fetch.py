@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from ccc_lib import fetch, runner
+from ccc_lib import cli, fetch, runner
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def test_present_files_are_not_missing(empty_places):
 
 def test_fetch_check_lists_sizes_and_the_command(empty_places, capsys):
     t0 = time.perf_counter()
-    rc = runner.main(["fetch", "--profile", "full", "--check"])
+    rc = cli.main(["fetch", "--profile", "full", "--check"])
     err = capsys.readouterr().err
     assert rc == 1 and time.perf_counter() - t0 < 30
     for name in ("mnist", "fashion_mnist", "svhn", "cifar10", "emnist", "resnet18_imagenet"):
@@ -43,7 +43,7 @@ def test_failed_downloads_are_reported_not_raised(empty_places, monkeypatch, cap
     for need_name in ("MNIST", "FashionMNIST", "EMNIST", "SVHN", "CIFAR10"):
         monkeypatch.setattr(f"torchvision.datasets.{need_name}.download", offline)
     monkeypatch.setattr("torchvision.models.ResNet18_Weights.IMAGENET1K_V1.get_state_dict", offline, raising=False)
-    rc = runner.main(["fetch", "--profile", "full", "--timeout", "1"])
+    rc = cli.main(["fetch", "--profile", "full", "--timeout", "1"])
     out = capsys.readouterr()
     assert rc == 1 and out.out.count("FAILED") == 6 and "network is unreachable" in out.out
     assert "python -m ccc_lib fetch --profile full" in out.err
@@ -51,7 +51,7 @@ def test_failed_downloads_are_reported_not_raised(empty_places, monkeypatch, cap
 
 def test_run_full_stops_up_front_when_files_are_missing(empty_places, capsys):
     t0 = time.perf_counter()
-    rc = runner.main(["run", "--profile", "full", "--root", str(runner.REPO), "--out", str(empty_places / "out")])
+    rc = cli.main(["run", "--profile", "full", "--root", str(runner.REPO), "--out", str(empty_places / "out")])
     assert rc == 3 and time.perf_counter() - t0 < 30
     err = capsys.readouterr().err
     assert "emnist" in err and "resnet18_imagenet" in err and not (empty_places / "out").exists()

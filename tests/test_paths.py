@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from ccc_lib import report, runner
+from ccc_lib import cli, report
 from ccc_lib.utils import absolute_path, absolutize_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,15 +58,15 @@ def test_path_options_are_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CCC_CACHE", "rel-cache")
     args = argparse.Namespace(out="book/executed", root=".", notebooks="nb", executed="../ex", parameters=None)
-    runner._absolute_paths(args)
+    cli.absolute_paths(args)
     assert args.out == tmp_path / "book" / "executed" and args.root == tmp_path
     assert args.notebooks == tmp_path / "nb" and args.executed == tmp_path.parent / "ex" and args.parameters is None
     assert os.environ["CCC_CACHE"] == str(tmp_path / "rel-cache")
     bundle = argparse.Namespace(file="b.tar.gz", source="https://host/b.tar.gz")      # cache export / import
-    runner._absolute_paths(bundle)
+    cli.absolute_paths(bundle)
     assert bundle.file == tmp_path / "b.tar.gz" and bundle.source == "https://host/b.tar.gz"
     local = argparse.Namespace(source="sub/b.tar.gz")
-    runner._absolute_paths(local)
+    cli.absolute_paths(local)
     assert local.source == tmp_path / "sub" / "b.tar.gz"
 
 

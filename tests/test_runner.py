@@ -1,11 +1,13 @@
-"""The papermill runner: chapter names, a failing notebook reported with its cell, metrics JSON."""
+"""The papermill runner (``ccc_lib.runner``) and the commands on it (``ccc_lib.cli``): chapter names, a failing
+notebook reported with its cell, metrics JSON."""
 import json
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from ccc_lib import runner
+from ccc_lib import cli, runner, static_book
+from ccc_lib.cli import run as cli_run
 
 
 def _nb(path, cells):
@@ -45,18 +47,18 @@ def test_failing_notebook_keeps_partial_output(tmp_path, monkeypatch):
 def test_repository_url_sources(monkeypatch, tmp_path):
     monkeypatch.delenv("CCC_REPO_URL", raising=False)
     monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
-    assert runner.repository_url("https://github.com/a/b") == "https://github.com/a/b"
+    assert static_book.repository_url("https://github.com/a/b") == "https://github.com/a/b"
     monkeypatch.setenv("GITHUB_REPOSITORY", "owner/book")
-    assert runner.repository_url() == "https://github.com/owner/book"
+    assert static_book.repository_url() == "https://github.com/owner/book"
     monkeypatch.setenv("CCC_REPO_URL", "https://github.com/x/y")
-    assert runner.repository_url() == "https://github.com/x/y"
+    assert static_book.repository_url() == "https://github.com/x/y"
 
 
 def test_stage_book_sets_the_repository_url(tmp_path):
     import yaml
     (tmp_path / "ex").mkdir()
     (tmp_path / "ex" / "00_classifiers.ipynb").write_text("{}")
-    staged = runner.stage_book(tmp_path / "ex", tmp_path / "src", "https://github.com/o/r")
+    staged = static_book.stage_book(tmp_path / "ex", tmp_path / "src", "https://github.com/o/r")
     cfg = yaml.safe_load((staged / "_config.yml").read_text())
     assert cfg["repository"]["url"] == "https://github.com/o/r"
     assert cfg["launch_buttons"]["colab_url"] and cfg["execute"]["execute_notebooks"] == "off"
@@ -66,12 +68,12 @@ def test_stage_book_sets_the_repository_url(tmp_path):
 def test_parameters_file(tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text("profile: full\nseed: 3\n")
-    assert runner.load_parameters(f) == {"profile": "full", "seed": 3}
+    assert cli_run.load_parameters(f) == {"profile": "full", "seed": 3}
     f.write_text("- a list\n")
     with pytest.raises(SystemExit, match="mapping"):
-        runner.load_parameters(f)
+        cli_run.load_parameters(f)
     with pytest.raises(SystemExit, match="not found"):
-        runner.load_parameters(tmp_path / "missing.yaml")
+        cli_run.load_parameters(tmp_path / "missing.yaml")
 
 
 # --------------------------------------------------------------------------- a failing claim, end to end
@@ -142,8 +144,8 @@ def test_failing_claim_end_to_end(tmp_path, monkeypatch):
     # the check alone: non-zero for the failed chapter, zero for the passing one
     errors, _ = runner.check_executed(out, ["00_classifiers", "01_counterfeits"])
     assert len(errors) == 1 and errors[0].startswith("00_classifiers: status 'failed'")
-    assert runner.main(["check", "01_counterfeits", "--executed", str(out), "--root", str(repo)]) == 0
-    assert runner.main(["check", "--executed", str(out), "--root", str(repo), "--notebooks", str(src)]) == 1
+    assert cli.main(["check", "01_counterfeits", "--executed", str(out), "--root", str(repo)]) == 0
+    assert cli.main(["check", "--executed", str(out), "--root", str(repo), "--notebooks", str(src)]) == 1
 
 
 def test_dry_run_banner_and_book_refusal(tmp_path, monkeypatch, capsys):
@@ -160,7 +162,7 @@ def test_dry_run_banner_and_book_refusal(tmp_path, monkeypatch, capsys):
     assert runner.executed_profile(nb) == {"profile": "full_dry", "scale": "full", "dry_run": True}
     errors, _ = runner.check_executed(tmp_path, ["00_classifiers"])
     assert any("DRY RUN" in e for e in errors)
-    assert runner.main(["book", "--executed", str(tmp_path), "--root", str(runner.REPO)]) == 2
+    assert cli.main(["book", "--executed", str(tmp_path), "--root", str(runner.REPO)]) == 2
     assert "refuses" in capsys.readouterr().err
 
 
@@ -177,7 +179,7 @@ def test_project_root_from_cwd_or_option(tmp_path, monkeypatch):
 
 def test_dry_run_flag_is_full_only(tmp_path):
     with pytest.raises(SystemExit, match="dry run of 'full'"):
-        runner.main(["run", "0", "--profile", "smoke", "--dry-run", "--root", str(runner.REPO),
+        cli.main(["run", "0", "--profile", "smoke", "--dry-run", "--root", str(runner.REPO),
                      "--out", str(tmp_path)])
 
 
@@ -242,14 +244,14 @@ def test_chapters_side_by_side(tmp_path, capsys):
     os.environ["OMP_NUM_THREADS"] = "2"
     os.environ.pop("CCC_JOBS", None)
     try:
-        rc = runner.main(["run", "0", "1", "2", "5", "--profile", "smoke", "--jobs", "2", "--notebooks", str(src),
+        rc = cli.main(["run", "0", "1", "2", "5", "--profile", "smoke", "--jobs", "2", "--notebooks", str(src),
                           "--out", str(out), "--root", str(runner.REPO)])
     finally:
         for k, v in old.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     assert rc == 1                                                     # chapter 2 failed
     t = {p.name: json.loads(p.read_text()) for p in log.iterdir()}
-    # the heaviest first (runner.HEAVY_ORDER: 2, then 1), side by side; chapter 0 when a lane is free
+    # the heaviest first (cli.run.HEAVY_ORDER: 2, then 1), side by side; chapter 0 when a lane is free
     assert t["02_neuralfp"]["start"] < t["01_counterfeits"]["end"] and t["01_counterfeits"]["start"] < t["02_neuralfp"]["end"]
     assert t["00_classifiers"]["start"] >= min(t["01_counterfeits"]["end"], t["02_neuralfp"]["end"])
     assert t["05_report"]["start"] >= max(t[s]["end"] for s in ("00_classifiers", "01_counterfeits", "02_neuralfp"))
@@ -259,7 +261,7 @@ def test_chapters_side_by_side(tmp_path, capsys):
     bad = summary["results"][2]
     assert bad["status"] == "failed" and "boom" in bad["error"] and bad["source_cell"] == 2
     assert [r["status"] for r in summary["results"]] == ["ok", "ok", "failed", "ok"]
-    assert runner.main(["run", "0", "--jobs", "0", "--notebooks", str(src), "--out", str(out), "--root", str(runner.REPO)]) != 0
+    assert cli.main(["run", "0", "--jobs", "0", "--notebooks", str(src), "--out", str(out), "--root", str(runner.REPO)]) != 0
     assert "how many chapters run side by side" in capsys.readouterr().err
 
 
@@ -267,10 +269,10 @@ def test_heaviest_chapters_start_first(tmp_path):
     """Side by side, the longest chapters start first: by the previous run's seconds in the output folder
     where every chapter has them, else by the book's measured order."""
     chapters = ["00_classifiers", "01_counterfeits", "03_iocn"]
-    assert runner.heaviest_first(chapters, tmp_path) == ["03_iocn", "01_counterfeits", "00_classifiers"]
+    assert cli_run.heaviest_first(chapters, tmp_path) == ["03_iocn", "01_counterfeits", "00_classifiers"]
     (tmp_path / "metrics").mkdir()
     for stem, sec in (("00_classifiers", 50.0), ("01_counterfeits", 5.0), ("03_iocn", 20.0)):
         (tmp_path / "metrics" / f"{stem}.json").write_text(json.dumps({"run_seconds": sec}))
-    assert runner.heaviest_first(chapters, tmp_path) == ["00_classifiers", "03_iocn", "01_counterfeits"]
+    assert cli_run.heaviest_first(chapters, tmp_path) == ["00_classifiers", "03_iocn", "01_counterfeits"]
     (tmp_path / "metrics" / "03_iocn.json").write_text("{}")            # one without: the measured order
-    assert runner.heaviest_first(chapters, tmp_path) == ["03_iocn", "01_counterfeits", "00_classifiers"]
+    assert cli_run.heaviest_first(chapters, tmp_path) == ["03_iocn", "01_counterfeits", "00_classifiers"]
