@@ -14,7 +14,7 @@ from .utils import absolute_path, atomic_write_json, cache_dir
 
 __all__ = ["glue", "glue_range", "save_metrics", "load_metrics", "paper_vs_ours", "metrics_dir", "hardware",
            "reproduction_summary", "comparisons", "verdicts_without_interval", "run_problems", "verdict_figure", "CounterfeitRow", "LOOKS_AT",
-           "counterfeit_rows", "counterfeit_detection"]
+           "counterfeit_rows", "counterfeit_detection", "counterfeit_margin"]
 
 
 def glue(name: str, value, display: bool = False):
@@ -152,13 +152,16 @@ def reproduction_summary(metrics: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
             pd.DataFrame(claims, columns=CLAIM_COLUMNS))
 
 
-COMPARISON_COLUMNS = ["chapter", "key", "comparison", "difference", "verdict", "A", "B", "level", "method"]
+COMPARISON_COLUMNS = ["chapter", "key", "comparison", "difference", "verdict", "A", "B", "level", "method", "margin",
+                      "baselines"]
 
 
 def comparisons(metrics: dict) -> pd.DataFrame:
-    """Every chapter's headline comparisons (``Claims.compare`` rows): the difference A − B with its
-    interval ("0.0016 [-0.003, 0.006]"), the verdict (wins / loses / tie within uncertainty) and each
-    side's own interval where recorded. Files from before intervals have none: an empty table."""
+    """Every chapter's headline comparisons (``Claims.compare`` and ``Claims.compare_every`` rows, and the
+    equivalence claims of ``Claims.matches``): the difference A − B with its interval ("0.0016 [-0.003,
+    0.006]"), the verdict (wins / loses / tie within uncertainty; an equivalence's holds / does not hold /
+    not resolved with its ``margin``), each side's own interval where recorded, and against every baseline
+    how many baselines. Files from before intervals have none: an empty table."""
     from .stats import Interval
 
     def text(d):
@@ -166,13 +169,14 @@ def comparisons(metrics: dict) -> pd.DataFrame:
     rows = []
     for stem, blob in metrics.items():
         for r in blob.get("claims") or []:
-            if r.get("kind") != "compare" or not r.get("interval"):
+            if r.get("kind") not in ("compare", "equivalence") or not r.get("interval"):
                 continue
             lo, hi = r["interval"]
             diff = Interval(r["ours"], lo, hi, r.get("level") or 0.95, r.get("method") or "")
             rows.append({"chapter": stem, "key": r.get("key"), "comparison": r.get("claim"), "difference": str(diff),
                          "verdict": r.get("verdict"), "A": text(r.get("a")), "B": text(r.get("b")),
-                         "level": diff.level, "method": diff.method})
+                         "level": diff.level, "method": diff.method, "margin": r.get("margin"),
+                         "baselines": len(r.get("baselines") or []) or None})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
@@ -280,7 +284,10 @@ class CounterfeitRow:
     auroc         : AUROC, in-distribution test images vs counterfeits (counterfeits positive), in [0, 1]
     flagged_share : share of counterfeits flagged at the threshold that flags ``alpha`` of the test images
     n_counterfeits: number of counterfeits scored
-    alpha         : the false-alarm budget of ``flagged_share`` (e.g. 0.05)"""
+    alpha         : the false-alarm budget of ``flagged_share`` (e.g. 0.05)
+    auroc_lo, auroc_hi: the AUROC's interval at ``auroc_level`` (optional; e.g. ``stats.auroc_ci`` or, for a
+                    mean over claimed classes, ``stats.class_mean_ci``): :func:`counterfeit_margin` needs it
+                    for the cross-chapter verdict's interval"""
     classifier: str
     chapter: int
     detector: str
@@ -289,18 +296,34 @@ class CounterfeitRow:
     flagged_share: float
     n_counterfeits: int
     alpha: float
+    auroc_lo: float | None = None
+    auroc_hi: float | None = None
+    auroc_level: float = 0.95
 
     def __post_init__(self):
         if self.looks_at not in LOOKS_AT:
             raise ValueError(f"looks_at must be one of {LOOKS_AT}, not {self.looks_at!r}")
-        for name in ("auroc", "flagged_share", "alpha"):
+        for name in ("auroc", "flagged_share", "alpha", "auroc_lo", "auroc_hi"):
             v = getattr(self, name)
             if v is not None and not (isinstance(v, (int, float)) and (v != v or 0.0 <= v <= 1.0)):
                 raise ValueError(f"{name} must be a number in [0, 1] (or NaN), not {v!r}")
+        if (self.auroc_lo is None) != (self.auroc_hi is None):
+            raise ValueError("give both auroc_lo and auroc_hi (the AUROC's interval) or neither")
+        if self.auroc_lo is not None and self.auroc == self.auroc and not self.auroc_lo <= self.auroc <= self.auroc_hi:
+            raise ValueError(f"auroc {self.auroc} lies outside its interval [{self.auroc_lo}, {self.auroc_hi}]")
+
+    @property
+    def interval(self):
+        """The AUROC as a :class:`ccc_lib.stats.Interval` (None without ``auroc_lo``/``auroc_hi``)."""
+        if self.auroc_lo is None or self.auroc != self.auroc:
+            return None
+        from .stats import Interval
+        return Interval(self.auroc, self.auroc_lo, self.auroc_hi, self.auroc_level, "as recorded",
+                        self.n_counterfeits)
 
 
-COUNTERFEIT_COLUMNS = ["classifier", "chapter", "detector", "looks at", "counterfeits", "AUROC", "flagged",
-                       "false-alarm budget"]
+COUNTERFEIT_COLUMNS = ["classifier", "chapter", "detector", "looks at", "counterfeits", "AUROC", "AUROC interval",
+                       "flagged", "false-alarm budget"]
 
 
 def counterfeit_rows(metrics: dict) -> list[CounterfeitRow]:
@@ -322,7 +345,43 @@ def counterfeit_detection(metrics: dict) -> pd.DataFrame:
     the detector looks at."""
     rows = [{"classifier": r.classifier, "chapter": r.chapter, "detector": r.detector,
              "looks at": LOOKS_AT_TEXT[r.looks_at], "counterfeits": r.n_counterfeits, "AUROC": r.auroc,
+             "AUROC interval": "" if r.interval is None else r.interval.fmt().split(" ", 1)[1],
              "flagged": r.flagged_share, "false-alarm budget": r.alpha,
              "_rank": LOOKS_AT.index(r.looks_at)} for r in counterfeit_rows(metrics)]
     df = pd.DataFrame(rows, columns=COUNTERFEIT_COLUMNS + ["_rank"])
     return df.sort_values(["chapter", "_rank"], kind="stable").drop(columns="_rank").reset_index(drop=True)
+
+
+def counterfeit_margin(metrics: dict, level: float = 0.95) -> dict:
+    """The cross-chapter verdict's number with its interval: the margin (lowest AUROC among the detectors
+    that look beyond the classifier's confidence) − (highest AUROC among the confidence-based scores) on
+    chapter 1's counterfeits, from the chapters' :class:`CounterfeitRow` s.
+
+    The rows come from different chapters and image sets, so they are not paired; the interval is
+    simultaneous: every row's AUROC interval is taken at level 1 − α/R (Bonferroni over the R rows;
+    rescaled on the logit scale from the recorded one, :func:`ccc_lib.stats.rescale`), and since the margin
+    is monotone in each AUROC, ``[min lo_other − max hi_conf, min hi_other − max lo_conf]`` covers it with
+    probability ≥ 1 − α. Returns ``{"estimate", "interval" (Interval, or None when a row has no interval),
+    "without_interval" (those rows' detectors), "rows", "conf_best", "other_worst"}``; estimate None when
+    either kind of detector is missing."""
+    from .stats import Interval, rescale
+    rows = [r for r in counterfeit_rows(metrics) if r.auroc == r.auroc]
+    conf = [r for r in rows if r.looks_at == "confidence"]
+    other = [r for r in rows if r.looks_at != "confidence"]
+    out = {"estimate": None, "interval": None, "rows": len(rows), "conf_best": None, "other_worst": None,
+           "without_interval": [f"{r.classifier}: {r.detector}" for r in rows if r.interval is None]}
+    if not conf or not other:
+        return out
+    cb, ow = max(conf, key=lambda r: r.auroc), min(other, key=lambda r: r.auroc)
+    est = ow.auroc - cb.auroc
+    out.update(estimate=est, conf_best=f"{cb.classifier}: {cb.detector}", other_worst=f"{ow.classifier}: {ow.detector}")
+    if out["without_interval"]:
+        return out
+    simult = 1 - (1 - level) / len(rows)
+    iv = {id(r): rescale(r.interval, simult, "logit") for r in rows}
+    lo = min(iv[id(r)].lo for r in other) - max(iv[id(r)].hi for r in conf)
+    hi = min(iv[id(r)].hi for r in other) - max(iv[id(r)].lo for r in conf)
+    out["interval"] = Interval(est, min(lo, est), max(hi, est), level,
+                               f"Bonferroni over {len(rows)} detectors' AUROC intervals (not paired)", len(rows))
+    return out
+

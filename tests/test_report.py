@@ -1,6 +1,7 @@
 """The reproduction report's plumbing: metrics files in, tables out."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -188,4 +189,41 @@ def test_comparisons_table_lists_every_chapters_differences(tmp_path, monkeypatc
     assert t.to_dict("records") == [{"chapter": "03_c", "key": "iocn_flow", "comparison": "IOCN − FLOW (AUROC)",
                                      "difference": "-0.009 [-0.02, 0.01]", "verdict": "tie within uncertainty",
                                      "A": "0.950 [0.94, 0.96]", "B": "0.960 [0.95, 0.97]", "level": 0.95,
-                                     "method": "paired DeLong"}]
+                                     "method": "paired DeLong", "margin": None, "baselines": None}]
+    # equivalence claims and comparisons against every baseline are listed too
+    from ccc_lib.stats import versus_every
+    C.matches("iocn_match", "IOCN matches KNN", Interval(0.001, -0.004, 0.006, 0.90), settings={"m": 0.01},
+              margin_key="m")
+    C.compare_every("iocn_every", "IOCN − each baseline", versus_every({"KNN": Interval(0.02, 0.01, 0.03),
+                                                                       "LOF": Interval(0.01, -0.01, 0.03)}))
+    t = report.comparisons(report.load_metrics()).set_index("key")
+    assert t.loc["iocn_match", "verdict"] == "holds" and t.loc["iocn_match", "margin"] == 0.01
+    assert t.loc["iocn_every", "verdict"] == "tie within uncertainty" and t.loc["iocn_every", "baselines"] == 2
+
+
+def test_cross_chapter_margin_has_a_simultaneous_interval(tmp_path, monkeypatch):
+    """Chapter 5's verdict (every detector beyond confidence above every confidence score) as a margin with
+    a Bonferroni interval over the rows' AUROC intervals; without intervals, the number alone and who lacks one."""
+    from ccc_lib.stats import auroc_ci
+    rng = np.random.default_rng(0)
+    ivs = {name: auroc_ci(rng.normal(size=200), rng.normal(d, 1, size=150))
+           for name, d in (("MSP", 0.3), ("NFP", 2.5), ("IOCN", 2.0))}
+    rows = [_row(detector="MSP", auroc=ivs["MSP"].estimate, auroc_lo=ivs["MSP"].lo, auroc_hi=ivs["MSP"].hi),
+            _row(detector="NFP", looks_at="layers", auroc=ivs["NFP"].estimate, auroc_lo=ivs["NFP"].lo,
+                 auroc_hi=ivs["NFP"].hi),
+            _row(chapter=3, detector="IOCN", looks_at="one-class model", auroc=ivs["IOCN"].estimate,
+                 auroc_lo=ivs["IOCN"].lo, auroc_hi=ivs["IOCN"].hi)]
+    m = _write(tmp_path, monkeypatch, {"02_neuralfp": {"counterfeit_rows": rows[:2]}, "03_iocn": {"counterfeit_rows": rows[2:]}})
+    out = report.counterfeit_margin(m)
+    iv = out["interval"]
+    assert math.isclose(out["estimate"], ivs["IOCN"].estimate - ivs["MSP"].estimate)
+    assert iv.lo < ivs["IOCN"].lo - ivs["MSP"].hi and iv.hi > ivs["IOCN"].hi - ivs["MSP"].lo   # wider: simultaneous
+    assert iv.lo > 0 and "Bonferroni over 3" in iv.method and out["without_interval"] == []
+    assert report.counterfeit_detection(m).set_index("detector").loc["MSP", "AUROC interval"].startswith("[")
+    rows[1].pop("auroc_lo"), rows[1].pop("auroc_hi")
+    m = _write(tmp_path, monkeypatch, {"02_neuralfp": {"counterfeit_rows": rows[:2]}, "03_iocn": {"counterfeit_rows": rows[2:]}})
+    out = report.counterfeit_margin(m)
+    assert out["interval"] is None and out["estimate"] is not None and out["without_interval"] == ["fashion_mnist: NFP"]
+    assert report.counterfeit_margin({})["estimate"] is None
+    with pytest.raises(ValueError, match="both"):
+        report.CounterfeitRow(**_row(auroc_lo=0.1))
