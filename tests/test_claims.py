@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from ccc_lib.checks import InputError
 from ccc_lib.claims import COMPARE_VERDICTS, VERDICTS, Claims, ClaimsFailed
 from ccc_lib.stats import Interval
 
@@ -228,3 +229,50 @@ def test_verdicts_handed_to_the_prose_are_recorded(mdir):
     assert _file(mdir)["glued_verdicts"] == [
         {"name": None, "key": "p", "verdict": "holds", "words": "reproduced", "interval": False},
         {"name": "ch_d", "key": "d", "verdict": "wins", "words": "wins", "interval": True}]
+
+
+def test_matches_is_equivalence_with_a_margin_from_the_settings(mdir):
+    """Issue 38: "A matches B" holds only when the 90 % interval of A − B lies inside ±δ, δ read from the
+    chapter's settings and recorded; a tie within uncertainty is never a match."""
+    C = Claims("03_t", "default")
+    S = {"match_margin": 0.01}
+    assert C.matches("eq_in", "IOCN matches KNN", Interval(0.002, -0.004, 0.006, 0.90), settings=S,
+                     margin_key="match_margin") == "holds"
+    assert C.matches("eq_tie", "IOCN matches LOF", Interval(0.0, -0.02, 0.02, 0.90), settings=S,
+                     margin_key="match_margin") == "not resolved"
+    assert C.matches("eq_out", "IOCN matches OCSVM", Interval(-0.03, -0.045, -0.015, 0.90), settings=S,
+                     margin_key="match_margin") == "does not hold"
+    assert [C.verdict(k) for k in ("eq_in", "eq_tie", "eq_out")] == ["matches", "not resolved", "does not match"]
+    assert C.glue_verdict("g", "eq_tie") == "not resolved"
+    rows = {r["key"]: r for r in _file(mdir, "03_t")["claims"]}
+    assert rows["eq_in"]["kind"] == "equivalence" and rows["eq_in"]["margin"] == 0.01
+    assert rows["eq_in"]["margin_setting"] == "match_margin" and rows["eq_in"]["level"] == 0.90
+    assert "δ = 0.01 (setting match_margin" in C.table().loc["IOCN matches KNN", "bound"]
+    assert C.tally(["eq_in", "eq_tie", "eq_out"]) == {"holds": 1, "does not hold": 1, "not resolved": 1}
+    with pytest.raises(InputError, match="SETTINGS"):
+        C.matches("eq_x", "no margin", Interval(0.0, -0.01, 0.01, 0.9), settings={}, margin_key="match_margin")
+
+
+def test_compare_every_records_each_baseline(mdir):
+    from ccc_lib.stats import versus_every
+    C = Claims("02_t", "smoke")
+    r = versus_every({"MSP": Interval(0.02, 0.01, 0.03), "Energy": Interval(-0.05, -0.07, -0.03)})
+    assert C.compare_every("nfp_vs_baselines", "NeuralFP − each baseline", r) == "loses"
+    row = _file(mdir, "02_t")["claims"][0]
+    assert row["kind"] == "compare" and row["verdict"] == "loses" and len(row["baselines"]) == 2
+    assert row["baselines"][1]["baseline"] == "Energy" and row["baselines"][1]["p_holm"] < 0.05
+    assert C.table().loc["NeuralFP − each baseline", "bound"] == "difference > 0 vs each of 2 baselines"
+    with pytest.raises(TypeError, match="versus_every"):
+        C.compare_every("x", "x", Interval(0.0, -0.1, 0.1))
+
+
+def test_one_model_intervals_are_labelled(mdir):
+    from ccc_lib.stats import over_seeds
+    C = Claims("03_t", "smoke")
+    C.compare("pix", "IOCN − FLOW (pixels)", over_seeds([Interval(0.01, -0.01, 0.03)]))
+    C.compare("cnn", "IOCN − FLOW (features)", over_seeds([0.01, 0.02], [-0.01, 0.0], [0.03, 0.04]))
+    t = C.table()
+    assert t.loc["IOCN − FLOW (pixels)", "interval"].endswith("(one model)")
+    assert "one model" not in t.loc["IOCN − FLOW (features)", "interval"]
+    rows = {r["key"]: r for r in _file(mdir, "03_t")["claims"]}
+    assert rows["pix"]["one_model"] and rows["pix"]["seeds"] == 1 and not rows["cnn"]["one_model"]

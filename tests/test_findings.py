@@ -138,3 +138,14 @@ def test_a_tie_never_becomes_matches(tmp_path, monkeypatch):
     assert row["verdict"] == "not resolved" and "✓" not in findings_markdown({"03_iocn": blob}, headlines=(h,))
     eq = next(r for r in blob["claims"] if r["kind"] == "equivalence")
     assert eq["margin"] == 0.01 and eq["margin_setting"] == "match_margin" and eq["level"] == 0.90
+
+
+def test_one_model_rows_and_a_missing_match_claim():
+    from ccc_lib.findings import HEADLINES
+    h = next(x for x in HEADLINES if x.chapter == "03_iocn")
+    flow = _row("iocn_vs_flow_pixels", None, 0.01, claim="IOCN − FLOW (pixels)", verdict="wins",
+                interval=[0.005, 0.02], one_model=True, seeds=1)
+    row = headline_rows({"03_iocn": {"profile": "default", "status": "ok", "claims": [flow]}}, (h,))[0]
+    assert row["ours_parts"][0].endswith("(one model)")
+    # the match claim is missing altogether (no iocn_vs_best_*, no iocn_matches_best_*): it counts, not resolved
+    assert row["verdict"] == "not resolved" and "not a match" in row["note"]
