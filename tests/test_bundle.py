@@ -5,6 +5,7 @@ import argparse
 import io
 import json
 import os
+import re
 import tarfile
 import threading
 import time
@@ -211,3 +212,13 @@ def test_the_command_line(tmp_path, monkeypatch, capsys):
     assert "holds profile 'smoke', not 'default'" in capsys.readouterr().err
     assert main(["cache", "import", out.as_uri()]) == 0
     assert "installed 2 artefacts" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default"])
+def test_every_chapter_settings_fingerprint_is_computed(profile):
+    """The bundle's check of this checkout's settings reads each chapter's settings by module name: a chapter
+    whose settings moved (e.g. into a package) would give 'unavailable' on both sides and pass unchecked."""
+    from ccc_lib.bundle import settings_fingerprints
+    fp = settings_fingerprints(profile)
+    assert set(fp) >= {"profile", "counterfeits", "neuralfp", "iocn", "drift"}
+    assert not [k for k, v in fp.items() if not re.fullmatch(r"[0-9a-f]{16}", v)], fp
