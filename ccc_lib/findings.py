@@ -7,7 +7,13 @@ The headline claim of a chapter is chosen by :data:`HEADLINES`: an ordered list 
 claim keys the chapter declares (``Claims.check(key, ...)``); the first pattern that matches a judged
 claim wins, and a chapter that declares several (one per dataset) shows each one's number and a verdict
 over all of them. When no pattern matches (a key was renamed), the row says so and shows the chapter's
-first judged claim instead, never nothing."""
+first judged claim instead, never nothing.
+
+A paper's claim to MATCH a method (chapter 3: "matches the state of the art") is read only from an
+equivalence claim (``Claims.matches``: the 90 % interval of the difference inside a margin declared in the
+chapter's settings); a tie within uncertainty — or a win — is never shown as a reproduced match: without
+an equivalence claim the row is "not resolved" and its note says why (issue 38). An interval from one
+trained model is marked "(one model)"; a headline judged on a point estimate says so in its note."""
 from __future__ import annotations
 
 import json

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats as _st
 
 from ..checks import InputError
-from .core import MIN_PER_SIDE, Interval, _level, _not_constant, _scores, _z
+from .core import MIN_PER_SIDE, Interval, check_level, check_ranking, check_scores, z_value
 
 __all__ = ["auroc", "auroc_ci", "auroc_diff_ci", "class_mean_ci"]
 
@@ -59,7 +59,7 @@ def _logit_ci(a, var, level, k, floor=None):
     0 (a perfect or reversed ranking: A = 1 or 0) the exact "no misordered pair" bound ``1 − ε`` for the
     smaller side's ``k`` images (or ``floor``'s ε where given)."""
     a, var = np.asarray(a, float), np.asarray(var, float)
-    z = _z(level)
+    z = z_value(level)
     eps = _eps(level, k) if floor is None else np.asarray(floor, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         se = np.sqrt(np.maximum(var, 0)) / (a * (1 - a))
@@ -97,7 +97,7 @@ def _diff(a, b, va, vb, cov, level, k_a, k_b, method, floor_a=None, floor_b=None
     lb, ub, db = _logit_ci(b, vb, level, k_b, floor_b)
     vd = va + vb - 2 * cov
     if method == "wald":
-        h = _z(level) * np.sqrt(np.maximum(vd, 0))
+        h = z_value(level) * np.sqrt(np.maximum(vd, 0))
         lo, hi = np.maximum(a - b - h, -1.0), np.minimum(a - b + h, 1.0)
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -126,9 +126,9 @@ def _method(method: str) -> str:
 def auroc_ci(scores_in, scores_out, level: float = 0.95) -> Interval:
     """AUROC of a detector (higher score = more OOD; OOD positive) with DeLong's interval on the logit
     scale; at AUROC 0 or 1 the exact "no misordered pair" bound. ``n`` is the smaller side's size."""
-    level = _level(level)
-    s_in, s_out = _scores(scores_in, "scores_in"), _scores(scores_out, "scores_out")
-    _not_constant(s_in, s_out, "auroc_ci")
+    level = check_level(level)
+    s_in, s_out = check_scores(scores_in, "scores_in"), check_scores(scores_out, "scores_out")
+    check_ranking(s_in, s_out, "auroc_ci")
     a, p_out, p_in = _influence(s_out, s_in)
     var = float((p_out ** 2).sum() + (p_in ** 2).sum())
     k = min(len(s_in), len(s_out))
@@ -148,16 +148,16 @@ def auroc_diff_ci(a_in, a_out, b_in, b_out, level: float = 0.95, method: str = "
     A difference whose variance is 0 (both rankings perfect, or identical) gets the difference of the
     two single intervals ``[lo_A − hi_B, hi_A − lo_B]``; ``method`` says which. A difference is a real
     one only when the interval excludes 0."""
-    level, method = _level(level), _method(method)
-    a_in, a_out = _scores(a_in, "a_in"), _scores(a_out, "a_out")
-    b_in, b_out = _scores(b_in, "b_in"), _scores(b_out, "b_out")
+    level, method = check_level(level), _method(method)
+    a_in, a_out = check_scores(a_in, "a_in"), check_scores(a_out, "a_out")
+    b_in, b_out = check_scores(b_in, "b_in"), check_scores(b_out, "b_out")
     if len(a_in) != len(b_in) or len(a_out) != len(b_out):
         raise InputError(f"auroc_diff_ci: detector A scored {len(a_in)} in-distribution and {len(a_out)} OOD "
                          f"images, detector B {len(b_in)} and {len(b_out)}; a paired difference needs both "
                          f"detectors' scores on the same images in the same order (for different image sets, "
                          f"compare two auroc_ci intervals instead)")
-    _not_constant(a_in, a_out, "auroc_diff_ci (detector A)")
-    _not_constant(b_in, b_out, "auroc_diff_ci (detector B)")
+    check_ranking(a_in, a_out, "auroc_diff_ci (detector A)")
+    check_ranking(b_in, b_out, "auroc_diff_ci (detector B)")
     a, pa_out, pa_in = _influence(a_out, a_in)
     b, pb_out, pb_in = _influence(b_out, b_in)
     pa, pb = np.r_[pa_out, pa_in], np.r_[pb_out, pb_in]
@@ -233,7 +233,7 @@ def _perfect_floor(aucs, psi, k_c, level):
     K = aucs.shape[-1]
     eps = _eps(1 - (1 - level) / K, k_c)
     flat = (psi ** 2).sum(-1) <= 0
-    return ((flat * (eps / _z(level)) ** 2).sum(-1)) / K ** 2, eps
+    return ((flat * (eps / z_value(level)) ** 2).sum(-1)) / K ** 2, eps
 
 
 def _class_mean(sa, inl, out, sb=None, level=0.95, method="logit"):
@@ -276,7 +276,7 @@ def class_mean_ci(scores, y, scores_b=None, *, classes=None, outliers=None, leve
                logit-scale intervals; "wald": a symmetric difference (the mean stays on the logit scale)
     A class ranked perfectly adds the variance of its exact bound (conservative). ``n`` is the number of
     images N. Coverage on correlated one-vs-rest simulations: ``tests/test_stats_verdicts.py``."""
-    level, method = _level(level), _method(method)
+    level, method = check_level(level), _method(method)
     sa, classes = _stack(scores, classes, "scores")
     sb = None
     if scores_b is not None:
@@ -288,7 +288,7 @@ def class_mean_ci(scores, y, scores_b=None, *, classes=None, outliers=None, leve
     for s, who in ((sa, "A"), (sb, "B")):
         if s is not None:
             for i, c in enumerate(classes):
-                _not_constant(s[i, inl[i]], s[i, out[i]], f"class_mean_ci (detector {who}, class {c!r})")
+                check_ranking(s[i, inl[i]], s[i, out[i]], f"class_mean_ci (detector {who}, class {c!r})")
     est, lo, hi = _class_mean(sa[None], inl, out, None if sb is None else sb[None], level, method)
     what = (f"mean over {len(classes)} classes, per-image influence (DeLong components over the shared images), "
             + ("logit" if sb is None else "MOVER on logit-scale intervals" if method == "logit" else "Wald"))

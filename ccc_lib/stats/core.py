@@ -113,22 +113,22 @@ _FIELDS = ("estimate", "lo", "hi", "level", "method", "n", "spread", "seeds", "d
 
 # --------------------------------------------------------------------------- checks
 
-def _level(level) -> float:
+def check_level(level) -> float:
     if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
         raise InputError(f"level must lie in (0, 1), got {level!r}; e.g. level=0.95 for a 95 % interval")
     return float(level)
 
 
-def _z(level: float) -> float:
+def z_value(level: float) -> float:
     return float(_st.norm.ppf(0.5 + level / 2))
 
 
 def _q(level: float, df=None) -> float:
     """Two-sided quantile of the normal (``df`` None) or Student's t with ``df`` degrees of freedom."""
-    return _z(level) if df is None or not math.isfinite(df) else float(_st.t.ppf(0.5 + level / 2, df))
+    return z_value(level) if df is None or not math.isfinite(df) else float(_st.t.ppf(0.5 + level / 2, df))
 
 
-def _scores(x, name: str, minimum: int = MIN_PER_SIDE) -> np.ndarray:
+def check_scores(x, name: str, minimum: int = MIN_PER_SIDE) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     a = np.asarray(x, dtype=float).ravel()
@@ -143,7 +143,7 @@ def _scores(x, name: str, minimum: int = MIN_PER_SIDE) -> np.ndarray:
     return a
 
 
-def _not_constant(s_in, s_out, who: str) -> None:
+def check_ranking(s_in, s_out, who: str) -> None:
     if np.ptp(np.r_[s_in, s_out]) == 0:
         raise InputError(f"{who}: every image got the same score ({s_in[0]:g}); the detector does not rank "
                          f"the images, so its AUROC (0.5) has no interval. Check that it was fitted and that "
@@ -156,14 +156,14 @@ def wilson(k, n, level: float = 0.95) -> Interval:
     """Wilson's score interval for a share ``k/n`` (e.g. the share of counterfeits classified with
     confidence ≥ 0.99): centre ``(p + z²/2n)/(1 + z²/n)``, half-width
     ``z·sqrt(p(1−p)/n + z²/4n²)/(1 + z²/n)``."""
-    level = _level(level)
+    level = check_level(level)
     if isinstance(k, bool) or isinstance(n, bool) or int(k) != k or int(n) != n:
         raise InputError(f"wilson: k and n must be whole counts, got k={k!r}, n={n!r}")
     k, n = int(k), int(n)
     if n < 1 or not 0 <= k <= n:
         raise InputError(f"wilson: need 0 ≤ k ≤ n and n ≥ 1, got k={k}, n={n}; pass the count of successes "
                          f"and the number of trials")
-    z, p = _z(level), k / n
+    z, p = z_value(level), k / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return Interval(p, max(0.0, centre - half), min(1.0, centre + half), level, "Wilson", n)
@@ -171,8 +171,8 @@ def wilson(k, n, level: float = 0.95) -> Interval:
 
 def mean_ci(x, level: float = 0.95) -> Interval:
     """Mean with Student's t interval ``x̄ ± t_{n−1}·s/√n`` (at least 2 finite values)."""
-    level = _level(level)
-    x = _scores(x, "x", minimum=2)
+    level = check_level(level)
+    x = check_scores(x, "x", minimum=2)
     s = float(np.std(x, ddof=1))
     h = float(_st.t.ppf(0.5 + level / 2, len(x) - 1)) * s / math.sqrt(len(x))
     return Interval(float(x.mean()), float(x.mean()) - h, float(x.mean()) + h, level, "t", len(x), s, df=len(x) - 1)
@@ -197,14 +197,14 @@ def bootstrap_ci(statistic, *samples, level: float = 0.95, n_resamples: int = 20
                 ("widened to include the estimate"); "keep": return the interval as computed, the
                 estimate outside it, ``method`` saying so. Never widened silently (issue 38).
     The estimate is ``statistic`` on the original samples."""
-    level = _level(level)
+    level = check_level(level)
     if method not in ("BCa", "percentile"):
         raise InputError(f"bootstrap_ci: method must be 'BCa' or 'percentile', got {method!r}")
     if not samples:
         raise InputError("bootstrap_ci: pass at least one sample after the statistic")
     if outside not in ("raise", "widen", "keep"):
         raise InputError(f"bootstrap_ci: outside must be 'raise', 'widen' or 'keep', got {outside!r}")
-    data = [_scores(s, f"sample {i}", minimum=2) for i, s in enumerate(samples)]
+    data = [check_scores(s, f"sample {i}", minimum=2) for i, s in enumerate(samples)]
     if paired and len({len(s) for s in data}) > 1:
         raise InputError(f"bootstrap_ci: paired=True needs samples of one length, got {[len(s) for s in data]}; "
                          f"pair the observations first or pass paired=False")
@@ -265,7 +265,7 @@ def over_seeds(estimates, lows=None, highs=None, level: float = 0.95, bounds=Non
     which :func:`p_value` and :func:`rescale` use. ``bounds=(lo, hi)`` cuts the interval to the range
     the quantity can take (an AUROC lies in [0, 1], a difference of two in [−1, 1]): the half-widths are
     added symmetrically and may step outside it."""
-    level = _level(level)
+    level = check_level(level)
     if bounds is not None:
         b_lo, b_hi = bounds
         if not b_lo < b_hi:
@@ -281,13 +281,13 @@ def over_seeds(estimates, lows=None, highs=None, level: float = 0.95, bounds=Non
         estimates = [e.estimate for e in estimates]
     else:
         single_df = None
-    x = _scores(estimates, "estimates", minimum=1)
+    x = check_scores(estimates, "estimates", minimum=1)
     k = len(x)
     if (lows is None) != (highs is None):
         raise InputError("over_seeds: give both lows and highs (each seed's interval) or neither")
     h_samp = 0.0
     if lows is not None:
-        lo_, hi_ = _scores(lows, "lows", minimum=1), _scores(highs, "highs", minimum=1)
+        lo_, hi_ = check_scores(lows, "lows", minimum=1), check_scores(highs, "highs", minimum=1)
         if not len(lo_) == len(hi_) == k:
             raise InputError(f"over_seeds: {k} estimates, {len(lo_)} lows and {len(hi_)} highs; give one "
                              f"interval per seed")
@@ -307,7 +307,7 @@ def over_seeds(estimates, lows=None, highs=None, level: float = 0.95, bounds=Non
     h_seed = float(_st.t.ppf(0.5 + level / 2, k - 1)) * s / math.sqrt(k)
     h = math.hypot(h_seed, h_samp)
     what = "seeds (t) ⊕ sampling (mean half-width)" if lows is not None else "seeds (t)"
-    v_seed, v_samp = s * s / k, (h_samp / _z(level)) ** 2
+    v_seed, v_samp = s * s / k, (h_samp / z_value(level)) ** 2
     df = (v_seed + v_samp) ** 2 / (v_seed ** 2 / (k - 1)) if v_seed > 0 else None
     return Interval(mean, mean - h, mean + h, level, f"{k} {what}", k, s, seeds=k, df=df)
 
@@ -344,7 +344,7 @@ def rescale(iv: Interval, level: float, scale: str = "linear") -> Interval:
     (an AUROC or a share in [0, 1]). Exact for symmetric Wald and t intervals; for asymmetric ones the
     same construction approximately. An AUROC at exactly 0 or 1 with the "no misordered pair" bound is
     recomputed at the new level from the same number of images. ``method`` records the rescaling."""
-    level = _level(level)
+    level = check_level(level)
     if level == iv.level:
         return iv
     f = _q(level, iv.df) / _q(iv.level, iv.df)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..checks import InputError
-from .core import Interval, _level, mean_ci, over_seeds, p_value, rescale
+from .core import Interval, check_level, mean_ci, over_seeds, p_value, rescale
 
 __all__ = ["difference_verdict", "equivalence", "Equivalence", "versus_every", "VersusEvery", "EQUIVALENCE_LEVEL",
            "as_difference"]
@@ -72,7 +72,7 @@ def equivalence(diff, margin: float, level: float = EQUIVALENCE_LEVEL) -> Equiva
     ``diff``: the :class:`Interval` of A − B (computed at ``level`` best, e.g. ``auroc_diff_ci(...,
     level=0.90)``; one at another level is rescaled, said in its method), per-seed Intervals or per-seed
     differences (:func:`as_difference`)."""
-    level = _level(level)
+    level = check_level(level)
     if isinstance(margin, bool) or not isinstance(margin, (int, float, np.floating)) or not (margin > 0) \
             or not math.isfinite(margin):
         raise InputError(f"equivalence: the margin δ must be a positive number declared in the chapter's "
@@ -133,7 +133,7 @@ def versus_every(diffs: dict, level: float = 0.95) -> VersusEvery:
     or per-seed / per-class differences (:func:`as_difference`). Returns :class:`VersusEvery`: "wins" only
     when A beats each baseline (intersection-union: every interval above 0), "loses" when A is behind at
     least one after Holm's correction over the K baselines, else "tie within uncertainty"."""
-    level = _level(level)
+    level = check_level(level)
     if not isinstance(diffs, dict) or not diffs:
         raise InputError("versus_every: pass {baseline name: interval (or per-seed values) of A − baseline}, "
                          "one entry per baseline run on the same images")
