@@ -169,7 +169,7 @@ def inn_batched_step(dim: int, blocks: int, batch: int, objective: str, k: int):
     st = Stack(models)
     tc = iocn.TrainConfig(objective=objective, steps=1000, batch_size=batch, warmup=0)
     opt = torch.optim.Adam(st.parameters(), lr=tc.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, iocn._lr_lambda(tc))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, iocn.lr_lambda(tc))
     gens = [torch.Generator().manual_seed(i) for i in range(k)]
 
     def loss_fn(m, xb, zt):

@@ -161,7 +161,7 @@ def train_inns_batched(models: Sequence[nn.Module], xs: Sequence[torch.Tensor], 
         d = xn[0].shape[1]
         stack = Stack(models)
         opt = torch.optim.Adam(stack.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, iocn._lr_lambda(tc))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, iocn.lr_lambda(tc))
         gens = [torch.Generator(device="cpu").manual_seed(tc.seed) for _ in models]
         perms = [torch.randperm(len(x), generator=g) for x, g in zip(xn, gens)]
         pos = [0] * len(models)
@@ -267,4 +267,4 @@ def _check(bad: torch.Tensor, step: int, what: str, values: torch.Tensor, tc) ->
         from . import iocn
         k = int(torch.nonzero(bad).flatten()[0])
         raise iocn.INNTrainingError(f"{tc.objective.upper()} step {step}, model {k} of {len(bad)} (batched): {what} "
-                                    f"{float(values[k].detach()):.3g} (limit {tc.blowup:g}). {iocn._advice(tc)}.")
+                                    f"{float(values[k].detach()):.3g} (limit {tc.blowup:g}). {iocn.training_advice(tc)}.")

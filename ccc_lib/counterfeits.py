@@ -528,7 +528,7 @@ def get_generator(classifier: nn.Module, dataset: str, profile: str | Profile | 
     key = {"generator": cfg.to_dict(), "train": train_kw, "dataset": dataset, "tag": tag, "seed": seed,
            "classifier": fingerprint(classifier), "feature_layer": feature_layer, "version": 2}
     set_seed(seed)
-    gen = VectorMatrixGenerator(cfg).to(_device_of(classifier))
+    gen = VectorMatrixGenerator(cfg).to(device_of(classifier))
     meta = load_or_train(gen, f"generator-{dataset}-{mode}", key,
                          lambda g: train_generator(g, classifier, seed=seed, feature_layer=feature_layer,
                                                    desc=f"{dataset} {variant} {mode} generator", **train_kw),
@@ -539,7 +539,7 @@ def get_generator(classifier: nn.Module, dataset: str, profile: str | Profile | 
     return gen, info
 
 
-def _device_of(model: nn.Module):
+def device_of(model: nn.Module):
     try:
         return next(model.parameters()).device
     except StopIteration:
@@ -565,7 +565,7 @@ def _num_classes(model: nn.Module, shape) -> int:
         was = model.training
         model.eval()
         with torch.no_grad():
-            n = model(torch.zeros(2, *shape, device=_device_of(model))).shape[1]
+            n = model(torch.zeros(2, *shape, device=device_of(model))).shape[1]
         model.train(was)
     return int(n)
 

@@ -202,7 +202,7 @@ def flow_loss(model: INNModel, xb: torch.Tensor):
     return (0.5 * z.pow(2).sum(1) - log_jac).mean() / xb.shape[1], z
 
 
-def _lr_lambda(tc: TrainConfig):
+def lr_lambda(tc: TrainConfig):
     def f(step):
         if step < tc.warmup:
             return (step + 1) / tc.warmup
@@ -211,7 +211,7 @@ def _lr_lambda(tc: TrainConfig):
     return f
 
 
-def _advice(tc: TrainConfig) -> str:
+def training_advice(tc: TrainConfig) -> str:
     return (f"Lower the learning rate (now lr={tc.lr:g}), clip gradients harder (now clip={tc.clip:g}), "
             f"or lower the affine clamping of the AllInOneBlocks (INNConfig.clamp)")
 
@@ -238,7 +238,7 @@ def _train_inn(model, x, tc, eval_fn, desc, dev) -> dict:
     xn = (x.to(dev) - model.shift) / model.scale
     n, d = xn.shape
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(tc))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(tc))
     g = torch.Generator(device="cpu").manual_seed(tc.seed)
     hist = {"loss": [], "pull": [], "push": []}
     evals, t_train = [], 0.0
@@ -262,23 +262,23 @@ def _train_inn(model, x, tc, eval_fn, desc, dev) -> dict:
                 raise INNTrainingError(
                     f"IOCN step {step} ({desc}): the pre-images INN⁻¹(z) of cube samples reached |x̃| = {xt_max:.3g} "
                     f"(the data are standardised, |x| ~ 1; limit {tc.blowup:g}): the inverse is blowing up. "
-                    f"{_advice(tc)}.")
+                    f"{training_advice(tc)}.")
         else:
             loss, z = flow_loss(model, xb)
             pull, push = loss, torch.zeros(())
         if not torch.isfinite(loss):
             raise INNTrainingError(f"{tc.objective.upper()} step {step} ({desc}): the loss became {loss.item()}. "
-                                   f"{_advice(tc)}.")
+                                   f"{training_advice(tc)}.")
         zmax = float(z.detach().abs().max())
         if not zmax < tc.blowup:
             raise INNTrainingError(f"{tc.objective.upper()} step {step} ({desc}): latent codes reached |z| = {zmax:.3g} "
-                                   f"(limit {tc.blowup:g}). {_advice(tc)}.")
+                                   f"(limit {tc.blowup:g}). {training_advice(tc)}.")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip)
         if not torch.isfinite(gnorm):
             raise INNTrainingError(f"{tc.objective.upper()} step {step} ({desc}): the gradient norm is {float(gnorm)}. "
-                                   f"{_advice(tc)}.")
+                                   f"{training_advice(tc)}.")
         opt.step()
         sched.step()
         t_train += time.perf_counter() - t0

@@ -197,7 +197,7 @@ def differ_table(profiles=_PROFILES) -> pd.DataFrame:
 def features(classifier, x: torch.Tensor, batch: int = 1000, feature_layer=None) -> torch.Tensor:
     """Penultimate features of ``x`` (CPU float), classifier in eval mode."""
     tap = cf.FeatureTap(classifier, feature_layer)
-    dev = cf._device_of(classifier)
+    dev = cf.device_of(classifier)
     was = classifier.training
     classifier.eval()
     try:
