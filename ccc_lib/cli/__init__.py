@@ -36,7 +36,6 @@ def absolute_paths(args) -> None:
             setattr(args, name, absolute_path(value))
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line: every command, option and help text."""
     ap = argparse.ArgumentParser(prog="python -m ccc_lib", description=DESCRIPTION)
