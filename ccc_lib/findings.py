@@ -1,5 +1,5 @@
 """The intro page's "what we found" table, generated from the run's metrics files when the book is staged
-(``runner.stage_book``), so it can never disagree with the chapters: per paper its headline claim, our
+(``static_book.stage_book``), so it can never disagree with the chapters: per paper its headline claim, our
 number (with its interval when the chapter recorded one), our verdict — reproduced, not reproduced or
 not resolved — the profile it was measured at, and a link to the chapter.
 
