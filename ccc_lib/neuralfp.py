@@ -113,7 +113,7 @@ def _check_taps(model, taps) -> tuple:
     return taps
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def collect_activations(model, x, taps=DEFAULT_TAPS, pool_to: int | None = 2, batch_size: int = 500,
                         desc: str | None = None) -> dict:
     """One forward pass over images ``x``: ``{tap: N×d_l tensor}`` plus ``"_logits"`` and
@@ -183,8 +183,15 @@ class FingerprintBank(nn.Module):
         """N×L reconstruction errors (columns in ``self.taps`` order)."""
         return torch.stack([self.aes[t].error(acts[t]) for t in self.taps], 1)
 
-    def train_on(self, acts: dict, *, epochs: int, lr: float, batch_size: int, seed: int = 0) -> dict:
-        """Adam on the summed per-layer MSE, cosine-decayed learning rate; returns the loss history."""
+    def train_on(self, acts: dict, *, epochs: int, lr: float, batch_size: int, seed: int = 0,
+                 plateau: dict | None = None) -> dict:
+        """Adam on the summed per-layer MSE, cosine-decayed learning rate over ``epochs`` (the cap);
+        returns the loss history. ``plateau`` (``{"tol", "frac", "min_epochs"}``): after each epoch from
+        ``min_epochs`` on, stop when every layer's loss curve passes the plateau test
+        (:func:`ccc_lib.baselines.plateau`: the mean loss of the last ``frac`` of the epochs improved on
+        the ``frac`` before by less than ``tol``); the history says where it stopped and why."""
+        from .baselines import plateau as plateau_test
+        stop = _check_plateau(plateau)
         set_seed(seed)
         dev = next(self.parameters()).device
         for t in self.taps:
@@ -198,7 +205,8 @@ class FingerprintBank(nn.Module):
         t0 = time.perf_counter()
         self.train()
         bar = progress(total=steps, desc="NeuralFP autoencoders")
-        for _ in range(epochs):
+        stopped = False
+        for ep in range(epochs):
             perm = torch.randperm(n, generator=g)
             tot = torch.zeros(len(self.taps))
             for i in range(0, n, batch_size):
@@ -212,9 +220,30 @@ class FingerprintBank(nn.Module):
                 bar.update(1)
             for j, t in enumerate(self.taps):
                 hist[t].append(float(tot[j] / n))
+            if stop is not None and ep + 1 >= stop["min_epochs"] and ep + 1 < epochs and all(
+                    plateau_test(hist[t], stop["frac"], stop["tol"])["plateaued"] for t in self.taps):
+                stopped = True
+                break
         bar.close()
         self.eval()
-        return {"epoch_losses": hist, "train_seconds": time.perf_counter() - t0, "n_fit": n, "epochs": epochs}
+        tests = {t: plateau_test(hist[t], stop["frac"], stop["tol"]) if stop else plateau_test(hist[t])
+                 for t in self.taps}
+        return {"epoch_losses": hist, "train_seconds": time.perf_counter() - t0, "n_fit": n, "epochs": epochs,
+                "epochs_run": len(hist[self.taps[0]]), "stopped_early": stopped, "plateau": stop,
+                "plateau_tests": tests}
+
+
+def _check_plateau(plateau: dict | None) -> dict | None:
+    """The autoencoders' stopping rule, checked: ``None`` (train every epoch) or ``{"tol", "frac",
+    "min_epochs"}`` (see :meth:`FingerprintBank.train_on`)."""
+    if plateau is None:
+        return None
+    if not isinstance(plateau, dict) or set(plateau) != {"tol", "frac", "min_epochs"}:
+        raise InputError(f"plateau: give None or a dict with exactly tol, frac and min_epochs (e.g. "
+                         f"{{'tol': 0.01, 'frac': 0.2, 'min_epochs': 3}}), got {plateau!r}")
+    return {"tol": float(check_positive(plateau["tol"], "plateau['tol']")),
+            "frac": float(check_fraction(plateau["frac"], "plateau['frac']")),
+            "min_epochs": int(check_positive(plateau["min_epochs"], "plateau['min_epochs']", integer=True))}
 
 
 # --------------------------------------------------------------------------- step 3 and detection
@@ -241,7 +270,7 @@ class NeuralFP(Detector):
 
     def __init__(self, model, taps=DEFAULT_TAPS, pool_to: int | None = 2, *, epochs: int = 10,
                  lr: float = 2e-3, batch_size: int = 256, alpha: float = 0.05, rule: str = "joint",
-                 combine: str = "max", seed: int = 0):
+                 combine: str = "max", seed: int = 0, plateau: dict | None = None):
         self.model = model
         self.taps = _check_taps(model, taps)
         if pool_to is not None:
@@ -251,6 +280,7 @@ class NeuralFP(Detector):
         self.lr = check_positive(lr, "lr")
         self.batch_size = check_positive(batch_size, "batch_size", integer=True)
         self.seed = seed
+        self.plateau = _check_plateau(plateau)
         self.alpha = check_fraction(alpha, "alpha")
         self.rule = check_choice(rule, "rule", RULES)
         self.combine = check_choice(combine, "combine", COMBINES)
@@ -291,6 +321,8 @@ class NeuralFP(Detector):
         set_seed(self.seed)                       # the autoencoders' initial weights depend on the seed only
         self.bank = FingerprintBank(dims).to(get_device())
         kw = dict(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, seed=self.seed)
+        if self.plateau is not None:              # (absent from the key when off: keys of earlier runs hold)
+            kw["plateau"] = self.plateau
         timing = {}
 
         def train_fn(bank):                       # the activations are collected only when training
@@ -374,7 +406,7 @@ class NeuralFP(Detector):
             raise InputError("errors: reconstruction errors must be finite and > 0; compute them with errors(x)")
         return e
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _errors_batch(self, xb: torch.Tensor) -> torch.Tensor:
         _, acts = self.model.forward_with(xb, set(self.taps))
         acts = {t: reduce_activation(acts[t], self.pool_to) for t in self.taps}
@@ -389,7 +421,7 @@ class NeuralFP(Detector):
                for i in range(0, len(x), batch_size)]
         return np.concatenate(out)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def errors_from_activations(self, acts: dict, batch_size: int = 2000) -> np.ndarray:
         """Errors from :func:`collect_activations`' output (no second pass through the classifier)."""
         check_fitted(self, "bank", "NeuralFP")

@@ -527,12 +527,11 @@ def test_fit_bank_job_fills_the_cache_the_chapter_reads(tiny_classifier, tmp_pat
     P = get_profile("smoke")
     S = xp.settings(P)
     sp = xp.split_validation(info["train_data"], info["test_data"], S["val_n"], S["test_limit"], seed=0)
-    kw = dict(epochs=S["epochs"], lr=S["lr"], batch_size=S["batch_size"], alpha=S["alpha"])
-    det = nfp.NeuralFP(model, nfp.DEFAULT_TAPS, 1, seed=3, **kw)
+    det = xp.make_detector(model, xp.Config("cnn", 1), S, seed=3)       # what the chapter's fit_config builds
     det.fit(sp["fit"], fit_limit=S["fit_limit"], calib_frac=S["calib_frac"],
             cache_key=xp.bank_key(model, "blobs", P, S, sp["source"]))
     assert det.fit_info["from_cache"]
-    other = nfp.NeuralFP(model, nfp.DEFAULT_TAPS, 1, seed=4, **kw)          # another seed: its own bank
+    other = xp.make_detector(model, xp.Config("cnn", 1), S, seed=4)        # another seed: its own bank
     other.fit(sp["fit"], fit_limit=S["fit_limit"], calib_frac=S["calib_frac"],
               cache_key=xp.bank_key(model, "blobs", P, S, sp["source"]))
     assert not other.fit_info["from_cache"]
@@ -543,3 +542,55 @@ def test_auroc_over_seeds_stays_inside_zero_one():
     perfect = {s: {"test": rng.normal(size=40), "ood": rng.normal(50.0, 1.0, size=40)} for s in (0, 1, 2)}
     ci = xp.auroc_over_seeds(perfect, "ood")
     assert ci.estimate == 1.0 and 0.0 <= ci.lo < 1.0 and ci.hi == 1.0
+
+
+def test_plateau_stops_a_flat_loss_early_and_says_so():
+    # a learning rate too small to move the weights: every layer's loss is flat from the start, so the bank
+    # stops at min_epochs; the history says how far it went and why
+    g = torch.Generator().manual_seed(0)
+    acts = {"a": torch.randn(256, 8, generator=g), "b": torch.randn(256, 4, generator=g)}
+    bank = nfp.FingerprintBank({"a": 8, "b": 4})
+    rule = {"tol": 0.01, "frac": 0.2, "min_epochs": 3}
+    info = bank.train_on(acts, epochs=12, lr=1e-12, batch_size=64, plateau=rule)
+    assert info["stopped_early"] and info["epochs_run"] == 3 and info["epochs"] == 12
+    assert len(info["epoch_losses"]["a"]) == 3 and all(t["plateaued"] for t in info["plateau_tests"].values())
+    tab = xp.stopping_table({("m", "cfg", 0): info})
+    assert tab.loc[("m", "cfg", 0), "epochs run"] == 3 and tab.loc[("m", "cfg", 0), "stopped early (plateau)"]
+
+
+def test_plateau_never_stops_a_falling_loss_and_off_trains_every_epoch():
+    g = torch.Generator().manual_seed(0)
+    acts = {"a": torch.randn(512, 32, generator=g) @ torch.randn(32, 32, generator=g)}
+    rule = {"tol": 1e-6, "frac": 0.2, "min_epochs": 2}                  # nothing falls by less than 1e-6
+    info = nfp.FingerprintBank({"a": 32}).train_on(acts, epochs=5, lr=1e-2, batch_size=64, plateau=rule)
+    assert not info["stopped_early"] and info["epochs_run"] == 5
+    off = nfp.FingerprintBank({"a": 32}).train_on(acts, epochs=5, lr=1e-2, batch_size=64)
+    assert off["plateau"] is None and off["epochs_run"] == 5 and not off["stopped_early"]
+
+
+@pytest.mark.parametrize("rule", [{"tol": 0.01}, {"tol": -1, "frac": 0.2, "min_epochs": 3},
+                                  {"tol": 0.01, "frac": 1.5, "min_epochs": 3}, {"tol": 0.01, "frac": 0.2, "min_epochs": 0},
+                                  "0.01"])
+def test_bad_plateau_rule_names_the_fix(tiny_classifier, rule):
+    with pytest.raises(InputError, match="plateau"):
+        nfp.NeuralFP(tiny_classifier(4), TAPS, plateau=rule)
+
+
+def test_versus_every_baseline_wins_only_when_ahead_of_each():
+    # NeuralFP far ahead of a weak baseline but level with a strong one: against the best-of-test pick it
+    # would be a tie; against EVERY baseline it is a tie too — and never a win over the weak one alone
+    rng = np.random.default_rng(3)
+    n = 300
+    nf = {s: {"test": rng.normal(size=n), "ood": rng.normal(2.5, 1.0, size=n)} for s in (0, 1, 2)}
+    weak = {"test": rng.normal(size=n), "ood": rng.normal(0.3, 1.0, size=n)}
+    level = {"test": nf[0]["test"] + 1e-3 * rng.normal(size=n), "ood": nf[0]["ood"] + 1e-3 * rng.normal(size=n)}
+    far = {"test": rng.normal(size=n), "ood": rng.normal(6.0, 1.0, size=n)}
+    r = xp.versus_baselines(nf, {"weak": weak}, ["weak"], "ood")
+    assert r.verdict == "wins"
+    r = xp.versus_baselines(nf, {"weak": weak, "level": level}, ["weak", "level"], "ood")
+    assert r.verdict == "tie within uncertainty" and r.closest == "level"
+    r = xp.versus_baselines(nf, {"weak": weak, "far": far}, ["weak", "far"], "ood")
+    assert r.verdict == "loses" and r.closest == "far" and r.summary.hi < 0
+    tab = xp.winners_table({("m", "ood"): r}, {("m", "ood"): xp.auroc_over_seeds(nf, "ood")}, 3)
+    assert tab.loc[("m", "ood"), "verdict"] == "loses" and tab.loc[("m", "ood"), "closest baseline"] == "far"
+    assert "Holm p" in tab.loc[("m", "ood"), "− far"] and "Holm" not in tab.loc[("m", "ood"), "− weak"]
