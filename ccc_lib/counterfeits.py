@@ -31,11 +31,13 @@ Measurement, the claims' bounds and our goal, the other architectures, ablations
 precomputed sliders are experiment code: :mod:`ccc_lib.experiments.counterfeits`."""
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,23 +93,32 @@ PAPER = {
     "optimizer": None,
     "lr": None,
     "steps_batch": None,
+    "stop": None,
     "div": None,
     "selection": None,
     "seeds": None,
+    "studies": None,
 }
 
 #: the two generators: the paper's loss, and ours (+ ε·Div on features)
 VARIANTS = ("paper", "ours")
 
-_COMMON = dict(nz=100, dropout=0.1, sample_dropout=True, ours_sample_dropout=True, alpha=4.0, beta=4.0,
-               gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.5)
+#: the chapter's plateau test for a generator's training (the same for every generator it trains): checked
+#: every ``every`` steps from ``min_steps`` on, training stops when every curve it watches — the batch's
+#: mean confidence and each loss term with a non-zero weight — has flattened: the mean of its last
+#: ``frac`` of steps differs from the mean of the ``frac`` before by at most ``tol`` times the curve's
+#: range so far (:func:`plateaued`). ``steps`` stays the cap.
+PLATEAU = dict(every=50, min_steps=100, frac=0.2, tol=0.02)
+_COMMON = dict(plateau=PLATEAU, nz=100, dropout=0.1, sample_dropout=True, ours_sample_dropout=True, alpha=4.0,
+               beta=4.0, gamma=0.5, delta=0.5, epsilon=1.0, div_target=0.5)
 #: per-profile settings. Loss weights α, β, γ, δ (paper, values not reported: ours), ε and τ of our
 #: Div term, sampling with dropout on for both generators (the paper's "dropout during the generation
 #: process"; the chapter shows dropout off beside it), training steps (equal for every generator compared), the ablation's steps, the slider
 #: fine-tunes (steps, points per knob, samples per class), sample sizes, and ``n_seeds``: generator
 #: seeds of the headline paper-vs-ours comparison (seed 0 is the one the figures show).
 SETTINGS = {
-    "smoke": dict(_COMMON, channels=(8, 16, 32), steps=100, batch_size=40, lr=4e-3, n_seeds=1,
+    "smoke": dict(_COMMON, plateau=dict(PLATEAU, every=25, min_steps=50), channels=(8, 16, 32), steps=100,
+                  batch_size=40, lr=4e-3, n_seeds=1,
                   ablation_steps=40, ablation_datasets=1, n_per_class=20, n_reference=1000,
                   slider_steps=4, slider_points=2, slider_n=4, bench_n=100),
     "default": dict(_COMMON, channels=(16, 32, 64), steps=500, batch_size=60, lr=5e-4, n_seeds=3,
@@ -117,7 +128,7 @@ SETTINGS = {
                  ablation_steps=2000, ablation_datasets=2, n_per_class=500, n_reference=None,
                  slider_steps=200, slider_points=5, slider_n=50, bench_n=5000),
     # full's code paths on generated files: everything tiny
-    "full_dry": dict(channels=(4, 8, 8), steps=4, batch_size=20, ablation_steps=2, n_per_class=4, n_seeds=2,
+    "full_dry": dict(plateau=dict(PLATEAU, every=2, min_steps=2), channels=(4, 8, 8), steps=4, batch_size=20, ablation_steps=2, n_per_class=4, n_seeds=2,
                      n_reference=200, slider_steps=1, slider_points=2, slider_n=2, bench_n=10),
 }
 
@@ -163,7 +174,7 @@ def selection_config(classifier: nn.Module, dataset: str, profile: str | Profile
             "selection": {k: list(v) if isinstance(v, tuple) else v for k, v in selection_settings(profile).items()},
             "train": {k: s[k] for k in _TRAIN_KEYS if k not in ("steps", "epsilon", "div_target")},
             "generator": {k: list(s[k]) if k == "channels" else s[k] for k in ("nz", "channels", "dropout")},
-            "sample_dropout": bool(s["ours_sample_dropout"]), "version": 1}
+            "sample_dropout": bool(s["ours_sample_dropout"]), "plateau": s["plateau"], "version": 2}
 
 
 def ours_choice(classifier: nn.Module, dataset: str, profile: str | Profile | None = None, seed: int = 0) -> dict:
@@ -432,19 +443,70 @@ def train_step(gen: VectorMatrixGenerator, tap: FeatureTap, opt: torch.optim.Opt
     return t, total, logits
 
 
+_WEIGHT_OF = {"kl": "alpha", "ce": "beta", "cos": "gamma", "ortho": "delta", "div": "epsilon"}
+
+
+def plateaued(curve, frac: float = 0.2, tol: float = 0.01, *, relative: bool = False) -> bool:
+    """Whether a training curve has flattened: the mean of its last ``frac`` differs from the mean of
+    the ``frac`` before by less than ``tol`` (``relative=True``: by at most ``tol`` times the curve's
+    range, max − min, so far)."""
+    c = np.asarray(curve, dtype=float)
+    k = max(1, int(len(c) * frac))
+    if len(c) < 2 * k:
+        return False
+    d = abs(c[-k:].mean() - c[-2 * k:-k].mean())
+    return bool(d <= tol * (c.max() - c.min())) if relative else bool(d < tol)
+
+
+def history_plateaued(hist: dict, weights: dict, rule: dict) -> bool:
+    """The plateau test (:data:`PLATEAU`) on a training history: the confidence curve and the curve of
+    every term whose weight is non-zero."""
+    curves = ["confidence"] + [k for k in LOSS_TERMS if float(weights[_WEIGHT_OF[k]]) > 0]
+    return all(plateaued(hist[k], rule["frac"], rule["tol"], relative=True) for k in curves)
+
+
+def _check_plateau(rule) -> dict | None:
+    if rule is None:
+        return None
+    if not isinstance(rule, dict) or set(rule) != set(PLATEAU):
+        raise InputError(f"plateau must be None or a dict with the keys {sorted(PLATEAU)}, got {rule!r}")
+    check_positive(rule["every"], "plateau['every']", integer=True)
+    check_positive(rule["min_steps"], "plateau['min_steps']", integer=True)
+    check_fraction(rule["frac"], "plateau['frac']")
+    check_positive(rule["tol"], "plateau['tol']")
+    return {k: rule[k] for k in PLATEAU}
+
+
+def _fast_layout(gen: VectorMatrixGenerator, classifier: nn.Module) -> nn.Module:
+    """``gen`` in channels-last memory layout (in place) and a channels-last copy of the frozen
+    ``classifier``: the same arithmetic, faster convolutions and pooling on the CPU (measured:
+    ``benchmarks/counterfeits_throughput.py --train-step``)."""
+    gen.to(memory_format=torch.channels_last)
+    return copy.deepcopy(classifier).to(memory_format=torch.channels_last)
+
+
 def train_generator(gen: VectorMatrixGenerator, classifier: nn.Module, *, steps: int, batch_size: int = 100,
                     lr: float = 5e-4, alpha=1.0, beta=1.0, gamma=0.5, delta=0.5, epsilon=0.0,
                     div_target: float = 0.5, seed: int = 0, feature_layer: str | None = None,
-                    desc: str = "generator", log_every: int = 1) -> dict:
+                    desc: str = "generator", log_every: int = 1, plateau: dict | None = None,
+                    snapshots=()) -> dict:
     """Train ``gen`` in place against the frozen ``classifier`` (eval mode, no parameter grads) with
     Adam at a constant ``lr`` (ours: the paper names no optimiser). Batches hold every class equally
-    often (≥ 2 per class, for the within-class term). Returns the per-term history (unweighted,
-    every ``log_every`` steps), the weighted total, the batch confidence, and the time."""
+    often (≥ 2 per class, for the within-class term). With ``plateau`` (a rule like :data:`PLATEAU`)
+    training stops early once the plateau test passes; ``steps`` is then the cap. ``snapshots``: step
+    counts at which to keep a copy of the weights (a run capped there would be this run up to there).
+
+    Returns the per-term history (unweighted, every ``log_every`` steps), the weighted total, the batch
+    confidence, the time, ``stopped_at`` (steps trained), ``plateau_reached`` and ``snapshots``
+    (step → (state dict, history length, seconds))."""
     _check_pair(gen, classifier)
     w = validate_weights(alpha, beta, gamma, delta, epsilon)
     check_positive(steps, "steps", integer=True)
     check_positive(batch_size, "batch_size", integer=True)
     check_positive(lr, "lr")
+    rule = _check_plateau(plateau)
+    if rule is not None and log_every != 1:
+        raise InputError("the plateau test needs the history of every step: log_every=1")
     set_seed(seed)
     dev = next(gen.parameters()).device
     was = classifier.training
@@ -452,10 +514,11 @@ def train_generator(gen: VectorMatrixGenerator, classifier: nn.Module, *, steps:
     req = [p.requires_grad for p in classifier.parameters()]
     for p in classifier.parameters():
         p.requires_grad_(False)
-    tap = FeatureTap(classifier, feature_layer)
+    tap = FeatureTap(_fast_layout(gen, classifier), feature_layer)
     gen.train()
     opt = torch.optim.Adam(gen.parameters(), lr=lr)
     hist = {k: [] for k in (*LOSS_TERMS, "total", "confidence")}
+    snaps, keep, done, reached = {}, {int(s) for s in snapshots if 0 < int(s) < int(steps)}, 0, False
     t0 = time.perf_counter()
     try:
         for step in progress(range(int(steps)), desc=desc, total=int(steps)):
@@ -468,13 +531,23 @@ def train_generator(gen: VectorMatrixGenerator, classifier: nn.Module, *, steps:
                     hist[k].append(round(float(t[k].detach()), 6))
                 hist["total"].append(round(float(total.detach()), 6))
                 hist["confidence"].append(round(float(conf), 6))
+            done = step + 1
+            if done in keep:
+                snaps[done] = ({k: v.detach().clone().contiguous() for k, v in gen.state_dict().items()},
+                               len(hist["total"]), time.perf_counter() - t0)
+            if (rule is not None and done < steps and done >= rule["min_steps"] and done % rule["every"] == 0
+                    and history_plateaued(hist, w, rule)):
+                reached = True
+                break
     finally:
         tap.close()
         for p, r in zip(classifier.parameters(), req):
             p.requires_grad_(r)
         classifier.train(was)
+        gen.to(memory_format=torch.contiguous_format)
         gen.eval()
     return {"history": hist, "train_seconds": time.perf_counter() - t0, "steps": int(steps),
+            "stopped_at": done, "plateau_reached": reached, "plateau": rule, "snapshots": snaps,
             "weights": w, "lr": lr, "batch_size": batch_size, "div_target": div_target, "device": str(dev)}
 
 
@@ -500,17 +573,21 @@ def sample_dropout(variant: str, s: dict) -> bool:
 def get_generator(classifier: nn.Module, dataset: str, profile: str | Profile | None = None, *,
                   variant: str = "paper", mode: str = "counterfeit", seed: int = 0, tag: str = "",
                   feature_layer: str | None = None, force: bool = False, cache_only: bool = False,
-                  **overrides):
+                  plateau: bool = False, also_at=(), **overrides):
     """The generator for ``classifier`` (trained on ``dataset`` at ``profile``), from the checkpoint
     cache or trained now. ``variant="paper"`` (the paper's loss, ε = 0) or ``"ours"`` (+ ε·Div);
-    ``overrides`` replace entries of :data:`SETTINGS` (loss weights, dropout, steps, ...). Returns
-    ``(generator, info)``: the generator in eval mode on the classifier's device; ``info`` holds the
-    per-term loss ``history``, ``train_seconds``, ``settings``, ``variant`` and ``from_cache``.
+    ``overrides`` replace entries of :data:`SETTINGS` (loss weights, dropout, steps, ...). With
+    ``plateau=True`` it trains until the plateau test (:data:`PLATEAU`) passes, ``steps`` the cap (how
+    chapter 1 trains every generator). ``also_at``: smaller caps whose generators are this run's
+    weights at that step (identical to training them on their own: same seed, same stream), cached
+    under their own keys as a by-product. Returns ``(generator, info)``: the generator in eval mode on
+    the classifier's device; ``info`` holds the per-term loss ``history``, ``train_seconds``,
+    ``stopped_at``, ``plateau_reached``, ``settings``, ``variant`` and ``from_cache``.
 
-    The cache key holds the dataset, tag, seed, mode, variant, the settings and a fingerprint of the
-    classifier's weights, so a different classifier gets a different generator. With
-    ``cache_only=True`` a generator that is not cached raises :class:`ccc_lib.cache.NotCached`
-    instead of being trained (how chapters 2-4 reuse chapter 1's generators)."""
+    The cache key holds the dataset, tag, seed, mode, variant, the settings (and the plateau rule when
+    used) and a fingerprint of the classifier's weights, so a different classifier gets a different
+    generator. With ``cache_only=True`` a generator that is not cached raises
+    :class:`ccc_lib.cache.NotCached` instead of being trained (how chapters 2-4 reuse chapter 1's)."""
     prof = _profile(profile)
     check_choice(mode, "mode", MODES)
     if not isinstance(classifier, nn.Module):
@@ -519,24 +596,61 @@ def get_generator(classifier: nn.Module, dataset: str, profile: str | Profile | 
         raise InputError(f"dataset must be a non-empty name (the cache key), got {dataset!r}")
     s = generator_settings(prof, variant, **overrides)
     validate_weights(s["alpha"], s["beta"], s["gamma"], s["delta"], s["epsilon"])
+    rule = _check_plateau(s["plateau"]) if plateau else None
     shape = _input_shape(classifier)
     n_classes = _num_classes(classifier, shape)
     cfg = GeneratorConfig(num_classes=n_classes, out_channels=shape[0], image_size=shape[1],
                           nz=int(s["nz"]), channels=tuple(int(c) for c in s["channels"]),
                           dropout=float(s["dropout"]), mode=mode)
     train_kw = {k: s[k] for k in _TRAIN_KEYS}
-    key = {"generator": cfg.to_dict(), "train": train_kw, "dataset": dataset, "tag": tag, "seed": seed,
-           "classifier": fingerprint(classifier), "feature_layer": feature_layer, "version": 2}
+
+    def key_at(cap: int) -> dict:
+        key = {"generator": cfg.to_dict(), "train": {**train_kw, "steps": int(cap)}, "dataset": dataset, "tag": tag,
+               "seed": seed, "classifier": fingerprint(classifier), "feature_layer": feature_layer, "version": 2}
+        return key if rule is None else {**key, "plateau": rule}
+
+    kind, snaps = f"generator-{dataset}-{mode}", {}
+
+    def train(g):
+        out = train_generator(g, classifier, seed=seed, feature_layer=feature_layer, plateau=rule,
+                              snapshots=also_at, desc=f"{dataset} {variant} {mode} generator", **train_kw)
+        snaps.update(out.pop("snapshots"))
+        return out
+
     set_seed(seed)
     gen = VectorMatrixGenerator(cfg).to(device_of(classifier))
-    meta = load_or_train(gen, f"generator-{dataset}-{mode}", key,
-                         lambda g: train_generator(g, classifier, seed=seed, feature_layer=feature_layer,
-                                                   desc=f"{dataset} {variant} {mode} generator", **train_kw),
-                         force=force, cache_only=cache_only)
+    meta = load_or_train(gen, kind, key_at(train_kw["steps"]), train, force=force, cache_only=cache_only)
+    for cap in sorted({int(c) for c in also_at if 0 < int(c) < int(train_kw["steps"])}):
+        _store_prefix(gen, meta, snaps.get(cap), cap, kind, key_at(cap))
     gen.eval()
     info = {**meta, "dataset": dataset, "mode": mode, "variant": variant, "seed": seed, "tag": tag,
             "settings": s, "config": cfg.to_dict()}
+    info.setdefault("stopped_at", info.get("steps"))
+    info.setdefault("plateau_reached", False)
     return gen, info
+
+
+def _store_prefix(gen, meta: dict, snap, cap: int, kind: str, key: dict) -> None:
+    """Cache the run's weights at step ``cap`` under the key of a run capped there (the same run up to
+    there); a run that stopped on its plateau before ``cap`` is that run, whole. Nothing to do when
+    the long run came from the cache (its prefixes were stored when it trained) or the entry exists."""
+    if meta["from_cache"]:
+        return
+    stopped = int(meta.get("stopped_at", meta["steps"]))
+    if snap is None and stopped > cap:
+        return
+
+    def fill(g):
+        if stopped <= cap:
+            g.load_state_dict(gen.state_dict())
+            return {k: v for k, v in meta.items() if k not in ("from_cache", "path")} | {"steps": cap}
+        state, n, seconds = snap
+        g.load_state_dict(state)
+        return {k: v for k, v in meta.items() if k not in ("from_cache", "path", "history")} | {
+            "history": {k: v[:n] for k, v in meta["history"].items()}, "train_seconds": seconds, "steps": cap,
+            "stopped_at": cap, "plateau_reached": False, "prefix_of": int(meta["steps"])}
+
+    load_or_train(VectorMatrixGenerator(gen.config).to(next(gen.parameters()).device), kind, key, fill)
 
 
 def device_of(model: nn.Module):
@@ -597,7 +711,7 @@ def _cached_sample(generator, classifier, n_per_class, seed, batch_size, dropout
     return _sample(generator, classifier, n_per_class, seed, batch_size, dropout)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _sample(generator, classifier, n_per_class, seed, batch_size, dropout) -> dict:
     dev = next(generator.parameters()).device
     was_g, was_c = generator.training, classifier.training
@@ -625,8 +739,10 @@ def _sample(generator, classifier, n_per_class, seed, batch_size, dropout) -> di
         generator.train(was_g)
         classifier.train(was_c)
     p = torch.cat(probs)
-    return {"x": torch.cat(xs), "y": labels.cpu(), "pred": p.argmax(1).cpu(),
-            "confidence": p.gather(1, labels[:, None])[:, 0].cpu(), "cond": torch.cat(conds)}
+    out = {"x": torch.cat(xs), "y": labels.cpu(), "pred": p.argmax(1).cpu(),
+           "confidence": p.gather(1, labels[:, None])[:, 0].cpu(), "cond": torch.cat(conds)}
+    with torch.inference_mode(False):           # ordinary tensors for the caller (in-place use allowed)
+        return {k: v.clone() for k, v in out.items()}
 
 
 def confident_counterfeits(classifier: nn.Module, dataset: str, profile: str | Profile | None = None,
@@ -641,7 +757,8 @@ def confident_counterfeits(classifier: nn.Module, dataset: str, profile: str | P
     dict restricted to the kept images, plus ``n_sampled``, ``variant`` and ``info``."""
     check_fraction(threshold, "threshold", open_interval=False)
     chosen = ours_choice(classifier, dataset, profile, seed) if variant == "ours" else {}
-    gen, info = get_generator(classifier, dataset, profile, variant=variant, seed=seed, cache_only=True, **chosen)
+    gen, info = get_generator(classifier, dataset, profile, variant=variant, seed=seed, cache_only=True, plateau=True,
+                              **chosen)
     s = sample(gen, classifier, n_per_class, seed=seed, dropout=sample_dropout(variant, info["settings"]))
     keep = (s["confidence"] >= threshold) & (s["pred"] == s["y"])
     out = {k: v[keep] for k, v in s.items()}

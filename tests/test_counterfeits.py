@@ -5,6 +5,7 @@ import numpy as np
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ccc_lib import build_classifier
@@ -233,7 +234,10 @@ def test_confident_counterfeits_cache_only():
     clf = _frozen(TinyNet())
     with pytest.raises(NotCached):
         cf.confident_counterfeits(clf, "toy", "smoke", 2)
-    cf.get_generator(clf, "toy", "full_dry")
+    cf.get_generator(clf, "toy", "full_dry")                                    # not how chapter 1 trains
+    with pytest.raises(NotCached):
+        cf.confident_counterfeits(clf, "toy", "full_dry", 3, threshold=0.0)
+    cf.get_generator(clf, "toy", "full_dry", plateau=True)
     out = cf.confident_counterfeits(clf, "toy", "full_dry", 3, threshold=0.0)
     assert out["n_sampled"] == 30 and len(out["x"]) == int(((out["pred"] == out["y"])).sum()) and out["variant"] == "paper"
     assert bool((out["pred"] == out["y"]).all())
@@ -417,7 +421,7 @@ def test_select_ours_cached_and_read_by_other_chapters():
     assert sel2.overrides() == sel.overrides()
     with pytest.raises(NotCached):                                              # selection done, generator not
         cf.confident_counterfeits(clf, "toy", "full_dry", 3, variant="ours")
-    cf.get_generator(clf, "toy", "full_dry", variant="ours", **sel.overrides())
+    cf.get_generator(clf, "toy", "full_dry", variant="ours", plateau=True, **sel.overrides())
     out = cf.confident_counterfeits(clf, "toy", "full_dry", 3, variant="ours", threshold=0.0)
     assert out["info"]["settings"]["epsilon"] == sel.epsilon and out["info"]["settings"]["div_target"] == sel.div_target
     with pytest.raises(NotCached):                                              # another classifier: not selected
@@ -525,7 +529,8 @@ def test_budget_study_grid_and_verdict():
     grid = xcf.arch_settings("full_dry")["budget"]
     assert list(tab.index) == [(int(s), float(lr)) for s, lr in grid] and set(curves) == set(tab.index)
     assert tab["meets the claim"].all()                                         # bound 0: every budget meets it
-    assert [len(curves[k]) for k in tab.index] == [int(s) for s, _ in grid]
+    assert [len(curves[k]) for k in tab.index] == list(tab["steps trained"])
+    assert (tab["steps trained"] <= [int(s) for s, _ in grid]).all()
     assert not xcf.budget_study("tiny", clf, "toy", "full_dry", n_per_class=3, bound=1.01)[0]["meets the claim"].any()
 
 
@@ -537,7 +542,7 @@ def test_pretrain_trains_through_the_cache(monkeypatch):
     first = xcf.pretrain(jobs)
     assert len(first) == 2 and all(t > 0 for t in first)
     assert xcf.pretrain(jobs) == [0.0, 0.0]                                    # read from the cache
-    _, info = cf.get_generator(clf, "toy", "full_dry", variant="ours", seed=3, epsilon=2.0)
+    _, info = xcf.generator(clf, "toy", "full_dry", variant="ours", seed=3, epsilon=2.0)
     assert info["from_cache"]
 
 
@@ -550,3 +555,81 @@ def test_notebook_live_slider_cell_is_live_only():
     panel = [i for i, c in enumerate(nb["cells"]) if "xcf.slider_panel(" in "".join(c["source"])]
     assert live and all("live-only" in tags[i] for i in live)
     assert panel and all("live-only" not in tags[i] for i in panel)
+
+
+# ---------------------------------------------------------------------------------------------
+# training until the plateau test passes; prefixes of a longer run; the fast layout (#37)
+# ---------------------------------------------------------------------------------------------
+def test_plateau_test_watches_confidence_and_the_weighted_terms():
+    flat = {k: [1.0] * 40 for k in (*cf.LOSS_TERMS, "confidence")}
+    w = {"alpha": 1.0, "beta": 1.0, "gamma": 0.5, "delta": 0.5, "epsilon": 0.0}
+    rule = dict(cf.PLATEAU)
+    assert cf.history_plateaued(flat, w, rule)
+    moving = dict(flat, div=list(np.linspace(0, 1, 40)))
+    assert cf.history_plateaued(moving, w, rule)                       # ε = 0: Div is not watched
+    assert not cf.history_plateaued(moving, {**w, "epsilon": 1.0}, rule)
+    assert not cf.history_plateaued(dict(flat, cos=list(np.linspace(1, 0, 40))), w, rule)
+    assert cf.plateaued([0.0] * 20 + [1.0] + [1.0] * 79, relative=True, tol=0.02)      # moved before, flat now
+    assert not cf.plateaued(list(np.linspace(0, 1, 100)), relative=True, tol=0.02)
+
+
+def test_training_stops_on_the_plateau_and_says_where():
+    clf = _frozen(TinyNet())
+    for p in clf.parameters():
+        p.zero_()                                      # constant logits and features: every curve flat
+    kw = dict(steps=40, batch_size=20, lr=1e-3)
+    g = cf.VectorMatrixGenerator(**_G)
+    out = cf.train_generator(g, clf, plateau=dict(cf.PLATEAU, every=5, min_steps=10), **kw)
+    assert out["plateau_reached"] and out["stopped_at"] == 10 and len(out["history"]["kl"]) == 10
+    g2 = cf.VectorMatrixGenerator(**_G)
+    out2 = cf.train_generator(g2, _frozen(TinyNet()), plateau=dict(cf.PLATEAU, every=5, min_steps=10, tol=1e-9),
+                              **kw)
+    assert not out2["plateau_reached"] and out2["stopped_at"] == 40        # the cap
+    with pytest.raises(InputError, match="plateau"):
+        cf.train_generator(cf.VectorMatrixGenerator(**_G), clf, plateau={"every": 5}, **kw)
+    _, info = cf.get_generator(clf, "toy", "smoke", plateau=True, steps=60, batch_size=20, nz=8, channels=(8,))
+    assert info["plateau_reached"] and info["stopped_at"] < 60
+    _, plain = cf.get_generator(clf, "toy", "smoke", steps=60, batch_size=20, nz=8, channels=(8,))
+    assert plain["path"] != info["path"] and plain["stopped_at"] == 60        # the rule is part of the key
+
+
+def test_a_shorter_cap_is_the_longer_run_up_to_there(tmp_path, monkeypatch):
+    clf = _frozen(TinyNet())
+    kw = dict(batch_size=20, nz=8, channels=(8,), lr=2e-3)
+    _, long_ = cf.get_generator(clf, "toy", "smoke", steps=6, also_at=(3,), **kw)
+    short, info = cf.get_generator(clf, "toy", "smoke", steps=3, **kw)
+    assert not long_["from_cache"] and info["from_cache"] and info["stopped_at"] == 3
+    assert info["history"]["kl"] == long_["history"]["kl"][:3]
+    monkeypatch.setenv("CCC_CACHE", str(tmp_path / "alone"))                # trained on its own
+    alone, info2 = cf.get_generator(clf, "toy", "smoke", steps=3, **kw)
+    assert not info2["from_cache"] and info2["history"]["kl"] == info["history"]["kl"]
+    for (k, v), v2 in zip(short.state_dict().items(), alone.state_dict().values()):
+        assert torch.equal(v, v2), k
+
+
+def test_fast_layout_is_the_same_arithmetic():
+    from ccc_lib.models import PaperCNN, CNNConfig
+    clf = _frozen(PaperCNN(CNNConfig()))
+    torch.manual_seed(1)
+    g = cf.VectorMatrixGenerator(num_classes=10, nz=8, channels=(8, 8, 8))
+    labels = torch.arange(10).repeat(2)
+    z, cond = torch.randn(20, 8), F.one_hot(labels, 10).float()
+    g.eval()
+    ref_x = g(z, cond, labels)
+    ref = clf(ref_x)
+    fast = cf._fast_layout(g, clf)
+    assert g.up[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = g(z, cond, labels)
+    assert torch.allclose(x, ref_x, atol=1e-5) and torch.allclose(fast(x), ref, atol=1e-4)
+    for p in clf.parameters():                                              # the caller's classifier untouched
+        assert p.is_contiguous()
+
+
+def test_diversity_of_many_resamples_at_once_equals_one_by_one():
+    x, y = torch.rand(60, 5), torch.arange(3).repeat(20)
+    pd_ = xcf._PairDistances(x, y)
+    rows = np.random.default_rng(0).integers(0, 60, (7, 60))
+    assert np.allclose(pd_.diversity_many(rows), [pd_.diversity(r) for r in rows])
+    one_by_one = np.mean([pd_.d[np.ix_(r[pd_.y[r] == c], r[pd_.y[r] == c])].sum()
+                          / ((pd_.y[r] == c).sum() * ((pd_.y[r] == c).sum() - 1)) for r in rows[:1] for c in range(3)])
+    assert math.isclose(pd_.diversity(rows[0]), one_by_one, rel_tol=1e-12)

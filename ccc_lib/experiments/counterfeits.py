@@ -77,7 +77,8 @@ DIFFER_ELEMENTS = {
     "dropout_rate": "dropout rate", "sample_dropout": "dropout when sampling", "loss": "loss",
     "weights": "loss weights α, β, γ, δ", "kl_target": "KL target", "feature_layer": "features of Cos and Ortho",
     "optimizer": "optimiser", "lr": "learning rate", "steps_batch": "training steps, batch",
-    "div": "ε·Div (ours)", "selection": "ε, τ selection budget (ours)", "seeds": "generator seeds",
+    "stop": "when training stops", "div": "ε·Div (ours)", "selection": "ε, τ selection budget (ours)",
+    "seeds": "generator seeds", "studies": "size of the studies (ablation, other architectures, budget grid, sliders)",
 }
 _WHICH = {"same": "same as the paper", "differs": "differs from the paper", "silent": "paper silent: ours",
           "ours": "ours only"}
@@ -153,6 +154,14 @@ def _ours(key: str, P, s: dict, sel: dict) -> tuple:
         return f"{s['lr']:g}", "silent"
     if key == "steps_batch":
         return f"{s['steps']} steps, batch {s['batch_size']} (every class equally often)", "silent"
+    if key == "stop":
+        r = s["plateau"]
+        return (f"each generator trains until the plateau test passes, at most the steps above: checked every "
+                f"{r['every']} steps from step {r['min_steps']}, it passes when the batch's mean confidence and every "
+                f"weighted loss term have moved by at most {r['tol']:.0%} of their range between the last "
+                f"{r['frac']:.0%} of the steps and the {r['frac']:.0%} before; where it stopped is shown"), "silent"
+    if key == "studies":
+        return _studies_text(P, s), "ours"
     if key == "div":
         return ("ε, τ chosen per classifier from ε ∈ {" + ", ".join(f"{e:g}" for e in sel["epsilons"]) + "}, τ ∈ {"
                 + ", ".join(f"{t:g}" for t in sel["taus"]) + "}; the paper's generator: ε = 0"), "ours"
@@ -163,6 +172,23 @@ def _ours(key: str, P, s: dict, sel: dict) -> tuple:
     if key == "seeds":
         return f"{s['n_seeds']} per generator in the headline comparison", "silent"
     raise KeyError(key)
+
+
+def _studies_text(P, s: dict) -> str:
+    """The studies' sizes at profile ``P`` against ``full``'s (the paper-scale sizes)."""
+    a, f, fs = arch_settings(P), arch_settings("full"), cf.settings("full")
+    abl = f"ablation: {len(ABLATION)} rows of {s['ablation_steps']} steps on {s['ablation_datasets']} dataset(s)"
+    arch = (f"other architectures: {', '.join(a['architectures'])} on "
+            f"{a['arch_datasets'] or 'every'} dataset(s)")
+    bud = (f"residual-CNN budget grid: {len(a['budget'])} (steps, lr) up to {max(st for st, _ in a['budget'])} steps")
+    sl = f"sliders: {s['slider_points']} values per knob plus the setting, {s['slider_steps']} fine-tune steps"
+    if P.scale == "full" and not P.dry_run:
+        return "; ".join((abl, arch, bud, sl)) + " (the full grids)"
+    return "; ".join((
+        abl + f" (full: {fs['ablation_steps']} steps on {fs['ablation_datasets']})",
+        arch + f" (full: {f['arch_datasets'] or 'every'})",
+        bud + f" (full: {len(f['budget'])} up to {max(st for st, _ in f['budget'])})",
+        sl + f" (full: {fs['slider_points']} values, {fs['slider_steps']} steps)"))
 
 
 def differ_rows(profile=None) -> list[dict]:
@@ -340,11 +366,18 @@ def distance_stats(classifier, train_x: torch.Tensor, queries: dict, feature_lay
 # ----------------------------------------------------------------------------------------------
 # independent generator trainings side by side
 # ----------------------------------------------------------------------------------------------
+def generator(classifier, dataset: str, profile, **kw):
+    """A generator as chapter 1 trains every one: :func:`ccc_lib.counterfeits.get_generator` with the
+    plateau test (trained until it passes, the settings' ``steps`` the cap)."""
+    return cf.get_generator(classifier, dataset, profile, plateau=True, **kw)
+
+
 def generator_job(classifier, dataset: str, profile: str, variant: str = "paper", seed: int = 0, tag: str = "",
-                  overrides: dict | None = None) -> float:
+                  overrides: dict | None = None, mode: str = "counterfeit", also_at=()) -> float:
     """One generator through the checkpoint cache (a job of :func:`pretrain`): trained unless cached.
     Returns its training seconds (0 when read from the cache)."""
-    _, info = cf.get_generator(classifier, dataset, profile, variant=variant, seed=seed, tag=tag, **(overrides or {}))
+    _, info = generator(classifier, dataset, profile, variant=variant, seed=seed, tag=tag, mode=mode,
+                        also_at=tuple(also_at), **(overrides or {}))
     return 0.0 if info["from_cache"] else float(info.get("train_seconds", 0.0))
 
 
@@ -389,13 +422,26 @@ class _PairDistances:
         """Mean over classes of the mean distance between distinct positions of ``rows`` (indices into
         the kept rows, repeats allowed: a repeated image pairs with itself at distance 0, the usual
         bootstrap of a U-statistic)."""
+        return float(self.diversity_many(np.asarray(rows)[None])[0])
+
+    def diversity_many(self, rows) -> np.ndarray:
+        """:meth:`diversity` of each row of ``rows`` (B × n indices) at once: with ``m`` the counts of
+        each kept row in a resample, a class's sum over ordered pairs of positions is ``mᵀ D m`` (the
+        diagonal of D is 0), over ``k(k − 1)`` pairs for its ``k`` draws; classes drawn fewer than twice
+        are left out of the mean, as in :meth:`diversity`."""
         rows = np.asarray(rows).astype(int)
-        out = []
-        for c in np.unique(self.y):
-            r = rows[self.y[rows] == c]
-            if len(r) >= 2:
-                out.append(self.d[np.ix_(r, r)].sum() / (len(r) * (len(r) - 1)))
-        return float(np.mean(out))
+        b, n = rows.shape[0], len(self.y)
+        counts = np.bincount((rows + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n).astype(float)
+        total, classes = np.zeros(b), np.zeros(b)
+        for c in np.unique(self.y):               # classes, not images: ten matrix products per call
+            k = self.y == c
+            m = counts[:, k]
+            drawn = m.sum(1)
+            ok = drawn >= 2
+            pair_sum = np.einsum("bi,ij,bj->b", m, self.d[np.ix_(k, k)], m)
+            total[ok] += pair_sum[ok] / (drawn[ok] * (drawn[ok] - 1))
+            classes += ok
+        return total / classes
 
 
 def diversity_ratio_ci(z_fake, y_fake, z_real, y_real, *, seed: int = 0, n_resamples: int = 1000, cap: int = 200):
@@ -406,8 +452,14 @@ def diversity_ratio_ci(z_fake, y_fake, z_real, y_real, *, seed: int = 0, n_resam
     means would understate it about twofold). At most ``cap`` seeded rows per class on each side."""
     from ..stats import bootstrap_ci
     f, r = _PairDistances(z_fake, y_fake, cap, seed), _PairDistances(z_real, y_real, cap, seed)
-    return bootstrap_ci(lambda i, j: f.diversity(i) / r.diversity(j), np.arange(len(f.y), dtype=float),
-                        np.arange(len(r.y), dtype=float), seed=seed, n_resamples=n_resamples, method="percentile")
+    def ratio(i, j, axis=-1):
+        i, j = np.asarray(i), np.asarray(j)
+        one = i.ndim == 1
+        out = f.diversity_many(np.atleast_2d(i).reshape(-1, i.shape[-1])) / r.diversity_many(
+            np.atleast_2d(j).reshape(-1, j.shape[-1]))
+        return float(out[0]) if one else out.reshape(i.shape[:-1])
+    return bootstrap_ci(ratio, np.arange(len(f.y), dtype=float), np.arange(len(r.y), dtype=float), seed=seed,
+                        n_resamples=n_resamples, method="percentile", vectorized=True)
 
 
 @dataclass
@@ -518,23 +570,27 @@ ABLATION = {
 def run_ablation(classifier, dataset: str, profile, real: RealStats, *, seed: int = 0, steps: int | None = None,
                  n_per_class: int = 50, variants: dict | None = None, train_x: torch.Tensor | None = None,
                  dropout: bool | None = None, ours_overrides: dict | None = None) -> tuple[pd.DataFrame, dict]:
-    """Train (or load) one generator per variant at ``steps`` steps (equal budgets) and summarise
-    each, sampled with dropout as the settings say (the paper's ``sample_dropout`` for every row, so
-    the rows differ only in the loss). ``ours_overrides`` (ε and τ chosen by the selection) apply to
-    the rows of our variant. Returns the table and name → samples."""
+    """Train (or load) one generator per variant, each until the plateau test passes with ``steps``
+    as the cap (equal caps), and summarise each, sampled with dropout as the settings say (the
+    paper's ``sample_dropout`` for every row, so the rows differ only in the loss). ``ours_overrides``
+    (ε and τ chosen by the selection) apply to the rows of our variant: at equal steps that row is the
+    selection's chosen candidate, read from the cache. Returns the table (with the steps each row
+    trained) and name → samples."""
     s0 = cf.settings(profile)
     steps = int(steps or s0["ablation_steps"])
     dropout = s0["sample_dropout"] if dropout is None else dropout
+    rows_in = [(name, variant, mode, {**(ours_overrides or {}), **ov} if variant == "ours" else ov)
+               for name, (variant, mode, ov) in (variants or ABLATION).items()]
+    pretrain([{"classifier": classifier, "dataset": dataset, "profile": get_profile(profile).name, "variant": v,
+               "seed": seed, "mode": mode, "overrides": {"steps": steps, **ov}} for _, v, mode, ov in rows_in])
     rows, samples = [], {}
-    for name, (variant, mode, ov) in (variants or ABLATION).items():
-        if variant == "ours":
-            ov = {**(ours_overrides or {}), **ov}
-        gen, info = cf.get_generator(classifier, dataset, profile, variant=variant, mode=mode, seed=seed,
-                                     steps=steps, **ov)
+    for name, variant, mode, ov in rows_in:
+        gen, info = generator(classifier, dataset, profile, variant=variant, mode=mode, seed=seed, steps=steps, **ov)
         s = cf.sample(gen, classifier, n_per_class, seed=seed + 1, dropout=dropout)
         samples[name] = s
         rows.append({"variant": name, **summarise(classifier, s, real, train_x).row(),
-                     "train s": info.get("train_seconds", float("nan")), "from cache": info["from_cache"]})
+                     "steps trained": int(info["stopped_at"]), "train s": info.get("train_seconds", float("nan")),
+                     "from cache": info["from_cache"]})
     return pd.DataFrame(rows).set_index("variant"), samples
 
 
@@ -559,6 +615,7 @@ class Candidate:
     feature_diversity_ratio: float
     qualifies: bool = False
     chosen: bool = False
+    steps_trained: int = 0
 
 
 @dataclass
@@ -577,7 +634,8 @@ class Selection:
         return pd.DataFrame([{"ε": c.epsilon, "τ": c.div_target, "mean confidence": c.mean_confidence,
                               "share ≥ 0.99": c.share_099, "worst class: share ≥ 0.99": c.worst_class_share_099,
                               "feature diversity / training images'": c.feature_diversity_ratio,
-                              "qualifies": c.qualifies, "chosen": c.chosen} for c in self.candidates])
+                              "steps trained": c.steps_trained, "qualifies": c.qualifies, "chosen": c.chosen}
+                             for c in self.candidates])
 
 
 def _rule_text(min_worst: float) -> str:
@@ -615,21 +673,21 @@ def select_ours(classifier, dataset: str, profile, val_x: torch.Tensor, val_y: t
         real_fd = feature_diversity(classifier, val_x, val_y, seed=seed)
         pname = get_profile(profile).name
         pretrain([{"classifier": classifier, "dataset": dataset, "profile": pname, "variant": "ours", "seed": seed,
-                   "tag": "selection", "overrides": {"steps": int(sel["steps"]), "epsilon": float(e),
-                                                     "div_target": float(t)}}
+                   "overrides": {"steps": int(sel["steps"]), "epsilon": float(e), "div_target": float(t)}}
                   for e in sel["epsilons"] for t in sel["taus"]])
         cands = []
         for eps in sel["epsilons"]:
             for tau in sel["taus"]:
-                gen, _ = cf.get_generator(classifier, dataset, profile, variant="ours", seed=seed, tag="selection",
-                                          steps=int(sel["steps"]), epsilon=float(eps), div_target=float(tau))
+                gen, info = generator(classifier, dataset, profile, variant="ours", seed=seed, steps=int(sel["steps"]),
+                                      epsilon=float(eps), div_target=float(tau))
                 smp = cf.sample(gen, classifier, int(sel["n_per_class"]), seed=seed + 7, dropout=drop)
                 conf, y = smp["confidence"].numpy(), smp["y"].numpy()
                 cands.append(Candidate(
                     epsilon=float(eps), div_target=float(tau), mean_confidence=float(conf.mean()),
                     share_099=float((conf >= 0.99).mean()),
                     worst_class_share_099=min(float((conf[y == c] >= 0.99).mean()) for c in np.unique(y)),
-                    feature_diversity_ratio=feature_diversity(classifier, smp["x"], smp["y"], seed=seed) / real_fd))
+                    feature_diversity_ratio=feature_diversity(classifier, smp["x"], smp["y"], seed=seed) / real_fd,
+                    steps_trained=int(info["stopped_at"])))
         best, ok = _select(cands, min_worst)
         return {"meta": {"epsilon": best.epsilon, "div_target": best.div_target, "any_qualified": ok,
                          "candidates": [asdict(c) for c in cands]}}
@@ -692,57 +750,60 @@ def architecture_rows(arch: str, classifier, dataset: str, profile, test, ours_o
     real = RealStats(pixel_diversity=diversity_stats(tsub.x, tsub.y, 500, seed)["mean"],
                      feature_diversity=diversity_stats(fte, tsub.y, 500, seed)["mean"],
                      median_nn_pixel=float("nan"), median_nn_feature=float("nan"))
+    pretrain([{"classifier": classifier, "dataset": dataset, "profile": get_profile(profile).name, "variant": v,
+               "seed": seed, "tag": f"arch-{arch}", "overrides": ours_overrides if v == "ours" else {}}
+              for v in cf.VARIANTS])
     rows = []
     for v in cf.VARIANTS:
         ov = ours_overrides if v == "ours" else {}
-        gen, info = cf.get_generator(classifier, dataset, profile, variant=v, seed=seed, tag=f"arch-{arch}", **ov)
+        gen, info = generator(classifier, dataset, profile, variant=v, seed=seed, tag=f"arch-{arch}", **ov)
         smp = cf.sample(gen, classifier, n, seed=seed + 1, dropout=cf.sample_dropout(v, s))
         sm = summarise(classifier, smp, real)
         rows.append({"architecture": arch, "dataset": dataset, "test accuracy": accuracy,
                      "generator": "paper's generator" if v == "paper" else "ours: + ε·Div",
                      "mean confidence": sm.mean_confidence, "worst class: share ≥ 0.99": sm.worst_class_share_099,
                      "share ≥ 0.99": sm.share_099, "feature diversity / real": sm.feature_diversity_ratio,
-                     "pixel diversity / real": sm.pixel_diversity_ratio,
+                     "pixel diversity / real": sm.pixel_diversity_ratio, "steps trained": int(info["stopped_at"]),
                      "train s": info.get("train_seconds", float("nan")), "from cache": info["from_cache"]})
     return rows
 
 
-def plateaued(curve, frac: float = 0.2, tol: float = 0.01) -> bool:
-    """Whether a training curve has flattened: the mean of its last ``frac`` differs from the mean of
-    the ``frac`` before by less than ``tol``."""
-    c = np.asarray(curve, dtype=float)
-    k = max(1, int(len(c) * frac))
-    if len(c) < 2 * k:
-        return False
-    return abs(c[-k:].mean() - c[-2 * k:-k].mean()) < tol
+#: the plateau test on one curve (:func:`ccc_lib.counterfeits.plateaued`)
+plateaued = cf.plateaued
 
 
 def budget_study(arch: str, classifier, dataset: str, profile, *, seed: int = 0, n_per_class: int | None = None,
                  bound: float = 0.99) -> tuple[pd.DataFrame, dict]:
     """The paper's generator against ``classifier`` (architecture ``arch``) at each (steps, lr) of
-    :data:`ARCH_SETTINGS`' ``budget`` grid, every other setting the chapter's: per budget the worst-class
-    mean confidence and share at ≥ 0.99 of its samples (sampled as the paper samples), whether it meets
-    the confidence claim (worst-class mean ≥ ``bound``), and whether its training-batch confidence
-    curve has plateaued (:func:`plateaued`). Returns the table and (steps, lr) → confidence curve."""
+    :data:`ARCH_SETTINGS`' ``budget`` grid, every other setting the chapter's (the plateau test
+    included, the grid's steps the cap): per budget the steps it trained, the worst-class mean
+    confidence and share at ≥ 0.99 of its samples (sampled as the paper samples), whether it meets the
+    confidence claim (worst-class mean ≥ ``bound``), and whether it stopped on the plateau test. Per
+    learning rate one run to the largest cap: the smaller caps are its weights at their step (the same
+    as training them on their own). Returns the table and (steps, lr) → confidence curve."""
     s, a = cf.settings(profile), arch_settings(profile)
     n = int(n_per_class or s["n_per_class"])
-    rows, curves = [], {}
+    caps = {}
+    for st, lr in a["budget"]:
+        caps.setdefault(float(lr), []).append(int(st))
     pretrain([{"classifier": classifier, "dataset": dataset, "profile": get_profile(profile).name, "variant": "paper",
-               "seed": seed, "tag": f"arch-{arch}", "overrides": {"steps": int(st), "lr": float(lr)}}
-              for st, lr in a["budget"]])
+               "seed": seed, "tag": f"arch-{arch}", "overrides": {"steps": max(c), "lr": lr},
+               "also_at": tuple(sorted(set(c) - {max(c)}))} for lr, c in caps.items()])
+    rows, curves = [], {}
     for steps, lr in a["budget"]:
-        gen, info = cf.get_generator(classifier, dataset, profile, variant="paper", seed=seed, tag=f"arch-{arch}",
-                                     steps=int(steps), lr=float(lr))
+        gen, info = generator(classifier, dataset, profile, variant="paper", seed=seed, tag=f"arch-{arch}",
+                              steps=int(steps), lr=float(lr))
         smp = cf.sample(gen, classifier, n, seed=seed + 1, dropout=cf.sample_dropout("paper", s))
         conf, y = smp["confidence"].numpy(), smp["y"].numpy()
         worst = min(float(conf[y == c].mean()) for c in np.unique(y))
         curve = info["history"]["confidence"]
         curves[int(steps), float(lr)] = curve
         rows.append({"architecture": arch, "dataset": dataset, "steps": int(steps), "lr": float(lr),
-                     "worst class: mean confidence": worst,
+                     "steps trained": int(info["stopped_at"]), "worst class: mean confidence": worst,
                      "worst class: share ≥ 0.99": min(float((conf[y == c] >= 0.99).mean()) for c in np.unique(y)),
                      "share ≥ 0.99": float((conf >= 0.99).mean()), "meets the claim": worst >= bound,
-                     "curve plateaued": plateaued(curve), "train s": info.get("train_seconds", float("nan"))})
+                     "curve plateaued": bool(info["plateau_reached"]),
+                     "train s": info.get("train_seconds", float("nan"))})
     return pd.DataFrame(rows).set_index(["steps", "lr"]), curves
 
 
