@@ -26,6 +26,15 @@ pixel space), both against real test images'. Two ratios are printed:
 
 ``--smoke`` (the test suite runs it, ``tests/test_benchmarks.py``) uses the ``smoke`` profile, a batch of
 20, one timed call, 5 generator training steps, 2 inversion iterations and a target of 100 counterfeits.
+
+``--train-step`` measures one generator *training* step instead (CPU seconds of this process, one thread
+unless ``--threads``, the fastest of ``--repeats`` blocks of ``--steps`` steps), for the two questions of
+issue 37: what the channels-last layout of :func:`ccc_lib.counterfeits.train_generator` saves over the
+default layout, and whether stacking K same-shape generators into one batch of K × B images (what
+:mod:`ccc_lib.batched` would do for seeds or selection candidates) pays on this CPU: the cost per
+generator-step at K = 1, 2, 3, 6 (it pays only where that falls below K = 1's)::
+
+    python benchmarks/counterfeits_throughput.py --train-step --dataset mnist5k --profile default
 """
 from __future__ import annotations
 
@@ -80,6 +89,37 @@ def row(name, clf, x, y, seconds, real, train_seconds=0.0):
             "pixel_diversity_vs_real": xcf.diversity_stats(x, y)["mean"] / real.pixel_diversity}
 
 
+def train_step_costs(clf, S: dict, steps: int, repeats: int, ks=(1, 2, 3, 6)) -> dict:
+    """CPU seconds per generator training step at the profile's settings ``S``: the default layout, the
+    library's channels-last layout, and K generators' batches stacked into one (per generator)."""
+    import copy
+    w = cf.validate_weights(S["alpha"], S["beta"], S["gamma"], S["delta"], S["epsilon"])
+
+    def cost(fast: bool, k: int) -> float:
+        set_seed(0)
+        g = cf.VectorMatrixGenerator(num_classes=clf.num_classes, out_channels=clf.input_shape[0],
+                                     image_size=clf.input_shape[1], nz=S["nz"], channels=S["channels"],
+                                     dropout=S["dropout"])
+        model = cf._fast_layout(g, clf) if fast else copy.deepcopy(clf)
+        tap, opt = cf.FeatureTap(model), torch.optim.Adam(g.parameters(), lr=S["lr"])
+        labels = torch.arange(clf.num_classes).repeat_interleave(max(2, S["batch_size"] // clf.num_classes) * k)
+        g.train()
+        cf.train_step(g, tap, opt, labels, w, S["div_target"])              # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.process_time()
+            for _ in range(steps):
+                cf.train_step(g, tap, opt, labels, w, S["div_target"])
+            best = min(best, (time.process_time() - t0) / steps / k)
+        tap.close()
+        return best
+
+    out = {"default layout, K=1": cost(False, 1)}
+    for k in ks:
+        out[f"channels-last, K={k} (per generator)"] = cost(True, k)
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="mnist5k")
@@ -93,6 +133,9 @@ def main(argv=None):
     ap.add_argument("--target", type=int, default=10_000, help="counterfeits at ≥ 0.99 for the end-to-end ratio")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes (seconds): checks the script runs")
+    ap.add_argument("--train-step", action="store_true",
+                    help="time one generator training step: layouts, and K generators stacked into one batch")
+    ap.add_argument("--steps", type=int, default=10, help="--train-step: steps per timed block")
     args = ap.parse_args(argv)
     if args.smoke:
         args.profile, args.batch, args.repeats, args.target = "smoke", 20, 1, 100
@@ -110,6 +153,18 @@ def main(argv=None):
     real = xcf.real_stats(clf, train.subset(min(len(train), 5000), seed=args.seed).x, tsub.x, tsub.y)
     print(f"classifier: {args.dataset} ({P.name}), test accuracy {info['test_accuracy']:.4f}; device {get_device()}; "
           f"threads {args.threads}; batch {per_class * n_classes}; repeats {args.repeats} (+1 warm-up)")
+
+    if args.train_step:
+        with cpu_threads(args.threads):
+            costs = train_step_costs(clf, S, 2 if args.smoke else args.steps, args.repeats,
+                                     ks=(1, 2) if args.smoke else (1, 2, 3, 6))
+        base = costs["channels-last, K=1 (per generator)"]
+        for name, c in costs.items():
+            print(f"{name:40s} {c:8.4f} CPU s per generator-step ({c / base:5.2f}× channels-last K=1)")
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"train_step_cpu_s": costs, "args": vars(args)}, fh, indent=2)
+        return costs
 
     rows = []
     with cpu_threads(args.threads):
