@@ -4,6 +4,7 @@ judged against control scores (a one-sided prediction interval and its p-value, 
 family-wise correction)."""
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -14,7 +15,8 @@ from .utils import to_numpy
 
 __all__ = ["reliability_bins", "expected_calibration_error", "ood_metrics", "fpr_at_tpr",
            "pairwise_mean_distance", "nearest_neighbour_distance", "mmd_test", "ks_test", "holm",
-           "prediction_interval_p", "raw_class_p", "class_p_values", "check_class_scores"]
+           "t_interval_p", "prediction_interval_p", "raw_class_p", "class_p_values", "check_class_scores",
+           "BB_PRIOR", "betabinom_p_values", "betabinom_fit"]
 
 
 def reliability_bins(probs, labels, n_bins: int = 15) -> dict:
@@ -141,38 +143,56 @@ def ks_test(a, b) -> dict:
 
 def holm(p_values, method: str = "holm") -> np.ndarray:
     """Family-wise corrected p-values over the finite entries of ``p_values`` (NaN stays NaN, and
-    does not count in the family of k tests). Bonferroni: ``min(1, k · p_i)``. Holm (step-down):
-    with the p-values sorted ``p_(1) ≤ … ≤ p_(k)``, ``p̃_(i) = max_{j ≤ i} min(1, (k - j + 1) · p_(j))``
-    — never larger than Bonferroni's, same family-wise error rate."""
+    does not count in the family of k tests); an N-d array holds one family per row of its last axis.
+    Bonferroni: ``min(1, k · p_i)``. Holm (step-down): with the p-values sorted ``p_(1) ≤ … ≤ p_(k)``,
+    ``p̃_(i) = max_{j ≤ i} min(1, (k - j + 1) · p_(j))`` — never larger than Bonferroni's, same
+    family-wise error rate."""
     if method not in ("holm", "bonferroni"):
         raise InputError(f"method must be 'holm' or 'bonferroni', got {method!r}")
-    p = np.asarray(p_values, float).ravel()
+    p = np.atleast_1d(np.asarray(p_values, float))
     ok = np.isfinite(p)
     if ((p[ok] < 0) | (p[ok] > 1)).any():
         raise InputError(f"p_values must lie in [0, 1] (NaN for a missing test), got {p_values!r}")
-    out = np.full_like(p, np.nan)
-    idx = np.flatnonzero(ok)
-    k = len(idx)
+    k = ok.sum(-1, keepdims=True)
     if method == "bonferroni":
-        out[idx] = np.minimum(1.0, k * p[idx])
-        return out
-    order = idx[np.argsort(p[idx], kind="stable")]
-    out[order] = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * p[order]))
+        return np.where(ok, np.minimum(1.0, k * p), np.nan)
+    order = np.argsort(np.where(ok, p, np.inf), axis=-1, kind="stable")     # missing tests last
+    ps = np.take_along_axis(p, order, -1)
+    j = np.arange(p.shape[-1])
+    adj = np.maximum.accumulate(np.where(j < k, np.minimum(1.0, (k - j) * np.nan_to_num(ps)), 0.0), axis=-1)
+    out = np.empty_like(p)
+    np.put_along_axis(out, order, np.where(j < k, adj, np.nan), -1)
     return out
 
 
 # --------------------------------------------------------------------------- a score against control scores
 
+def t_interval_p(values, controls, margin: float = 0.0, alpha: float = 0.05) -> np.ndarray:
+    """The one-sided p-value of a *low* value against n ≥ 2 control values under a normal model (a
+    Student-t prediction interval), vectorised: ``values`` (..., K), ``controls`` (..., n, K) →
+    (..., K). With the controls' mean m and standard deviation s per column,
+
+        p = P(T_{n-1} ≤ (value - m) / σ),   σ = max(s · sqrt(1 + 1/n), margin / t_{1-α, n-1}),
+
+    so ``p < α ⇔ value < m - max(margin, t_{1-α, n-1} · s · sqrt(1 + 1/n))``; ``margin`` only sets
+    the scale when the controls agree (s = 0). On shares of a few records in [0, 1] the normal model
+    does not hold (chapter 4: its family false-alarm rate exceeds α under beta-binomial shares); the
+    chapter keeps it only to show the rule it replaced (:func:`betabinom_p_values`)."""
+    from scipy import stats
+    x, c = np.asarray(values, float), np.asarray(controls, float)
+    n = c.shape[-2]
+    m, s = c.mean(-2), c.std(-2, ddof=1)
+    t = float(stats.t.ppf(1 - alpha, n - 1))
+    sigma = np.maximum(s * math.sqrt(1 + 1 / n), margin / t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = stats.t.cdf((x - m) / np.where(sigma > 0, sigma, 1.0), n - 1)
+    return np.where(sigma > 0, p, (x >= m).astype(float))
+
+
 def prediction_interval_p(score: float, controls, margin: float = 0.0, alpha: float = 0.05):
-    """One score against n ≥ 2 control scores (what a score looks like when nothing changed):
-    ``(m, s, half, p)`` — the controls' mean and standard deviation, the half-width
-    ``t_{1-α, n-1} · s · sqrt(1 + 1/n)`` of the one-sided 1 - α prediction interval for one new
-    control score (normal model), and the one-sided p-value of a *low* score,
-
-        p = P(T_{n-1} ≤ (score - m) / σ),   σ = max(s · sqrt(1 + 1/n), margin / t_{1-α, n-1}),
-
-    where ``margin`` ≥ 0 is the smallest drop ever called significant at level α (it sets the
-    scale when the controls agree, s = 0): ``p < α ⇔ score < m - max(margin, half)``."""
+    """One score against n ≥ 2 control scores by :func:`t_interval_p`: ``(m, s, half, p)`` — the
+    controls' mean and standard deviation, the half-width ``t_{1-α, n-1} · s · sqrt(1 + 1/n)`` of the
+    one-sided 1 - α prediction interval for one new control score (normal model), and the p-value."""
     from scipy import stats
     ctrl = np.asarray(controls, float).ravel()
     n = len(ctrl)
@@ -181,11 +201,8 @@ def prediction_interval_p(score: float, controls, margin: float = 0.0, alpha: fl
     if not (0 < alpha < 1) or margin < 0:
         raise InputError(f"alpha must lie in (0, 1) and margin be ≥ 0, got alpha={alpha!r}, margin={margin!r}")
     m, s = float(ctrl.mean()), float(ctrl.std(ddof=1))
-    t = float(stats.t.ppf(1 - alpha, n - 1))
-    half = t * s * math.sqrt(1 + 1 / n)
-    sigma = max(s * math.sqrt(1 + 1 / n), margin / t)
-    p = float(stats.t.cdf((score - m) / sigma, n - 1)) if sigma > 0 else float(score >= m)
-    return m, s, half, p
+    half = float(stats.t.ppf(1 - alpha, n - 1)) * s * math.sqrt(1 + 1 / n)
+    return m, s, half, float(t_interval_p([score], ctrl[:, None], margin, alpha)[0])
 
 
 def check_class_scores(per_class, control_per_class, n: int):
@@ -217,8 +234,8 @@ def check_class_scores(per_class, control_per_class, n: int):
 
 
 def raw_class_p(pc: np.ndarray, cpc: np.ndarray | None, margin: float, alpha: float) -> np.ndarray:
-    """Per class c: :func:`prediction_interval_p` of ``pc[c]`` against column c of ``cpc`` (NaN
-    where the class has no value, or any control lacks one, or there are no controls)."""
+    """Per class c: :func:`t_interval_p` of ``pc[c]`` against column c of ``cpc`` (NaN where the
+    class has no value, or any control lacks one, or there are no controls)."""
     raw = np.full(len(pc), np.nan)
     if cpc is None:
         return raw
@@ -227,26 +244,17 @@ def raw_class_p(pc: np.ndarray, cpc: np.ndarray | None, margin: float, alpha: fl
         return raw
     if len(cpc) < 2 or not (0 < alpha < 1) or margin < 0:
         prediction_interval_p(pc[ok][0], cpc[:, ok][:, 0], margin, alpha)      # raises the clear error
-    # prediction_interval_p for every class at once (one t quantile, one vectorised cdf: the decision
-    # panels re-run this for many α, and scipy's per-call overhead dominated)
-    from scipy import stats
-    n, x, ctrl = len(cpc), pc[ok], cpc[:, ok]
-    m = np.array([float(col.mean()) for col in ctrl.T])
-    s = np.array([float(col.std(ddof=1)) for col in ctrl.T])
-    t = float(stats.t.ppf(1 - alpha, n - 1))
-    sigma = np.maximum(s * math.sqrt(1 + 1 / n), margin / t)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = stats.t.cdf((x - m) / np.where(sigma > 0, sigma, 1.0), n - 1)
-    raw[ok] = np.where(sigma > 0, p, (x >= m).astype(float))
+    raw[ok] = t_interval_p(pc[ok], cpc[:, ok], margin, alpha)
     return raw
 
 
 def class_p_values(per_class, control_per_class, *, margin: float = 0.1, alpha: float = 0.05,
                    correction: str = "holm") -> tuple[np.ndarray, np.ndarray]:
-    """Each of K per-class values in [0, 1] (a drift score, a per-class accuracy) against its n ≥ 2
-    controls' values for that class: ``(p, p̃)``, the one-sided :func:`prediction_interval_p`
-    p-values (same margin floor) and the same corrected across the K classes (:func:`holm`, or
-    Bonferroni). "Class c fell" at family-wise level α iff ``p̃_c < α``."""
+    """Each of K per-class values in [0, 1] (a per-class accuracy) against its n ≥ 2 controls' values
+    for that class: ``(p, p̃)``, the one-sided :func:`t_interval_p` p-values (normal model, same
+    margin floor) and the same corrected across the K classes (:func:`holm`, or Bonferroni). "Class c
+    fell" iff ``p̃_c < α``: family-wise level α as far as the normal model holds (shares of a few
+    hundred test images; not for a few gray records, see :func:`betabinom_p_values`)."""
     if correction not in ("holm", "bonferroni"):
         raise InputError(f"correction must be 'holm' or 'bonferroni', got {correction!r}")
     if not (0 < alpha < 1):
@@ -260,3 +268,85 @@ def class_p_values(per_class, control_per_class, *, margin: float = 0.1, alpha: 
     pc, cpc = check_class_scores(per_class, cpc, n)
     raw = raw_class_p(pc, cpc, margin, alpha)
     return raw, holm(raw, correction)
+
+
+# --------------------------------------------------------------------------- counts against control counts
+
+#: the prior of :func:`betabinom_p_values`: the mean μ ~ Beta(½, ½) and the over-dispersion ρ with density
+#: ∝ ρ^(rho_power - 1) on [rho_min, rho_max], on a grid of n_mu × n_rho points (equal-mass μ, log-spaced ρ)
+BB_PRIOR = {"n_mu": 48, "n_rho": 40, "rho_min": 1e-3, "rho_max": 0.7, "rho_power": 0.5}
+
+
+@functools.lru_cache(maxsize=32)
+def _bb_grid(records: int, n_mu: int, n_rho: int, rho_min: float, rho_max: float, rho_power: float):
+    """The beta-binomial pmf of 0..records at every grid point ((records + 1) × G) and the log prior (G)."""
+    from scipy import stats
+    from scipy.special import betaln, gammaln, logsumexp
+    mu = stats.beta.ppf((np.arange(n_mu) + 0.5) / n_mu, 0.5, 0.5)
+    rho = np.geomspace(rho_min, rho_max, n_rho)
+    a, b = (mu[:, None] * (1 / rho - 1)).ravel(), ((1 - mu[:, None]) * (1 / rho - 1)).ravel()
+    k = np.arange(records + 1)[:, None]
+    logpmf = (gammaln(records + 1) - gammaln(k + 1) - gammaln(records - k + 1)
+              + betaln(k + a, records - k + b) - betaln(a, b))
+    lprior = np.broadcast_to(rho_power * np.log(rho), (n_mu, n_rho)).ravel()    # log-spaced: ρ^power ⇔ density ρ^(power-1)
+    return logpmf, np.exp(logpmf), lprior - logsumexp(lprior)
+
+
+def betabinom_p_values(counts, control_counts, records: int, prior: dict | None = None):
+    """How low is a count of "yes" among ``records`` records, per class and in total, for a model like
+    the controls? Vectorised: ``counts`` (..., K) and ``control_counts`` (..., n, K), integers in
+    [0, records] → ``(p_class (..., K), p_total (...))``.
+
+    The model: a model's K per-class rates are drawn independently, class c's from a beta distribution
+    with mean μ_c and over-dispersion ρ_c (intra-class correlation: the variance of a share of m records
+    is μ(1 - μ)(1 + (m - 1)ρ)/m), and its count from the binomial with that rate — beta-binomial counts,
+    bounded in [0, records], skewed near 0 and 1. Per class, the posterior of (μ_c, ρ_c) given the n
+    controls' counts (prior :data:`BB_PRIOR`: μ ~ Beta(½, ½), ρ with density ∝ 1/√ρ on [0.001, 0.9],
+    on a grid) gives the predictive distribution of a new model's count; ``p_class`` is its lower tail
+    at the count, ``P(K_new ≤ count | controls)``. ``p_total``: the same for the sum over the K classes
+    (the predictive of the sum is the convolution of the classes' predictives). These are not exact
+    tests: their calibration is a simulation (chapter 4's ``false_alarm_simulation``: with ρ's prior
+    ∝ 1/ρ instead, the family false-alarm rate exceeds α at ρ ≥ 0.15)."""
+    from scipy.special import logsumexp
+    P = {**BB_PRIOR, **(prior or {})}
+    if isinstance(records, bool) or not isinstance(records, (int, np.integer)) or records < 1:
+        raise InputError(f"records must be a positive integer (gray records per class), got {records!r}")
+    k0, kc = np.asarray(counts), np.asarray(control_counts)
+    if kc.ndim < 2 or k0.shape != kc.shape[:-2] + kc.shape[-1:] or kc.shape[-2] < 1:
+        raise InputError(f"counts (..., K) and control_counts (..., n, K) do not match: {k0.shape}, {kc.shape}")
+    for name, v in (("counts", k0), ("control_counts", kc)):
+        if not np.issubdtype(v.dtype, np.integer) or v.min(initial=0) < 0 or v.max(initial=0) > records:
+            raise InputError(f"{name} must be integers in [0, {records}] (records called 'yes'), got {v!r}")
+    logpmf, pmf, lprior = _bb_grid(int(records), P["n_mu"], P["n_rho"], P["rho_min"], P["rho_max"], P["rho_power"])
+    hist = (kc[..., None] == np.arange(records + 1)).sum(-3).astype(float)     # (..., K, records + 1)
+    lpost = hist @ logpmf + lprior                                              # (..., K, G)
+    post = np.exp(lpost - logsumexp(lpost, axis=-1, keepdims=True))
+    f = post @ pmf.T                                                            # predictive pmf (..., K, records + 1)
+    p_class = np.take_along_axis(np.cumsum(f, -1), k0[..., None], -1)[..., 0]
+    size = f.shape[-2] * records + 1
+    nfft = 1 << int(np.ceil(np.log2(size)))
+    g = np.fft.irfft(np.prod(np.fft.rfft(f, nfft, axis=-1), axis=-2), nfft, axis=-1)[..., :size].clip(0)
+    p_total = np.take_along_axis(np.cumsum(g, -1), k0.sum(-1)[..., None], -1)[..., 0]
+    return np.clip(p_class, 0.0, 1.0), np.clip(p_total, 0.0, 1.0)
+
+
+def betabinom_fit(control_counts, records: int, prior: dict | None = None) -> dict:
+    """Per class, what the controls' counts (n × K, integers in [0, records]) say about the beta-binomial
+    of :func:`betabinom_p_values` (same prior and grid): the posterior means of the mean μ and of the
+    over-dispersion ρ, and ρ's posterior 95 % quantile. Arrays of K values."""
+    from scipy.special import logsumexp
+    P = {**BB_PRIOR, **(prior or {})}
+    kc = np.asarray(control_counts)
+    if kc.ndim != 2 or not np.issubdtype(kc.dtype, np.integer) or kc.min(initial=0) < 0 or kc.max(initial=0) > records:
+        raise InputError(f"control_counts must be n × K integers in [0, {records}], got {control_counts!r}")
+    logpmf, _, lprior = _bb_grid(int(records), P["n_mu"], P["n_rho"], P["rho_min"], P["rho_max"], P["rho_power"])
+    from scipy import stats
+    mu = np.repeat(stats.beta.ppf((np.arange(P["n_mu"]) + 0.5) / P["n_mu"], 0.5, 0.5), P["n_rho"])
+    rho = np.tile(np.geomspace(P["rho_min"], P["rho_max"], P["n_rho"]), P["n_mu"])
+    hist = (kc[..., None] == np.arange(records + 1)).sum(0).astype(float)          # K × (records + 1)
+    lpost = hist @ logpmf + lprior
+    post = np.exp(lpost - logsumexp(lpost, axis=-1, keepdims=True))               # K × G
+    order = np.argsort(rho, kind="stable")
+    cdf = np.cumsum(post[:, order], -1)
+    hi = rho[order][np.minimum((cdf < 0.95).sum(-1), len(rho) - 1)]
+    return {"mu": post @ mu, "rho": post @ rho, "rho_hi": hi}
