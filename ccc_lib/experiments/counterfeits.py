@@ -27,7 +27,7 @@ __all__ = ["CLAIM_BOUNDS", "GOAL", "ARCH_SETTINGS", "arch_settings", "DIFFER_ELE
            "precompute_sliders", "slider_panel", "Candidate", "Selection", "validation_split", "select_ours",
            "ARCHITECTURES", "other_classifier", "architecture_rows", "plateaued", "budget_study", "generator_job", "pretrain",
            "INDEPENDENT_ARCH", "diversity_ratio_ci", "SeedMeasures", "seed_measures",
-           "headline_spaces", "real_reference", "compare_over_seeds"]
+           "headline_spaces", "real_reference", "compare_over_seeds", "generator", "headline_jobs"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -50,8 +50,10 @@ GOAL = dict(feature_diversity_ratio=0.70, share_at_099=0.99)
 #: the budget that meets the confidence claim or show with its curves that it plateaus below it
 ARCH_SETTINGS = {
     "smoke": dict(architectures=("mlp",), arch_datasets=1, budget_arch="mlp", budget=((40, 4e-3), (100, 4e-3))),
+    # default: a study at reduced size (#37): the chapter's budget, 4x its learning rate, and 2x its steps at that
+    # rate (one run to 1000 steps; 500 is its prefix); full keeps the whole grid
     "default": dict(architectures=("mlp", "rescnn"), arch_datasets=1, budget_arch="rescnn",
-                    budget=((500, 5e-4), (500, 2e-3), (2000, 5e-4), (2000, 2e-3))),
+                    budget=((500, 5e-4), (500, 2e-3), (1000, 2e-3))),
     "full": dict(architectures=("mlp", "rescnn"), arch_datasets=None, budget_arch="rescnn",
                  budget=((4000, 5e-4), (4000, 2e-3), (16000, 5e-4), (16000, 2e-3))),
     "full_dry": dict(budget=((2, 5e-4), (4, 2e-3))),
@@ -167,8 +169,11 @@ def _ours(key: str, P, s: dict, sel: dict) -> tuple:
                 + ", ".join(f"{t:g}" for t in sel["taus"]) + "}; the paper's generator: ε = 0"), "ours"
     if key == "selection":
         k = len(sel["epsilons"]) * len(sel["taus"])
-        return (f"{k} candidates × {sel['steps']} steps = {k * int(sel['steps'])} extra generator steps for ours "
-                f"(the paper's generator: none)"), "ours"
+        fsel = cf.selection_settings("full")
+        kf = len(fsel["epsilons"]) * len(fsel["taus"])
+        less = f" ({k} of full's {kf} candidates: a reduced grid)" if k < kf else ""
+        return (f"{k} candidates × at most {sel['steps']} steps = at most {k * int(sel['steps'])} extra generator steps "
+                f"for ours{less} (the paper's generator: none)"), "ours"
     if key == "seeds":
         return f"{s['n_seeds']} per generator in the headline comparison", "silent"
     raise KeyError(key)
@@ -180,7 +185,8 @@ def _studies_text(P, s: dict) -> str:
     abl = f"ablation: {len(ABLATION)} rows of {s['ablation_steps']} steps on {s['ablation_datasets']} dataset(s)"
     arch = (f"other architectures: {', '.join(a['architectures'])} on "
             f"{a['arch_datasets'] or 'every'} dataset(s)")
-    bud = (f"residual-CNN budget grid: {len(a['budget'])} (steps, lr) up to {max(st for st, _ in a['budget'])} steps")
+    bud = (f"budget grid against the {a['budget_arch']}: {len(a['budget'])} (steps, lr) up to "
+           f"{max(st for st, _ in a['budget'])} steps")
     sl = f"sliders: {s['slider_points']} values per knob plus the setting, {s['slider_steps']} fine-tune steps"
     if P.scale == "full" and not P.dry_run:
         return "; ".join((abl, arch, bud, sl)) + " (the full grids)"
@@ -379,6 +385,19 @@ def generator_job(classifier, dataset: str, profile: str, variant: str = "paper"
     _, info = generator(classifier, dataset, profile, variant=variant, seed=seed, tag=tag, mode=mode,
                         also_at=tuple(also_at), **(overrides or {}))
     return 0.0 if info["from_cache"] else float(info.get("train_seconds", 0.0))
+
+
+def headline_jobs(classifiers: dict, profile, seeds, overrides: dict) -> list:
+    """The :func:`pretrain` jobs of the headline: both generators, every seed, on each dataset of
+    ``classifiers`` (name → classifier); ours with ``overrides[name]`` (its chosen ε, τ). The first
+    seed's paper generator on the ablation's datasets also keeps its weights at ``ablation_steps``:
+    that prefix *is* the ablation's row of the paper's loss (same seed, settings and stream)."""
+    s, pname, first = cf.settings(profile), get_profile(profile).name, min(seeds)
+    abl = list(classifiers)[: s["ablation_datasets"]]
+    return [{"classifier": clf, "dataset": name, "profile": pname, "variant": v, "seed": sd,
+             "overrides": overrides[name] if v == "ours" else {},
+             "also_at": (int(s["ablation_steps"]),) if (v == "paper" and sd == first and name in abl) else ()}
+            for name, clf in classifiers.items() for sd in seeds for v in cf.VARIANTS]
 
 
 def pretrain(jobs: list) -> list:
