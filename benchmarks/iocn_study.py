@@ -3,8 +3,8 @@
 One axis is varied at a time from the chapter's settings at ``--profile`` (feature dimension, training
 images per class, steps, and our own choices: affine clamping, standardisation divisor, input noise,
 learning rate). For every configuration, seed and inlier class both INNs are trained from scratch (no
-checkpoint cache) on the same one-vs-rest split and scored on the whole test set. Printed and written
-to ``--out`` (JSON): per configuration, the mean over classes of each method's final AUROC, its mean
+checkpoint cache) on the same one-vs-rest split and scored on the whole test set. Both INNs get the chapter's headline inputs (the paper's: features on the hypersphere plus noise; the
+file records the settings). Printed and written to ``--out`` (JSON): per configuration, the mean over classes of each method's final AUROC, its mean
 and spread (min–max) over seeds, the training wall-clock, and the goal of issue 14: the wall-clock
 the IOCN needs to reach FLOW's final mean AUROC against the wall-clock FLOW takes for its whole budget
 (ratio ≤ 1: the goal is met).
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         S = {**base, **ov}
         per_seed = [run_one(S, P, classes, s) for s in seeds]
         row = {"axis": axis, "value": value, "settings": {k: S[k] for k in ("feature_dim", "n_train", "steps", "clamp",
-                                                                             "divisor", "noise", "lr")}}
+                                                                             "divisor", "noise", "lr", "inputs")}}
         for m in ("FLOW", "IOCN"):
             a = [r[m]["final_auroc"] for r in per_seed]
             row[m] = {"mean_auroc": float(np.mean(a)), "min_auroc": float(np.min(a)), "max_auroc": float(np.max(a)),
@@ -131,11 +131,16 @@ def main(argv=None) -> int:
     for r in rows:
         r["command"] = command
     out = {"command": command, "profile": P.name, "classes": classes, "seeds": seeds, "device": str(get_device()),
-           "wall_seconds": wall, "rows": rows}
+           "wall_seconds": wall, "rows": rows,
+           # the base settings, the inputs (the chapter's headline: the paper's hypersphere + noise) first of all
+           "settings": {k: base[k] for k in ("inputs", "sphere_noise", "feature_dim", "n_train", "steps", "flow_steps")}}
     if previous:
         for r in previous["rows"]:
             r.setdefault("command", previous["command"])
         runs = previous.get("runs") or [{"command": previous["command"], "wall_seconds": previous["wall_seconds"]}]
+        if previous.get("settings", {}).get("inputs") != out["settings"]["inputs"]:
+            ap.error(f"--merge: {args.out} was run on the inputs {previous.get('settings', {}).get('inputs')}; this run has "
+                     f"{out['settings']['inputs']}")
         out = {**out, "command": "; ".join([x["command"] for x in runs] + [command]),
                "wall_seconds": previous["wall_seconds"] + wall, "rows": previous["rows"] + rows,
                "runs": runs + [{"command": command, "wall_seconds": wall}]}

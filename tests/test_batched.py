@@ -118,7 +118,7 @@ def test_chapter3_stacked_inns_equal_one_by_one(monkeypatch, tmp_path):
              "test": (rng.standard_normal((90, 10)).astype(np.float32) + np.repeat(np.arange(3), 30)[:, None] * 0.5,
                       np.repeat(np.arange(3), 30)),
              "classes": ["a", "b", "c"]}
-    monkeypatch.setattr(E, "fashion_features", lambda *a, **k: feats)
+    monkeypatch.setattr(E.inputs, "fashion_features", lambda *a, **k: feats)
     monkeypatch.setenv("CCC_JOBS", "1")                   # the class jobs in this process (they see the patch)
     S = E.settings("smoke", classes=(0, 1, 2), n_train=None, feature_dim=6, steps=8, flow_steps=8, eval_at=(4, 8),
                    n_blocks=2, batch_size=32)

@@ -153,8 +153,32 @@ def test_one_class_split_uses_only_the_inlier_class():
     # the chapter's one preprocessing: z-scored on the inlier training rows, the test set by the same map
     assert np.allclose(sp.train.mean(0), 0, atol=1e-5) and np.allclose(sp.train.std(0), 1, atol=1e-4)
     assert np.allclose(sp.pca.transform(feats["test"][0]), sp.test, atol=1e-5)
-    mu, sd = sp.raw_train.mean(0), sp.raw_train.std(0)
-    assert np.allclose((sp.raw_test - mu) / sd, sp.test, atol=1e-4)
+    assert sp.inputs == "zscore" and sp.key["inputs"] == "zscore"
+
+
+def test_sphere_split_is_the_papers_inputs():
+    """The paper's inputs: on the unit hypersphere (after a truncated SVD fitted on the inlier class's training
+    rows, back on the sphere) plus a little noise — the same noise for the same rows, every norm ≈ 1 whatever the
+    class, so the norm alone carries nothing; the probe rows are training-split rows only."""
+    rng = np.random.default_rng(0)
+    xtr = rng.standard_normal((300, 10)).astype(np.float32)
+    xtr[100:200] += 5.0
+    xte = rng.standard_normal((90, 10)).astype(np.float32)
+    xte[30:60] += 5.0
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    feats = {"train": (unit(xtr), np.repeat(np.arange(3), 100)), "test": (unit(xte), np.repeat(np.arange(3), 30))}
+    sp = E.one_class_split(feats, 1, dim=4, n_train=50, inputs="sphere", noise=0.01, n_probe=(20, 20))
+    assert sp.train.shape == (50, 4) and sp.test.shape == (90, 4) and sp.inputs == "sphere"
+    n = np.linalg.norm(sp.test, axis=1)
+    assert np.allclose(n, 1, atol=0.1) and 0.005 < n.std() < 0.02                   # noise of std 0.01: radially ~0.01
+    assert np.allclose(sp.pca.transform(feats["test"][0]), sp.test, atol=1e-6)       # the same rows, the same noise
+    assert not np.allclose(sp.pca.transform(feats["test"][0][::-1])[::-1], sp.test, atol=1e-4)
+    assert sp.key["inputs"] == "sphere" and sp.key["noise"] == 0.01
+    assert sp.probe.shape == (40, 4) and sp.probe_is_out.sum() == 20
+    same = E.one_class_split(feats, 1, dim=10, n_train=50, inputs="sphere", noise=0.0)   # full dimension: no SVD
+    assert same.pca.svd is None and np.allclose(np.linalg.norm(same.test, axis=1), 1, atol=1e-5)
+    with pytest.raises(InputError, match="sphere"):
+        E.one_class_split(feats, 1, dim=4, inputs="unit")
 
 
 def test_toy_sets_and_boundary():
@@ -206,7 +230,7 @@ def test_unknown_feature_kind_is_an_input_error():
 
 
 def _fake_ovr(dets_per_class, test_scores, y_test, kind="pixels", names=("dark", "bright")):
-    res = E.OneVsRest(kind, list(names), tuple(sorted(test_scores[next(iter(test_scores))])), list(test_scores),
+    res = E.OneVsRest(kind, "zscore", list(names), tuple(sorted(test_scores[next(iter(test_scores))])), list(test_scores),
                       y_test, E.calibration_mask(y_test))
     res.scores = test_scores
     res.detectors = dets_per_class
@@ -376,22 +400,18 @@ def test_one_dimensional_inn_is_refused_with_the_fix():
 
 
 def test_deepod_budget_rule():
-    """One rule at every profile: deepod_epochs (deepOD's 100 at default and full) for every row, except the
-    step-matched rows (none at default and full), which get the IOCN's gradient steps in whole epochs."""
+    """deepOD's defaults with its 100 epochs as the cap at default and full; the check's settings; the classes a
+    row runs on (all unless the profile lists them: default's GOAD on one class, the others on three)."""
     S = E.settings("default")
     assert set(S["deepod"]) == {"DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"}
-    assert S["deepod_epochs"] == 100 and E.deepod_default("ICL", "epochs") == 100
-    for m in S["deepod"]:
-        assert E.deepod_epochs(m, S, S["n_train"]) == 100
-    assert not S["goad_check"]["classes"]                                       # GOAD's 100 epochs are in Table 1
-    S = {**S, "deepod_step_matched": ("GOAD",)}
-    per_epoch = -(-S["n_train"] // E.deepod_default("GOAD", "batch_size"))
-    g = E.deepod_epochs("GOAD", S, S["n_train"])
-    assert (g - 1) * per_epoch < S["steps"] <= g * per_epoch                     # the IOCN's steps, whole epochs
+    b = E.deepod_budget(S)
+    assert b["cap"] == 100 == E.deepod_default("ICL", "epochs") == E.deepod_default("GOAD", "epochs")
+    assert b["every"] >= 1 and 0.99 <= b["settle"] < 1
+    assert E.deepod_classes("GOAD", S) == (7,) and E.deepod_classes("SLAD", S) == (0, 4, 7)
     full = E.settings("full")
-    assert all(E.deepod_epochs(m, full, 5000) == 100 for m in full["deepod"])   # deepOD's defaults at full
-    smoke = E.settings("smoke")
-    assert all(E.deepod_epochs(m, smoke, smoke["n_train"]) == smoke["deepod_epochs"] for m in smoke["deepod"])
+    assert E.deepod_budget(full)["cap"] == 100 and all(E.deepod_classes(m, full) == full["classes"] for m in full["deepod"])
+    assert full["goad_n_trans"] is None and S["goad_n_trans"] is None        # deepOD's 256 transformations
+    assert S["match_reference"] == "SLAD (deepOD)" and 0 < S["match_margin"] <= 0.02
 
 
 def test_every_row_gets_the_same_standardised_arrays(monkeypatch, tmp_path):
@@ -402,7 +422,7 @@ def test_every_row_gets_the_same_standardised_arrays(monkeypatch, tmp_path):
     xte = (rng.standard_normal((60, 12)) * np.linspace(0.05, 3, 12)).astype(np.float32)
     feats = {"train": (xtr, np.repeat(np.arange(3), 80)), "test": (xte, np.repeat(np.arange(3), 20)),
              "classes": ["a", "b", "c"]}
-    monkeypatch.setattr(E, "fashion_features", lambda *a, **k: feats)
+    monkeypatch.setattr(E.inputs, "fashion_features", lambda *a, **k: feats)
     monkeypatch.setenv("CCC_CACHE", str(tmp_path))            # nothing from an earlier run's cache
     seen = {}
 
@@ -422,30 +442,42 @@ def test_every_row_gets_the_same_standardised_arrays(monkeypatch, tmp_path):
     for cls, name in ((DeepODDetector, "deepOD"), (PyODDetector, "PyOD"), (iocn.IOCN, "IOCN"), (iocn.FlowDetector, "FLOW")):
         spy(cls, name)
     S = E.settings("smoke", classes=(0,), n_train=None, feature_dim=6, baselines=("KNN", "COPOD"), deepod=("DeepSVDD",),
-                   deepod_epochs=1, steps=4, flow_steps=4, eval_at=(4,), n_blocks=2)
-    res = E.one_vs_rest("cnn_mnist5k", S, "smoke", cache=False)
-    assert set(seen) == {"KNN", "COPOD", "DeepSVDD (deepOD)", "FLOW", "IOCN"} == set(res.methods)
-    sp = E.one_class_split(feats, 0, 6)
-    assert np.allclose(sp.train.std(0), 1, atol=1e-4)
-    for m, got in seen.items():
-        np.testing.assert_allclose(got["fit"], sp.train, atol=1e-6, err_msg=m)
-        np.testing.assert_allclose(got["score"], sp.test, atol=1e-6, err_msg=m)
-    for m in ("IOCN", "FLOW"):                                  # inside: the same rows, ÷ divisor
-        model = res.detectors[m][0].model
-        assert np.allclose(model.scale.numpy(), S["divisor"], rtol=1e-2) and np.allclose(model.shift.numpy(), 0, atol=1e-5)
-    assert res.deepod["DeepSVDD (deepOD)"][0]["history"]["epochs"] == 1
+                   deepod_epochs=1, deepod_classes={}, steps=4, flow_steps=4, eval_at=(4,), n_blocks=2, probe=(10, 10))
+    for inputs in ("zscore", "sphere"):
+        seen.clear()
+        res = E.one_vs_rest("cnn_mnist5k", S, "smoke", inputs, cache=False)
+        assert set(seen) == {"KNN", "COPOD", "DeepSVDD (deepOD)", "FLOW", "IOCN"} == set(res.methods) - {E.NORM_ROW}
+        sp = E.one_class_split(feats, 0, 6, inputs=inputs, noise=S["sphere_noise"], n_probe=(10, 10))
+        if inputs == "zscore":
+            assert np.allclose(sp.train.std(0), 1, atol=1e-4)
+        else:
+            assert np.allclose(np.linalg.norm(sp.test, axis=1), 1, atol=0.1)
+        for m, got in seen.items():
+            np.testing.assert_allclose(got["fit"], sp.train, atol=1e-6, err_msg=m)
+            np.testing.assert_allclose(got["score"], sp.test if m != "DeepSVDD (deepOD)" else got["score"], atol=1e-6, err_msg=m)
+        np.testing.assert_allclose(res.scores[E.NORM_ROW][0], np.linalg.norm(sp.test.astype(np.float64), axis=1), rtol=1e-6)
+        for m in ("IOCN", "FLOW"):                              # inside: the same rows, standardised ÷ divisor
+            model = res.detectors[m][0].model
+            np.testing.assert_allclose(model.scale.numpy(), sp.train.std(0, ddof=1) * S["divisor"], rtol=1e-3)
+        assert res.deepod["DeepSVDD (deepOD)"][0]["history"]["epochs"] == 1
 
 
 def test_where_we_differ_names_every_choice():
     t = E.where_we_differ(E.settings("default"), "default")
-    for item in ("permutation in each block", "training noise", "affine clamping", "preprocessing, every row",
-                 "preprocessing, INNs only", "deepOD rows: budget", "deepOD rows: library defects",
-                 "feature extractor", "data"):
+    for item in ("permutation in each block", "training noise, INNs", "affine clamping",
+                 "preprocessing: the headline (the paper's inputs)", "preprocessing: our variant",
+                 "preprocessing, INNs only", "deepOD rows: budget", "deepOD rows: classes", "deepOD rows: library defects",
+                 "feature extractor", "data", "seeds", "\"matches\"", "appendix studies' sizes"):
         assert item in t.index
     assert "permute_soft=True" in t.loc["permutation in each block", "this chapter"]
-    assert "0.3 standard deviations" in t.loc["training noise", "this chapter"]
     assert t.loc["affine clamping", "paper"] == "not reported"
-    assert "100 epochs" in t.loc["deepOD rows: budget", "this chapter"]
+    assert "100 epochs as the cap" in t.loc["deepOD rows: budget", "this chapter"]
+    assert "500 training images" in t.loc["data", "this chapter"] and "at full: None" in t.loc["data", "this chapter"]
+    assert "GOAD: classes 7 only" in t.loc["deepOD rows: classes", "this chapter"]
+    assert "Not patched: GOAD's initialisation" in t.loc["deepOD rows: library defects", "this chapter"]
+    assert "steps at full: 4000" in t.loc["appendix studies' sizes", "this chapter"]
+    full = E.where_we_differ(E.settings("full"), "full")
+    assert full.loc["deepOD rows: classes", "which"] == "paper" and "at full" not in full.loc["data", "this chapter"]
 
 
 def test_baseline_scores_are_cached_and_refit_lazily(tmp_path, monkeypatch):
@@ -459,8 +491,8 @@ def test_baseline_scores_are_cached_and_refit_lazily(tmp_path, monkeypatch):
     def fit_score():
         calls.append(1)
         return make_oneclass_baseline("KNN").fit(x_in).score(x_out)
-    a, cached_a, _ = E._scores_cached("iocn-pyod-scores", key, fit_score, cache=True)
-    b, cached_b, _ = E._scores_cached("iocn-pyod-scores", key, fit_score, cache=True)
+    a, cached_a, _ = E.table1._scores_cached("iocn-pyod-scores", key, fit_score, cache=True)
+    b, cached_b, _ = E.table1._scores_cached("iocn-pyod-scores", key, fit_score, cache=True)
     assert (cached_a, cached_b, len(calls)) == (False, True, 1)
     np.testing.assert_allclose(a, b)
     lazy = E.LazyBaseline("KNN", x_in, seed=0)
@@ -510,7 +542,7 @@ def test_paired_class_mean_differences_and_seeds():
 
     def run(shift_a, seed):
         r = np.random.default_rng(seed)
-        res = E.OneVsRest("x", ["a", "b", "c"], (0, 1, 2), ["A", "B"], y, np.zeros(len(y), bool))
+        res = E.OneVsRest("x", "sphere", ["a", "b", "c"], (0, 1, 2), ["A", "B"], y, np.zeros(len(y), bool))
         res.scores = {"A": {}, "B": {}}
         for c in range(3):
             out = (y != c).astype(float)
@@ -529,34 +561,111 @@ def test_paired_class_mean_differences_and_seeds():
     del rng
 
 
-def test_goad_check_table_and_its_curves(monkeypatch, tmp_path):
-    """The GOAD check (fewer transformations, more epochs) sits beside Table 1's GOAD with its loss against
-    chance, and its curves (loss ÷ ln n_trans per epoch) are kept for the chapter's figure."""
+def _toy_feats(d=8, n=80, k=2, key=None):
+    rng = np.random.default_rng(0)
+    unit = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    return {"train": (unit(rng.standard_normal((n * k, d)) + 2 * np.repeat(np.eye(k, d), n, 0)), np.repeat(np.arange(k), n)),
+            "test": (unit(rng.standard_normal((30 * k, d)) + 2 * np.repeat(np.eye(k, d), 30, 0)), np.repeat(np.arange(k), 30)),
+            "classes": ["a", "b", "c"][:k], **({"key": key} if key else {})}
+
+
+def test_goad_table_scaling_test_norm_evidence_and_training_records(monkeypatch, tmp_path):
+    """GOAD's evidence: per block and class its AUROC, the scaling test (mean score of the test inliers scaled
+    by each factor), corr(score, ‖x‖) and the norm-only row's AUROC; the init-patch row beside it; the training
+    table (where each row stopped, its checks) and the curves."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    rng = np.random.default_rng(0)
-    feats = {"train": (rng.standard_normal((160, 8)).astype(np.float32), np.repeat(np.arange(2), 80)),
-             "test": (rng.standard_normal((60, 8)).astype(np.float32) + np.repeat(np.arange(2), 30)[:, None],
-                      np.repeat(np.arange(2), 30)),
-             "classes": ["a", "b"]}
-    monkeypatch.setattr(E, "fashion_features", lambda *a, **k: feats)
+    feats = _toy_feats()
+    monkeypatch.setattr(E.inputs, "fashion_features", lambda *a, **k: feats)
     monkeypatch.setenv("CCC_CACHE", str(tmp_path))
-    S = E.settings("smoke", classes=(0,), n_train=None, feature_dim=4, baselines=(), deepod=("GOAD",),
-                   steps=4, flow_steps=4, eval_at=(4,), n_blocks=2, goad_check={"classes": (0,), "n_trans": 4, "epochs": 3})
-    res = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=["GOAD (deepOD)"], cache=True)
-    t = E.goad_check_table(feats, res, S)
-    assert len(t) == 2 and t["epochs"].tolist()[1] == 3
-    assert t["chance (ln n)"].tolist()[1] == pytest.approx(np.log(4))
-    curves = t.attrs["curves"]
-    assert [len(v) for v in curves.values()] == t["epochs"].tolist()
-    check = [v for (c, lab), v in curves.items() if lab.startswith("check")][0]
-    assert check[-1] == pytest.approx(t["last loss / chance"].tolist()[1])
-    fig, ax = plt.subplots()
-    E.plot_goad_check(t, ax)
-    assert len(ax.lines) == 3                                  # two curves and the chance line
+    S = E.settings("smoke", classes=(0, 1), n_train=None, feature_dim=4, baselines=(), deepod=("GOAD",), deepod_classes={},
+                   goad_n_trans=4, deepod_epochs=3, deepod_every=1, goad_init_patch_classes=(1,),
+                   goad_init_patch_inputs=("zscore",), steps=4, flow_steps=4, eval_at=(4,), n_blocks=2, probe=(20, 20))
+    results = {}
+    for inputs in ("sphere", "zscore"):
+        methods = [m for m in E.default_methods("cnn_mnist5k", S, inputs) if m not in ("FLOW", "IOCN")]
+        results[inputs] = E.one_vs_rest("cnn_mnist5k", S, "smoke", inputs, methods=methods)
+    assert E.GOAD_PATCHED in results["zscore"].methods and E.GOAD_PATCHED not in results["sphere"].methods
+    assert set(results["zscore"].auroc[E.GOAD_PATCHED]) == {1}
+    t = E.goad_table(results, S)
+    assert len(t) == 2 + 2 + 1
+    assert {"mean score ×0.25", "mean score ×1.0", "mean score ×4.0", "corr(score, ‖x‖)", "AUROC of ‖x‖"} <= set(t.columns)
+    z = t.xs("zscore", level="block").xs("GOAD (deepOD)", level="row")
+    assert (z["mean ‖x‖ outliers"] > 0).all() and np.isfinite(z["corr(score, ‖x‖)"]).all()
+    sph = t.xs("sphere", level="block")
+    assert np.allclose(sph["mean ‖x‖ inliers"], 1, atol=0.05)
+    d = E.deepod_training_table(results, S)
+    assert d.loc[("sphere", "GOAD (deepOD)"), "classes"] == 2 and "last loss ÷ chance (ln n_trans)" in d.columns
+    h = results["sphere"].deepod["GOAD (deepOD)"][0]["history"]
+    assert [r["epoch"] for r in h["monitor"]] == list(range(1, h["epochs"] + 1)) and h["monitor"][0]["rho"] is None
+    assert all(r["rho"] is not None for r in h["monitor"][1:]) and "probe_auroc" in h["monitor"][0]
+    fig, axes = plt.subplots(1, 1, squeeze=False)
+    E.plot_deepod_curves(results["sphere"], axes[0], 3)
+    assert len(axes[0][0].lines) >= 2
     plt.close(fig)
-    assert E.goad_check_table(feats, res, {**S, "goad_check": {}}).empty
+
+
+def test_settle_monitor_stops_when_the_ranking_no_longer_changes():
+    """The deep rows' check: ρ between the probe scores of two checks; it stops only once ρ ≥ the threshold,
+    records the probe AUROC (never used to stop) and skips epochs between checks."""
+    probe = np.arange(10.0)
+    is_out = np.r_[np.zeros(5, int), np.ones(5, int)]
+    mon = E.settle_monitor(probe, is_out, every=2, settle=0.99)
+    scores = iter([probe[::-1].copy(), probe.copy(), probe.copy()])
+    assert mon(1, lambda x: 1 / 0) is None                       # not a check epoch: nothing scored
+    r2 = mon(2, lambda x: next(scores))
+    assert r2["rho"] is None and not r2["stop"] and r2["probe_auroc"] == 0.0
+    r4 = mon(4, lambda x: next(scores))
+    assert r4["rho"] == pytest.approx(-1.0) and not r4["stop"]
+    r6 = mon(6, lambda x: next(scores))
+    assert r6["rho"] == pytest.approx(1.0) and r6["stop"] and r6["probe_auroc"] == 1.0
+
+
+def test_verdicts_against_every_baseline_and_the_match(monkeypatch, tmp_path):
+    """IOCN against every baseline (each on its own classes; one clearly better baseline makes it lose, after
+    Holm), the match as an interval over the reference's classes only, and the claims they become: a tie is
+    never a match."""
+    from ccc_lib.claims import Claims
+    y = np.repeat(np.arange(3), 200)
+    r = np.random.default_rng(1)
+
+    def det(strength, seed):
+        g = np.random.default_rng(seed)
+        return {c: g.standard_normal(len(y)) + strength * (y != c) for c in range(3)}
+    res = E.OneVsRest("cnn_mnist5k", "sphere", ["a", "b", "c"], (0, 1, 2), ["KNN", "SLAD (deepOD)", "GOAD (deepOD)", "FLOW",
+                      "IOCN", E.NORM_ROW], y, np.zeros(len(y), bool))
+    res.scores = {"IOCN": det(1.0, 0), "FLOW": det(1.0, 1), "KNN": det(1.0, 2), "SLAD (deepOD)": det(3.0, 3),
+                  "GOAD (deepOD)": {2: det(0.0, 4)[2]}, E.NORM_ROW: det(0.0, 5)}
+    from ccc_lib.metrics import ood_metrics
+    res.auroc = {m: {c: ood_metrics(s[y == c], s[y != c])["auroc"] for c, s in per.items()} for m, per in res.scores.items()}
+    assert E.baselines_of(res) == ["KNN", "SLAD (deepOD)", "GOAD (deepOD)"]
+    assert E.classes_of(res, "GOAD (deepOD)") == (2,)
+    every = E.versus_baselines({0: res}, res)
+    assert every.verdict == "loses" and every.closest == "SLAD (deepOD)"
+    rows = {r["baseline"]: r for r in every.rows}
+    assert rows["GOAD (deepOD)"]["interval"].lo > 0
+    iv, classes = E.match_interval({0: res}, res, "SLAD (deepOD)")
+    assert classes == (0, 1, 2) and iv.level == pytest.approx(0.9) and iv.hi < 0
+    monkeypatch.setenv("CCC_METRICS_DIR", str(tmp_path))
+    C = Claims("03_iocn_unit_test", "smoke")
+    S = E.settings("smoke")
+    V = E.chapter.declare_verdicts(C, {"cnn_mnist5k_sphere": res}, {"cnn_mnist5k_sphere": {0: res}}, S)
+    assert C["iocn_vs_best_cnn_mnist5k_sphere"].verdict == "loses"
+    assert C["iocn_matches_best_cnn_mnist5k_sphere"].verdict == "does not hold"
+    assert C["iocn_vs_flow_cnn_mnist5k_sphere"].verdict == "tie within uncertainty"
+    assert "learned features" in C["iocn_vs_flow_cnn_mnist5k_sphere"].text
+    t = E.chapter.verdict_table(V, C)
+    assert len(t) == 3
+    # a tie is never a match: the reference equal to the IOCN but noisy → "not resolved", not "holds"
+    res.scores["SLAD (deepOD)"] = det(1.0, 6)
+    res.auroc["SLAD (deepOD)"] = {c: ood_metrics(s[y == c], s[y != c])["auroc"] for c, s in res.scores["SLAD (deepOD)"].items()}
+    res.inputs = "zscore"
+    C2 = Claims("03_iocn_unit_test2", "smoke")
+    E.chapter.declare_verdicts(C2, {"cnn_mnist5k_zscore": res}, {"cnn_mnist5k_zscore": {0: res}}, S)
+    assert C2["iocn_matches_best_cnn_mnist5k_zscore"].verdict != "holds"
+    assert "learned features" not in C2["iocn_vs_flow_cnn_mnist5k_zscore"].text
+    del r
 
 
 def test_one_class_split_is_the_same_bits_on_any_number_of_blas_threads():
@@ -586,10 +695,10 @@ def test_rows_are_keyed_on_what_the_split_is_not_on_its_last_bits(monkeypatch, t
              "test": (rng.standard_normal((60, 8)).astype(np.float32) + np.repeat(np.arange(2), 30)[:, None],
                       np.repeat(np.arange(2), 30)),
              "classes": ["a", "b"], "key": {"features": "toy"}}
-    monkeypatch.setattr(E, "fashion_features", lambda *a, **k: feats)
+    monkeypatch.setattr(E.inputs, "fashion_features", lambda *a, **k: feats)
     monkeypatch.setenv("CCC_CACHE", str(tmp_path))
     S = E.settings("smoke", classes=(0,), n_train=None, feature_dim=4, baselines=("KNN",), deepod=("DeepSVDD",),
-                   steps=4, flow_steps=4, eval_at=(4,), n_blocks=2)
+                   deepod_classes={}, steps=4, flow_steps=4, eval_at=(4,), n_blocks=2, probe=(10, 10))
     methods = ["KNN", "DeepSVDD (deepOD)", "FLOW", "IOCN"]
     first = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=methods, cache=True)
     assert not any(first.from_cache[m][0] for m in methods)
@@ -599,7 +708,7 @@ def test_rows_are_keyed_on_what_the_split_is_not_on_its_last_bits(monkeypatch, t
         sp = split(*a, **k)
         sp.train, sp.test = (np.nextafter(v, np.float32(np.inf)) for v in (sp.train, sp.test))
         return sp
-    monkeypatch.setattr(E, "one_class_split", off_by_one_ulp)
+    monkeypatch.setattr(E.inputs, "one_class_split", off_by_one_ulp)
     again = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=methods, cache=True)
     assert all(again.from_cache[m][0] for m in methods), again.from_cache
     for m in methods:                         # the INN rows' scores, cube share and reconstruction: from the cache
@@ -607,7 +716,7 @@ def test_rows_are_keyed_on_what_the_split_is_not_on_its_last_bits(monkeypatch, t
     assert (again.inside_train, again.recon) == (first.inside_train, first.recon)
     fresh = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=["IOCN"], cache=False)
     np.testing.assert_allclose(fresh.scores["IOCN"][0], first.scores["IOCN"][0], atol=1e-5)   # retrained: float rounding
-    monkeypatch.setattr(E, "one_class_split", split)
+    monkeypatch.setattr(E.inputs, "one_class_split", split)
     feats["key"] = {"features": "other"}
     other = E.one_vs_rest("cnn_mnist5k", S, "smoke", methods=methods, cache=True).from_cache
     assert not any(other[m][0] for m in methods), other

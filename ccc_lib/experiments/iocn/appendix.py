@@ -1,5 +1,5 @@
-"""Chapter 3's appendix studies around the IOCN (the method itself is :mod:`ccc_lib.iocn`; the
-one-vs-rest protocol and its tables are :mod:`ccc_lib.experiments.iocn`, which re-exports these):
+"""Chapter 3's appendix studies around the IOCN (the method itself is :mod:`ccc_lib.iocn`; Table 1 is
+:mod:`.table1`; the package :mod:`ccc_lib.experiments.iocn` re-exports these):
 
 * toy data: Figure 1 (:func:`toy_2d`, :func:`fit_toy`, :func:`plot_toy`, :func:`decision_boundary`);
 * the simply-connected limitation on an annulus (:func:`hole_study`);
@@ -13,11 +13,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cache import fingerprint, load_or_compute
-from ..checks import check_choice
-from ..iocn import IOCN, INNConfig, TrainConfig, iocn_score, pull_f
-from ..metrics import ood_metrics
-from ..utils import cpu_threads, get_device, set_seed, to_numpy
+from ...cache import fingerprint, load_or_compute
+from ...checks import check_choice
+from ...iocn import IOCN, INNConfig, TrainConfig, iocn_score, pull_f
+from ...metrics import ood_metrics
+from ...utils import cpu_threads, get_device, set_seed, to_numpy
 
 __all__ = ["TOY_SETS", "toy_2d", "decision_boundary", "fit_toy", "plot_toy", "HoleResult", "hole_study",
            "AblationRun", "stopgrad_ablation", "Monotone1D", "toy_1d", "OneDRun", "train_1d", "plot_1d"]
@@ -172,7 +172,7 @@ def stopgrad_ablation(sp: "Split", S: dict, seed: int = 0, steps: int | None = N
 
 
 def _stopgrad_ablation(sp: "Split", S: dict, seed: int, steps: int) -> list:
-    from ..iocn import INNTrainingError
+    from ...iocn import INNTrainingError
     eval_at = tuple(sorted({max(1, steps // 4), max(1, steps // 2), steps}))
     y = sp.is_out
     out = []
