@@ -29,28 +29,27 @@ chapter's "where we differ" table lists them.
 
 The drift score of a set of gray data (our reading of the slides' "accuracy with gray data") is
 the share of its records that the attack calls "member" of the base model's training data
-(overall and per intended class). The interval and p-value machinery is generic statistics and
-lives in :mod:`ccc_lib.metrics`.
+(overall and per intended class). The inversion algorithms live in :mod:`ccc_lib.drift_inversion`,
+the plumbing around ART (its classifier wrapper, the shadow data and models, the black-box attack
+model) in :mod:`ccc_lib.drift_art`, the p-value machinery (generic statistics) in :mod:`ccc_lib.metrics`.
 """
 from __future__ import annotations
 
-import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from . import counterfeits
-from .cache import cached, fingerprint, load_or_compute
+from .cache import fingerprint, load_or_compute
 from .metrics import (holm, prediction_interval_p, raw_class_p, class_p_values,   # step 7's statistics
                       check_class_scores, betabinom_p_values)
-from .checks import (InputError, check_choice, check_fraction, check_images, check_labels, check_positive)
+from .checks import InputError, check_choice, check_fraction, check_images, check_labels, check_positive
 from .data import TensorData
-from .models import CNNConfig, PaperCNN
-from .train import get_classifier, predict_logits
-from .utils import cpu_threads, get_device, rng_isolated, set_seed
+from .drift_art import (ShadowSynthesisError, art_classifier, check_model, fit_black_box,  # ART plumbing
+                        shadow_dataset, shadow_records, synthetic_shadow_records)
+from .drift_inversion import GrayData, finish_gray, gray_adam, gray_generator, gray_miface   # steps 3-4's algorithms
+from .models import PaperCNN
+from .train import get_classifier
 
 __all__ = ["ShadowSynthesisError", "GRAY_METHODS", "SHADOW_DATA", "make_splits", "train_model", "art_classifier", "GrayData", "gray_miface",
            "gray_adam", "gray_generator", "gray_data", "MembershipAttacks", "synthetic_shadow_records",
@@ -62,28 +61,6 @@ SHADOW_DATA = ("synthetic", "real")
 #: the inversion settings :func:`gray_data` reads (the chapter's SETTINGS hold them per profile)
 GRAY_DEFAULTS = {"miface_max_iter": 100, "miface_lr": 1.0, "miface_window": 50, "miface_threshold": 0.99,
                  "adam_steps": 100, "adam_lr": 0.05, "adam_noise": 0.05, "generator_overrides": {}}
-
-
-class ShadowSynthesisError(RuntimeError):
-    """ART's hill climbing could not synthesise enough shadow records from random examples."""
-
-    def __init__(self, message: str, n_records: int, failures):
-        super().__init__(message)
-        self.n_records, self.failures = int(n_records), list(failures)
-
-
-def check_model(model, name: str = "model") -> PaperCNN:
-    """A classifier usable here: an ``nn.Module`` with ``input_shape`` (C, H, W) and ``num_classes``."""
-    if not isinstance(model, nn.Module):
-        raise InputError(f"{name}: expected a torch.nn.Module classifier (e.g. ccc_lib.PaperCNN), got "
-                         f"{type(model).__name__}")
-    shape = getattr(model, "input_shape", None)
-    if shape is None or len(tuple(shape)) != 3:
-        raise InputError(f"{name}: needs an `input_shape` attribute (C, H, W), got {shape!r}; set it, e.g. "
-                         f"{name}.input_shape = (1, 28, 28)")
-    if not isinstance(getattr(model, "num_classes", None), int) or model.num_classes < 2:
-        raise InputError(f"{name}: needs an integer `num_classes` ≥ 2, got {getattr(model, 'num_classes', None)!r}")
-    return model
 
 
 # --------------------------------------------------------------------------- steps 1-2: base and production
@@ -122,133 +99,7 @@ def train_model(dataset: str, data: TensorData, profile, *, tag: str, seed: int 
                           channels_last=channels_last)
 
 
-# --------------------------------------------------------------------------- ART wrapping
-
-class _Softmax(nn.Module):
-    """A logits model with a softmax on top (and, for ART's synthetic shadow data, flat inputs reshaped)."""
-
-    def __init__(self, model: nn.Module, flat: bool = False):
-        super().__init__()
-        self.model, self.flat = model, flat
-
-    def forward(self, x):
-        if self.flat:
-            x = x.reshape(-1, *self.model.input_shape)
-        return self.model(x).softmax(1)
-
-
-def art_classifier(model: PaperCNN, probabilities: bool = True, flat: bool = False):
-    """An ART ``PyTorchClassifier`` around a frozen model, clip values [0, 1]. With ``probabilities``
-    the network outputs softmax probabilities (what ``MIFace``'s stop rule ``1 - p(target) ≤
-    threshold`` and the attacks assume); ``flat`` takes flattened records (ART's hill climbing)."""
-    from art.estimators.classification import PyTorchClassifier
-    check_model(model)
-    net = _Softmax(model, flat) if (probabilities or flat) else model
-    net.eval()
-    shape = (int(np.prod(model.input_shape)),) if flat else tuple(model.input_shape)
-    dev = "gpu" if get_device().type == "cuda" else "cpu"
-    return PyTorchClassifier(model=net, loss=nn.CrossEntropyLoss(), input_shape=shape,
-                             nb_classes=model.num_classes, clip_values=(0.0, 1.0), device_type=dev)
-
-
 # --------------------------------------------------------------------------- steps 3-4: gray data
-
-@dataclass
-class GrayData:
-    """Gray data of one model: images, intended labels, and the model's own view of them."""
-    x: torch.Tensor
-    y: torch.Tensor
-    method: str
-    own_pred: torch.Tensor | None = None
-    own_conf: torch.Tensor | None = None
-    info: dict = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.x)
-
-    @property
-    def own_accuracy(self) -> float:
-        """Share classified as intended by the model that made them."""
-        return float((self.own_pred == self.y).float().mean()) if self.own_pred is not None else float("nan")
-
-
-def _labels(num_classes: int, n_per_class: int) -> torch.Tensor:
-    return torch.arange(num_classes).repeat_interleave(n_per_class)
-
-
-def _finish(model, x, y, method, **info) -> GrayData:
-    x = x.detach().float().clamp(0, 1).cpu()
-    p = predict_logits(model, x, cache=True).softmax(1)
-    conf, pred = p.max(1)
-    return GrayData(x, y.cpu(), method, pred, conf, info)
-
-
-def gray_miface(model: PaperCNN, n_per_class: int = 1, *, max_iter: int = 100, learning_rate: float = 1.0,
-                window_length: int = 50, threshold: float = 0.99) -> GrayData:
-    """Model inversion by ART's ``MIFace`` (Fredrikson et al. 2015) from a grey (all 0.5) start, as in
-    ART's MNIST example — our reading of the slides' "model inversion" and "gray data" (they name
-    neither ART, MIFace nor a start image). Each step adds ``learning_rate`` × the gradient of
-    p(y | x) to the records still active, clipped to [0, 1]; with ``cost = 1 - p(y | x)`` ART 1.20
-    then sets ``active = (cost <= threshold) + (cost >= max(window))`` (``window``: the last
-    ``window_length`` costs, starting at +∞). So a record the model gives p(y) ≥ 1 - ``threshold``
-    (0.01 at the default 0.99) is updated until ``max_iter``, and one below that stops as soon as its
-    cost is below the window's maximum (at the first step, as the window starts at +∞) — the
-    reverse of "stop once good enough or no longer improving". On a softmax output (with logits
-    the cost is meaningless). MIFace is deterministic: from one grey start every sample of a class
-    is identical, so one inversion per class is computed and repeated ``n_per_class`` times."""
-    from art.attacks.inference.model_inversion import MIFace
-    check_model(model)
-    check_positive(n_per_class, "n_per_class", integer=True)
-    est = art_classifier(model, probabilities=True)
-    attack = MIFace(est, max_iter=int(max_iter), window_length=int(window_length), threshold=float(threshold),
-                    learning_rate=float(learning_rate), batch_size=model.num_classes, verbose=False)
-    y1 = np.arange(model.num_classes)
-    x0 = np.full((model.num_classes, *model.input_shape), 0.5, dtype=np.float32)
-    with cpu_threads(1):              # one small batch, many tiny steps: threads only add overhead
-        x1 = torch.as_tensor(attack.infer(x0, y1))
-    x = x1.repeat_interleave(n_per_class, 0)
-    return _finish(model, x, _labels(model.num_classes, n_per_class), "miface", max_iter=max_iter)
-
-
-def gray_adam(model: PaperCNN, n_per_class: int = 10, *, steps: int = 100, lr: float = 0.05,
-              noise: float = 0.05, seed: int = 0) -> GrayData:
-    """Plain model inversion (ours): Adam on the pixels, cross-entropy to the intended class, from
-    grey plus a little seeded noise (so samples of a class differ), pixels clipped to [0, 1]. All
-    classes are inverted in one batch; on the CPU through a channels-last copy of the model (the
-    same inversion up to float rounding, about 1.4× faster). ``info["loss"]``: the loss per step."""
-    check_model(model)
-    check_positive(n_per_class, "n_per_class", integer=True)
-    dev = next(model.parameters()).device
-    fmt = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
-    net = copy.deepcopy(model).to(memory_format=fmt).eval() if dev.type == "cpu" else model.eval()
-    g = torch.Generator().manual_seed(int(seed))
-    y = _labels(model.num_classes, n_per_class)
-    x = (0.5 + noise * torch.randn(len(y), *model.input_shape, generator=g)).clamp(0, 1).to(dev)
-    x = x.to(memory_format=fmt).requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=lr)
-    yd, losses = y.to(dev), []
-    for _ in range(int(steps)):
-        loss = F.cross_entropy(net(x), yd)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            x.clamp_(0, 1)
-        losses.append(float(loss.detach()))
-    return _finish(model, x.contiguous(), y, "adam", steps=steps, lr=lr, loss=losses)
-
-
-def gray_generator(model: PaperCNN, dataset: str, profile, n_per_class: int = 10, *, tag: str, seed: int = 0,
-                   **overrides) -> GrayData:
-    """Gray data from chapter 1's conditioned generator trained against ``model`` in counterfeit
-    mode (ours), through chapter 1's public ``get_generator`` / ``sample``."""
-    check_model(model)
-    gen, info = counterfeits.get_generator(model, dataset, profile, mode="counterfeit", seed=seed,
-                                           tag=f"drift-{tag}", **overrides)
-    s = counterfeits.sample(gen, model, n_per_class, seed=seed)
-    return _finish(model, torch.as_tensor(s["x"]).float(), torch.as_tensor(s["y"]).long(), "generator",
-                   from_cache=bool(info.get("from_cache", False)))
-
 
 def gray_data(model: PaperCNN, method: str, n_per_class: int, S: dict | None = None, *, seed: int = 0,
               dataset: str | None = None, profile=None, tag: str = "", cache: bool = True) -> GrayData:
@@ -276,98 +127,15 @@ def gray_data(model: PaperCNN, method: str, n_per_class: int, S: dict | None = N
 
     if not cache:
         d = compute()
-        return _finish(model, d["x"], d["y"], method, from_cache=False, loss=d["loss"].tolist())
+        return finish_gray(model, d["x"], d["y"], method, from_cache=False, loss=d["loss"].tolist())
     config = {"model": fingerprint(model), "method": method, "n": int(n_per_class),
               "seed": int(seed) if method == "adam" else 0,
               "settings": {k: S[k] for k in sorted(S) if k.startswith(method)}, "version": 3}
     d = load_or_compute(f"drift-gray-{method}", config, compute)
-    return _finish(model, d["x"], d["y"], method, from_cache=d["from_cache"], loss=d["loss"].tolist())
+    return finish_gray(model, d["x"], d["y"], method, from_cache=d["from_cache"], loss=d["loss"].tolist())
 
 
 # --------------------------------------------------------------------------- steps 5-6: membership inference
-
-@torch.inference_mode()
-def synthetic_shadow_records(target: PaperCNN, n_per_class: int, *, min_confidence: float = 0.4,
-                             max_iterations: int = 40, max_rejections: int = 3, max_retries: int = 6,
-                             seed: int = 0):
-    """Shadow training data "created by feeding random examples [to] the model" (the slides' words; our
-    reading of them): the hill-climbing synthesis of Shokri et al. (2017) exactly as ART's
-    ``ShadowModels.generate_synthetic_shadow_dataset``
-    runs it (``_hill_climbing_synthesis``, ART's defaults), batched over all records instead of one
-    record at a time. Per record of target class c: start from a uniformly random image; each step,
-    query the target; if p(c) did not drop, keep the record as the best one and accept it when
-    p(c) > ``min_confidence``, c is the arg-max and a uniform draw falls below p(c); after more than
-    ``max_rejections`` drops in a row halve the number k of pixels re-drawn (k starts at half the
-    pixels); re-draw k random pixels of the best record uniformly. A record not accepted within
-    ``max_iterations`` steps restarts from a new random image, up to ``max_retries`` times; ART would
-    then raise for the whole data set, here the record is counted as failed and left out.
-
-    Returns ``(x, y, failures)``: images N×C×H×W in [0, 1], labels, failed records per class."""
-    check_model(target, "target")
-    check_positive(n_per_class, "n_per_class", integer=True)
-    check_fraction(min_confidence, "min_confidence", open_interval=False)
-    dev = next(target.parameters()).device
-    g = torch.Generator(device=dev).manual_seed(int(seed))
-    k_cls, shape = target.num_classes, tuple(target.input_shape)
-    d = int(np.prod(shape))
-    y = torch.arange(k_cls, device=dev).repeat_interleave(int(n_per_class))
-    n = len(y)
-
-    def rand(*size):
-        return torch.rand(*size, generator=g, device=dev)
-
-    x = rand(n, d)
-    best_x, best_conf = x.clone(), torch.zeros(n, device=dev)
-    k = torch.full((n,), d // 2, device=dev, dtype=torch.long)
-    rejections = torch.zeros(n, device=dev, dtype=torch.long)
-    steps = torch.zeros(n, device=dev, dtype=torch.long)
-    tries = torch.zeros(n, device=dev, dtype=torch.long)
-    accepted = torch.zeros(n, device=dev, dtype=torch.bool)
-    failed = torch.zeros(n, device=dev, dtype=torch.bool)
-    target.eval()
-    while True:
-        active = ~(accepted | failed)
-        if not bool(active.any()):
-            break
-        p = target(x.reshape(n, *shape)).softmax(1)
-        conf = p.gather(1, y[:, None])[:, 0]
-        better = active & (conf >= best_conf)
-        accept = better & (conf > min_confidence) & (p.argmax(1) == y) & (rand(n) < conf)
-        accepted |= accept
-        keep = better & ~accept
-        best_x[keep], best_conf[keep], rejections[keep] = x[keep], conf[keep], 0
-        worse = active & ~better
-        rejections[worse] += 1
-        shrink = worse & (rejections > max_rejections)
-        k[shrink] = torch.clamp((k[shrink] + 1) // 2, min=1)
-        rejections[shrink] = 0
-        steps[active] += 1
-        # a record out of steps restarts from a new random image, or fails after max_retries tries
-        out = active & ~accept & (steps >= max_iterations)
-        tries[out] += 1
-        failed |= out & (tries >= max_retries)
-        restart = out & ~failed
-        if bool(restart.any()):
-            fresh = rand(n, d)
-            best_x[restart], x[restart] = fresh[restart], fresh[restart]
-            best_conf[restart], k[restart], rejections[restart], steps[restart] = 0.0, d // 2, 0, 0
-        # next candidate: k random pixels of the best record re-drawn (records just accepted keep x)
-        go = ~(accepted | failed) & ~restart
-        noise = rand(n, d)
-        kth = noise.sort(1).values.gather(1, (k - 1).clamp(min=0)[:, None])
-        mask = (noise <= kth) & go[:, None]
-        x = torch.where(go[:, None], best_x, x)
-        x = torch.where(mask, rand(n, d), x)
-    failures = torch.bincount(y[failed], minlength=k_cls).cpu().numpy()
-    return x[accepted].reshape(-1, *shape).cpu(), y[accepted].cpu(), failures
-
-
-@cached("drift-synthetic-records")
-def cached_synthetic_records(target: PaperCNN, n_per_class: int, *, seed: int = 0, **kw):
-    """:func:`synthetic_shadow_records` through the checkpoint cache (keyed by the target's
-    :func:`fingerprint`, the settings and the seed): the same records either way."""
-    return synthetic_shadow_records(target, n_per_class, seed=seed, **kw)
-
 
 class MembershipAttacks:
     """ART's membership inference against one target (the base model):
@@ -394,67 +162,18 @@ class MembershipAttacks:
         self.shadow, self.shadow_info, self.seed = shadow, {}, seed
         if shadow is None and attack_data is not None:
             self.shadow = shadow = "real"
-        if shadow is not None:
+        if shadow is not None:             # the black-box attack: shadow records, ART's shadow models
             check_choice(shadow, "shadow", SHADOW_DATA)
             check_positive(n_shadow, "n_shadow", integer=True)
             check_positive(shadow_epochs, "shadow_epochs", integer=True)
-            if shadow == "real":
-                if attack_data is None:
-                    raise InputError("shadow='real' needs attack_data= (real images, disjoint from the target's "
-                                     "training data, with all classes)")
-                x = check_images(attack_data.x, "attack_data.x", expected_shape=target.input_shape)
-                y = check_labels(attack_data.y, "attack_data.y", n=len(x), num_classes=self.num_classes)
-                if len(np.unique(y.numpy())) != self.num_classes:
-                    raise InputError(f"attack_data must hold all {self.num_classes} classes (has "
-                                     f"{len(np.unique(y.numpy()))}): ART one-hot encodes labels from the labels present")
-            else:
-                x, y, fail = cached_synthetic_records(target, n_synthetic_per_class, seed=seed,
-                                                      min_confidence=synthetic_min_confidence,
-                                                      max_iterations=synthetic_max_iterations)
-                self.shadow_info["synthesis_failures_per_class"] = fail.tolist()
-                self.shadow_info["n_synthesised"] = len(x)
-                if len(x) < 4:
-                    raise ShadowSynthesisError(f"ART's hill climbing synthesised only {len(x)} shadow records from "
-                                               f"random examples (failures per class {fail.tolist()}); raise "
-                                               "synthetic_max_iterations or use shadow='real'", len(x), fail.tolist())
-            self._shadow_dataset(x, y, int(n_shadow), int(shadow_epochs), attack_model, seed)
-
-    def _shadow_dataset(self, x, y, n_shadow, shadow_epochs, attack_model, seed):
-        """ART's shadow models trained on the shadow records (cached: their members' and
-        non-members' records and predictions); the attack model is fitted on them when first used."""
-        from art.attacks.inference.membership_inference import ShadowModels
-        from art.estimators.classification import PyTorchClassifier
-        set_seed(seed)
-        cfg = CNNConfig(**{k: v for k, v in self.target.config.to_dict().items() if k != "widths"},
-                        widths=tuple(self.target.config.widths))
-        template_net = PaperCNN(cfg)
-
-        class _Shadow(PyTorchClassifier):      # ART's ShadowModels calls fit(x, y) with nb_epochs=10
-            def fit(self, x, y, batch_size=128, nb_epochs=shadow_epochs, **kw):
-                return super().fit(x, y, batch_size=batch_size, nb_epochs=nb_epochs, **kw)
-
-        dev = "gpu" if get_device().type == "cuda" else "cpu"
-        template = _Shadow(template_net, nn.CrossEntropyLoss(), tuple(self.target.input_shape), self.num_classes,
-                           optimizer=torch.optim.Adam(template_net.parameters(), lr=1e-3),
-                           clip_values=(0.0, 1.0), device_type=dev)
-        onehot = np.eye(self.num_classes, dtype=np.float32)[y.numpy()]     # all classes, present or not
-
-        def shadow_dataset():                  # ART trains the shadow models; their outputs are cached
-            shadows = ShadowModels(template, num_shadow_models=n_shadow, random_state=seed)
-            (mx, my, mpred), (nx, ny, npred) = shadows.generate_shadow_dataset(x.numpy().astype(np.float32), onehot,
-                                                                                member_ratio=0.5)
-            return {"mx": torch.as_tensor(mx), "my": torch.as_tensor(my), "nx": torch.as_tensor(nx),
-                    "ny": torch.as_tensor(ny),
-                    "mprob": torch.as_tensor(mpred).float().softmax(1),      # shadow CNNs output logits
-                    "nprob": torch.as_tensor(npred).float().softmax(1)}
-
-        key = {"target": fingerprint(self.target), "records": fingerprint((x, y)), "n_shadow": n_shadow,
-               "shadow_epochs": shadow_epochs, "seed": int(seed), "device": get_device().type, "version": 1}
-        d = load_or_compute("drift-shadow-dataset", key, shadow_dataset)
-        self._fit_args = (d, attack_model, seed)
-        self._key = {**key, "attack_model": attack_model}
-        self.shadow_info.update({"n_shadow": n_shadow, "shadow_epochs": shadow_epochs, "n_records": len(x),
-                                 "n_members": len(d["mx"]), "n_nonmembers": len(d["nx"]), "attack_model": attack_model})
+            x, y, self.shadow_info = shadow_records(target, shadow, attack_data, n_synthetic_per_class, seed=seed,
+                                                    min_confidence=synthetic_min_confidence,
+                                                    max_iterations=synthetic_max_iterations)
+            d, key = shadow_dataset(target, x, y, int(n_shadow), int(shadow_epochs), seed)
+            self._fit_args, self._key = (d, attack_model, seed), {**key, "attack_model": attack_model}
+            self.shadow_info.update({"n_shadow": n_shadow, "shadow_epochs": shadow_epochs, "n_records": len(x),
+                                     "n_members": len(d["mx"]), "n_nonmembers": len(d["nx"]),
+                                     "attack_model": attack_model})
 
     @property
     def has_black_box(self) -> bool:
@@ -466,16 +185,7 @@ class MembershipAttacks:
         """ART's ``MembershipInferenceBlackBox`` fitted on the shadow dataset (None without one):
         fitted on first use, seeded and on its own random stream."""
         if self._black_box is None and self._fit_args is not None:
-            from art.attacks.inference.membership_inference import MembershipInferenceBlackBox
-            d, attack_model, seed = self._fit_args
-            mx, my, nx, ny, mprob, nprob = (d[k].numpy() for k in ("mx", "my", "nx", "ny", "mprob", "nprob"))
-            bb = MembershipInferenceBlackBox(self.estimator, input_type="prediction", attack_model_type=attack_model)
-            if hasattr(bb.attack_model, "random_state"):     # ART builds sklearn models unseeded
-                bb.attack_model.set_params(random_state=seed)
-            with rng_isolated():
-                set_seed(seed)
-                bb.fit(x=mx, y=my, test_x=nx, test_y=ny, pred=mprob, test_pred=nprob)   # one-hot: all classes
-            self._black_box = bb
+            self._black_box = fit_black_box(self.estimator, *self._fit_args)
         return self._black_box
 
     def infer(self, x, y, which: str = "rule") -> np.ndarray:
@@ -567,31 +277,27 @@ def drift_decision(score: float, control_scores, *, margin: float = 0.1, alpha: 
                    rule: str = "beta-binomial") -> DriftDecision:
     """Step 7, "production drift score ≪ base drift score", made a test of the model *and* of each class.
 
-    ``control_scores`` are the drift scores of n no-drift production models (ours: each trained on
-    its own production portion of the base data's distribution) — or one number, the base gray
-    data's score (the slides' rule, n = 0): with fewer than 2 controls there is no spread, drift iff
-    ``score < reference - margin``, no p-value (NaN) and no class test.
+    ``control_scores``: the drift scores of n no-drift production models (ours: each on its own
+    production portion) — or one number, the base gray data's score (the slides' rule, n = 0); with
+    fewer than 2 controls drift iff ``score < reference - margin``, no p-value (NaN), no class test.
 
-    **The family (``rule="beta-binomial"``, the decision).** A score is a share of gray records
-    (``records`` per class) called member. Each class's count and the model-level count (their sum)
-    are judged against the controls' counts by :func:`family_test` (the beta-binomial predictive
-    p-values of :func:`ccc_lib.metrics.betabinom_p_values`), K + 1 tests corrected together (Holm, or
-    Bonferroni). A test fires when its corrected p-value is < α **and** its share lies more than
-    ``margin`` below the controls' mean: ``margin`` (ours, our reading of "≪") is the smallest drop
-    called drift — no drop of at most the margin is, however significant. Drift iff a test fires;
-    ``p_value`` is the smallest corrected p-value among the tests whose drop exceeds the margin (1.0
-    if none), so drift iff ``p_value < α``. A drift confined to one class (which moves the model-level
-    score by at most 1/K of its range) is seen by its class test. The family-wise false-alarm rate is
-    ≤ α under beta-binomial shares as far as chapter 4's simulation shows (base rates 0.5-0.95,
-    over-dispersion 0-0.3, 20 records per class, 10 controls); it is no theorem. Without
-    ``per_class`` the model-level score alone is tested (``records`` then counts all its records).
+    **The family (``rule="beta-binomial"``, the decision).** A score is a share of ``records`` gray
+    records per class called member. Each class's count and the model-level count (their sum) are
+    judged against the controls' counts by :func:`family_test` (beta-binomial predictive p-values), K + 1
+    tests corrected together (Holm, or Bonferroni). A test fires when its corrected p-value is < α
+    **and** its share lies more than ``margin`` below the controls' mean: ``margin`` (ours, our reading
+    of "≪") is the smallest drop called drift. Drift iff a test fires; ``p_value``: the smallest
+    corrected p-value among the tests beyond the margin (1.0 if none), so drift iff ``p_value < α``. A
+    drift confined to one class (≤ 1/K of the model-level range) is seen by its class test. The
+    family-wise false-alarm rate is ≤ α under beta-binomial shares as far as chapter 4's simulation
+    shows — no theorem. Without ``per_class`` the model-level score alone is tested (``records``: all
+    its records).
 
-    **The previous rule (``rule="t-interval"``, kept to compare).** Each score against the controls'
-    Student-t prediction interval on the share scale (:func:`ccc_lib.metrics.prediction_interval_p`,
-    σ floored at ``margin / t_{1-α, n-1}``), K + 1 p-values Holm-corrected, drift iff one is < α. Its
-    family-wise false-alarm rate exceeds α under beta-binomial shares of 20 records (chapter 4), and
-    with controls that agree exactly it is a fixed threshold (a drop of about 1.9 × ``margin`` for
-    K = 10), not the margin."""
+    **The rule it replaced (``rule="t-interval"``, kept to compare).** Each share against the controls'
+    Student-t prediction interval (:func:`ccc_lib.metrics.prediction_interval_p`, σ floored at
+    ``margin / t_{1-α, n-1}``), K + 1 p-values Holm-corrected, drift iff one is < α: under beta-binomial
+    shares of 20 records its family-wise false-alarm rate exceeds α, and with controls that agree
+    exactly it is a fixed threshold (a drop of about 1.9 × ``margin`` for K = 10), not the margin."""
     check_fraction(score, "score", open_interval=False)
     check_positive(margin, "margin", allow_zero=True)
     check_fraction(alpha, "alpha")
@@ -661,10 +367,6 @@ class DriftReport:
                 "per_class": {k: [float(v) for v in a] for k, a in self.per_class.items()},
                 "decision": {k: d.to_dict() for k, d in self.decision.items()}}
 
-    def __repr__(self):
-        d = {k: (v.drift, round(v.p_value, 4) if v.p_value == v.p_value else None) for k, v in self.decision.items()}
-        return (f"DriftReport({self.method}: base {self.base_score}, production {self.production_score}, "
-                f"(drift, p) {d}, flagged {self.decision['rule'].flagged_classes})")
 
 
 def detect_drift(base_model: PaperCNN, production_model: PaperCNN, *, controls=(), method: str = "adam",

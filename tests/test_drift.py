@@ -675,7 +675,7 @@ def test_no_sentence_gives_the_slides_a_choice_they_do_not_state():
     root = Path(__file__).resolve().parent.parent
     nb = json.loads((root / "notebooks" / "04_drift.ipynb").read_text())
     prose = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
-    text = prose + "\n" + "\n".join(f.read_text() for f in [root / "ccc_lib" / "drift.py",
+    text = prose + "\n" + "\n".join(f.read_text() for f in [*sorted((root / "ccc_lib").glob("drift*.py")),
                                                               *sorted((root / "ccc_lib" / "experiments" / "drift").glob("*.py"))])
     text = re.sub(r"\s+", " ", text)
     forbidden = [r"the slides use", r"the slides' (method|inversion|way)", r"(?<!reading of )the slides' setting is",

@@ -10,7 +10,7 @@ from ...stats import wilson
 from .chapter import NAMES, Run, rate
 from .settings import SLIDES_TABLE1, SLIDES_TABLE2, per_dataset, table2_granularity
 
-__all__ = ["declare_accuracy", "declare_claims", "glue_prose", "finish"]
+__all__ = ["declare_accuracy", "declare_claims", "glue_prose", "finish", "BEFORE_FILE", "versus_before"]
 
 
 def _md(name: str, text: str) -> None:
@@ -243,3 +243,46 @@ def finish(C, run: Run, seconds: float):
                     detect_drift_example=run.report.to_dict(), headline_method=run.S["headline_method"],
                     decision_method=run.S["decision_method"], variant_methods=list(run.S["variant_methods"]),
                     notebook_seconds=seconds)
+
+
+#: the verdicts of the cold ``default`` run before the beta-binomial decision and this round's budget
+BEFORE_FILE = "benchmarks/results/drift_default_before_2026-12-07.json"
+
+
+def versus_before(C, run: Run):
+    """This run's headline verdicts beside those of the run before this change (:data:`BEFORE_FILE`: ten
+    controls, three seeds per drift, the t-interval rule) — ``default`` only; a message elsewhere or
+    where the file is not in the checkout."""
+    import json
+    from pathlib import Path
+    import pandas as pd
+    path = Path(__file__).resolve().parents[3] / BEFORE_FILE
+    if run.P.name != "default" or not path.exists():
+        return f"no run before this change at profile {run.P.name!r} in this checkout ({BEFORE_FILE})"
+    before = {c["key"]: c for c in json.loads(path.read_text())["claims"]}
+    rename = {"false_alarms_before": None, "false_alarm_rate": "false_alarm_share"}     # before key → ours
+    rows = []
+    for key, b in before.items():
+        suffix = key.split("_", 2)[-1] if key.startswith("fashion_mnist") else key.split("_", 1)[-1]
+        ours = key.replace(suffix, rename[suffix]) if rename.get(suffix) else key
+        if not any(key.endswith(s) for s in ("_slides_drop", "_false_alarms", "_false_alarm_rate", "_detected",
+                                              "_classes", "_own_gray", "_member_balanced_accuracy")):
+            continue
+        a = C.claims.get(ours)
+        rows.append({"claim": b["text"].split(" (")[0], "before": _cell(b.get("ours"), b.get("interval"), b.get("verdict")),
+                     "after": _cell(*(_row(a) if a is not None else (None, None, None)))})
+    return pd.DataFrame(rows).set_index("claim")
+
+
+def _row(claim):
+    iv = claim.interval
+    return claim.ours, None if iv is None else (iv.lo, iv.hi), claim.verdict
+
+
+def _cell(ours, interval, verdict) -> str:
+    if ours is None:
+        return "–"
+    num = f"{ours:.3g}" if isinstance(ours, float) else str(ours)
+    if interval:
+        num += f" [{interval[0]:.2f}, {interval[1]:.2f}]"
+    return num + (f" ({verdict})" if verdict else "")
