@@ -11,10 +11,10 @@ the paper:
 * :mod:`.appendix` — the 2-D sets, the 1-D example, the hole, the stop-gradient ablation;
 * :mod:`.study` — the study's results file and the setting it picks;
 * :mod:`.differ` — "where we differ from the paper";
-* :mod:`.chapter` — the notebook's glue: its runs, claims and sentences.
+* :mod:`.chapter`, :mod:`.closing` — the notebook's glue: its runs, claims and sentences.
 
 Everything is re-exported here: ``from ccc_lib.experiments import iocn as E; E.one_vs_rest(...)``."""
-from . import chapter, deep_baselines, inputs, table1, verdicts  # noqa: F401
+from . import chapter, closing, deep_baselines, inputs, table1, verdicts  # noqa: F401
 from ...baselines import plateau  # noqa: F401
 from .appendix import (AblationRun, HoleResult, Monotone1D, OneDRun, TOY_SETS, decision_boundary, fit_toy,  # noqa: F401
                        hole_study, plot_1d, plot_toy, stopgrad_ablation, toy_1d, toy_2d, train_1d)

@@ -210,7 +210,7 @@ def setup_text(S: dict, profile: str | Profile | None = None) -> str:
 def split_of(res, S: dict, profile: str | Profile | None, c: int, seed: int = 0):
     """The split of class ``c`` exactly as block ``res`` used it (its features, input setting, seed)."""
     from .inputs import fashion_features, one_class_split
-    feats = fashion_features(res.feature_kind, get_profile(profile), dataset=S["dataset"])
+    feats = fashion_features(res.feature_kind, get_profile(profile), dataset=S["dataset"], train_pool=S.get("train_pool"))
     return one_class_split(feats, c, S["feature_dim"], S["n_train"], seed=seed, inputs=res.inputs,
                            noise=S.get("sphere_noise", 0.0), n_probe=tuple(S.get("probe", (0, 0))))
 

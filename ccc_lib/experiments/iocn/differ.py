@@ -34,7 +34,9 @@ def where_we_differ(S: dict, profile: str | Profile | None = None, seed: int = 0
          f"{FEATURE_DESCRIPTIONS[feat]}" + (f"; further blocks: {', '.join(S['feature_sets'][1:])}" if len(S["feature_sets"]) > 1
                                             else "; the raw-pixel block runs at full only"), "ours"),
         ("data", PAPER_QUOTES["data"],
-         f"{S['dataset']}: {n} training images of the inlier class{_reduced(S, 'n_train', 'images per class')}, "
+         f"{S['dataset']}: {n} training images of the inlier class{_reduced(S, 'n_train', 'images per class')}"
+         + (f" drawn from the first {S['train_pool']:,} of the class (only those are encoded)" if S.get("train_pool") else "")
+         + ", "
          f"{len(S['classes'])} inlier classes, the whole test set of this profile", "ours"),
         ("preprocessing: the headline (the paper's inputs)", PAPER_QUOTES["preprocessing"] + " (noise level: not reported)",
          f"the features on the unit hypersphere, reduced to {S['feature_dim']} dimensions by a truncated SVD fitted on "

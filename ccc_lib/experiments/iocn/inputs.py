@@ -24,7 +24,7 @@ def _check_kind(kind: str) -> None:
 
 
 def fashion_features(kind: str, profile: str | Profile | None = None, batch_size: int = 1024,
-                     dataset: str = "fashion_mnist") -> dict:
+                     dataset: str = "fashion_mnist", train_pool: int | None = None) -> dict:
     """Train/test features of ``dataset`` (``S["dataset"]``) for the one-vs-rest table.
 
     ``kind``: ``"cnn_mnist5k"`` — the 256-d penultimate features of the papers' CNN trained on
@@ -32,6 +32,8 @@ def fashion_features(kind: str, profile: str | Profile | None = None, batch_size
     unit hypersphere as the paper does with its MoCo features; ``"resnet18_imagenet"`` — the 512-d
     pooled features of torchvision's ImageNet-pretrained ResNet-18 (it never saw a CIFAR-10 label),
     on the hypersphere; ``"pixels"`` — the raw pixel values (C·H·W per image).
+    ``train_pool``: keep only the first ``train_pool`` training images of each class (in the split's order) — all
+    that a profile's training rows, seeds and probe rows draw from, so the rest is never encoded.
     Returns ``{"train": (x, y), "test": (x, y), "classes": [...], "key": ...}``; ``key`` names what the
     features are (kind, encoder, images, labels, profile), the identity the chapter's cache keys use."""
     from ...train import profile_data
@@ -40,6 +42,13 @@ def fashion_features(kind: str, profile: str | Profile | None = None, batch_size
     out, key = {}, {"v": 1, "dataset": dataset, "profile": prof.name}
     for split in ("train", "test"):
         data = profile_data(dataset, split, prof)
+        if split == "train" and train_pool is not None:
+            y = data.y.numpy()
+            keep = np.zeros(len(y), bool)
+            for c in np.unique(y):
+                keep[np.flatnonzero(y == c)[:int(train_pool)]] = True
+            data = data.where(keep)
+            key["train_pool"] = int(train_pool)
         out["classes"] = list(data.classes)
         x, key[split] = _cached_encoding(kind, data, prof, batch_size)
         key[f"{split}_labels"] = fingerprint(data.y)

@@ -31,6 +31,7 @@ SETTINGS = {
         "dataset": "fashion_mnist",
         "classes": (0, 1, 7),          # three Fashion-MNIST classes as inliers (T-shirt, Trouser, Sneaker)
         "n_train": 200,
+        "train_pool": None,
         "feature_dim": 8,
         "feature_sets": ("cnn_mnist5k",),
         "inputs": ("sphere", "zscore"), "sphere_noise": 0.01,
@@ -56,6 +57,7 @@ SETTINGS = {
         "dataset": "fashion_mnist",
         "classes": tuple(range(10)),
         "n_train": 500,
+        "train_pool": 1500,            # the first 1,500 training images of each class are encoded (rows, seeds, probes)
         "feature_dim": 16,
         "feature_sets": ("cnn_mnist5k",),
         "inputs": ("sphere", "zscore"), "sphere_noise": 0.01,
@@ -85,6 +87,7 @@ SETTINGS = {
         "dataset": "cifar10",
         "classes": tuple(range(10)),
         "n_train": None,                # all 5,000 training images of a class
+        "train_pool": None,
         "feature_dim": 128,
         "feature_sets": ("resnet18_imagenet", "pixels"),
         "inputs": ("sphere", "zscore"), "sphere_noise": 0.01,

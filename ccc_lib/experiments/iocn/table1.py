@@ -96,7 +96,8 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
     (the budget curves); with ``S["stack_inns"]`` each INN method's classes are trained as one stacked model."""
     prof = get_profile(profile)
     inp = inputs_setting or S["inputs"][0]
-    feats = inputs.fashion_features(feature_kind, prof, dataset=S.get("dataset", "fashion_mnist"))   # cached first
+    feats = inputs.fashion_features(feature_kind, prof, dataset=S.get("dataset", "fashion_mnist"),   # cached first
+                                    train_pool=S.get("train_pool"))
     methods = default_methods(feature_kind, S, inp) if methods is None else list(methods)
     if cache and S.get("stack_inns") and len(S["classes"]) > 1:
         from ...batched import fit_stacked
