@@ -1,52 +1,33 @@
-"""Chapter 2 — NeuralFP: per-layer autoencoder fingerprints of a trained classifier (the method only).
+"""Chapter 2 — NeuralFP {Lee et al., the slides cited as ``lee2020neuralfp``}: per-layer autoencoder
+fingerprints of a trained classifier (the method only; the chapter's experiments are
+:mod:`ccc_lib.experiments.neuralfp`).
 
-NeuralFP {Lee et al., the slides cited in the book as ``lee2020neuralfp``} works in two phases.
+*Fingerprinting* (the slides' steps 1-3): pass the training data through the frozen classifier and take the
+activations ``a_l(x)`` of each tapped layer ``l``; train one autoencoder per layer on them (the layer's
+*fingerprint*); compute the reconstruction errors ``e_l(x) = L(a_l(x), â_l(x))``. *Detection*: a record ``x*``
+is an **outlier** iff ``∃ l : e_l(x*) > τ_l or e_l(x*) < μ_l`` (the *one-out* rule, slides' eq. 1) — errors
+can be abnormally *low*, not only high.
 
-*Fingerprinting on the cloud* (the slides' steps 1-3):
+The slides leave open the taps, the autoencoders, ``τ_l``, ``μ_l`` and the ROC curves' score. Ours (parameters):
 
-1. pass the training data through the frozen classifier and take the activations ``a_l(x)`` of each
-   tapped layer ``l``;
-2. train one autoencoder per layer on those activations (the layer's *fingerprint*);
-3. compute the reconstruction errors ``e_l(x) = L(a_l(x), â_l(x))`` of the training data.
+* **Taps** :data:`DEFAULT_TAPS`: after each LeakyReLU and max-pool of the papers' CNN's three conv blocks, the
+  256-d penultimate vector and the logits (8; the slides' models have 7 and 11 layers); :func:`every_module_taps`
+  taps after every module. Conv maps are average-pooled to ``pool_to``² per channel (``None``: the full map).
+* **Autoencoders** (:class:`LayerAE`): standardised inputs, MLP ``d → h → k → h → d`` (LeakyReLU,
+  ``k = max(2, d // 8)``, ``h = min(512, max(32, 4k))``), Adam on the MSE, cosine learning rate over at most
+  ``epochs``, optionally stopped at a plateau test; ``e_l`` = per-input MSE in standardised units.
+* **Calibration**: on held-out in-distribution images, each layer's median ``m_l`` and robust spread ``s_l``
+  (IQR / 1.349) of ``log e_l``; ``z_l = (log e_l − m_l) / s_l``.
+* **Score**: ``max_l |z_l|``; ``max_l |z_l| > t`` is *exactly* the one-out rule with ``τ_l = exp(m_l + t s_l)``,
+  ``μ_l = exp(m_l − t s_l)``, so sweeping ``t`` traces the rule's ROC curve.
+* **Decision at a false-alarm budget α** (:meth:`NeuralFP.set_rule`, all ours): ``"joint"`` (default) takes
+  ``t`` as the (1 − α) quantile of ``max_l |z_l|`` on the calibration data (the whole rule flags a share α);
+  ``"literal"`` puts each layer's ``μ_l``/``τ_l`` at its own α/2 and 1 − α/2 quantiles (the layers' false
+  alarms add up); ``"bonferroni"`` uses α/(2L) per tail per layer.
+* **Our extensions** (``combine``): ``"upper"`` = ``max_l z_l`` (upper thresholds only); ``"mahalanobis"`` =
+  the Mahalanobis distance of the vector of log errors under a Gaussian fitted to the calibration data.
 
-*Detection on the edge*: a record ``x*`` is an **outlier** iff (the *one-out* rule)
-
-    ∃ l :  e_l(x*) > τ_l   or   e_l(x*) < μ_l                                   (slides, eq. 1)
-
-— errors can be abnormally *low*, not only high.
-
-The slides do not say which layers are tapped, the autoencoders' shape, how ``τ_l`` and ``μ_l`` are
-set, or which continuous score lies behind their ROC curves. Our choices (each a parameter):
-
-* **Taps**: :data:`DEFAULT_TAPS` — after each LeakyReLU and each max-pool of the papers' CNN's three
-  conv blocks, the 256-d penultimate vector and the logits (8 taps; the slides' models have 7 and 11
-  layers). :func:`every_module_taps` taps after *every* module (conv, BN, activation, pooling, ...),
-  closer to a per-layer count like the slides'. Conv maps are average-pooled to ``pool_to``×``pool_to``
-  per channel (``None``: the full map); the chapter picks ``pool_to`` on validation data.
-* **Autoencoders** (:class:`LayerAE`): inputs standardised per feature with training statistics, MLP
-  ``d → h → k → h → d`` with LeakyReLU, ``k = max(2, d // 8)``, ``h = min(512, max(32, 4k))``, Adam on
-  the mean squared error; ``e_l`` is the per-input mean squared error in standardised units.
-* **Thresholds**: on held-out in-distribution images (``calibration``) we take each layer's median
-  ``m_l`` and robust spread ``s_l`` (IQR / 1.349) of ``log e_l`` and set ``z_l = (log e_l − m_l) / s_l``.
-* **Score** (for ROC curves): ``max_l |z_l|``. ``max_l |z_l| > t`` is *exactly* the one-out rule with
-  ``τ_l = exp(m_l + t s_l)`` and ``μ_l = exp(m_l − t s_l)``, so sweeping ``t`` traces the rule's ROC.
-* **Decision at a false-alarm budget α** (:meth:`NeuralFP.set_rule`): ``"joint"`` (default) takes ``t``
-  as the (1 − α) quantile of ``max_l |z_l|`` on the calibration data, so the *whole rule* flags a share α
-  of in-distribution inputs; ``"literal"`` (our literal reading of the rule: the slides give no
-  thresholds) puts every layer's ``μ_l``/``τ_l`` at its own α/2 and 1 − α/2 quantiles (the layers' false
-  alarms add up); ``"bonferroni"`` uses α/(2L) per tail per layer. All three are ours.
-* **Our extensions** (``combine``, labelled "ours" in the book): ``"upper"`` = ``max_l z_l`` (upper
-  thresholds only) and ``"mahalanobis"`` = the Mahalanobis distance of the vector of log errors under a
-  Gaussian fitted to the calibration data (the *joint fingerprint*).
-
-Usage::
-
-    det = NeuralFP(model, taps=DEFAULT_TAPS, pool_to=2, alpha=0.05).fit(train_images)
-    det.score(x)        # max_l |z_l|, higher = more likely OOD
-    det.is_outlier(x)   # the one-out rule at budget alpha
-
-Experiment code (protocols, tables, sweeps) lives in :mod:`ccc_lib.experiments.neuralfp`.
-"""
+Usage: ``NeuralFP(model, pool_to=2, alpha=0.05).fit(train_images)``, then ``.score(x)``, ``.is_outlier(x)``."""
 from __future__ import annotations
 
 import time
@@ -185,11 +166,10 @@ class FingerprintBank(nn.Module):
 
     def train_on(self, acts: dict, *, epochs: int, lr: float, batch_size: int, seed: int = 0,
                  plateau: dict | None = None) -> dict:
-        """Adam on the summed per-layer MSE, cosine-decayed learning rate over ``epochs`` (the cap);
-        returns the loss history. ``plateau`` (``{"tol", "frac", "min_epochs"}``): after each epoch from
-        ``min_epochs`` on, stop when every layer's loss curve passes the plateau test
-        (:func:`ccc_lib.baselines.plateau`: the mean loss of the last ``frac`` of the epochs improved on
-        the ``frac`` before by less than ``tol``); the history says where it stopped and why."""
+        """Adam on the summed per-layer MSE, cosine learning rate over ``epochs`` (the cap); returns the loss
+        history. ``plateau`` (``{"tol", "frac", "min_epochs"}``): from ``min_epochs`` on, stop when every layer's
+        loss curve passes :func:`ccc_lib.baselines.plateau` (the mean loss of its last ``frac`` improved on the
+        ``frac`` before by less than ``tol``); the history says where it stopped and why."""
         from .baselines import plateau as plateau_test
         stop = _check_plateau(plateau)
         set_seed(seed)
@@ -234,8 +214,7 @@ class FingerprintBank(nn.Module):
 
 
 def _check_plateau(plateau: dict | None) -> dict | None:
-    """The autoencoders' stopping rule, checked: ``None`` (train every epoch) or ``{"tol", "frac",
-    "min_epochs"}`` (see :meth:`FingerprintBank.train_on`)."""
+    """The stopping rule, checked: ``None`` (every epoch) or ``{"tol", "frac", "min_epochs"}``."""
     if plateau is None:
         return None
     if not isinstance(plateau, dict) or set(plateau) != {"tol", "frac", "min_epochs"}:
@@ -248,23 +227,15 @@ def _check_plateau(plateau: dict | None) -> dict | None:
 
 # --------------------------------------------------------------------------- step 3 and detection
 
-def _robust_scale(v: np.ndarray) -> float:
-    q25, q75 = np.percentile(v, [25, 75])
-    s = (q75 - q25) / 1.349
-    return float(s if s > 1e-8 else max(np.std(v), 1e-8))
-
-
 class NeuralFP(Detector):
     """NeuralFP as a :class:`~ccc_lib.detectors.Detector`.
 
-    ``NeuralFP(model, taps, pool_to, ...).fit(train)`` collects the taps' activations of the
-    in-distribution images ``train`` (a ``fit_limit`` subset if given), holds out ``calib_frac`` of
-    them (or uses ``calibration``), trains the fingerprints and sets the per-layer statistics and the
-    decision thresholds for the false-alarm budget ``alpha``. Then ``score(x)`` → ``max_l |z_l|`` (or a
-    variant, ``combine``), ``layer_z(x)`` → the signed ``z_l``, ``is_outlier(x)`` → the one-out rule
-    with the thresholds of ``rule``. From shared activations: ``errors_from_activations`` +
-    ``score_errors``. Every entry point checks its input (shape against ``model.input_shape``,
-    finite values in [0, 1], fitted before use)."""
+    ``fit(train)`` collects the taps' activations of the in-distribution images ``train`` (a ``fit_limit``
+    subset if given), holds out ``calib_frac`` of them (or uses ``calibration``), trains the fingerprints and
+    sets the per-layer statistics and the thresholds for the false-alarm budget ``alpha``. Then ``score(x)``
+    → ``max_l |z_l|`` (or the ``combine`` variant), ``layer_z(x)`` → the signed ``z_l``, ``is_outlier(x)`` →
+    the one-out rule with the thresholds of ``rule``; ``score_errors`` works from errors computed elsewhere.
+    Every entry point checks its input (shape, finite values in [0, 1], fitted before use)."""
 
     name = "NeuralFP"
 
@@ -273,9 +244,7 @@ class NeuralFP(Detector):
                  combine: str = "max", seed: int = 0, plateau: dict | None = None):
         self.model = model
         self.taps = _check_taps(model, taps)
-        if pool_to is not None:
-            check_positive(pool_to, "pool_to", integer=True)
-        self.pool_to = pool_to
+        self.pool_to = pool_to if pool_to is None else check_positive(pool_to, "pool_to", integer=True)
         self.epochs = check_positive(epochs, "epochs", integer=True)
         self.lr = check_positive(lr, "lr")
         self.batch_size = check_positive(batch_size, "batch_size", integer=True)
@@ -358,7 +327,8 @@ class NeuralFP(Detector):
         le = np.log(self.errors(x_cal) if errors is None else self._check_errors(errors))
         self.cal_log_errors = le
         self.center = np.median(le, 0)
-        self.scale = np.array([_robust_scale(le[:, j]) for j in range(le.shape[1])])
+        q25, q75 = np.percentile(le, [25, 75], axis=0)          # robust spread IQR / 1.349, else the std
+        self.scale = np.where((q75 - q25) / 1.349 > 1e-8, (q75 - q25) / 1.349, np.maximum(le.std(0), 1e-8))
         # the joint fingerprint (our extension): a Gaussian on the vector of log errors
         self.joint_mean = le.mean(0)
         cov = np.cov(le.T).reshape(le.shape[1], le.shape[1])
@@ -401,7 +371,7 @@ class NeuralFP(Detector):
         e = np.asarray(errors, dtype=np.float64)
         if e.ndim != 2 or e.shape[1] != len(self.taps):
             raise InputError(f"errors: expected N×{len(self.taps)} reconstruction errors (one column per tap), "
-                             f"got shape {e.shape}; compute them with errors(x) or errors_from_activations(acts)")
+                             f"got shape {e.shape}; compute them with errors(x)")
         if not np.isfinite(e).all() or (e <= 0).any():
             raise InputError("errors: reconstruction errors must be finite and > 0; compute them with errors(x)")
         return e
@@ -420,27 +390,6 @@ class NeuralFP(Detector):
         out = [to_numpy(self._errors_batch(x[i:i + batch_size].to(dev))).astype(np.float64)
                for i in range(0, len(x), batch_size)]
         return np.concatenate(out)
-
-    @torch.inference_mode()
-    def errors_from_activations(self, acts: dict, batch_size: int = 2000) -> np.ndarray:
-        """Errors from :func:`collect_activations`' output (no second pass through the classifier)."""
-        check_fitted(self, "bank", "NeuralFP")
-        missing = [t for t in self.taps if t not in acts]
-        if missing:
-            raise InputError(f"acts: no activations for taps {missing}; collect them with "
-                             f"collect_activations(model, x, {list(self.taps)}, pool_to={self.pool_to})")
-        for t in self.taps:
-            d = self.bank.aes[t].dim
-            if acts[t].ndim != 2 or acts[t].shape[1] != d:
-                raise InputError(f"acts[{t!r}]: shape {tuple(acts[t].shape)} but the fingerprint expects N×{d}; "
-                                 f"collect with pool_to={self.pool_to}")
-            if not bool(torch.isfinite(acts[t]).all()):
-                raise InputError(f"acts[{t!r}]: non-finite activations (NaN or inf in the input images?)")
-        dev = get_device()
-        n = len(acts[self.taps[0]])
-        out = [to_numpy(self.bank.errors({t: acts[t][i:i + batch_size].to(dev) for t in self.taps})
-                        .clamp_min(1e-12)).astype(np.float64) for i in range(0, n, batch_size)]
-        return np.concatenate(out) if out else np.empty((0, len(self.taps)))
 
     # ---- scores and the one-out rule
     def _z(self, log_errors: np.ndarray) -> np.ndarray:
