@@ -339,6 +339,28 @@ def test_family_false_alarm_rate_at_most_alpha_under_betabinomial_shares():
     assert max(before) > alpha + mc                                                # the old rule fails the same test
 
 
+def test_controls_needed_is_the_smallest_number_that_sees_the_design_drop():
+    from ccc_lib.metrics import betabinom_p_values
+    n = X.controls_needed(20, 10, 0.05, 0.1)
+    p = [betabinom_p_values(np.array([2]), np.full((k, 1), 20), 20)[0][0] for k in (n - 1, n)]
+    assert p[1] < 0.05 / 11 <= p[0]
+    assert X.controls_needed(20, 47, 0.05, 0.1) > n               # a larger family needs more controls
+    assert X.controls_needed(20, 10, 0.05, 0.5, max_n=5) is None   # a drop to half: not within five
+
+
+def test_fitted_world_and_simulation_table():
+    share = np.array([[1.0, 0.5], [1.0, 0.9], [1.0, 0.1], [1.0, 0.7]])
+    label, mu, rho = X.fitted_world(share, 10, "w")
+    assert label == "w" and mu == pytest.approx((1.0, 0.55)) and rho[0] == 0.0
+    v, b = share[:, 1].var(ddof=1), 0.55 * 0.45 / 10
+    assert rho[1] == pytest.approx((v / b - 1) / 9)
+    rows = X.false_alarm_simulation.uncached(base_rates=(0.9,), rhos=(0.0, 0.5), records=10, n_controls=4, classes=2,
+                                             reps=200, worlds=(("w", mu, rho),), seed=2)
+    table, worst = X.simulation_table(rows, 0.05, rho_claim=0.3)
+    assert table.shape == (3, 3) and set(worst) == set(X.SIM_RULES)
+    assert "0.5" not in worst["beta-binomial"]["setting"]            # ρ above the claim: shown, not claimed
+
+
 # ten controls, six classes, 20 records: classes 0-2 agree at 20/20, class 3 widely spread, class 4 tight near 18
 _CTRL_K = np.array([[20, 20, 20, 4, 18, 20], [20, 20, 20, 12, 17, 20], [20, 20, 20, 18, 19, 20], [20, 20, 20, 8, 18, 20],
                     [20, 20, 20, 14, 18, 19], [20, 20, 20, 10, 17, 20], [20, 20, 20, 16, 19, 20], [20, 20, 20, 6, 18, 20],

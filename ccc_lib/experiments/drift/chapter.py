@@ -203,15 +203,18 @@ def _confusions(run: Run) -> pd.DataFrame:
 def simulate(run: Run) -> pd.DataFrame:
     """Step 7's false-alarm rate simulated at this run's records per class and controls (each control
     is judged against the others: n - 1), on the settings' grid and in a world fitted to each dataset's
-    controls (:func:`~.decision.fitted_world`)."""
-    S = run.S
+    controls (:func:`~.decision.fitted_world`), once per class count among the datasets."""
+    S, rows = run.S, []
     n = len(S["control_seeds"]) - 1
-    worlds = tuple(fitted_world(np.array(list(g.per_class), float), int(S["n_per_class"]), f"{ds}: fitted to this run")
-                   for ds, g in run.rb[run.rb.kind == "none"].groupby("dataset", sort=False))
-    rows = false_alarm_simulation(tuple(S["sim_base_rates"]), tuple(S["sim_rhos"]), records=int(S["n_per_class"]),
-                                  n_controls=n, classes=int(run.base_models[S["datasets"][0]].num_classes),
-                                  reps=int(S["sim_reps"]), alpha=S["alpha"], margin=S["margin"],
-                                  correction=S["correction"], worlds=worlds, seed=run.seed)
+    fitted = {ds: fitted_world(np.array(list(g.per_class), float), int(S["n_per_class"]), f"{ds}: fitted to this run")
+              for ds, g in run.rb[run.rb.kind == "none"].groupby("dataset", sort=False)}
+    ks = sorted({run.base_models[ds].num_classes for ds in S["datasets"]})
+    for k in ks:
+        worlds = tuple(w for ds, w in fitted.items() if run.base_models[ds].num_classes == k)
+        r = false_alarm_simulation(tuple(S["sim_base_rates"]), tuple(S["sim_rhos"]), records=int(S["n_per_class"]),
+                                   n_controls=n, classes=k, reps=int(S["sim_reps"]), alpha=S["alpha"],
+                                   margin=S["margin"], correction=S["correction"], worlds=worlds, seed=run.seed)
+        rows += [{**x, "base rate": f"{x['base rate']} (K = {k})"} if len(ks) > 1 else x for x in r]
     run.tables["simulation"], run.sim_worst = simulation_table(rows, S["alpha"], S["sim_rho_claim"])
     return run.tables["simulation"]
 

@@ -176,6 +176,9 @@ def glue_prose(C, run: Run) -> None:
     glue("ch4_n_controls", len(S["control_seeds"])); glue("ch4_n_drift_seeds", len(S["drift_seeds"]))
     glue("ch4_records", int(S["n_per_class"]))
     _md("ch4_controls_needed", "; ".join(f"{ds}: {n}" for ds, n in run.needed.items()))
+    _md("ch4_sim_grid", f"base rates {', '.join(str(r) for r in S['sim_base_rates'])}; over-dispersion ρ "
+        f"{', '.join(f'{r:g}' for r in S['sim_rhos'])} (0: binomial); {len(S['control_seeds']) - 1} controls, as many as "
+        f"a control is judged against here; {S['sim_reps']:,} runs per setting")
     rule_h, bb_h = (head[(head["gray data"] == hm) & (head.attack == a)] for a in ("rule-based", "black-box, synthetic shadows"))
     glue_range("ch4_rule_base", rule_h["base gray"]); glue_range("ch4_rule_prod", rule_h["production gray"])
     glue_range("ch4_black_base", bb_h["base gray"]); glue_range("ch4_black_prod", bb_h["production gray"])
