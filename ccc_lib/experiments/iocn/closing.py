@@ -136,3 +136,42 @@ def declare_claims(C, results: dict, summary, inside, cube, cube_rule, main: str
                 f"outside ({kind})", float(cube.loc[kind, "counterfeits outside the cube"]
                                           - cube.loc[kind, "test inliers outside the cube"]), ">", 0.0, assert_at=())
 
+
+
+def finish(C, *, results, runs, verdicts, summary, rates, conf, ablation, hole, budgets, inside, cost, dtab, goad_tab,
+           S: dict, cfs: dict, counterfeit_rows: list, seconds: float):
+    """``C.finish`` with the chapter's metrics (what the report and a reader of the metrics file need)."""
+    import pandas as pd
+    from ...baselines import deepod_version
+    from .chapter import norm_table
+    from .deep_baselines import deepod_budget
+    fakes, per_method, cube = cfs["fakes"], cfs["per_method"], cfs["cube"]
+    budget = {k: (v if not isinstance(v, dict) else {m: list(c) for m, c in v.items()}) for k, v in deepod_budget(S).items()}
+    return C.finish(
+        counterfeit_rows=counterfeit_rows,
+        one_vs_rest_auroc={k: pd.DataFrame(r.auroc).to_dict() for k, r in results.items()},
+        mean_auroc=summary.to_dict("index"),
+        decision_rates=rates.reset_index().to_dict("records"),
+        confusion_auroc_iocn=conf.to_dict(),
+        stopgrad_ablation=[dict(vars(r)) for r in ablation],
+        hole={"inside_train": hole.inside_train, "inside_hole": hole.inside_hole, "inside_far": hole.inside_far,
+              "auroc_ring_vs_hole": hole.auroc_hole},
+        budget={k: b.to_dict("records") for k, b in budgets.items()},
+        inside_and_reconstruction=inside.to_dict("index"),
+        seconds_per_step=cost.reset_index().to_dict("records"),
+        verdicts={k: {"flow": v["flow"][0].to_dict(), "every": v["every"].to_dict(),
+                      "match": None if v["match"] is None else {"interval": v["match"][0].to_dict(),
+                                                                 "classes": list(v["match"][1])}}
+                  for k, v in verdicts.items()},
+        verdict_seeds={k: list(r) for k, r in runs.items()},
+        deepod={"methods": list(S["deepod"]), **budget, "feature_sets": list(S["deepod_feature_sets"]),
+                "version": deepod_version(), "training": dtab.reset_index().to_dict("records") if len(dtab) else [],
+                "history": {k: {m: {str(c): v["history"] for c, v in per.items()} for m, per in r.deepod.items()}
+                            for k, r in results.items()},
+                "goad": goad_tab.reset_index().to_dict("records") if len(goad_tab) else []},
+        norm_only=norm_table(results).to_dict(),
+        counterfeits={"dataset": S["dataset"], "alpha": S["alpha"], "n": 0 if fakes is None else len(fakes["x"]),
+                      "per_method": per_method.reset_index().to_dict("records") if len(per_method) else [],
+                      "iocn_cube": cube.to_dict("index")},
+        notebook_seconds=seconds,
+    )
