@@ -255,26 +255,49 @@ BEFORE_FILE = "benchmarks/results/drift_default_before_2026-12-07.json"
 def versus_before(C, run: Run):
     """This run's headline verdicts beside those of the run before this change (:data:`BEFORE_FILE`: ten
     controls, three seeds per drift, the t-interval rule) — ``default`` only; a message elsewhere or
-    where the file is not in the checkout."""
+    where the file is not in the checkout. Glues ``ch4_versus_sentence``: each detection verdict that
+    changed, with the drifted class's shares against the controls' range in both runs."""
     import json
     from pathlib import Path
     import pandas as pd
     path = Path(__file__).resolve().parents[3] / BEFORE_FILE
     if run.P.name != "default" or not path.exists():
+        _md("ch4_versus_sentence", f"(no run before this change at profile {run.P.name!r} in this checkout)")
         return f"no run before this change at profile {run.P.name!r} in this checkout ({BEFORE_FILE})"
-    before = {c["key"]: c for c in json.loads(path.read_text())["claims"]}
-    rename = {"false_alarms_before": None, "false_alarm_rate": "false_alarm_share"}     # before key → ours
-    rows = []
+    old = json.loads(path.read_text())
+    before = {c["key"]: c for c in old["claims"]}
+    rows, changed = [], []
     for key, b in before.items():
-        suffix = key.split("_", 2)[-1] if key.startswith("fashion_mnist") else key.split("_", 1)[-1]
-        ours = key.replace(suffix, rename[suffix]) if rename.get(suffix) else key
         if not any(key.endswith(s) for s in ("_slides_drop", "_false_alarms", "_false_alarm_rate", "_detected",
                                               "_classes", "_own_gray", "_member_balanced_accuracy")):
             continue
-        a = C.claims.get(ours)
+        a = C.claims.get(key.replace("_false_alarm_rate", "_false_alarm_share"))
+        after = _row(a) if a is not None else (None, None, None)
         rows.append({"claim": b["text"].split(" (")[0], "before": _cell(b.get("ours"), b.get("interval"), b.get("verdict")),
-                     "after": _cell(*(_row(a) if a is not None else (None, None, None)))})
+                     "after": _cell(*after)})
+        if key.endswith("_detected") and a is not None and a.verdict != b.get("verdict"):
+            changed.append(_why(run, old, key, b, a))
+    _md("ch4_versus_sentence", " ".join(changed) if changed else "No detection verdict changed.")
     return pd.DataFrame(rows).set_index("claim")
+
+
+def _why(run: Run, old: dict, key: str, b: dict, a) -> str:
+    """A changed detection verdict, with the drifted class's shares beside the controls' range, before and now."""
+    ds = next(d for d in run.S["datasets"] if key.startswith(d + "_"))
+    kind = key[len(ds) + 1:-len("_detected")]
+    text = f"{ds}, {kind}: {b['ours']} detected before, {a.ours} now"
+    cls = run.rb[(run.rb.dataset == ds) & (run.rb.kind == kind)].affected
+    if kind.endswith("-one") and len(cls):
+        c = int(cls.iloc[0][0])
+        ctrl_b = [v[c] for v in old["control_per_class"][ds].values()]
+        drift_b = [v[c] for n, v in old["drifted_per_class"][ds].items() if n.startswith(kind + ",")]
+        ctrl_a = [p[c] for p in run.rb[(run.rb.dataset == ds) & (run.rb.kind == "none")].per_class]
+        drift_a = [p[c] for p in run.rb[(run.rb.dataset == ds) & (run.rb.kind == kind)].per_class]
+        text += (f" — class {c}'s share: before {', '.join(f'{v:.2f}' for v in drift_b)} against "
+                 f"{len(ctrl_b)} controls' {min(ctrl_b):.2f} – {max(ctrl_b):.2f}; now "
+                 f"{', '.join(f'{v:.2f}' for v in drift_a)} against {len(ctrl_a)} controls' "
+                 f"{min(ctrl_a):.2f} – {max(ctrl_a):.2f}")
+    return text + "."
 
 
 def _row(claim):
