@@ -1,7 +1,8 @@
 """Metrics shared by the chapters: calibration (ECE, reliability bins), OOD detection (AUROC, AUPR,
-FPR at 95% TPR; OOD is the positive class, higher score = more OOD), two-sample tests, and a score
-judged against control scores (a one-sided prediction interval and its p-value, per class, with a
-family-wise correction)."""
+FPR at 95% TPR; OOD is the positive class, higher score = more OOD), two-sample tests, a score judged
+against control scores (a one-sided prediction interval and its p-value, per class, with a family-wise
+correction), and counts of "yes" records judged against control counts (beta-binomial predictive
+p-values)."""
 from __future__ import annotations
 
 import functools
