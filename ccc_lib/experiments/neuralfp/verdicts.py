@@ -24,6 +24,12 @@ QNAME = {RAW: ("raw", "the raw error e_l, one-sided (the slides' quantity)"), ZA
 FA = "false alarms (ID test)"
 
 
+def _fmt(iv) -> str:
+    """An interval of a small difference with two decimals more than its width needs, so that a bound near 0
+    never prints as 0 on the wrong side (the outward rounding of :meth:`~ccc_lib.stats.Interval.fmt`)."""
+    return iv.fmt(iv.decimals() + 2)
+
+
 def _headline_claims(C, ch, B) -> str:
     """The combined AUROC against the slides' numbers and the engineering bound; returns the MNIST model."""
     P, seeds = ch.P, len(ch.SEEDS)
@@ -76,9 +82,9 @@ def _pair_claims(C, ch) -> tuple[pd.DataFrame, dict, list, int]:
                         ">=", bound=0.0, paper=paper, assert_at=())
                 keys[q].append(key)
                 if st.difference_verdict(r["diff_wald"]) != st.difference_verdict(r["diff"]):
-                    wald.append(f"{ds} vs {o} on {qtext.split(',')[0]}: {r['diff']} (Wald: {r['diff_wald']})")
+                    wald.append(f"{ds} vs {o} on {qtext.split(',')[0]}: {_fmt(r['diff'])} (Wald: {_fmt(r['diff_wald'])})")
                 rows.append({"model": ds, "OOD": o, "quantity": q, "combined": r["combined"], "best layer": r["best layer"],
-                             "its AUROC": r["best"], "margin": r["margin"], "interval": str(r["diff"]),
+                             "its AUROC": r["best"], "margin": r["margin"], "interval": _fmt(r["diff"]),
                              "verdict": C[key].verdict})
             n_pairs += 1
             C.compare_every(f"nfp_vs_baselines_{ds}_{o}", f"{ds} vs {o}: NeuralFP (one-out, {len(ch.SEEDS)} autoencoder "
