@@ -267,6 +267,10 @@ def test_score_counterfeits_uses_the_claimed_class_detectors():
     assert t.loc[("KNN", "bright"), "AUROC (test inliers vs counterfeits)"] < 0.9     # these are inliers
     assert t.loc[("IOCN", "dark"), "outside the cube: counterfeits"] > 0.9
     assert np.isnan(t.loc[("KNN", "dark")].get("outside the cube: counterfeits", np.nan))
+    # the mean over claimed classes with its interval over the pool of test images and counterfeits
+    ci = E.counterfeit_auroc_ci(res, E.score_counterfeits(res, x, labels, alpha=0.05))
+    mean_knn = t.loc["KNN", "AUROC (test inliers vs counterfeits)"].mean()
+    assert ci["KNN"].estimate == pytest.approx(mean_knn, abs=0.02) and ci["KNN"].lo < ci["KNN"].estimate < ci["KNN"].hi
     assert E.score_counterfeits(res, x[:0], labels[:0]).empty
 
 

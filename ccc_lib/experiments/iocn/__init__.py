@@ -26,8 +26,9 @@ from .inputs import (FEATURE_KINDS, Split, SphereMap, calibration_mask, encode_i
 from .settings import (CLAIM_BOUNDS, FEATURE_DESCRIPTIONS, INPUT_LABELS, PAPER_QUOTES, PAPER_TABLE1_MEAN,  # noqa: F401
                        SETTINGS, block_name, blocks, claim_bounds, settings)
 from .study import StudyChoice, read_study, study_choice, study_file, study_overrides, study_table, study_text  # noqa: F401
+from .closing import counterfeit_auroc_ci, score_counterfeits  # noqa: F401
 from .table1 import (GOAD_PATCHED, NORM_ROW, LazyBaseline, OneVsRest, auroc_table, budget_table, class_job,  # noqa: F401
                      confusion_auroc, decision_rates, default_methods, extreme_examples, one_vs_rest,
-                     reconstruction_error, score_counterfeits, share_inside_cube, time_to_reach)
+                     reconstruction_error, share_inside_cube, time_to_reach)
 from .verdicts import (baselines_of, class_mean_diff, classes_of, diff_over_seeds, match_interval, plot_forest,  # noqa: F401
                        versus_baselines)

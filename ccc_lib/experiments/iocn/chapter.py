@@ -284,11 +284,14 @@ def counterfeit_rows(per_method, dataset: str, main: str, alpha: float) -> list:
     from ...report import CounterfeitRow
     if not len(per_method):
         return []
+    ivs = per_method.attrs.get("intervals", {})
     return [asdict(CounterfeitRow(classifier=dataset, chapter=3,
                                   detector=f"{m} ({'learned features' if kind == main else kind})",
                                   looks_at="one-class model", auroc=float(r["mean AUROC over classes"]),
                                   flagged_share=float(r[f"flagged at {alpha:.0%} false alarms"]),
-                                  n_counterfeits=int(r["counterfeits"]), alpha=float(alpha)))
+                                  n_counterfeits=int(r["counterfeits"]), alpha=float(alpha),
+                                  auroc_lo=None if (kind, m) not in ivs else float(ivs[(kind, m)].lo),
+                                  auroc_hi=None if (kind, m) not in ivs else float(ivs[(kind, m)].hi)))
             for (kind, m), r in per_method.iterrows()]
 
 

@@ -4,10 +4,14 @@ declared at the end."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from ...cache import fingerprint
+from ...metrics import ood_metrics
 from ...profiles import Profile, get_profile
+from . import inputs
 from .settings import PAPER_TABLE1_MEAN
-from .table1 import NORM_ROW, one_vs_rest, score_counterfeits
+from .table1 import NORM_ROW, LazyBaseline, OneVsRest, one_vs_rest
 
 
 def step_cost(results: dict) -> tuple:
@@ -58,6 +62,71 @@ def study_setting(choice, results: dict, main: str, S: dict, profile: str | Prof
     return rows, text
 
 
+def score_counterfeits(res: OneVsRest, x: torch.Tensor, labels, profile: str | Profile | None = None,
+                       alpha: float = 0.05):
+    """Score images that claim a class — chapter 1's counterfeits, with the class the classifier gave them —
+    by the one-class detectors of that class: the counterfeits labelled ``c`` go through the same encoder and
+    class-``c`` map as the test set and are scored by every method fitted on class ``c`` (the deepOD rows, whose
+    fitted models are not kept, and the norm-only row are left out). Returns one row per (method, class): the
+    number of counterfeits, the AUROC of class ``c``'s test inliers vs those counterfeits, the share flagged at
+    the threshold that flags ``alpha`` of the test inliers, and for the IOCN the share outside the cube
+    (``s > 0``), for the counterfeits and for the test inliers."""
+    import pandas as pd
+    labels = np.asarray(labels)
+    feats = inputs.encode_images(res.feature_kind, x, profile)
+    rows, kept = [], {}
+    for c, pca in res.pca.items():
+        m_c = labels == c
+        if not m_c.any():
+            continue
+        z = pca.transform(feats[m_c]).astype(np.float32)
+        z_key = {"images": fingerprint(torch.as_tensor(x)[torch.as_tensor(m_c)]), "kind": res.feature_kind,
+                 "inputs": res.inputs}
+        for m, dets in res.detectors.items():
+            if dets.get(c) is None:
+                continue
+            det = dets[c]
+            sc = det.score(z, x_key=z_key) if isinstance(det, LazyBaseline) else det.score(z)
+            s_in = res.scores[m][c][res.y_test == c]
+            kept.setdefault(m, {})[c] = np.asarray(sc, dtype=np.float64)
+            row = {"method": m, "class": res.class_names[c], "counterfeits": int(m_c.sum()),
+                   "AUROC (test inliers vs counterfeits)": ood_metrics(s_in, sc)["auroc"],
+                   f"flagged at {alpha:.0%} false alarms": float((sc > np.quantile(s_in, 1 - alpha)).mean())}
+            if m == "IOCN":
+                row["outside the cube: counterfeits"] = float((sc > 0).mean())
+                row["outside the cube: test inliers"] = float((s_in > 0).mean())
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    out.attrs["counterfeit_scores"], out.attrs["labels"] = kept, labels      # for the mean's interval
+    return out
+
+
+def counterfeit_auroc_ci(res: OneVsRest, table, level: float = 0.95, min_per_side: int = 10) -> dict:
+    """Per method of :func:`score_counterfeits`' ``table``: the mean over claimed classes of the AUROC (class c's
+    test inliers against the counterfeits claiming c) with :func:`ccc_lib.stats.class_mean_ci`'s interval over
+    the pool of test images and counterfeits (classes with at least ``min_per_side`` of each only). Returns
+    ``{method: Interval}`` (methods with no such class left out)."""
+    from ...stats import class_mean_ci
+    kept, labels = table.attrs.get("counterfeit_scores", {}), table.attrs.get("labels")
+    out = {}
+    if labels is None:
+        return out
+    n_test = len(res.y_test)
+    y = np.r_[res.y_test, np.full(len(labels), -1)]
+    for m, per in kept.items():
+        classes = [c for c in per if (labels == c).sum() >= min_per_side and (res.y_test == c).sum() >= min_per_side]
+        if not classes:
+            continue
+        scores, outl = {}, {}
+        for c in classes:
+            fill = np.zeros(len(labels))
+            fill[labels == c] = per[c]
+            scores[c] = np.r_[res.scores[m][c], fill]
+            outl[c] = np.r_[np.zeros(n_test, bool), labels == c]
+        out[m] = class_mean_ci(scores, y, classes=classes, outliers=outl, level=level)
+    return out
+
+
 def counterfeits(results: dict, dataset: str, S: dict, profile: str | Profile | None, seed: int = 0) -> dict:
     """Chapter 1's cached counterfeits of ``dataset``'s classifier scored by every block's one-class detectors.
     Returns ``{"fakes", "tables" ({block: per-class table}), "per_method", "cube"}``; ``fakes`` is None (and the
@@ -79,10 +148,12 @@ def counterfeits(results: dict, dataset: str, S: dict, profile: str | Profile | 
         out["note"] = (f"*** SECTION NOT RUN: chapter 1 has not run at profile {P.name!r}, so its counterfeits are not in "
                        f"the cache ({exc}). At default/full this is an error. ***")
         return out
+    ci = {}
     for kind, res in results.items():
         t = score_counterfeits(res, fakes["x"], fakes["y"].numpy(), P, alpha=alpha)
         if len(t):
             out["tables"][kind] = t
+            ci[kind] = counterfeit_auroc_ci(res, t)
     if not out["tables"]:
         if P.name in ("default", "full"):
             raise RuntimeError("no counterfeit claims one of this profile's inlier classes")
@@ -94,6 +165,9 @@ def counterfeits(results: dict, dataset: str, S: dict, profile: str | Profile | 
                              "mean AUROC over classes": g["AUROC (test inliers vs counterfeits)"].mean(),
                              flag: np.average(g[flag], weights=g["counterfeits"])}),
         include_groups=False) for kind, t in out["tables"].items()}, names=["features", "method"]).astype({"counterfeits": int})
+    iv = [ci.get(k, {}).get(m) for k, m in out["per_method"].index]
+    out["per_method"]["AUROC interval (95 %)"] = [None if v is None else f"[{v.lo:.3f}, {v.hi:.3f}]" for v in iv]
+    out["per_method"].attrs["intervals"] = {km: v for km, v in zip(out["per_method"].index, iv) if v is not None}
     out["cube"] = pd.DataFrame({kind: {
         "counterfeits outside the cube": np.average(t.loc[t["method"] == "IOCN", "outside the cube: counterfeits"],
                                                     weights=t.loc[t["method"] == "IOCN", "counterfeits"]),

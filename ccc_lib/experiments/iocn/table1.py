@@ -2,7 +2,7 @@
 scored on the whole test set (:func:`one_vs_rest` → :class:`OneVsRest`), the table itself
 (:func:`auroc_table`), and the reading of one block: the decision rules (:func:`decision_rates`), Table 2
 (:func:`confusion_auroc`), Figure 3 (:func:`extreme_examples`), the INNs' budget curves
-(:func:`budget_table`) and chapter 1's counterfeits (:func:`score_counterfeits`)."""
+(:func:`budget_table`); chapter 1's counterfeits are scored in :mod:`.closing`."""
 from __future__ import annotations
 
 import time
@@ -345,39 +345,3 @@ def time_to_reach(budget, method: str, target: float):
     b = budget[budget["method"] == method].sort_values("step")
     hit = b[b["mean AUROC"] >= target]
     return None if hit.empty else float(hit["train seconds (sum over classes)"].iloc[0])
-
-
-def score_counterfeits(res: OneVsRest, x: torch.Tensor, labels, profile: str | Profile | None = None,
-                       alpha: float = 0.05):
-    """Score images that claim a class — chapter 1's counterfeits, with the class the classifier gave them —
-    by the one-class detectors of that class: the counterfeits labelled ``c`` go through the same encoder and
-    class-``c`` map as the test set and are scored by every method fitted on class ``c`` (the deepOD rows, whose
-    fitted models are not kept, and the norm-only row are left out). Returns one row per (method, class): the
-    number of counterfeits, the AUROC of class ``c``'s test inliers vs those counterfeits, the share flagged at
-    the threshold that flags ``alpha`` of the test inliers, and for the IOCN the share outside the cube
-    (``s > 0``), for the counterfeits and for the test inliers."""
-    import pandas as pd
-    labels = np.asarray(labels)
-    feats = inputs.encode_images(res.feature_kind, x, profile)
-    rows = []
-    for c, pca in res.pca.items():
-        m_c = labels == c
-        if not m_c.any():
-            continue
-        z = pca.transform(feats[m_c]).astype(np.float32)
-        z_key = {"images": fingerprint(torch.as_tensor(x)[torch.as_tensor(m_c)]), "kind": res.feature_kind,
-                 "inputs": res.inputs}
-        for m, dets in res.detectors.items():
-            if dets.get(c) is None:
-                continue
-            det = dets[c]
-            sc = det.score(z, x_key=z_key) if isinstance(det, LazyBaseline) else det.score(z)
-            s_in = res.scores[m][c][res.y_test == c]
-            row = {"method": m, "class": res.class_names[c], "counterfeits": int(m_c.sum()),
-                   "AUROC (test inliers vs counterfeits)": ood_metrics(s_in, sc)["auroc"],
-                   f"flagged at {alpha:.0%} false alarms": float((sc > np.quantile(s_in, 1 - alpha)).mean())}
-            if m == "IOCN":
-                row["outside the cube: counterfeits"] = float((sc > 0).mean())
-                row["outside the cube: test inliers"] = float((s_in > 0).mean())
-            rows.append(row)
-    return pd.DataFrame(rows)
