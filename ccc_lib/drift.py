@@ -60,7 +60,8 @@ SHADOW_DATA = ("synthetic", "real")
 
 #: the inversion settings :func:`gray_data` reads (the chapter's SETTINGS hold them per profile)
 GRAY_DEFAULTS = {"miface_max_iter": 100, "miface_lr": 1.0, "miface_window": 50, "miface_threshold": 0.99,
-                 "adam_steps": 100, "adam_lr": 0.05, "adam_noise": 0.05, "generator_overrides": {}}
+                 "adam_steps": 100, "adam_lr": 0.05, "adam_noise": 0.05, "adam_plateau_tol": None,
+                 "generator_overrides": {}}
 
 
 # --------------------------------------------------------------------------- steps 1-2: base and production
@@ -122,7 +123,7 @@ def gray_data(model: PaperCNN, method: str, n_per_class: int, S: dict | None = N
                             window_length=S["miface_window"], threshold=S["miface_threshold"])
         else:
             g = gray_adam(model, n_per_class, steps=S["adam_steps"], lr=S["adam_lr"], noise=S["adam_noise"],
-                          seed=seed)
+                          seed=seed, plateau_tol=S["adam_plateau_tol"])
         return {"x": g.x, "y": g.y, "loss": torch.tensor(g.info.get("loss", []), dtype=torch.float64)}
 
     if not cache:

@@ -80,11 +80,14 @@ def gray_miface(model: PaperCNN, n_per_class: int = 1, *, max_iter: int = 100, l
 
 
 def gray_adam(model: PaperCNN, n_per_class: int = 10, *, steps: int = 100, lr: float = 0.05,
-              noise: float = 0.05, seed: int = 0) -> GrayData:
+              noise: float = 0.05, seed: int = 0, plateau_tol: float | None = None, plateau_every: int = 10) -> GrayData:
     """Plain model inversion (ours): Adam on the pixels, cross-entropy to the intended class, from
     grey plus a little seeded noise (so samples of a class differ), pixels clipped to [0, 1]. All
     classes are inverted in one batch; on the CPU through a channels-last copy of the model (the
-    same inversion up to float rounding, about 1.4× faster). ``info["loss"]``: the loss per step."""
+    same inversion up to float rounding, about 1.4× faster). ``steps`` is the cap; with
+    ``plateau_tol`` it stops earlier once the records' mean confidence in their intended class rose by
+    less than ``plateau_tol`` over the last ``plateau_every`` steps (the plateau test). ``info``: the
+    loss per step (``loss``) and the step it stopped at (``stopped_at``)."""
     check_model(model)
     check_positive(n_per_class, "n_per_class", integer=True)
     dev = next(model.parameters()).device
@@ -95,16 +98,22 @@ def gray_adam(model: PaperCNN, n_per_class: int = 10, *, steps: int = 100, lr: f
     x = (0.5 + noise * torch.randn(len(y), *model.input_shape, generator=g)).clamp(0, 1).to(dev)
     x = x.to(memory_format=fmt).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=lr)
-    yd, losses = y.to(dev), []
-    for _ in range(int(steps)):
-        loss = F.cross_entropy(net(x), yd)
+    yd, losses, conf = y.to(dev), [], []
+    for step in range(1, int(steps) + 1):
+        ce = F.cross_entropy(net(x), yd, reduction="none")
+        loss = ce.mean()
+        if plateau_tol is not None and step % plateau_every == 1 % plateau_every:
+            conf.append(float(torch.exp(-ce.detach()).mean()))          # confidence before steps 1, 11, 21, ...
+            if len(conf) > 1 and conf[-1] - conf[-2] < plateau_tol:
+                break
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         with torch.no_grad():
             x.clamp_(0, 1)
         losses.append(float(loss.detach()))
-    return finish_gray(model, x.contiguous(), y, "adam", steps=steps, lr=lr, loss=losses)
+    return finish_gray(model, x.detach().contiguous(), y, "adam", steps=steps, lr=lr, loss=losses,
+                       stopped_at=len(losses))
 
 
 def gray_generator(model: PaperCNN, dataset: str, profile, n_per_class: int = 10, *, tag: str, seed: int = 0,

@@ -136,6 +136,13 @@ def score_all(run: Run) -> pd.DataFrame:
             run.grays[(ds, method)] = g
     run.scores = add_decisions(run.scores, S)
     run.tables["scores"] = frame(run.scores)
+    stops = []
+    for ds in S["datasets"]:
+        steps = [len(g.info.get("loss") or []) for g in run.grays[(ds, S["decision_method"])].values()]
+        stops.append({"dataset": ds, "inversions": len(steps), "cap (adam_steps)": S["adam_steps"],
+                      "stopped at (steps)": f"{min(steps)} – {max(steps)}" if steps else "–",
+                      "stopped before the cap": sum(n < S["adam_steps"] for n in steps)})
+    run.tables["inversion"] = pd.DataFrame(stops).set_index("dataset")
     head = run.tables["head"] = headline_table(run.res, S["headline_seeds"])
 
     def slides(attack):

@@ -26,6 +26,7 @@ _COMMON = {
     "decision_rule": "beta-binomial",     # model + K classes, one Holm correction ("t-interval": the rule it replaced)
     "attack_model": "nn",                 # ART's default attack model
     "n_shadow": 3, "shadow_epochs": 5,
+    "adam_plateau_tol": 0.01,             # Adam inversion: stop once the mean confidence rose < 0.01 in 10 steps (cap adam_steps)
     "channels_last": True,                # train the CNNs channels-last (same models up to float rounding, ~1.5× on a CPU)
     # step 7's false-alarm simulation (beta-binomial shares; records and controls: this run's); the claim is
     # judged over the settings with ρ ≤ sim_rho_claim, the larger ρ shown
@@ -58,7 +59,8 @@ SETTINGS = {
                 "epochs": {"*": 4},
                 # six controls: what the design target needs (the chapter computes it); two seeds per drift
                 "control_seeds": tuple(range(1, 7)), "drift_seeds": (1, 2), "headline_seeds": 3,
-                "n_per_class": 20, "adam_steps": 60, "generator_overrides": {"steps": 200, "batch_size": 60}},
+                "n_per_class": 20, "adam_steps": 60, "generator_overrides": {"steps": 200, "batch_size": 60},
+                "variant_methods": ("adam",)},     # chapter 1's generator as gray data: at smoke and full only
     "full": {**_COMMON,
              "datasets": ("cifar10", "emnist"),
              "n_base": {"*": 20000}, "n_prod": {"*": 20000}, "n_attack": 5000, "epochs": {"cifar10": 30, "*": 10},
@@ -129,6 +131,12 @@ def where_we_differ(S: dict, P) -> pd.DataFrame:
     nb = "; ".join(f"{d}: {per_dataset(S['n_base'], d):,} + {per_dataset(S['n_prod'], d):,}" for d in S["datasets"])
     ep = "; ".join(f"{d}: {per_dataset(S['epochs'], d)}" for d in S["datasets"])
     kinds = ", ".join(S["drift_kinds"])
+    others = [m for m in S["variant_methods"] if m != S["decision_method"]]
+    from .decision import controls_needed
+
+    def need(d):                  # the book's datasets have 10 classes, EMNIST (balanced) 47
+        k = EMNIST_SPLITS["balanced"] if d == "emnist" else 10
+        return controls_needed(int(S["n_per_class"]), k, S["alpha"], S["design_drop_to"])
     full = P.name in ("full", "full_dry")
     rows = [
         ("datasets", "CIFAR-10 and EMNIST (Tables 1-2; EMNIST's split not stated)", ds,
@@ -146,7 +154,10 @@ def where_we_differ(S: dict, P) -> pd.DataFrame:
          "start image not stated",
          f"ART's MIFace from a grey (0.5) image, max_iter {S['miface_max_iter']}, learning rate {S['miface_lr']}, "
          f"window {S['miface_window']}, threshold {S['miface_threshold']} (one image per class); beside it "
-         f"Adam inversion ({S['adam_steps']} steps, {S['n_per_class']} per class) and chapter 1's generator",
+         f"Adam inversion (at most {S['adam_steps']} steps"
+         + (f", stopped earlier once the records' mean confidence rose by less than {S['adam_plateau_tol']:g} in "
+            "10 steps" if S.get("adam_plateau_tol") else "") + f"; {S['n_per_class']} per class)"
+         + (" and chapter 1's generator" if "generator" in S["variant_methods"] else ""),
          "our reading of the slides (MIFace, grey start); the settings and variants ours"),
         ("steps 5-6: membership inference", '"Rule-Based" and "Black-Box Membership Inference Attacks"; shadow '
          'models "created by feeding random examples [to] the model"',
@@ -165,9 +176,11 @@ def where_we_differ(S: dict, P) -> pd.DataFrame:
          f"larger than the margin; its false-alarm rate simulated", "ours (the margin: our reading of \"<<\")"),
         ("repetitions", '"results averaged from three experiments"; what varies between them not stated',
          f"Table 2: {S['headline_seeds']} no-drift production models (own portion, training and gray-data seed); "
-         f"the variant gray data other than the decision's ({', '.join(m for m in S['variant_methods'] if m != S['decision_method'])}) on {S['variant_seeds']} of them"
-         f"{' (one model)' if S['variant_seeds'] == 1 else ''}; decisions: {len(S['control_seeds'])} controls (what "
-         f"the decision's design target needs), {len(S['drift_seeds'])} seeds per drift"
+         + (f"the variant gray data other than the decision's ({', '.join(others)}) on {S['variant_seeds']} of them"
+            f"{' (one model)' if S['variant_seeds'] == 1 else ''}" if others else
+            "chapter 1's generator as gray data not run at this profile (smoke and full run it)")
+         + f"; decisions: {len(S['control_seeds'])} controls (the decision's design target needs "
+         f"{', '.join(f'{need(d)} ({d})' for d in S['datasets'])}), {len(S['drift_seeds'])} seeds per drift"
          + ("" if full else f" (full: {len(SETTINGS['full']['control_seeds'])} controls, "
                             f"{len(SETTINGS['full']['drift_seeds'])} seeds)"), "the slides' three; what varies: ours"),
         ("implementation", '"our notebook published in the git project repository" (not named)',
