@@ -412,6 +412,7 @@ def test_deepod_budget_rule():
     assert b["cap"] == 100 == E.deepod_default("ICL", "epochs") == E.deepod_default("GOAD", "epochs")
     assert b["every"] >= 1 and 0.99 <= b["settle"] < 1
     assert E.deepod_classes("GOAD", S) == (7,) and E.deepod_classes("SLAD", S) == (0, 4, 7)
+    assert E.deepod_classes("SLAD", S, "sphere") == (0, 4, 7) and E.deepod_classes("SLAD", S, "zscore") == (7,)
     full = E.settings("full")
     assert E.deepod_budget(full)["cap"] == 100 and all(E.deepod_classes(m, full) == full["classes"] for m in full["deepod"])
     assert full["goad_n_trans"] is None and S["goad_n_trans"] is None        # deepOD's 256 transformations

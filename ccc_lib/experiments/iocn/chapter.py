@@ -170,7 +170,10 @@ def deepod_note(S: dict) -> str:
     sub = {m: cl for m, cl in b["classes"].items() if m in S.get("deepod", ())}
     note = (f"deepOD's defaults with its {b['cap']} epochs as the cap, a check every {b['every']} epochs"
             + (f"; at this profile {'; '.join(f'{m} on classes {cl}' for m, cl in sub.items())}" if sub else
-               "; every inlier class") + f"; on the {', '.join(S['deepod_feature_sets'])} block only")
+               "; every inlier class")
+            + (f" (on our variant's inputs classes {tuple(S['variant_deepod_classes'])} only)"
+               if S.get("variant_deepod_classes") is not None else "")
+            + f"; on the {', '.join(S['deepod_feature_sets'])} block only")
     missing = [m for m in PAPER_TABLE1_MEAN if m.endswith("(deepOD)") and m[:-9] not in S.get("deepod", ())]
     if missing:
         note += f"; {', '.join(missing)} not run at this profile"

@@ -33,9 +33,15 @@ def deepod_budget(S: dict) -> dict:
             "classes": dict(S.get("deepod_classes") or {}), "init_patch_classes": tuple(S.get("goad_init_patch_classes", ()))}
 
 
-def deepod_classes(method: str, S: dict) -> tuple:
-    """The inlier classes deepOD row ``method`` (a name without " (deepOD)") runs on at these settings."""
-    return tuple(deepod_budget(S)["classes"].get(method, S["classes"]))
+def deepod_classes(method: str, S: dict, inputs: str | None = None) -> tuple:
+    """The inlier classes deepOD row ``method`` (a name without " (deepOD)") runs on at these settings, on the
+    input setting ``inputs`` (default: the headline): ``S["deepod_classes"]`` lists them per row where a profile
+    restricts them; on the other input settings ``S["variant_deepod_classes"]`` (where set) restricts further."""
+    cl = tuple(deepod_budget(S)["classes"].get(method, S["classes"]))
+    var = S.get("variant_deepod_classes")
+    if inputs is not None and inputs != S["inputs"][0] and var is not None:
+        cl = tuple(c for c in cl if c in var)
+    return cl
 
 
 def settle_monitor(probe: np.ndarray, probe_is_out: np.ndarray, every: int, settle: float):

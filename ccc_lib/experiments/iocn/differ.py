@@ -72,8 +72,11 @@ def where_we_differ(S: dict, profile: str | Profile | None = None, seed: int = 0
          "paper (the cap) and ours (the check)"),
         ("deepOD rows: classes", "all classes",
          ("every inlier class" if not sub else
-          "; ".join(f"{m}: classes {', '.join(map(str, cl))} only (its cost at this profile)" for m, cl in sub.items())
-          + " — the comparisons against every baseline use the rows run on every class"), "paper" if not sub else "ours"),
+          "; ".join(f"{m}: classes {', '.join(map(str, cl))} only" for m, cl in sub.items())
+          + " (their cost at this profile; each comparison with such a row is over its classes)")
+         + (f"; on our variant's inputs classes {', '.join(map(str, S['variant_deepod_classes']))} only"
+            if S.get("variant_deepod_classes") is not None else ""),
+         "paper" if not sub and S.get("variant_deepod_classes") is None else "ours"),
         ("deepOD rows: library defects", "not reported",
          f"deepOD {deepod_version()}: " + "; ".join(f"{m}: {t}" for m, t in DEEPOD_FIXES.items())
          + f". Not patched: GOAD's initialisation ({GOAD_INIT_PATCH}); a labelled row with the patch runs on classes "

@@ -15,7 +15,7 @@ classes' training rows — never test images) and stops the training when the sc
 (``deepod_settle``: Spearman ρ between two checks ≥ that value; see ``deep_baselines.settle_monitor``).
 ``deepod_classes`` restricts a row to some inlier classes at a profile (its cost; said in "where we
 differ"; at ``default`` classes 0 and 4 — the study's — and 7, the class of issue 39's GOAD check, fixed
-before the run). ``goad_init_patch_classes`` / ``goad_init_patch_inputs``: where GOAD also runs with the
+before the run); ``variant_deepod_classes`` restricts them further on the inputs other than the headline's. ``goad_init_patch_classes`` / ``goad_init_patch_inputs``: where GOAD also runs with the
 initialisation patch (a labelled row). ``verdict_seeds``: IOCN and FLOW seeds on the headline inputs (the verdicts rest on them);
 ``variant_seeds`` on the other inputs; every other row is one model (seed 0). ``match_reference`` /
 ``match_margin``: the paper's "matches" claim as equivalence with the row the paper matched (fixed before
@@ -37,7 +37,7 @@ SETTINGS = {
         "inputs": ("sphere", "zscore"), "sphere_noise": 0.01,
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest"),
         "deepod": ("DeepSVDD", "ICL", "GOAD", "SLAD"), "deepod_epochs": 4, "deepod_every": 2, "deepod_settle": 0.999,
-        "deepod_feature_sets": ("cnn_mnist5k",), "deepod_classes": {"GOAD": (7,)},
+        "deepod_feature_sets": ("cnn_mnist5k",), "deepod_classes": {"GOAD": (7,)}, "variant_deepod_classes": None,
         "goad_n_trans": 16,            # smoke only: fewer transformations than deepOD's 256, a pipeline check
         "goad_init_patch_classes": (), "goad_init_patch_inputs": (), "probe": (100, 100),
         "verdict_seeds": (0, 1), "variant_seeds": (0,),
@@ -66,6 +66,7 @@ SETTINGS = {
         "deepod_epochs": 100, "deepod_every": 10, "deepod_settle": 0.999,
         "deepod_feature_sets": ("cnn_mnist5k",),
         "deepod_classes": {"DeepSVDD": (0, 4, 7), "RCA": (0, 4, 7), "ICL": (0, 4, 7), "SLAD": (0, 4, 7), "GOAD": (7,)},
+        "variant_deepod_classes": (7,),   # on our variant's inputs the deep rows run on class 7 only
         "goad_n_trans": None,          # deepOD's default (256)
         "goad_init_patch_classes": (7,), "goad_init_patch_inputs": ("sphere",), "probe": (500, 500),
         "verdict_seeds": (0, 1, 2), "variant_seeds": (0,),
@@ -94,7 +95,7 @@ SETTINGS = {
         "baselines": ("KNN", "KDE", "PCA", "COPOD", "IForest", "DeepSVDD"),
         "deepod": ("DeepSVDD", "RCA", "ICL", "GOAD", "SLAD"),
         "deepod_epochs": 100, "deepod_every": 10, "deepod_settle": 0.999,
-        "deepod_feature_sets": ("resnet18_imagenet", "pixels"), "deepod_classes": {},
+        "deepod_feature_sets": ("resnet18_imagenet", "pixels"), "deepod_classes": {}, "variant_deepod_classes": None,
         "goad_n_trans": None,
         "goad_init_patch_classes": tuple(range(10)), "goad_init_patch_inputs": ("sphere", "zscore"), "probe": (500, 500),
         "verdict_seeds": (0, 1, 2), "variant_seeds": (0, 1, 2),

@@ -81,11 +81,11 @@ def _split(feats, c, S, seed, inp):
                                   noise=S.get("sphere_noise", 0.0), n_probe=tuple(S.get("probe", (0, 0))))
 
 
-def _classes_of(m: str, S: dict) -> tuple:
+def _classes_of(m: str, S: dict, inp: str) -> tuple:
     if m == GOAD_PATCHED:
         return tuple(c for c in S.get("goad_init_patch_classes", ()) if c in S["classes"])
     if m.endswith(" (deepOD)"):
-        return tuple(c for c in D.deepod_classes(m[:-len(" (deepOD)")], S) if c in S["classes"])
+        return tuple(c for c in D.deepod_classes(m[:-len(" (deepOD)")], S, inp) if c in S["classes"])
     return tuple(S["classes"])
 
 
@@ -110,7 +110,7 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
         # the classes side by side (ccc_lib.parallel.run_jobs); each job fills the cache, the loop below reads it
         from ...parallel import run_jobs
         run_jobs(class_job, [{"feature_kind": feature_kind, "S": {**S, "classes": (c,)}, "profile": prof.name,
-                              "inputs_setting": inp, "methods": [m for m in methods if c in _classes_of(m, S)], "seed": seed}
+                              "inputs_setting": inp, "methods": [m for m in methods if c in _classes_of(m, S, inp)], "seed": seed}
                              for c in S["classes"]], when_done="skip")
     y_test = feats["test"][1]
     res = OneVsRest(feature_kind, inp, feats["classes"], tuple(S["classes"]), list(methods), y_test,
@@ -123,7 +123,7 @@ def one_vs_rest(feature_kind: str, S: dict, profile: str | Profile | None = None
         y = sp.is_out
         res.pca[c], res.inputs_test[c] = sp.pca, sp.test
         for m in methods:
-            if c not in _classes_of(m, S):
+            if c not in _classes_of(m, S, inp):
                 continue
             t0 = time.perf_counter()
             det, cached = None, False
