@@ -633,3 +633,14 @@ def test_diversity_of_many_resamples_at_once_equals_one_by_one():
     one_by_one = np.mean([pd_.d[np.ix_(r[pd_.y[r] == c], r[pd_.y[r] == c])].sum()
                           / ((pd_.y[r] == c).sum() * ((pd_.y[r] == c).sum() - 1)) for r in rows[:1] for c in range(3)])
     assert math.isclose(pd_.diversity(rows[0]), one_by_one, rel_tol=1e-12)
+
+
+def test_selection_margin_says_how_firm_each_choice_is():
+    none = xcf.Selection(1.0, 0.5, "r", False, [_cand(1.0, 0.5, 0.06, 0.6), _cand(2.0, 0.5, 0.02, 0.7)])
+    some = xcf.Selection(2.0, 0.7, "r", True, [_cand(1.0, 0.5, 1.0, 0.6), _cand(2.0, 0.7, 0.995, 0.7)])
+    for s in (none, some):
+        xcf._select(s.candidates, 0.99)
+    txt = xcf.selection_margin({"a": none, "b": some}, 50)
+    assert "a: no candidate met" in txt and "3 of 50" in txt and "runner-up's 1" in txt and "fragile" in txt
+    assert "b: 2 of 2 candidates met" in txt
+    assert "fragile" not in xcf.selection_margin({"b": some}, 50)

@@ -27,7 +27,8 @@ __all__ = ["CLAIM_BOUNDS", "GOAL", "ARCH_SETTINGS", "arch_settings", "DIFFER_ELE
            "precompute_sliders", "slider_panel", "Candidate", "Selection", "validation_split", "select_ours",
            "ARCHITECTURES", "other_classifier", "architecture_rows", "plateaued", "budget_study", "generator_job", "pretrain",
            "INDEPENDENT_ARCH", "diversity_ratio_ci", "SeedMeasures", "seed_measures",
-           "headline_spaces", "real_reference", "compare_over_seeds", "generator", "headline_jobs"]
+           "headline_spaces", "real_reference", "compare_over_seeds", "generator", "headline_jobs",
+           "selection_margin"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -671,6 +672,25 @@ def _select(cands: list, min_worst: float) -> tuple:
         c.qualifies = c.worst_class_share_099 >= min_worst
         c.chosen = c is best
     return best, bool(ok)
+
+
+def selection_margin(selections: dict, n_per_class: int) -> str:
+    """How firm each dataset's choice is (dataset → :class:`Selection`): where a candidate qualified,
+    that it did; where none did, the chosen candidate's worst class against the runner-up's, in images
+    at ≥ 0.99 of the ``n_per_class`` per class — a fallback that can rest on a handful of images."""
+    out = []
+    for name, sel in selections.items():
+        if sel.any_qualified:
+            out.append(f"{name}: {sum(c.qualifies for c in sel.candidates)} of {len(sel.candidates)} candidates met "
+                       "the worst-class rule, the most diverse of them chosen")
+            continue
+        shares = sorted((c.worst_class_share_099 for c in sel.candidates), reverse=True)
+        best, second = (round(v * n_per_class) for v in (shares + shares)[:2])
+        out.append(f"{name}: no candidate met the worst-class rule; the chosen one's worst class has {best} of "
+                   f"{n_per_class} images at ≥ 0.99, the runner-up's {second}")
+    return "; ".join(out) + (". A choice that rests on a few images is fragile: a change that only moves "
+                             "floating-point rounding can flip it." if not all(s.any_qualified for s in
+                                                                                  selections.values()) else ".")
 
 
 def select_ours(classifier, dataset: str, profile, val_x: torch.Tensor, val_y: torch.Tensor, *,
