@@ -428,6 +428,7 @@ def test_every_row_gets_the_same_standardised_arrays(monkeypatch, tmp_path):
     feats = {"train": (xtr, np.repeat(np.arange(3), 80)), "test": (xte, np.repeat(np.arange(3), 20)),
              "classes": ["a", "b", "c"]}
     monkeypatch.setattr(E.inputs, "fashion_features", lambda *a, **k: feats)
+    monkeypatch.setenv("CCC_JOBS", "1")        # the patched features live in this process: no worker pool
     monkeypatch.setenv("CCC_CACHE", str(tmp_path))            # nothing from an earlier run's cache
     seen = {}
 
@@ -583,6 +584,7 @@ def test_goad_table_scaling_test_norm_evidence_and_training_records(monkeypatch,
     import matplotlib.pyplot as plt
     feats = _toy_feats()
     monkeypatch.setattr(E.inputs, "fashion_features", lambda *a, **k: feats)
+    monkeypatch.setenv("CCC_JOBS", "1")        # the patched features live in this process: no worker pool
     monkeypatch.setenv("CCC_CACHE", str(tmp_path))
     S = E.settings("smoke", classes=(0, 1), n_train=None, feature_dim=4, baselines=(), deepod=("GOAD",), deepod_classes={},
                    goad_n_trans=4, deepod_epochs=3, deepod_every=1, goad_init_patch_classes=(1,),
@@ -701,6 +703,7 @@ def test_rows_are_keyed_on_what_the_split_is_not_on_its_last_bits(monkeypatch, t
                       np.repeat(np.arange(2), 30)),
              "classes": ["a", "b"], "key": {"features": "toy"}}
     monkeypatch.setattr(E.inputs, "fashion_features", lambda *a, **k: feats)
+    monkeypatch.setenv("CCC_JOBS", "1")        # the patched features live in this process: no worker pool
     monkeypatch.setenv("CCC_CACHE", str(tmp_path))
     S = E.settings("smoke", classes=(0,), n_train=None, feature_dim=4, baselines=("KNN",), deepod=("DeepSVDD",),
                    deepod_classes={}, steps=4, flow_steps=4, eval_at=(4,), n_blocks=2, probe=(10, 10))

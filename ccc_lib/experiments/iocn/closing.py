@@ -127,6 +127,13 @@ def counterfeit_auroc_ci(res: OneVsRest, table, level: float = 0.95, min_per_sid
     return out
 
 
+def _plain(t):
+    """``t`` without its attrs (a shallow copy)."""
+    t = t.copy(deep=False)
+    t.attrs = {}
+    return t
+
+
 def counterfeits(results: dict, dataset: str, S: dict, profile: str | Profile | None, seed: int = 0) -> dict:
     """Chapter 1's cached counterfeits of ``dataset``'s classifier scored by every block's one-class detectors.
     Returns ``{"fakes", "tables" ({block: per-class table}), "per_method", "cube"}``; ``fakes`` is None (and the
@@ -160,7 +167,9 @@ def counterfeits(results: dict, dataset: str, S: dict, profile: str | Profile | 
         out["note"] = f"*** SECTION NOT RUN: none of the counterfeits claims one of the inlier classes {S['classes']} ***"
         return out
     flag = f"flagged at {alpha:.0%} false alarms"
-    out["per_method"] = pd.concat({kind: t.groupby("method", sort=False).apply(
+    # the tables carry their scores in attrs (arrays: pandas cannot compare them when it concatenates), so the
+    # summary is built from plain copies
+    out["per_method"] = pd.concat({kind: _plain(t).groupby("method", sort=False).apply(
         lambda g: pd.Series({"counterfeits": int(g["counterfeits"].sum()),
                              "mean AUROC over classes": g["AUROC (test inliers vs counterfeits)"].mean(),
                              flag: np.average(g[flag], weights=g["counterfeits"])}),
