@@ -54,8 +54,9 @@ DEEPOD_FIXES = {
 }
 #: The GOAD initialisation patch, off by default: deepOD calls ``weights_init(net)`` on the whole GoadNet,
 #: whose class name matches none of its cases, so PyTorch's default initialisation is used; GOAD's original
-#: code (github.com/lironber/GOAD, ``train_ad_tabular.py``) makes the same call on its whole network, so the
-#: published GOAD numbers used PyTorch's default initialisation too. Not a defect of deepOD.
+#: code (github.com/lironber/GOAD: ``weights_init(self.netC)`` in ``opt_tc_tabular.py``, on ``netC1``/``netC5``)
+#: makes the same call on its whole network, so the published GOAD numbers used PyTorch's default
+#: initialisation too. Not a defect of deepOD.
 GOAD_INIT_PATCH = ("weights_init applied to every module (net.apply) instead of deepOD's no-op call on the "
                    "whole network (GOAD's original code makes the same no-op call)")
 #: below this max off-diagonal |Pearson r| SLAD's correlation weighting is degenerate (see DEEPOD_FIXES)
