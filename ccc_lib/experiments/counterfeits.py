@@ -226,15 +226,16 @@ def differ_table(profiles=_PROFILES) -> pd.DataFrame:
 # measurements (each cached under its inputs' fingerprints: a rebuild reads them)
 # ----------------------------------------------------------------------------------------------
 @cached("ch1-features")
-@torch.no_grad()
 def features(classifier, x: torch.Tensor, batch: int = 1000, feature_layer=None) -> torch.Tensor:
-    """Penultimate features of ``x`` (CPU float), classifier in eval mode."""
+    """Penultimate features of ``x`` (CPU float), classifier in eval mode (scored under inference mode)."""
     tap = cf.FeatureTap(classifier, feature_layer)
     dev = cf.device_of(classifier)
     was = classifier.training
     classifier.eval()
     try:
-        return torch.cat([tap(x[i:i + batch].to(dev))[1].float().cpu() for i in range(0, len(x), batch)])
+        with torch.inference_mode():
+            f = torch.cat([tap(x[i:i + batch].to(dev))[1].float().cpu() for i in range(0, len(x), batch)])
+        return f.clone()                       # an ordinary tensor for the caller
     finally:
         tap.close()
         classifier.train(was)
@@ -348,7 +349,7 @@ class Modes:
 
 
 @cached("ch1-modes")
-@torch.no_grad()
+@torch.inference_mode()
 def modes(classifier, x: torch.Tensor, y: torch.Tensor, train_x: torch.Tensor, train_y: torch.Tensor,
           batch: int = 500) -> Modes:
     """:class:`Modes` of images ``x`` with intended labels ``y`` against the training set."""
