@@ -273,7 +273,8 @@ def versus_before(C, run: Run):
             continue
         a = C.claims.get(key.replace("_false_alarm_rate", "_false_alarm_share"))
         after = _row(a) if a is not None else (None, None, None)
-        rows.append({"claim": b["text"].split(" (")[0], "before": _cell(b.get("ours"), b.get("interval"), b.get("verdict")),
+        rows.append({"claim": str(b.get("claim") or key).split(" (")[0],
+                     "before": _cell(b.get("ours"), b.get("interval"), b.get("verdict")),
                      "after": _cell(*after)})
         if key.endswith("_detected") and a is not None and a.verdict != b.get("verdict"):
             changed.append(_why(run, old, key, b, a))
