@@ -122,8 +122,9 @@ def _one_class(run: Run) -> str:
             lo = float(s["range"].split(" – ")[0])
             text = (f"{ds}, {kind} (class {c}): detected {int(g.drift.sum())} of {len(g)} (the t-interval rule "
                     f"{int(g.drift_before.sum())}); its share of the class {', '.join(f'{v:.2f}' for v in shares)} "
-                    f"against the no-drift controls' {s['range']} (ρ̂ = {s['ρ̂']:.2f}; the base model calls "
-                    f"{s['its share']:.0%} of the controls' records of the class {other})")
+                    f"against the no-drift controls' {s['range']} (ρ̂ = {s['ρ̂']:.2f}"
+                    + (f"; the base model calls {s['its share']:.0%} of the controls' records of the class {other}"
+                       if s["its share"] > 0 else "") + ")")
             if all(v >= lo - 1e-9 for v in shares):
                 text += (" — inside the controls' own range: a model without drift scores as low on this class, so no "
                          "rule that judges a drop against the controls can call it drift")
