@@ -258,6 +258,10 @@ def glue_conclusion(C, results: dict, verdicts: dict, summary, inside, S: dict, 
         for m, col in (("IOCN", "IOCN"), ("FLOW", "FLOW"), ("norm", NORM_ROW)):
             glue(f"ch3_{tag}_{m}", float(summary.loc[name, col]))
     glue("ch3_goad_summary", Markdown(goad_summary(goad_tab)))
+    for tag, name in (("head", head), ("var", var)):
+        g = results[name].auroc.get("GOAD (deepOD)", {}) if name else {}
+        glue(f"ch3_goad_{tag}", 100 * float(np.mean(list(g.values()))) if g else float("nan"))
+        glue(f"ch3_goad_{tag}_classes", Markdown(", ".join(results[name].class_names[c] for c in g) if g else "—"))
 
 
 def goad_summary(gt) -> str:
