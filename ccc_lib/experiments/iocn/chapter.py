@@ -162,11 +162,15 @@ def goad_text(gt, S: dict) -> str:
     parts = []
     for (block, row, cls), r in gt.iterrows():
         sc = [c for c in r.index if c.startswith("mean score ×")]
-        parts.append(f"{row} on {block.split('_')[-1]} inputs, {cls}: AUROC {r['AUROC']:.3f}, "
+        parts.append(f"{row} on {INPUT_LABELS.get(block.rsplit('_', 1)[-1], block)}, {cls}: AUROC {r['AUROC']:.3f}, "
                      f"corr(score, ‖x‖) {r['corr(score, ‖x‖)']:+.2f}, mean score of the test inliers scaled "
                      + " / ".join(f"×{c.split('×')[1]}: {r[c]:.4g}" for c in sc)
                      + f", last loss {r['last loss ÷ chance']:.3f}× chance ({r['stopped']})")
     return "; ".join(parts) + "."
+
+
+def _classes(cl) -> str:
+    return ", ".join(map(str, cl))
 
 
 def deepod_note(S: dict) -> str:
@@ -174,9 +178,9 @@ def deepod_note(S: dict) -> str:
     b = D.deepod_budget(S)
     sub = {m: cl for m, cl in b["classes"].items() if m in S.get("deepod", ())}
     note = (f"deepOD's defaults with its {b['cap']} epochs as the cap, a check every {b['every']} epochs"
-            + (f"; at this profile {'; '.join(f'{m} on classes {cl}' for m, cl in sub.items())}" if sub else
+            + (f"; at this profile {'; '.join(f'{m} on class(es) {_classes(cl)}' for m, cl in sub.items())}" if sub else
                "; every inlier class")
-            + (f" (on our variant's inputs classes {tuple(S['variant_deepod_classes'])} only)"
+            + (f" (on our variant's inputs class(es) {_classes(S['variant_deepod_classes'])} only)"
                if S.get("variant_deepod_classes") is not None else "")
             + f"; on the {', '.join(S['deepod_feature_sets'])} block only")
     missing = [m for m in PAPER_TABLE1_MEAN if m.endswith("(deepOD)") and m[:-9] not in S.get("deepod", ())]
