@@ -100,7 +100,7 @@ def train_step_costs(clf, S: dict, steps: int, repeats: int, ks=(1, 2, 3, 6)) ->
         g = cf.VectorMatrixGenerator(num_classes=clf.num_classes, out_channels=clf.input_shape[0],
                                      image_size=clf.input_shape[1], nz=S["nz"], channels=S["channels"],
                                      dropout=S["dropout"])
-        model = cf._fast_layout(g, clf) if fast else copy.deepcopy(clf)
+        model = cf.fast_layout(g, clf) if fast else copy.deepcopy(clf)
         tap, opt = cf.FeatureTap(model), torch.optim.Adam(g.parameters(), lr=S["lr"])
         labels = torch.arange(clf.num_classes).repeat_interleave(max(2, S["batch_size"] // clf.num_classes) * k)
         g.train()

@@ -402,7 +402,7 @@ def _cand(eps, tau, worst, div):
     ([_cand(0.5, 0.5, 0.95, 0.6), _cand(2.0, 0.7, 0.98, 0.5), _cand(4.0, 0.7, 0.5, 0.9)], (2.0, 0.7), False),
 ])
 def test_selection_rule(cands, expect, any_ok):
-    best, ok = xcf._select(cands, 0.99)
+    best, ok = xcf.apply_rule(cands, 0.99)
     assert (best.epsilon, best.div_target) == expect and ok is any_ok
     assert [c.chosen for c in cands].count(True) == 1
     assert [c.qualifies for c in cands] == [c.worst_class_share_099 >= 0.99 for c in cands]
@@ -463,11 +463,11 @@ def test_arch_and_selection_settings_per_profile():
 # ---------------------------------------------------------------------------------------------
 def test_pair_distances_give_the_within_class_diversity():
     x, y = torch.rand(30, 1, 8, 8), torch.arange(3).repeat(10)
-    pd_ = xcf._PairDistances(x, y)
+    pd_ = xcf.PairDistances(x, y)
     assert math.isclose(pd_.diversity(np.arange(30)), xcf.diversity_stats(x, y)["mean"], rel_tol=1e-4)
     assert pd_.diversity(np.repeat(np.arange(30), 2)) < pd_.diversity(np.arange(30))  # repeats pair at distance 0
     with pytest.raises(InputError):
-        xcf._PairDistances(torch.rand(3, 4), torch.tensor([0, 1, 1]))               # one image in class 0
+        xcf.PairDistances(torch.rand(3, 4), torch.tensor([0, 1, 1]))               # one image in class 0
 
 
 def test_diversity_ratio_interval_separates_spread_from_collapsed():
@@ -617,7 +617,7 @@ def test_fast_layout_is_the_same_arithmetic():
     g.eval()
     ref_x = g(z, cond, labels)
     ref = clf(ref_x)
-    fast = cf._fast_layout(g, clf)
+    fast = cf.fast_layout(g, clf)
     assert g.up[0].weight.is_contiguous(memory_format=torch.channels_last)
     x = g(z, cond, labels)
     assert torch.allclose(x, ref_x, atol=1e-5) and torch.allclose(fast(x), ref, atol=1e-4)
@@ -627,7 +627,7 @@ def test_fast_layout_is_the_same_arithmetic():
 
 def test_diversity_of_many_resamples_at_once_equals_one_by_one():
     x, y = torch.rand(60, 5), torch.arange(3).repeat(20)
-    pd_ = xcf._PairDistances(x, y)
+    pd_ = xcf.PairDistances(x, y)
     rows = np.random.default_rng(0).integers(0, 60, (7, 60))
     assert np.allclose(pd_.diversity_many(rows), [pd_.diversity(r) for r in rows])
     one_by_one = np.mean([pd_.d[np.ix_(r[pd_.y[r] == c], r[pd_.y[r] == c])].sum()
@@ -639,7 +639,7 @@ def test_selection_margin_says_how_firm_each_choice_is():
     none = xcf.Selection(1.0, 0.5, "r", False, [_cand(1.0, 0.5, 0.06, 0.6), _cand(2.0, 0.5, 0.02, 0.7)])
     some = xcf.Selection(2.0, 0.7, "r", True, [_cand(1.0, 0.5, 1.0, 0.6), _cand(2.0, 0.7, 0.995, 0.7)])
     for s in (none, some):
-        xcf._select(s.candidates, 0.99)
+        xcf.apply_rule(s.candidates, 0.99)
     txt = xcf.selection_margin({"a": none, "b": some}, 50)
     assert "a: no candidate met" in txt and "3 of 50" in txt and "runner-up's 1" in txt and "fragile" in txt
     assert "b: 2 of 2 candidates met" in txt
