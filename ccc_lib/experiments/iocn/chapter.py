@@ -21,6 +21,11 @@ def block_tag(res, S: dict) -> str:
     return f"{'CNN features' if kind == 'learned features' else kind}, {INPUT_LABELS[res.inputs]}"
 
 
+def iv_text(iv) -> str:
+    """An interval as the prose shows it, with "(one model)" where it rests on one trained model."""
+    return str(iv) + (f" ({iv.label})" if getattr(iv, "one_model", False) else "")
+
+
 def run_table1(S: dict, profile: str | Profile | None = None, seed: int = 0) -> dict:
     """Every block of Table 1 (:func:`~.settings.blocks`: feature kind × input setting, the headline first):
     ``{block name: OneVsRest}``."""
@@ -82,13 +87,13 @@ def verdict_table(V_: dict, C) -> "object":
     import pandas as pd
     rows = []
     for name, v in V_.items():
-        rows.append({"block": name, "comparison": "IOCN − FLOW", "interval (95 %)": str(v["flow"][0]),
+        rows.append({"block": name, "comparison": "IOCN − FLOW", "interval (95 %)": iv_text(v["flow"][0]),
                      "verdict": C[f"iocn_vs_flow_{name}"].verdict})
         rows.append({"block": name, "comparison": f"IOCN − each baseline (closest: {v['every'].closest})",
-                     "interval (95 %)": str(v["every"].summary), "verdict": C[f"iocn_vs_best_{name}"].verdict})
+                     "interval (95 %)": iv_text(v["every"].summary), "verdict": C[f"iocn_vs_best_{name}"].verdict})
         if v["match"] is not None:
             rows.append({"block": name, "comparison": f"IOCN ≈ {v['ref']} (±{C[f'iocn_matches_best_{name}'].margin:g})",
-                         "interval (95 %)": f"{v['match'][0]} (90 %)", "verdict": C[f"iocn_matches_best_{name}"].verdict})
+                         "interval (95 %)": f"{iv_text(v['match'][0])} (90 %)", "verdict": C[f"iocn_matches_best_{name}"].verdict})
     return pd.DataFrame(rows).set_index(["block", "comparison"])
 
 
@@ -250,12 +255,12 @@ def glue_conclusion(C, results: dict, verdicts: dict, summary, inside, S: dict, 
             continue
         C.glue_verdict(f"ch3_{tag}_verdict_flow", f"iocn_vs_flow_{name}")
         C.glue_verdict(f"ch3_{tag}_verdict_every", f"iocn_vs_best_{name}")
-        glue(f"ch3_{tag}_diff_flow", str(v["flow"][0]))
-        glue(f"ch3_{tag}_diff_every", str(v["every"].summary))
+        glue(f"ch3_{tag}_diff_flow", iv_text(v["flow"][0]))
+        glue(f"ch3_{tag}_diff_every", iv_text(v["every"].summary))
         glue(f"ch3_{tag}_closest", Markdown(v["every"].closest))
         if v["match"] is not None:
             C.glue_verdict(f"ch3_{tag}_verdict_match", f"iocn_matches_best_{name}")
-            glue(f"ch3_{tag}_diff_match", str(v["match"][0]))
+            glue(f"ch3_{tag}_diff_match", iv_text(v["match"][0]))
         else:
             glue(f"ch3_{tag}_verdict_match", f"not run ({S['match_reference']} did not run)")
             glue(f"ch3_{tag}_diff_match", "—")
@@ -269,13 +274,17 @@ def glue_conclusion(C, results: dict, verdicts: dict, summary, inside, S: dict, 
 
 
 def goad_summary(gt) -> str:
-    """One sentence on GOAD's rows, per input setting: its AUROC and the correlation of its score with ‖x‖."""
+    """One sentence on GOAD's rows, per input setting: its AUROC, its last loss against chance (ln of its
+    transformations) and the correlation of its score with ‖x‖; where the loss stayed within 5 % of chance, says so."""
     if gt is None or not len(gt):
         return "GOAD did not run at this profile."
     parts = []
     for (block, row, cls), r in gt.iterrows():
-        parts.append(f"{row} on {INPUT_LABELS.get(block.rsplit('_', 1)[-1], block)} ({cls}): AUROC {r['AUROC']:.3f}, "
-                     f"corr(score, ‖x‖) {r['corr(score, ‖x‖)']:+.2f}")
+        stuck = r["last loss ÷ chance"] > 0.95
+        parts.append(f"{row} on {INPUT_LABELS.get(block.rsplit('_', 1)[-1], block)} ({cls}): AUROC {r['AUROC']:.3f}, last "
+                     f"loss {r['last loss ÷ chance']:.3f}× chance" + (" — it does not learn to tell its transformations "
+                                                                     "apart on these inputs" if stuck else "")
+                     + f", corr(score, ‖x‖) {r['corr(score, ‖x‖)']:+.2f}")
     return "; ".join(parts) + " (the section on GOAD gives the scaling test)."
 
 
@@ -311,6 +320,6 @@ def counterfeit_rows(per_method, dataset: str, main: str, alpha: float) -> list:
             for (kind, m), r in per_method.iterrows()]
 
 
-__all__ = ["setup_text", "split_of", "block_tag", "run_table1", "seed_runs", "table1", "declare_verdicts", "verdict_table", "every_table",
+__all__ = ["iv_text", "setup_text", "split_of", "block_tag", "run_table1", "seed_runs", "table1", "declare_verdicts", "verdict_table", "every_table",
            "norm_table", "norm_text", "training_text", "goad_text", "deepod_note", "glue_conclusion", "goad_summary",
            "counterfeit_text", "counterfeit_rows", "GOAD_PATCHED"]
