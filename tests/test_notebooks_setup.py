@@ -189,3 +189,18 @@ def test_precomputed_panel_needs_knobs():
     from ccc_lib.plots import precomputed_panel
     with pytest.raises(InputError, match="PanelKnob"):
         precomputed_panel([])
+
+
+def test_every_chapter_keeps_its_numbered_captioned_figures():
+    """Notebook rewrites have dropped the cell metadata ``mystnb.figure`` twice (the book build then numbers
+    no figure of the chapter, and only the slow browser test noticed): every chapter carries at least one
+    captioned figure cell with a book-wide unique name ``fig-...``."""
+    names = []
+    for path in NOTEBOOKS:
+        figs = [c["metadata"]["mystnb"]["figure"] for c in json.loads(path.read_text())["cells"]
+                if c["cell_type"] == "code" and "figure" in c["metadata"].get("mystnb", {})]
+        assert figs, f"{path.name}: no code cell with metadata mystnb.figure (caption, name): the book numbers none"
+        for f in figs:
+            assert f.get("caption") and str(f.get("name", "")).startswith("fig-"), f"{path.name}: {f}"
+        names += [f["name"] for f in figs]
+    assert len(names) == len(set(names)), f"figure names repeat: {sorted(n for n in names if names.count(n) > 1)}"
