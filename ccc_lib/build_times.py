@@ -86,7 +86,7 @@ def _row(kind: str, r: dict | None) -> str:
                           if sec is not None)
     jobs = r.get("chapter_jobs") or 1
     how = f"{r['threads']} threads, " + ("chapters one after another" if jobs == 1 else f"{jobs} chapters side by side")
-    return f"| {LABELS[kind]} | {total} | {chapters} | {r['when'][:10]}, {how} (`{r['file']}`) |"
+    return f"| {LABELS[kind]} | {total} | {chapters} | {r['when'][:10]}, {how} |"
 
 
 def build_times_markdown(results_dir, profile: str = "default") -> str:
@@ -94,7 +94,9 @@ def build_times_markdown(results_dir, profile: str = "default") -> str:
     runs = latest_runs(results_dir, profile)
     lines = [f"| the `{profile}` book | wall clock | chapter by chapter (s) | measured |", "|---|---|---|---|"]
     lines += [_row(k, runs.get(k)) for k in KINDS]
-    lines += ["", f"Read from `benchmarks/results/rebuild_times_{profile}*.json`, written by "
+    # the files below the table, not in a cell: a file name does not break, and the printed page is narrow
+    files = "; ".join(f"{LABELS[k]}: `{runs[k]['file']}`" for k in KINDS if runs.get(k))
+    lines += ["", f"Read from `benchmarks/results/rebuild_times_{profile}*.json` ({files or 'none yet'}), written by "
                   f"`python benchmarks/rebuild_times.py` (each row: the latest complete run of its kind; a change "
                   f"to the code after that date is not in it)."]
     return "\n".join(lines)

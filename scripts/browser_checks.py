@@ -100,6 +100,14 @@ WIDGET_BYTES_JS = r"""() => {
 LIBRARY_CODE_JS = """() => Array.from(document.querySelectorAll('div.highlight pre'))
     .filter(p => !p.closest('.cell') && /\\bdef \\w+\\(/.test(p.textContent)).length"""
 
+#: the longest visible code cell a chapter may show (longer ones are hidden or moved behind one call)
+MAX_VISIBLE_CODE_LINES = 20
+
+#: the line count of every code cell whose input the reader sees without opening a toggle
+VISIBLE_CODE_JS = r"""() => Array.from(document.querySelectorAll(
+    'main div.cell:not(.tag_hide-input):not(.tag_hide-cell):not(.tag_remove-input) > div.cell_input pre'))
+  .map(p => p.textContent.replace(/\n+$/, '').split('\n').length)"""
+
 FONT_URLS_JS = r"""() => Array.from(document.querySelectorAll('style')).map(s => s.textContent)
   .flatMap(t => Array.from(t.matchAll(/url\(\s*['"]?([^'")]+\.(?:woff2?|ttf|eot|otf))(?:[?#][^'")]*)?['"]?\s*\)/g), m => m[1]))"""
 

@@ -82,12 +82,13 @@ RAW_TABLE = ("from IPython.display import HTML, display\n"
 
 
 def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True, static: bool = True,
-                        raw_table: bool = False) -> Path:
+                        raw_table: bool = False, long_cell: bool = False) -> Path:
     """A one-page book (the repository's Sphinx settings) with one precomputed slider panel, a figure, a
     wide table in the book's table style and a ``live-only`` cell with a slider. ``linked=False`` leaves
     the slider unlinked from the stack, ``launch=False`` drops the Colab and Thebe launch buttons,
     ``static=False`` leaves the live-only slider in the page (as if the staging rule were missing) and
-    ``raw_table=True`` adds a clipped table of unrounded numbers: the checks must then fail."""
+    ``raw_table=True`` adds a clipped table of unrounded numbers and ``long_cell=True`` shows the panel's
+    plumbing cell (over 20 lines) instead of hiding it: the checks must then fail."""
     import nbformat
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
@@ -115,7 +116,7 @@ def build_selftest_site(workdir: Path, linked: bool = True, launch: bool = True,
     nb = new_notebook(cells=[
         new_markdown_cell("# Self-test page\n\n" + long_text + "\n\nInline math $\\alpha + \\beta$ and\n\n"
                           "$$\\mathcal{L} = \\alpha \\, \\mathcal{L}_1 + \\beta \\, \\mathcal{L}_2$$"),
-        new_code_cell(f"LINKED = {linked}\n" + SELFTEST_NB),
+        new_code_cell(f"LINKED = {linked}\n" + SELFTEST_NB, metadata={} if long_cell else {"tags": ["hide-input"]}),
         new_markdown_cell("```{glue:figure} selftest_fig\n:name: fig-selftest\n\nA numbered, captioned figure.\n```"),
         new_code_cell("%matplotlib inline\nfrom myst_nb import glue\n" + fig.replace("plt.show()", "glue('selftest_fig', fig, display=False)")),
         new_code_cell(wide),

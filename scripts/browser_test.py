@@ -4,7 +4,7 @@ driving Debian's Chromium).
     python scripts/browser_test.py                 # run every chapter on `smoke`, build the book, check it
     python scripts/browser_test.py --html DIR      # only check an already built site (e.g. _build/html)
     python scripts/browser_test.py --selftest      # check a tiny hand-made book with a precomputed panel
-    python scripts/browser_test.py --selftest --dead-widget --raw-table   # ... that must fail those checks
+    python scripts/browser_test.py --selftest --dead-widget --raw-table --long-cell   # ... that must fail those checks
 
 Without ``--html`` it runs the chapters on ``smoke`` with the runner into a scratch folder, vendors the
 front-end assets (``scripts/vendor_assets.sh``) and builds the book from there (``book/executed`` is left
@@ -48,8 +48,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from browser_checks import (DARK_JS, FONT_URLS_JS, LIBRARY_CODE_JS, MAX_SIGNIFICANT, PAGE_FACTS_JS,  # noqa: E402
-                            WIDGET_BYTES_JS, book_repository, check_findings, check_launch, check_search,
+from browser_checks import (DARK_JS, FONT_URLS_JS, LIBRARY_CODE_JS, MAX_SIGNIFICANT, MAX_VISIBLE_CODE_LINES,  # noqa: E402
+                            PAGE_FACTS_JS, VISIBLE_CODE_JS, WIDGET_BYTES_JS, book_repository, check_findings, check_launch, check_search,
                             drive_panels, image_is_blank, overlong_numbers)
 from browser_sites import build_selftest_site, build_smoke_site, vendor_assets  # noqa: E402
 from headless import launch, wait_rendered  # noqa: E402
@@ -149,6 +149,14 @@ def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES, titles: list | 
                                  "missing or not found when the book was staged)")
                 panel_log.append(f"library code blocks: {n_src}")
             if name.startswith("notebooks/"):
+                lengths = page.evaluate(VISIBLE_CODE_JS)
+                if not lengths:
+                    found.append("no visible code cell found (the page's cell markup changed?)")
+                long = [n for n in lengths if n > MAX_VISIBLE_CODE_LINES]
+                if long:
+                    found.append(f"{len(long)} visible code cell(s) over {MAX_VISIBLE_CODE_LINES} lines ({long}): "
+                                 "hide them or move them into ccc_lib/experiments")
+                panel_log.append(f"visible code cells: {len(lengths)}, the longest {max(lengths, default=0)} lines")
                 imgs = [i for i in f["images"] if "_images/" in i["src"]]
                 if not imgs:
                     found.append("a chapter page without figures")
@@ -254,6 +262,8 @@ def main(argv=None) -> int:
                     help="with --selftest: leave the live-only slider in the static page (the check must fail)")
     ap.add_argument("--raw-table", action="store_true",
                     help="with --selftest: add a clipped table of unrounded numbers (the table checks must fail)")
+    ap.add_argument("--long-cell", action="store_true",
+                    help="with --selftest: show a code cell of over 20 lines (the visible-code check must fail)")
     ap.add_argument("--keep", help="folder for the scratch build, kept afterwards (default: a temporary one, "
                                    "removed when every page passes and kept, with its screenshots, when one fails)")
     args = ap.parse_args(argv)
@@ -269,7 +279,8 @@ def main(argv=None) -> int:
         scratch = None if args.keep else work
         if args.selftest:
             site = build_selftest_site(work, linked=not args.unlinked, launch=not args.no_launch,
-                                       static=not args.dead_widget, raw_table=args.raw_table)
+                                       static=not args.dead_widget, raw_table=args.raw_table,
+                                       long_cell=args.long_cell)
         else:
             site, problems = build_smoke_site(work)
     pdf = site / "book.pdf"

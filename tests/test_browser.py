@@ -55,9 +55,10 @@ def test_browser_checks_pass_on_a_good_page_and_remove_their_scratch_build(short
 
 def test_browser_checks_fail_on_every_broken_page_feature_and_keep_the_build(short_tmp):
     """One page with every fault at once — the slider unlinked from its stack, no Colab and Thebe buttons, the
-    live-only slider left in the static page, a clipped table of unrounded numbers — fails with each problem
+    live-only slider left in the static page, a clipped table of unrounded numbers, a visible code cell of over
+    20 lines — fails with each problem
     named, and the failing run keeps its scratch build (screenshots included) and says where."""
-    r = _run(short_tmp, "--unlinked", "--no-launch", "--dead-widget", "--raw-table")
+    r = _run(short_tmp, "--unlinked", "--no-launch", "--dead-widget", "--raw-table", "--long-cell")
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]
     assert "did not change the image" in r.stdout and "did not change the numbers" in r.stdout
     assert "no Colab launch link to notebooks/01_counterfeits.ipynb" in r.stdout
@@ -66,6 +67,7 @@ def test_browser_checks_fail_on_every_broken_page_feature_and_keep_the_build(sho
     assert "outside a precomputed panel, which change nothing without a kernel" in r.stdout
     assert "more than 6 significant digits" in r.stdout and "0.123456789" in r.stdout
     assert "cut by a box that hides what does not fit" in r.stdout
+    assert "1 visible code cell(s) over 20 lines" in r.stdout
     kept = list(short_tmp.glob("ccc-book-*"))
     assert len(kept) == 1 and f"kept for a look: {kept[0]}" in r.stdout
     assert list((kept[0] / "_build" / "screenshots").glob("*.png"))

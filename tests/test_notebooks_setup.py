@@ -204,3 +204,21 @@ def test_every_chapter_keeps_its_numbered_captioned_figures():
             assert f.get("caption") and str(f.get("name", "")).startswith("fig-"), f"{path.name}: {f}"
         names += [f["name"] for f in figs]
     assert len(names) == len(set(names)), f"figure names repeat: {sorted(n for n in names if names.count(n) > 1)}"
+
+
+#: the longest visible code cell a chapter may show its reader (the architecture issue: a visible cell teaches
+#: in about 15 lines; the assembly of claims and glue is hidden or behind one call of the experiments package)
+MAX_VISIBLE_LINES = 20
+HIDDEN = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
+
+
+def test_no_visible_code_cell_is_longer_than_a_reader_holds():
+    long = []
+    for path in NOTEBOOKS:
+        for i, c in enumerate(json.loads(path.read_text())["cells"]):
+            if c["cell_type"] == "code" and not HIDDEN & set(c["metadata"].get("tags", [])):
+                n = len(_source(c).rstrip("\n").splitlines())
+                if n > MAX_VISIBLE_LINES:
+                    long.append(f"{path.name} cell {i}: {n} lines")
+    assert not long, f"visible code cells over {MAX_VISIBLE_LINES} lines (hide them or move them into " \
+                     f"ccc_lib/experiments): {long}"

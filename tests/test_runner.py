@@ -266,13 +266,45 @@ def test_chapters_side_by_side(tmp_path, capsys):
 
 
 def test_heaviest_chapters_start_first(tmp_path):
-    """Side by side, the longest chapters start first: by the previous run's seconds in the output folder
-    where every chapter has them, else by the book's measured order."""
-    chapters = ["00_classifiers", "01_counterfeits", "03_iocn"]
-    assert cli_run.heaviest_first(chapters, tmp_path) == ["03_iocn", "01_counterfeits", "00_classifiers"]
+    """Side by side, chapter 1 starts first (chapters 2 and 3 read its generators), then the longest: by the
+    previous run's seconds in the output folder where every chapter has them, else by the book's measured order."""
+    chapters = ["00_classifiers", "01_counterfeits", "03_iocn", "04_drift"]
+    assert cli_run.heaviest_first(chapters, tmp_path) == ["01_counterfeits", "03_iocn", "04_drift", "00_classifiers"]
     (tmp_path / "metrics").mkdir()
-    for stem, sec in (("00_classifiers", 50.0), ("01_counterfeits", 5.0), ("03_iocn", 20.0)):
+    for stem, sec in (("00_classifiers", 50.0), ("01_counterfeits", 5.0), ("03_iocn", 20.0), ("04_drift", 30.0)):
         (tmp_path / "metrics" / f"{stem}.json").write_text(json.dumps({"run_seconds": sec}))
-    assert cli_run.heaviest_first(chapters, tmp_path) == ["00_classifiers", "03_iocn", "01_counterfeits"]
+    assert cli_run.heaviest_first(chapters, tmp_path) == ["01_counterfeits", "00_classifiers", "04_drift", "03_iocn"]
+    assert cli_run.heaviest_first(chapters[::2], tmp_path) == ["00_classifiers", "03_iocn"]
     (tmp_path / "metrics" / "03_iocn.json").write_text("{}")            # one without: the measured order
-    assert cli_run.heaviest_first(chapters, tmp_path) == ["03_iocn", "01_counterfeits", "00_classifiers"]
+    assert cli_run.heaviest_first(chapters, tmp_path) == ["01_counterfeits", "03_iocn", "04_drift", "00_classifiers"]
+
+
+def test_a_chapter_waits_for_chapter_1_running_beside_it(tmp_path, monkeypatch, capsys):
+    """Run side by side, chapters 2 and 3 may reach chapter 1's generators before chapter 1 has cached them:
+    they wait while chapter 1 runs (its end marker absent), and get NotCached (whose message names the fix)
+    once it has ended or where nothing runs beside them."""
+    from ccc_lib.cache import NotCached
+    from ccc_lib.counterfeits import trained
+    marker, calls = tmp_path / "chapter1.ended", []
+
+    def not_yet():
+        calls.append(1)
+        if len(calls) < 3:
+            raise NotCached("not yet")
+        return "generator"
+    monkeypatch.setenv(trained.AWAIT_ENV, str(marker))
+    assert trained._await_chapter1(not_yet, "the generator", poll=0.01) == "generator" and len(calls) == 3
+    assert "waiting for the generator" in capsys.readouterr().out
+
+    def never():
+        calls.append(1)
+        if len(calls) > 6:
+            marker.touch()                  # chapter 1 ended without caching it
+        raise NotCached("never")
+    with pytest.raises(NotCached):
+        trained._await_chapter1(never, "the generator", poll=0.01)
+    monkeypatch.delenv(trained.AWAIT_ENV)
+    calls.clear()
+    with pytest.raises(NotCached):
+        trained._await_chapter1(never, "the generator", poll=0.01)
+    assert len(calls) == 1                   # nothing runs beside: no wait

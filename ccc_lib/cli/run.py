@@ -103,7 +103,7 @@ HEAVY_ORDER = ("03_iocn", "02_neuralfp", "01_counterfeits", "04_drift", "00_clas
 def heaviest_first(chapters, out: Path) -> list:
     """``chapters`` ordered for running side by side, the longest first (so that the last to start are short
     and the lanes end together): by the ``run_seconds`` of the previous run in ``out`` where every chapter
-    has one, else :data:`HEAVY_ORDER`."""
+    has one, else :data:`HEAVY_ORDER`; chapter 1 always first, since chapters 2 and 3 read its generators."""
     last = {}
     for stem in chapters:
         try:
@@ -111,9 +111,12 @@ def heaviest_first(chapters, out: Path) -> list:
         except (OSError, ValueError, KeyError, TypeError):
             break
     if len(last) == len(chapters):
-        return sorted(chapters, key=lambda s: -last[s])
-    rank = {s: i for i, s in enumerate(HEAVY_ORDER)}
-    return sorted(chapters, key=lambda s: rank.get(s, len(rank)))
+        order = sorted(chapters, key=lambda s: -last[s])
+    else:
+        rank = {s: i for i, s in enumerate(HEAVY_ORDER)}
+        order = sorted(chapters, key=lambda s: rank.get(s, len(rank)))
+    # chapter 1 starts first whatever its length: chapters 2 and 3 read its generators (and wait for them)
+    return sorted(order, key=lambda s: s != CHAPTERS["1"])
 
 
 def _run_side_by_side(chapters, profile, out, notebook_dir, root, args, jobs: int) -> list:
@@ -132,6 +135,10 @@ def _run_side_by_side(chapters, profile, out, notebook_dir, root, args, jobs: in
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), CCC_CHAPTER_JOBS="1",
                CCC_JOBS=os.environ.get("CCC_JOBS") or str(max(1, cores // jobs)))
     tmp = Path(tempfile.mkdtemp(prefix="ccc-run-"))
+    done1 = tmp / "chapter1.ended"        # chapters reading chapter 1's generators wait for them until it exists
+    if CHAPTERS["1"] in chapters:
+        from ..counterfeits.trained import AWAIT_ENV
+        env[AWAIT_ENV] = str(done1)
 
     def one(stem):
         summary = tmp / f"{stem}.json"
@@ -139,7 +146,11 @@ def _run_side_by_side(chapters, profile, out, notebook_dir, root, args, jobs: in
                "--notebooks", str(notebook_dir), "--root", str(root), "--skip-fetch-check", "--summary", str(summary)]
         if args.parameters:
             cmd += ["--parameters", str(args.parameters)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        finally:
+            if stem == CHAPTERS["1"]:
+                done1.touch()
         try:
             r = json.loads(summary.read_text())["results"][0]
         except (OSError, ValueError, KeyError, IndexError):

@@ -3,10 +3,14 @@ checkpoint cache (or trained now), our variant's chosen ε and τ, and the confi
 other chapters' detectors score."""
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import torch
 from torch import nn
 
-from ..cache import fingerprint, load_or_train
+from ..cache import NotCached, fingerprint, load_or_train
 from ..checks import InputError, check_choice, check_fraction
 from ..profiles import Profile, chapter_settings, get_profile
 from ..utils import set_seed
@@ -14,7 +18,11 @@ from .generator import MODES, GeneratorConfig, VectorMatrixGenerator, validate_w
 from .training import PLATEAU, check_plateau, device_of, sample, train_generator
 
 __all__ = ["VARIANTS", "SETTINGS", "SELECTION", "settings", "selection_settings", "selection_config", "ours_choice",
-           "generator_settings", "sample_dropout", "get_generator", "confident_counterfeits"]
+           "generator_settings", "sample_dropout", "get_generator", "confident_counterfeits", "AWAIT_ENV"]
+
+#: set by ``python -m ccc_lib run`` when chapter 1 runs beside the chapter reading its generators: a file that
+#: appears when chapter 1's run has ended; until then a generator not yet cached is waited for, not an error
+AWAIT_ENV = "CCC_AWAIT_CHAPTER1"
 
 
 #: the two generators: the paper's loss, and ours (+ ε·Div on features)
@@ -248,10 +256,30 @@ def confident_counterfeits(classifier: nn.Module, dataset: str, profile: str | P
     those the classifier labels as intended with confidence ≥ ``threshold``. Returns :func:`sample`'s
     dict restricted to the kept images, plus ``n_sampled``, ``variant`` and ``info``."""
     check_fraction(threshold, "threshold", open_interval=False)
-    chosen = ours_choice(classifier, dataset, profile, seed) if variant == "ours" else {}
-    gen, info = get_generator(classifier, dataset, profile, variant=variant, seed=seed, cache_only=True, plateau=True,
-                              **chosen)
+
+    def cached():
+        chosen = ours_choice(classifier, dataset, profile, seed) if variant == "ours" else {}
+        return get_generator(classifier, dataset, profile, variant=variant, seed=seed, cache_only=True, plateau=True,
+                             **chosen)
+    gen, info = _await_chapter1(cached, f"chapter 1's {variant!r} generator for {dataset}")
     s = sample(gen, classifier, n_per_class, seed=seed, dropout=sample_dropout(variant, info["settings"]))
     keep = (s["confidence"] >= threshold) & (s["pred"] == s["y"])
     out = {k: v[keep] for k, v in s.items()}
     return {**out, "n_sampled": int(len(keep)), "variant": variant, "info": info}
+
+
+def _await_chapter1(fn, what: str, poll: float = 5.0):
+    """``fn()``; where it raises :class:`NotCached` while chapter 1 runs beside this chapter (the file named by
+    :data:`AWAIT_ENV` does not exist yet), wait for chapter 1 to cache it and try again. Once chapter 1's run
+    has ended (or where nothing runs beside), NotCached goes to the caller, whose message names the fix."""
+    marker, said = os.environ.get(AWAIT_ENV), False
+    while True:
+        try:
+            return fn()
+        except NotCached:
+            if not marker or Path(marker).exists():
+                raise
+            if not said:
+                print(f"waiting for {what}: chapter 1 runs beside this chapter and has not cached it yet", flush=True)
+                said = True
+            time.sleep(poll)

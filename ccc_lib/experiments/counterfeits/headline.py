@@ -15,7 +15,7 @@ from ...metrics import nearest_neighbour_distance
 from ...profiles import get_profile
 from .measures import features
 
-__all__ = ["generator", "generator_job", "headline_jobs", "pretrain", "PairDistances", "diversity_ratio_ci",
+__all__ = ["generator", "generator_job", "headline_jobs", "pretrain", "read_headline", "PairDistances", "diversity_ratio_ci",
            "SeedMeasures", "seed_measures", "headline_spaces", "real_reference", "compare_over_seeds"]
 
 
@@ -53,6 +53,25 @@ def pretrain(jobs: list) -> list:
     from the cache with :func:`ccc_lib.counterfeits.get_generator`, so results do not depend on it."""
     from ...parallel import run_jobs
     return run_jobs(generator_job, jobs)
+
+
+def read_headline(classifiers: dict, profile, seeds, overrides: dict):
+    """The headline's generators read back (from the cache :func:`pretrain` filled): both variants, every seed,
+    on each dataset of ``classifiers``; ours with ``overrides[name]``. Returns ``(gens, info, stops)``: the first
+    seed's generator and info per ``(dataset, variant)``, and a table of where every one stopped."""
+    import pandas as pd
+    first, steps = min(seeds), cf.settings(profile)["steps"]
+    gens, info, stops = {}, {}, []
+    for name, clf in classifiers.items():
+        for v in cf.VARIANTS:
+            for sd in seeds:
+                g, i = generator(clf, name, profile, variant=v, seed=sd, **(overrides[name] if v == "ours" else {}))
+                stops.append({"dataset": name, "generator": v, "seed": sd, "steps trained": i["stopped_at"],
+                              "cap": steps, "stopped on the plateau test": i["plateau_reached"],
+                              "train s": round(i.get("train_seconds", float("nan")), 1), "from cache": i["from_cache"]})
+                if sd == first:
+                    gens[name, v], info[name, v] = g, i
+    return gens, info, pd.DataFrame(stops).set_index(["dataset", "generator", "seed"])
 
 
 def _median_ratio(a, b, axis=-1):
