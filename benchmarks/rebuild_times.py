@@ -8,6 +8,7 @@ the same command, threads, data and profile; the only difference is the cache.
     python benchmarks/rebuild_times.py --cache DIR --warm-only   # only a warm run on an existing cache
     python benchmarks/rebuild_times.py --bundle FILE        # + a run from a shipped bundle (cache import FILE)
     python benchmarks/rebuild_times.py --cache DIR --warm-only --bundle FILE --book   # + the HTML book's build
+    python benchmarks/rebuild_times.py --chapter-jobs 2 --book   # the book from scratch: cold chapters + HTML, then warm
     python benchmarks/rebuild_times.py --cache DIR --warm-only --chapter-jobs 2      # two chapters side by side
     python benchmarks/rebuild_times.py --jobs 1,2 3         # cold runs with CCC_JOBS=1 and =2: speed-up per heavy cell
     python benchmarks/rebuild_times.py --compare BEFORE.json AFTER.json   # side by side, nothing run
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
     ap.add_argument("--chapter-jobs", type=int, default=1,
                     help="chapters side by side in every run (the runner's --jobs; the --threads are shared out)")
     ap.add_argument("--book", action="store_true",
-                    help="after the warm and the bundle runs, also time the HTML book's build from their notebooks")
+                    help="after the cold, warm and bundle runs, also time the HTML book's build from their notebooks")
     ap.add_argument("--jobs", default=None, help="comma-separated CCC_JOBS values: one cold run each, per-cell speed-up")
     ap.add_argument("--top", type=int, default=8, help="heaviest cells to list")
     ap.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"), help="print two result files side by side")
@@ -285,7 +286,7 @@ def main(argv=None) -> int:
             runs[kind] = run_once(args.chapters, args.profile, cache, out_root / kind, args.threads,
                                   chapter_jobs=args.chapter_jobs)
             report(kind, runs[kind])
-            if args.book and kind == "warm":
+            if args.book and kind in ("cold", "warm"):       # cold + its HTML build: the book from scratch
                 runs[kind]["book"] = build_book(out_root / kind, cache, out_root / f"{kind}-book")
                 print(f"[{kind}] book {runs[kind]['book']['seconds']:.1f} s, exit {runs[kind]['book']['returncode']}", flush=True)
         if args.bundle:

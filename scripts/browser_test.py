@@ -149,9 +149,7 @@ def check_site(site: Path, shots: Path, panel_pages=PANEL_PAGES, titles: list | 
                                  "missing or not found when the book was staged)")
                 panel_log.append(f"library code blocks: {n_src}")
             if name.startswith("notebooks/"):
-                lengths = page.evaluate(VISIBLE_CODE_JS)
-                if not lengths:
-                    found.append("no visible code cell found (the page's cell markup changed?)")
+                lengths = page.evaluate(VISIBLE_CODE_JS)       # the report hides every cell: none is fine
                 long = [n for n in lengths if n > MAX_VISIBLE_CODE_LINES]
                 if long:
                     found.append(f"{len(long)} visible code cell(s) over {MAX_VISIBLE_CODE_LINES} lines ({long}): "
