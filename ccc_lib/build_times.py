@@ -64,8 +64,18 @@ def latest_runs(results_dir, profile: str = "default") -> dict:
                           "chapter_jobs": d.get("chapter_jobs", 1), "wall_s": float(r["wall_s"]),
                           "import_s": r.get("import_s") if kind == "bundle" else None, "book_s": book_s,
                           "total_s": float(sum(p for p in parts if p is not None)),
-                          "chapters": {s: c.get("seconds") for s, c in sorted(chapters.items())}}
+                          "chapters": {s: c.get("seconds") for s, c in sorted(chapters.items())},
+                          "heavy": _heavy(chapters)}
     return {k: {kk: vv for kk, vv in v.items() if kk != "_when"} for k, v in best.items()}
+
+
+def _heavy(chapters: dict, top: int = 6) -> list:
+    """The ``top`` heaviest cells of a run over all its chapters (papermill's seconds per cell, where the file
+    has them): ``[{"chapter", "index", "first_line", "seconds"}]``, the heaviest first."""
+    cells = [{"chapter": stem, "index": c.get("index"), "first_line": str(c.get("first_line", "")),
+              "seconds": float(c["seconds"])}
+             for stem, ch in chapters.items() for c in (ch or {}).get("cells") or [] if c.get("seconds") is not None]
+    return sorted(cells, key=lambda c: -c["seconds"])[:top]
 
 
 def _s(x: float) -> str:
@@ -94,6 +104,11 @@ def build_times_markdown(results_dir, profile: str = "default") -> str:
     runs = latest_runs(results_dir, profile)
     lines = [f"| the `{profile}` book | wall clock | chapter by chapter (s) | measured |", "|---|---|---|---|"]
     lines += [_row(k, runs.get(k)) for k in KINDS]
+    heavy = (runs.get("cold") or {}).get("heavy") or []
+    if heavy:
+        lines += ["", "The cold run's heaviest cells (papermill's seconds, chapters side by side where the row says "
+                      "so): " + "; ".join(f"chapter {c['chapter'].split('_')[0].lstrip('0') or '0'}, cell {c['index']} "
+                                          f"(`{c['first_line'][:40].strip()}`) {c['seconds']:,.0f} s" for c in heavy) + "."]
     # the files below the table, not in a cell: a file name does not break, and the printed page is narrow
     files = "; ".join(f"{LABELS[k]}: `{runs[k]['file']}`" for k in KINDS if runs.get(k))
     lines += ["", f"Read from `benchmarks/results/rebuild_times_{profile}*.json` ({files or 'none yet'}), written by "

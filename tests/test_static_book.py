@@ -104,6 +104,17 @@ def test_build_times_take_the_latest_complete_run_of_each_kind(tmp_path):
            "side by side |" in table
     assert "from an empty cache (cold): `rebuild_times_default_new.json`" in table   # files below, not in a cell
     assert "| from the shipped bundle to a built book | not measured | not measured | not measured |" in table
+    assert "heaviest cells" not in table                  # the files hold no cell times: no such line
+    doc = json.loads((tmp_path / "rebuild_times_default_new.json").read_text())
+    doc["runs"]["cold"]["chapters"]["03_iocn"]["cells"] = [
+        {"index": 19, "first_line": "t = time.perf_counter()", "seconds": 480.4},
+        {"index": 5, "first_line": "import time", "seconds": 5.0}]
+    doc["runs"]["cold"]["chapters"]["00_classifiers"]["cells"] = [
+        {"index": 8, "first_line": "models = {}", "seconds": 90.0}]
+    (tmp_path / "rebuild_times_default_new.json").write_text(json.dumps(doc))
+    table = BT.build_times_markdown(tmp_path)
+    assert ("heaviest cells (papermill's seconds, chapters side by side where the row says so): chapter 3, cell 19 "
+            "(`t = time.perf_counter()`) 480 s; chapter 0, cell 8 (`models = {}`) 90 s; chapter 3, cell 5") in table
     assert BT.latest_runs(tmp_path / "missing") == {} and BT.latest_runs(None) == {}
     assert BT.build_times_markdown(None).count("not measured") == 9
 
