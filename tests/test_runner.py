@@ -270,6 +270,8 @@ def test_heaviest_chapters_start_first(tmp_path):
     previous run's seconds in the output folder where every chapter has them, else by the book's measured order."""
     chapters = ["00_classifiers", "01_counterfeits", "03_iocn", "04_drift"]
     assert cli_run.heaviest_first(chapters, tmp_path) == ["01_counterfeits", "03_iocn", "04_drift", "00_classifiers"]
+    assert cli_run.heaviest_first(["00_classifiers", "02_neuralfp", "04_drift"], tmp_path) == \
+        ["04_drift", "02_neuralfp", "00_classifiers"]
     (tmp_path / "metrics").mkdir()
     for stem, sec in (("00_classifiers", 50.0), ("01_counterfeits", 5.0), ("03_iocn", 20.0), ("04_drift", 30.0)):
         (tmp_path / "metrics" / f"{stem}.json").write_text(json.dumps({"run_seconds": sec}))

@@ -96,8 +96,10 @@ def _run_in_turn(chapters, profile, out, notebook_dir, params) -> list:
     return results
 
 
-#: the chapters from the heaviest, where no earlier run says otherwise (measured at default, warm and cold)
-HEAVY_ORDER = ("03_iocn", "02_neuralfp", "01_counterfeits", "04_drift", "00_classifiers", "05_report")
+#: the chapters from the heaviest, where no earlier run says otherwise: their cold one-thread CPU seconds at
+#: default (benchmarks/results/chapter_cpu_default_2026-12-07.json: 1, 3, 4, 2, 0), so that on 2 lanes chapter 2
+#: (which reads chapter 1's generators near its end) follows chapter 1 and the lanes end close together
+HEAVY_ORDER = ("01_counterfeits", "03_iocn", "04_drift", "02_neuralfp", "00_classifiers", "05_report")
 
 
 def heaviest_first(chapters, out: Path) -> list:
