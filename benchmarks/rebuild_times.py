@@ -44,21 +44,31 @@ CHAPTERS = ("00_classifiers", "01_counterfeits", "02_neuralfp", "03_iocn", "04_d
 
 
 def cell_times(notebook: Path) -> list[dict]:
-    """Per code cell of an executed notebook: index, first line and papermill's duration (seconds)."""
+    """Per code cell of an executed notebook: its index in the source notebook (papermill's injected
+    parameters cell not counted), the section it is in (the last Markdown heading above it), its first line
+    that says what it does (not a comment, not the timer's ``t = time.perf_counter()``) and papermill's
+    duration (seconds)."""
+    import re
     try:
         nb = json.loads(notebook.read_text())
     except (OSError, ValueError):
         return []
-    out = []
-    for i, c in enumerate(nb.get("cells", [])):
+    out, section, index = [], "", -1
+    for c in nb.get("cells", []):
+        if "injected-parameters" in c.get("metadata", {}).get("tags", []):
+            continue
+        index += 1
+        src = "".join(c.get("source", "")).strip().splitlines()
+        if c.get("cell_type") == "markdown":
+            section = next((l.lstrip("#").strip() for l in src if l.startswith("#")), section)
         if c.get("cell_type") != "code":
             continue
         d = c.get("metadata", {}).get("papermill", {}).get("duration")
         if d is None:
             continue
-        src = "".join(c.get("source", "")).strip().splitlines()
-        first = next((l for l in src if l.strip() and not l.lstrip().startswith("#")), src[0] if src else "")
-        out.append({"index": i, "first_line": first[:70], "seconds": float(d)})
+        first = next((l for l in src if l.strip() and not l.lstrip().startswith("#")
+                      and not re.match(r"\s*t\d*\s*=\s*time\.perf_counter\(\)\s*$", l)), src[0] if src else "")
+        out.append({"index": index, "section": section, "first_line": first[:70], "seconds": float(d)})
     return out
 
 

@@ -73,6 +73,7 @@ def _heavy(chapters: dict, top: int = 6) -> list:
     """The ``top`` heaviest cells of a run over all its chapters (papermill's seconds per cell, where the file
     has them): ``[{"chapter", "index", "first_line", "seconds"}]``, the heaviest first."""
     cells = [{"chapter": stem, "index": c.get("index"), "first_line": str(c.get("first_line", "")),
+              "section": str(c.get("section", "")),
               "seconds": float(c["seconds"])}
              for stem, ch in chapters.items() for c in (ch or {}).get("cells") or [] if c.get("seconds") is not None]
     return sorted(cells, key=lambda c: -c["seconds"])[:top]
@@ -80,17 +81,17 @@ def _heavy(chapters: dict, top: int = 6) -> list:
 
 def _s(x: float) -> str:
     """Seconds as the table shows them: whole seconds, with minutes beside from 10 minutes on."""
-    return f"{x:,.0f} s" + (f" ({x / 60:.0f} min)" if x >= 600 else "")
+    return f"{x:,.0f} s" + (f" ≈ {x / 60:.0f} min" if x >= 600 else "")
 
 
 def _row(kind: str, r: dict | None) -> str:
     if r is None:
         return f"| {LABELS[kind]} | not measured | not measured | not measured |"
-    parts = [f"chapters {_s(r['wall_s'])}"]
+    parts = [f"chapters {r['wall_s']:,.0f} s"]
     if r.get("import_s") is not None:
-        parts.insert(0, f"import {_s(r['import_s'])}")
+        parts.insert(0, f"import {r['import_s']:,.0f} s")
     if r.get("book_s") is not None:
-        parts.append(f"HTML book {_s(r['book_s'])}")
+        parts.append(f"HTML book {r['book_s']:,.0f} s")
     total = _s(r["total_s"]) + (f" ({' + '.join(parts)})" if len(parts) > 1 else "")
     chapters = " · ".join(f"{stem.split('_')[0].lstrip('0') or '0'}: {sec:,.0f}" for stem, sec in r["chapters"].items()
                           if sec is not None)
@@ -106,9 +107,12 @@ def build_times_markdown(results_dir, profile: str = "default") -> str:
     lines += [_row(k, runs.get(k)) for k in KINDS]
     heavy = (runs.get("cold") or {}).get("heavy") or []
     if heavy:
+        def where(c):
+            sec = f"“{c['section'][:50]}”, " if c["section"] else ""
+            return (f"chapter {c['chapter'].split('_')[0].lstrip('0') or '0'} ({sec}cell {c['index']}: "
+                    f"`{c['first_line'][:40].strip()}`) {c['seconds']:,.0f} s")
         lines += ["", "The cold run's heaviest cells (papermill's seconds, chapters side by side where the row says "
-                      "so): " + "; ".join(f"chapter {c['chapter'].split('_')[0].lstrip('0') or '0'}, cell {c['index']} "
-                                          f"(`{c['first_line'][:40].strip()}`) {c['seconds']:,.0f} s" for c in heavy) + "."]
+                      "so): " + "; ".join(where(c) for c in heavy) + "."]
     # the files below the table, not in a cell: a file name does not break, and the printed page is narrow
     files = "; ".join(f"{LABELS[k]}: `{runs[k]['file']}`" for k in KINDS if runs.get(k))
     lines += ["", f"Read from `benchmarks/results/rebuild_times_{profile}*.json` ({files or 'none yet'}), written by "

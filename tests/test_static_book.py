@@ -65,7 +65,7 @@ def test_finish_staging(tmp_path):
                                                                   "build_times": True}
     intro = (staging / "book" / "intro.md").read_text()
     assert "tbl-findings" in intro and BT.MARKER not in intro
-    assert "| from an empty cache (cold) | 1,500 s (25 min) |" in intro and "2026-01-02" in intro
+    assert "| from an empty cache (cold) | 1,500 s ≈ 25 min |" in intro and "2026-01-02" in intro
     assert "| on the cache a run filled (warm) | not measured |" in intro
     staged = json.loads((staging / "notebooks" / "01_counterfeits.ipynb").read_text())
     assert staged["cells"][1]["outputs"][0]["data"]["text/plain"][0] == LIVE_NOTE
@@ -100,21 +100,22 @@ def test_build_times_take_the_latest_complete_run_of_each_kind(tmp_path):
     assert runs["cold"]["file"] == "rebuild_times_default_new.json"
     assert runs["warm"]["wall_s"] == 100.0 and "bundle" not in runs
     table = BT.build_times_markdown(tmp_path)
-    assert "| from an empty cache (cold) | 1,700 s (28 min) | 0: 567 · 3: 850 | 2026-12-07, 2 threads, 2 chapters " \
+    assert "| from an empty cache (cold) | 1,700 s ≈ 28 min | 0: 567 · 3: 850 | 2026-12-07, 2 threads, 2 chapters " \
            "side by side |" in table
     assert "from an empty cache (cold): `rebuild_times_default_new.json`" in table   # files below, not in a cell
     assert "| from the shipped bundle to a built book | not measured | not measured | not measured |" in table
     assert "heaviest cells" not in table                  # the files hold no cell times: no such line
     doc = json.loads((tmp_path / "rebuild_times_default_new.json").read_text())
     doc["runs"]["cold"]["chapters"]["03_iocn"]["cells"] = [
-        {"index": 19, "first_line": "t = time.perf_counter()", "seconds": 480.4},
-        {"index": 5, "first_line": "import time", "seconds": 5.0}]
+        {"index": 18, "section": "Table 1", "first_line": "results = X.run_table1(S, P)", "seconds": 480.4},
+        {"index": 5, "first_line": "import time", "seconds": 5.0}]          # an older file: no section
     doc["runs"]["cold"]["chapters"]["00_classifiers"]["cells"] = [
-        {"index": 8, "first_line": "models = {}", "seconds": 90.0}]
+        {"index": 8, "section": "Training", "first_line": "models = {}", "seconds": 90.0}]
     (tmp_path / "rebuild_times_default_new.json").write_text(json.dumps(doc))
     table = BT.build_times_markdown(tmp_path)
-    assert ("heaviest cells (papermill's seconds, chapters side by side where the row says so): chapter 3, cell 19 "
-            "(`t = time.perf_counter()`) 480 s; chapter 0, cell 8 (`models = {}`) 90 s; chapter 3, cell 5") in table
+    assert ("heaviest cells (papermill's seconds, chapters side by side where the row says so): chapter 3 (“Table 1”, "
+            "cell 18: `results = X.run_table1(S, P)`) 480 s; chapter 0 (“Training”, cell 8: `models = {}`) 90 s; "
+            "chapter 3 (cell 5: `import time`) 5 s.") in table
     assert BT.latest_runs(tmp_path / "missing") == {} and BT.latest_runs(None) == {}
     assert BT.build_times_markdown(None).count("not measured") == 9
 
@@ -147,7 +148,7 @@ def test_readme_build_times_script_check_fails_on_a_stale_section(tmp_path):
     r = subprocess.run(cmd + ["--check"], capture_output=True, text=True)
     assert r.returncode == 1 and "out of date" in r.stderr
     assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
-    assert "1,200 s (20 min)" in readme.read_text() and "typed" not in readme.read_text()
+    assert "1,200 s ≈ 20 min" in readme.read_text() and "typed" not in readme.read_text()
     assert subprocess.run(cmd + ["--check"], capture_output=True, text=True).returncode == 0
 
 
