@@ -71,10 +71,9 @@ def latest_runs(results_dir, profile: str = "default") -> dict:
 
 def _heavy(chapters: dict, top: int = 6) -> list:
     """The ``top`` heaviest cells of a run over all its chapters (papermill's seconds per cell, where the file
-    has them): ``[{"chapter", "index", "first_line", "seconds"}]``, the heaviest first."""
+    has them): ``[{"chapter", "index", "first_line", "section", "seconds"}]``, the heaviest first."""
     cells = [{"chapter": stem, "index": c.get("index"), "first_line": str(c.get("first_line", "")),
-              "section": str(c.get("section", "")),
-              "seconds": float(c["seconds"])}
+              "section": str(c.get("section", "")), "seconds": float(c["seconds"])}
              for stem, ch in chapters.items() for c in (ch or {}).get("cells") or [] if c.get("seconds") is not None]
     return sorted(cells, key=lambda c: -c["seconds"])[:top]
 
